@@ -1,0 +1,1 @@
+//! Shared by mod_natterbox_sf and the sidecar.

@@ -1,0 +1,1 @@
+//! Call-path logic of mod_natterbox_sf.

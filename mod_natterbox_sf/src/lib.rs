@@ -1,0 +1,1 @@
+//! FFI layer of mod_natterbox_sf.
