@@ -1,1 +1,9 @@
-//! Shared by mod_natterbox_sf and the sidecar.
+//! What mod_natterbox_sf and the sidecar share, so that each exists once: the config file, the
+//! Salesforce protocol, phone-number parsing, the token hand-off files and the event wire format.
+
+pub mod config;
+pub mod handoff;
+pub mod phone;
+pub mod salesforce;
+pub mod wire;
+mod xml;

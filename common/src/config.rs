@@ -1,0 +1,745 @@
+//! `natterbox_sf.conf`: one file, read by the module (through FreeSWITCH's XML config API) and by
+//! the sidecar (from disk), parsed here into a validated, typed value. See docs/design.md.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::phone::Country;
+use crate::xml::{self, Element};
+
+/// The name FreeSWITCH knows the configuration by (`<configuration name="…">`).
+pub const CONFIG_NAME: &str = "natterbox_sf.conf";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub settings: Settings,
+    pub sidecar: SidecarSettings,
+    pub orgs: Vec<OrgConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub default_org: Option<String>,
+    pub lookup_timeout: Duration,
+    pub http_connect_timeout: Duration,
+    pub cache_max_entries: usize,
+    pub cache_ttl: Duration,
+    pub cache_negative_ttl: Duration,
+    pub cache_max_stale: Duration,
+    pub runtime_threads: usize,
+    pub token_dir: PathBuf,
+    pub event_socket: PathBuf,
+    pub spool_dir: PathBuf,
+    pub event_queue_capacity: usize,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SidecarSettings {
+    pub http_listen: SocketAddr,
+    pub outbox_db: PathBuf,
+    pub agent_tokens_file: Option<PathBuf>,
+    pub token_file_owner: Option<String>,
+    pub websocket_tls_cert: Option<PathBuf>,
+    pub websocket_tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgConfig {
+    pub name: String,
+    /// `NN.0`, as it appears in `/services/data/vNN.0/`.
+    pub api_version: String,
+    pub default_country: Country,
+    /// Where tokens are requested: login.salesforce.com, test.salesforce.com or the My Domain.
+    pub login_url: String,
+    /// Cap on concurrent Salesforce requests from this host for this org.
+    pub max_concurrent: usize,
+    /// The org's session timeout (Salesforce sends no `expires_in`).
+    pub session_timeout: Duration,
+    pub auth: Option<AuthConfig>,
+    pub profiles: Vec<LookupProfile>,
+    pub call_log: CallLogConfig,
+    pub screen_pop: ScreenPopConfig,
+}
+
+impl OrgConfig {
+    pub fn profile(&self, name: &str) -> Option<&LookupProfile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+/// A secret is named by where it lives, never written in the config or in any log.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::File(path) => write!(f, "file {}", path.display()),
+            SecretRef::Env(name) => write!(f, "env ${name}"),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. The error names where it looked, never what it found.
+    pub fn load(&self) -> Result<String, String> {
+        match self {
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthConfig {
+    JwtBearer {
+        client_id: String,
+        username: String,
+        private_key: SecretRef,
+        /// `aud`: login or test, even when the token is requested from My Domain.
+        audience: String,
+    },
+    RefreshToken {
+        client_id: String,
+        client_secret: Option<SecretRef>,
+        refresh_token: SecretRef,
+    },
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretRef,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupProfile {
+    pub name: String,
+    /// In priority order: the first object with a match wins.
+    pub objects: Vec<ObjectLookup>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectLookup {
+    pub object: String,
+    /// Fields to return; `Id` and `Name`-like fields are always added by the lookup.
+    pub fields: Vec<String>,
+    pub mappings: Vec<FieldMapping>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldMapping {
+    /// A field path such as `Owner.Extension` or `Preferred_Queue__c`.
+    pub field: String,
+    /// The channel variable it becomes.
+    pub variable: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLogConfig {
+    pub enabled: bool,
+    pub subject: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScreenPopConfig {
+    pub platform_event: Option<String>,
+    pub ttl: Duration,
+}
+
+/// What is wrong with a config, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+impl Config {
+    /// Parses the `<configuration name="natterbox_sf.conf">` element, alone or inside a larger
+    /// document (FreeSWITCH's `<document><section name="configuration">…`).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let root = xml::parse(text).map_err(ConfigError)?;
+        let configuration = find_configuration(&root).ok_or_else(|| {
+            ConfigError(format!("no <configuration name=\"{CONFIG_NAME}\"> element"))
+        })?;
+        let settings = parse_settings(configuration.child("settings"))?;
+        let sidecar = parse_sidecar(configuration.child("sidecar"))?;
+        let mut orgs = Vec::new();
+        if let Some(list) = configuration.child("orgs") {
+            for org in list.children_named("org") {
+                let org = parse_org(org)?;
+                if orgs.iter().any(|o: &OrgConfig| o.name == org.name) {
+                    return err(format!("org \"{}\" is defined twice", org.name));
+                }
+                orgs.push(org);
+            }
+        }
+        if orgs.is_empty() {
+            return err("<orgs> defines no <org>");
+        }
+        if let Some(default) = &settings.default_org {
+            if !orgs.iter().any(|o| &o.name == default) {
+                return err(format!(
+                    "default-org \"{default}\" is not one of the <org>s"
+                ));
+            }
+        }
+        Ok(Config {
+            settings,
+            sidecar,
+            orgs,
+        })
+    }
+
+    pub fn org(&self, name: &str) -> Option<&OrgConfig> {
+        self.orgs.iter().find(|o| o.name == name)
+    }
+
+    /// The org a call belongs to: the one it names, else the default, else the only one.
+    pub fn resolve_org(&self, requested: Option<&str>) -> Option<&OrgConfig> {
+        match requested {
+            Some(name) => self.org(name),
+            None => match &self.settings.default_org {
+                Some(name) => self.org(name),
+                None if self.orgs.len() == 1 => self.orgs.first(),
+                None => None,
+            },
+        }
+    }
+}
+
+fn find_configuration(element: &Element) -> Option<&Element> {
+    if element.name == "configuration" && element.attr("name") == Some(CONFIG_NAME) {
+        return Some(element);
+    }
+    element.children.iter().find_map(find_configuration)
+}
+
+/// `<param name="…" value="…"/>` children, FreeSWITCH's convention.
+struct Params<'a> {
+    section: &'static str,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Params<'a> {
+    fn of(section: &'static str, element: Option<&'a Element>) -> Result<Self, ConfigError> {
+        let mut params = Vec::new();
+        if let Some(element) = element {
+            for param in element.children_named("param") {
+                let (Some(name), Some(value)) = (param.attr("name"), param.attr("value")) else {
+                    return err(format!("<{section}>: a <param> needs name and value"));
+                };
+                params.push((name, value));
+            }
+        }
+        Ok(Params { section, params })
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn number<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => match text.trim().parse::<T>() {
+                Ok(v) if v >= min && v <= max => Ok(v),
+                _ => err(format!(
+                    "<{}> param {name}=\"{text}\": expected a whole number from {min} to {max}",
+                    self.section
+                )),
+            },
+        }
+    }
+
+    fn millis(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, min, max)
+            .map(Duration::from_millis)
+    }
+
+    fn secs(&self, name: &str, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+        self.number(name, default, min, max)
+            .map(Duration::from_secs)
+    }
+
+    fn path(&self, name: &str, default: &str) -> PathBuf {
+        PathBuf::from(self.get(name).unwrap_or(default))
+    }
+}
+
+fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
+    let p = Params::of("settings", element)?;
+    let default_org = p.get("default-org").map(str::to_string);
+    if let Some(name) = &default_org {
+        check_org_name(name)?;
+    }
+    Ok(Settings {
+        default_org,
+        lookup_timeout: p.millis("lookup-timeout-ms", 1500, 10, 60_000)?,
+        http_connect_timeout: p.millis("http-connect-timeout-ms", 1000, 10, 60_000)?,
+        cache_max_entries: p.number("cache-max-entries", 200_000usize, 1, 50_000_000)?,
+        cache_ttl: p.secs("cache-ttl-s", 300, 0, 86_400)?,
+        cache_negative_ttl: p.secs("cache-negative-ttl-s", 30, 0, 86_400)?,
+        cache_max_stale: p.secs("cache-max-stale-s", 3600, 0, 7 * 86_400)?,
+        runtime_threads: p.number("runtime-threads", 2usize, 1, 64)?,
+        token_dir: p.path("token-dir", "/var/lib/natterbox-sf/tokens"),
+        event_socket: p.path("event-socket", "/run/natterbox-sf/events.sock"),
+        spool_dir: p.path("spool-dir", "/var/spool/natterbox-sf"),
+        event_queue_capacity: p.number("event-queue-capacity", 10_000usize, 1, 10_000_000)?,
+        ca_file: p.get("ca-file").map(PathBuf::from),
+    })
+}
+
+fn parse_sidecar(element: Option<&Element>) -> Result<SidecarSettings, ConfigError> {
+    let p = Params::of("sidecar", element)?;
+    let listen = p.get("http-listen").unwrap_or("127.0.0.1:8787");
+    let http_listen = listen.parse().or_else(|_| {
+        err(format!(
+            "<sidecar> param http-listen=\"{listen}\": expected an address such as 127.0.0.1:8787"
+        ))
+    })?;
+    Ok(SidecarSettings {
+        http_listen,
+        outbox_db: p.path("outbox-db", "/var/lib/natterbox-sf/outbox.sqlite"),
+        agent_tokens_file: p.get("agent-tokens-file").map(PathBuf::from),
+        token_file_owner: p.get("token-file-owner").map(str::to_string),
+        websocket_tls_cert: p.get("websocket-tls-cert").map(PathBuf::from),
+        websocket_tls_key: p.get("websocket-tls-key").map(PathBuf::from),
+    })
+}
+
+fn check_org_name(name: &str) -> Result<(), ConfigError> {
+    // Org names become file names (token hand-off) and cache scopes.
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "org name \"{name}\": use 1 to 64 letters, digits, '_' or '-'"
+        ))
+    }
+}
+
+/// A Salesforce API name: `Contact`, `Preferred_Queue__c`, `Screen_Pop__e`.
+pub fn is_api_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.len() <= 80
+}
+
+/// A field path: API names joined by dots (`Owner.Extension`, `Account.Owner.Name`).
+pub fn is_field_path(path: &str) -> bool {
+    !path.is_empty() && path.split('.').count() <= 5 && path.split('.').all(is_api_name)
+}
+
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn required<'a>(element: &'a Element, attr: &str, context: &str) -> Result<&'a str, ConfigError> {
+    match element.attr(attr) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim()),
+        _ => err(format!("{context}: <{}> needs {attr}=\"…\"", element.name)),
+    }
+}
+
+fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
+    let name = required(element, "name", "<orgs>")?.to_string();
+    check_org_name(&name)?;
+    let ctx = format!("org \"{name}\"");
+
+    let api_version = element.attr("api-version").unwrap_or("68.0").to_string();
+    match api_version.strip_suffix(".0").map(str::parse::<u32>) {
+        Some(Ok(v)) if (31..=99).contains(&v) => {}
+        _ => {
+            return err(format!(
+                "{ctx}: api-version=\"{api_version}\": expected a Salesforce API version such as 68.0 (31.0 or later)"
+            ))
+        }
+    }
+    let country_text = element.attr("default-country").unwrap_or("US");
+    let default_country = Country::parse(country_text).ok_or_else(|| {
+        ConfigError(format!(
+            "{ctx}: default-country=\"{country_text}\": expected an ISO 3166 code such as US or GB"
+        ))
+    })?;
+    let login_url = element
+        .attr("login-url")
+        .unwrap_or("https://login.salesforce.com")
+        .trim_end_matches('/')
+        .to_string();
+    if !(login_url.starts_with("https://") || login_url.starts_with("http://")) {
+        return err(format!(
+            "{ctx}: login-url=\"{login_url}\" must be an http(s) URL"
+        ));
+    }
+    let max_concurrent = parse_attr_number(element, "max-concurrent", 50usize, 1, 10_000, &ctx)?;
+    let session_timeout = Duration::from_secs(parse_attr_number(
+        element,
+        "session-timeout-s",
+        7200u64,
+        60,
+        86_400,
+        &ctx,
+    )?);
+    let auth = element
+        .child("auth")
+        .map(|a| parse_auth(a, &ctx))
+        .transpose()?;
+
+    let mut profiles = Vec::new();
+    for profile in element.children_named("profile") {
+        let profile = parse_profile(profile, &ctx)?;
+        if profiles
+            .iter()
+            .any(|p: &LookupProfile| p.name == profile.name)
+        {
+            return err(format!(
+                "{ctx}: profile \"{}\" is defined twice",
+                profile.name
+            ));
+        }
+        profiles.push(profile);
+    }
+    if !profiles.iter().any(|p| p.name == "default") {
+        return err(format!("{ctx}: needs a <profile name=\"default\">"));
+    }
+
+    let call_log = match element.child("call-log") {
+        None => CallLogConfig {
+            enabled: false,
+            subject: "Call {direction} {from}".into(),
+            status: "Completed".into(),
+        },
+        Some(c) => CallLogConfig {
+            enabled: parse_bool(c.attr("enabled").unwrap_or("true"), &ctx)?,
+            subject: c
+                .attr("subject")
+                .unwrap_or("Call {direction} {from}")
+                .to_string(),
+            status: c.attr("status").unwrap_or("Completed").to_string(),
+        },
+    };
+    let screen_pop = match element.child("screen-pop") {
+        None => ScreenPopConfig {
+            platform_event: None,
+            ttl: Duration::from_secs(30),
+        },
+        Some(s) => {
+            let platform_event = s.attr("platform-event").filter(|v| !v.is_empty());
+            if let Some(event) = platform_event {
+                if !(is_api_name(event) && event.ends_with("__e")) {
+                    return err(format!(
+                        "{ctx}: platform-event=\"{event}\" must be a platform event API name ending in __e"
+                    ));
+                }
+            }
+            ScreenPopConfig {
+                platform_event: platform_event.map(str::to_string),
+                ttl: Duration::from_millis(parse_attr_number(
+                    s, "ttl-ms", 30_000u64, 100, 3_600_000, &ctx,
+                )?),
+            }
+        }
+    };
+
+    Ok(OrgConfig {
+        name,
+        api_version,
+        default_country,
+        login_url,
+        max_concurrent,
+        session_timeout,
+        auth,
+        profiles,
+        call_log,
+        screen_pop,
+    })
+}
+
+fn parse_bool(text: &str, ctx: &str) -> Result<bool, ConfigError> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => err(format!("{ctx}: \"{text}\" is not true or false")),
+    }
+}
+
+fn parse_attr_number<T>(
+    element: &Element,
+    attr: &str,
+    default: T,
+    min: T,
+    max: T,
+    ctx: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    match element.attr(attr) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<T>() {
+            Ok(v) if v >= min && v <= max => Ok(v),
+            _ => err(format!(
+                "{ctx}: {attr}=\"{text}\": expected a whole number from {min} to {max}"
+            )),
+        },
+    }
+}
+
+fn secret(element: &Element, stem: &str, ctx: &str) -> Result<Option<SecretRef>, ConfigError> {
+    let file = element
+        .attr(&format!("{stem}-file"))
+        .filter(|v| !v.is_empty());
+    let env = element
+        .attr(&format!("{stem}-env"))
+        .filter(|v| !v.is_empty());
+    if element.attr(stem).is_some() {
+        return err(format!(
+            "{ctx}: <auth> {stem}=\"…\" would put a secret in the config; use {stem}-file or {stem}-env"
+        ));
+    }
+    match (file, env) {
+        (Some(_), Some(_)) => err(format!("{ctx}: <auth> has both {stem}-file and {stem}-env")),
+        (Some(path), None) => Ok(Some(SecretRef::File(PathBuf::from(path)))),
+        (None, Some(name)) => Ok(Some(SecretRef::Env(name.to_string()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse_auth(element: &Element, org_ctx: &str) -> Result<AuthConfig, ConfigError> {
+    let ctx = format!("{org_ctx} <auth>");
+    let flow = required(element, "flow", org_ctx)?;
+    let client_id = required(element, "client-id", &ctx)?.to_string();
+    let need = |stem: &str| -> Result<SecretRef, ConfigError> {
+        secret(element, stem, org_ctx)?.ok_or_else(|| {
+            ConfigError(format!(
+                "{ctx}: flow {flow} needs {stem}-file=\"…\" or {stem}-env=\"…\""
+            ))
+        })
+    };
+    match flow {
+        "jwt-bearer" => Ok(AuthConfig::JwtBearer {
+            client_id,
+            username: required(element, "username", &ctx)?.to_string(),
+            private_key: need("private-key")?,
+            audience: element
+                .attr("audience")
+                .unwrap_or("https://login.salesforce.com")
+                .trim_end_matches('/')
+                .to_string(),
+        }),
+        "refresh-token" => Ok(AuthConfig::RefreshToken {
+            client_id,
+            client_secret: secret(element, "client-secret", org_ctx)?,
+            refresh_token: need("refresh-token")?,
+        }),
+        "client-credentials" => Ok(AuthConfig::ClientCredentials {
+            client_id,
+            client_secret: need("client-secret")?,
+        }),
+        other => err(format!(
+            "{ctx}: flow=\"{other}\": expected jwt-bearer, refresh-token or client-credentials"
+        )),
+    }
+}
+
+fn parse_profile(element: &Element, org_ctx: &str) -> Result<LookupProfile, ConfigError> {
+    let name = required(element, "name", org_ctx)?.to_string();
+    if !is_variable_name(&name) {
+        return err(format!(
+            "{org_ctx}: profile name \"{name}\": use letters, digits and '_'"
+        ));
+    }
+    let ctx = format!("{org_ctx} profile \"{name}\"");
+    let mut objects = Vec::new();
+    for object in element.children_named("object") {
+        let api_name = required(object, "name", &ctx)?.to_string();
+        if !is_api_name(&api_name) {
+            return err(format!(
+                "{ctx}: object \"{api_name}\" is not a Salesforce API name"
+            ));
+        }
+        let mut fields: Vec<String> = Vec::new();
+        for field in object.attr("fields").unwrap_or("Id,Name").split(',') {
+            let field = field.trim();
+            if field.is_empty() {
+                continue;
+            }
+            if !is_field_path(field) {
+                return err(format!(
+                    "{ctx}: {api_name} field \"{field}\" is not a field path"
+                ));
+            }
+            if !fields.iter().any(|f| f.eq_ignore_ascii_case(field)) {
+                fields.push(field.to_string());
+            }
+        }
+        let mut mappings = Vec::new();
+        for map in object.children_named("map") {
+            let field = required(map, "field", &ctx)?.to_string();
+            let variable = required(map, "variable", &ctx)?.to_string();
+            if !is_field_path(&field) {
+                return err(format!("{ctx}: map field \"{field}\" is not a field path"));
+            }
+            if !is_variable_name(&variable) {
+                return err(format!(
+                    "{ctx}: map variable \"{variable}\": use letters, digits and '_'"
+                ));
+            }
+            if !fields.iter().any(|f| f.eq_ignore_ascii_case(&field)) {
+                fields.push(field.clone());
+            }
+            mappings.push(FieldMapping { field, variable });
+        }
+        if objects.iter().any(|o: &ObjectLookup| o.object == api_name) {
+            return err(format!("{ctx}: object {api_name} is listed twice"));
+        }
+        objects.push(ObjectLookup {
+            object: api_name,
+            fields,
+            mappings,
+        });
+    }
+    if objects.is_empty() {
+        return err(format!("{ctx}: lists no <object>"));
+    }
+    Ok(LookupProfile { name, objects })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+<configuration name="natterbox_sf.conf" description="test">
+  <settings>
+    <param name="default-org" value="acme"/>
+    <param name="lookup-timeout-ms" value="800"/>
+    <param name="cache-max-entries" value="1000"/>
+  </settings>
+  <!-- a comment -->
+  <orgs>
+    <org name="acme" api-version="66.0" default-country="GB" login-url="https://acme.my.salesforce.com/">
+      <auth flow="jwt-bearer" client-id="3MVG9" username="u@acme.example" private-key-file="/etc/k.pem"/>
+      <profile name="default">
+        <object name="Contact" fields="Id, Name, OwnerId">
+          <map field="Owner.Extension" variable="sf_owner_extension"/>
+        </object>
+        <object name="Lead"/>
+      </profile>
+      <call-log enabled="false"/>
+      <screen-pop platform-event="Screen_Pop__e" ttl-ms="5000"/>
+    </org>
+    <org name="globex"><profile name="default"><object name="Account"/></profile></org>
+  </orgs>
+</configuration>"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert_eq!(config.settings.lookup_timeout, Duration::from_millis(800));
+        assert_eq!(config.settings.cache_max_entries, 1000);
+        assert_eq!(config.settings.cache_ttl, Duration::from_secs(300));
+        let acme = config.org("acme").unwrap();
+        assert_eq!(acme.api_version, "66.0");
+        assert_eq!(acme.default_country, Country::parse("GB").unwrap());
+        assert_eq!(acme.login_url, "https://acme.my.salesforce.com");
+        let contact = &acme.profile("default").unwrap().objects[0];
+        assert_eq!(contact.fields, ["Id", "Name", "OwnerId", "Owner.Extension"]);
+        assert_eq!(contact.mappings[0].variable, "sf_owner_extension");
+        assert!(
+            matches!(acme.auth, Some(AuthConfig::JwtBearer { ref audience, .. }) if audience == "https://login.salesforce.com")
+        );
+        assert!(!acme.call_log.enabled);
+        assert_eq!(acme.screen_pop.ttl, Duration::from_secs(5));
+        assert_eq!(config.resolve_org(None).unwrap().name, "acme");
+        assert_eq!(config.resolve_org(Some("globex")).unwrap().name, "globex");
+        assert!(config.resolve_org(Some("initech")).is_none());
+    }
+
+    #[test]
+    fn finds_the_configuration_inside_a_freeswitch_document() {
+        let doc = format!(
+            r#"<document type="freeswitch/xml"><section name="configuration">{SAMPLE}</section></document>"#
+        );
+        assert_eq!(Config::parse(&doc).unwrap().orgs.len(), 2);
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().0
+    }
+
+    #[test]
+    fn explains_what_is_wrong() {
+        let bad_timeout = SAMPLE.replace("value=\"800\"", "value=\"soon\"");
+        assert!(error_of(&bad_timeout).contains("lookup-timeout-ms=\"soon\""));
+        let bad_version = SAMPLE.replace("66.0", "66");
+        assert!(error_of(&bad_version).contains("api-version"));
+        let bad_country = SAMPLE.replace("\"GB\"", "\"Britain\"");
+        assert!(error_of(&bad_country).contains("default-country"));
+        let inline_secret = SAMPLE.replace("private-key-file=", "private-key=");
+        assert!(error_of(&inline_secret).contains("secret in the config"));
+        let injected_field = SAMPLE.replace("Id, Name, OwnerId", "Id, Name FROM User--");
+        assert!(error_of(&injected_field).contains("not a field path"));
+        let bad_org = SAMPLE.replace("name=\"globex\"", "name=\"../etc\"");
+        assert!(error_of(&bad_org).contains("org name"));
+        let no_default_profile = SAMPLE.replace(
+            "<profile name=\"default\"><object name=\"Account\"/>",
+            "<profile name=\"x\"><object name=\"Account\"/>",
+        );
+        assert!(error_of(&no_default_profile).contains("profile name=\"default\""));
+        assert!(error_of("<configuration name=\"other.conf\"/>").contains("no <configuration"));
+        assert!(
+            error_of("<configuration name=\"natterbox_sf.conf\"><orgs>").contains("XML")
+                || error_of("<configuration name=\"natterbox_sf.conf\"><orgs>").contains("root")
+        );
+        let unknown_default = SAMPLE.replace("value=\"acme\"", "value=\"initech\"");
+        assert!(error_of(&unknown_default).contains("default-org"));
+    }
+
+    #[test]
+    fn secrets_print_as_references() {
+        let secret = SecretRef::Env("ACME_SECRET".into());
+        assert_eq!(format!("{secret:?}"), "env $ACME_SECRET");
+    }
+}

@@ -1,0 +1,142 @@
+//! Token hand-off from the sidecar to the module: one JSON file per org, 0600, replaced
+//! atomically, so the module never reads half a token and keeps the last one while the sidecar
+//! is away.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenFile {
+    pub org: String,
+    pub access_token: String,
+    pub instance_url: String,
+    pub issued_at_ms: u64,
+    /// Increases with every new token for the org; the module reports 401s against it.
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for TokenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenFile")
+            .field("org", &self.org)
+            .field("access_token", &"<redacted>")
+            .field("instance_url", &self.instance_url)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+pub fn token_path(dir: &Path, org: &str) -> PathBuf {
+    dir.join(format!("{org}.json"))
+}
+
+/// Identity of a file version: changes whenever the file is replaced or rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+pub fn stamp(path: &Path) -> Option<FileStamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some(FileStamp {
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+    })
+}
+
+/// Reads a token file, refusing one that others can read (a token readable by anyone on the host
+/// is a leaked token).
+pub fn read(path: &Path) -> Result<TokenFile, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: mode {:o} lets others read the token; expected 0600",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let text = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: not a token file: {e}", path.display()))
+}
+
+/// Writes `token` to `<dir>/<org>.json`: a temporary file in the same directory, 0600, fsynced,
+/// chowned to `owner` when given, renamed over the old file, directory fsynced.
+pub fn write(dir: &Path, token: &TokenFile, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let path = token_path(dir, &token.org);
+    let tmp = dir.join(format!(".{}.json.tmp", token.org));
+    let body = serde_json::to_vec(token).map_err(|e| e.to_string())?;
+    let result = (|| -> std::io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // The mode is only applied on creation; a leftover temporary file keeps its own.
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        fs::rename(&tmp, &path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("writing {}: {e}", path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(generation: u64) -> TokenFile {
+        TokenFile {
+            org: "acme".into(),
+            access_token: "00D!secret".into(),
+            instance_url: "https://acme.my.salesforce.com".into(),
+            issued_at_ms: 1,
+            generation,
+        }
+    }
+
+    #[test]
+    fn writes_atomically_with_0600_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &token(1), None).unwrap();
+        let path = token_path(dir.path(), "acme");
+        let first = stamp(&path).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(read(&path).unwrap(), token(1));
+        write(dir.path(), &token(2), None).unwrap();
+        assert_ne!(stamp(&path).unwrap(), first);
+        assert_eq!(read(&path).unwrap().generation, 2);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        assert!(!format!("{:?}", token(1)).contains("secret"));
+    }
+
+    #[test]
+    fn refuses_a_token_file_others_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &token(1), None).unwrap();
+        let path = token_path(dir.path(), "acme");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read(&path).unwrap_err().contains("0600"));
+    }
+}

@@ -1,0 +1,10 @@
+//! The Salesforce protocol, once for both programs: query-language escaping, error bodies, the
+//! limit header, OAuth token responses and a REST client.
+
+pub mod client;
+pub mod error;
+pub mod escape;
+pub mod oauth;
+
+pub use client::{SalesforceClient, Session};
+pub use error::{ApiError, LimitInfo, SfError};
