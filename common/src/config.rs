@@ -132,7 +132,20 @@ pub struct ObjectLookup {
     pub object: String,
     /// Fields to return; `Id` and `Name`-like fields are always added by the lookup.
     pub fields: Vec<String>,
+    /// The object's phone fields, compared with the caller's number after the search.
+    pub phone_fields: Vec<String>,
     pub mappings: Vec<FieldMapping>,
+}
+
+/// Salesforce's phone fields on the standard objects a lookup searches (fact sheet §3).
+pub fn standard_phone_fields(object: &str) -> Option<&'static [&'static str]> {
+    match object {
+        "Contact" => Some(&["Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone"]),
+        "Lead" => Some(&["Phone", "MobilePhone"]),
+        "Account" => Some(&["Phone"]),
+        "User" => Some(&["Phone", "MobilePhone"]),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -631,12 +644,32 @@ fn parse_profile(element: &Element, org_ctx: &str) -> Result<LookupProfile, Conf
             }
             mappings.push(FieldMapping { field, variable });
         }
+        let phone_fields: Vec<String> = match object.attr("phone-fields") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => standard_phone_fields(&api_name)
+                .map(|fields| fields.iter().map(|f| f.to_string()).collect())
+                .unwrap_or_default(),
+        };
+        if phone_fields.is_empty() {
+            return err(format!(
+                "{ctx}: {api_name} is not a standard object: say which fields hold phone numbers with phone-fields=\"…\""
+            ));
+        }
+        if let Some(bad) = phone_fields.iter().find(|f| !is_api_name(f)) {
+            return err(format!("{ctx}: {api_name} phone field \"{bad}\" is not a field name"));
+        }
         if objects.iter().any(|o: &ObjectLookup| o.object == api_name) {
             return err(format!("{ctx}: object {api_name} is listed twice"));
         }
         objects.push(ObjectLookup {
             object: api_name,
             fields,
+            phone_fields,
             mappings,
         });
     }
@@ -666,6 +699,7 @@ mod tests {
           <map field="Owner.Extension" variable="sf_owner_extension"/>
         </object>
         <object name="Lead"/>
+        <object name="Routing_Rule__c" fields="Queue__c" phone-fields="Phone__c"/>
       </profile>
       <call-log enabled="false"/>
       <screen-pop platform-event="Screen_Pop__e" ttl-ms="5000"/>
@@ -687,6 +721,9 @@ mod tests {
         let contact = &acme.profile("default").unwrap().objects[0];
         assert_eq!(contact.fields, ["Id", "Name", "OwnerId", "Owner.Extension"]);
         assert_eq!(contact.mappings[0].variable, "sf_owner_extension");
+        assert_eq!(contact.phone_fields.len(), 5);
+        let custom = &acme.profile("default").unwrap().objects[2];
+        assert_eq!(custom.phone_fields, ["Phone__c"]);
         assert!(
             matches!(acme.auth, Some(AuthConfig::JwtBearer { ref audience, .. }) if audience == "https://login.salesforce.com")
         );
@@ -729,6 +766,8 @@ mod tests {
         );
         assert!(error_of(&no_default_profile).contains("profile name=\"default\""));
         assert!(error_of("<configuration name=\"other.conf\"/>").contains("no <configuration"));
+        let custom_without_phone = SAMPLE.replace(" phone-fields=\"Phone__c\"", "");
+        assert!(error_of(&custom_without_phone).contains("phone-fields"));
         assert!(
             error_of("<configuration name=\"natterbox_sf.conf\"><orgs>").contains("XML")
                 || error_of("<configuration name=\"natterbox_sf.conf\"><orgs>").contains("root")
