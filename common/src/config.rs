@@ -140,7 +140,13 @@ pub struct ObjectLookup {
 /// Salesforce's phone fields on the standard objects a lookup searches (fact sheet §3).
 pub fn standard_phone_fields(object: &str) -> Option<&'static [&'static str]> {
     match object {
-        "Contact" => Some(&["Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone"]),
+        "Contact" => Some(&[
+            "Phone",
+            "MobilePhone",
+            "HomePhone",
+            "OtherPhone",
+            "AssistantPhone",
+        ]),
         "Lead" => Some(&["Phone", "MobilePhone"]),
         "Account" => Some(&["Phone"]),
         "User" => Some(&["Phone", "MobilePhone"]),
@@ -661,7 +667,9 @@ fn parse_profile(element: &Element, org_ctx: &str) -> Result<LookupProfile, Conf
             ));
         }
         if let Some(bad) = phone_fields.iter().find(|f| !is_api_name(f)) {
-            return err(format!("{ctx}: {api_name} phone field \"{bad}\" is not a field name"));
+            return err(format!(
+                "{ctx}: {api_name} phone field \"{bad}\" is not a field name"
+            ));
         }
         if objects.iter().any(|o: &ObjectLookup| o.object == api_name) {
             return err(format!("{ctx}: object {api_name} is listed twice"));

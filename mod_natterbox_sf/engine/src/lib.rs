@@ -1,1 +1,16 @@
-//! Call-path logic of mod_natterbox_sf.
+//! The call-path logic of mod_natterbox_sf, in plain Rust: it tests without FreeSWITCH. The
+//! cdylib's FFI layer calls into it.
+
+pub mod args;
+pub mod breaker;
+pub mod cache;
+pub mod engine;
+pub mod flight;
+pub mod outbox;
+pub mod outcome;
+pub mod search;
+mod striped;
+pub mod tokens;
+
+pub use engine::{Engine, LookupAnswer, LookupRequest, ReloadReport};
+pub use outcome::{LookupStatus, Outcome, Source};

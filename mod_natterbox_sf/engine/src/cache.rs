@@ -1,0 +1,360 @@
+//! The lookup cache: shared by every call thread, bounded, with TTLs and stale-while-revalidate.
+//!
+//! A hit reads a lock-free hash map (papaya) and sets the entry's "referenced" bit; it takes no
+//! lock that a writer or refresher can hold. Writers (inserts after a Salesforce answer) take the
+//! eviction lock, which orders keys for CLOCK eviction (second chance: LRU-like without touching a
+//! shared list on every hit).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::outcome::{LookupStatus, Outcome};
+use crate::striped::StripedCounter;
+
+/// Cache scope: one (org, profile) pair of one config generation. Tenants never share a scope,
+/// so one org's answer never serves another org's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub scope: ScopeId,
+    /// E.164 digits as an integer (`CallerNumber::key`).
+    pub number: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub max_entries: usize,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+struct Entry {
+    outcome: Arc<Outcome>,
+    fresh_until: u64,
+    stale_until: u64,
+    referenced: AtomicBool,
+    refreshing: AtomicBool,
+}
+
+/// What the cache holds for a key, now.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Fresh(Arc<Outcome>),
+    /// Past its TTL but within max-stale. `claimed_refresh` is true for exactly one caller until
+    /// a new answer is stored: that caller starts the revalidation.
+    Stale {
+        outcome: Arc<Outcome>,
+        claimed_refresh: bool,
+    },
+    Miss,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub stale_hits: u64,
+    pub misses: u64,
+    pub inserts: u64,
+    pub evictions: u64,
+}
+
+pub struct LookupCache {
+    map: papaya::HashMap<CacheKey, Entry>,
+    /// Keys in CLOCK order; only writers touch it.
+    clock: Mutex<VecDeque<CacheKey>>,
+    policy: parking_lot::RwLock<CachePolicy>,
+    epoch: Instant,
+    hits: StripedCounter,
+    stale_hits: StripedCounter,
+    misses: StripedCounter,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl LookupCache {
+    pub fn new(policy: CachePolicy) -> LookupCache {
+        LookupCache {
+            map: papaya::HashMap::builder()
+                .capacity(policy.max_entries.min(1 << 20))
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+            clock: Mutex::new(VecDeque::new()),
+            policy: parking_lot::RwLock::new(policy),
+            epoch: Instant::now(),
+            hits: StripedCounter::default(),
+            stale_hits: StripedCounter::default(),
+            misses: StripedCounter::default(),
+            inserts: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The hit path.
+    pub fn get(&self, key: &CacheKey) -> Cached {
+        let now = self.now_ms();
+        let map = self.map.pin();
+        let Some(entry) = map.get(key) else {
+            self.misses.add(1);
+            return Cached::Miss;
+        };
+        if now < entry.fresh_until {
+            if !entry.referenced.load(Ordering::Relaxed) {
+                entry.referenced.store(true, Ordering::Relaxed);
+            }
+            self.hits.add(1);
+            return Cached::Fresh(entry.outcome.clone());
+        }
+        if now < entry.stale_until {
+            entry.referenced.store(true, Ordering::Relaxed);
+            self.stale_hits.add(1);
+            let claimed_refresh = !entry.refreshing.swap(true, Ordering::AcqRel);
+            return Cached::Stale {
+                outcome: entry.outcome.clone(),
+                claimed_refresh,
+            };
+        }
+        self.misses.add(1);
+        Cached::Miss
+    }
+
+    /// Gives back a refresh claim that could not be carried out (e.g. the org is throttled),
+    /// so a later caller may try.
+    pub fn release_refresh(&self, key: &CacheKey) {
+        if let Some(entry) = self.map.pin().get(key) {
+            entry.refreshing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Stores a settled answer. Only found / not found / multiple are cacheable.
+    pub fn insert(&self, key: CacheKey, outcome: Arc<Outcome>) {
+        let policy = *self.policy.read();
+        let ttl = match outcome.status {
+            LookupStatus::Found | LookupStatus::Multiple => policy.ttl,
+            LookupStatus::NotFound => policy.negative_ttl,
+            _ => return,
+        };
+        if ttl.is_zero() || policy.max_entries == 0 {
+            return;
+        }
+        let now = self.now_ms();
+        let fresh_until = now + ttl.as_millis() as u64;
+        let entry = Entry {
+            outcome,
+            fresh_until,
+            stale_until: fresh_until + policy.max_stale.as_millis() as u64,
+            referenced: AtomicBool::new(false),
+            refreshing: AtomicBool::new(false),
+        };
+        let map = self.map.pin();
+        let mut clock = self.clock.lock();
+        let replaced = map.insert(key, entry).is_some();
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+        if replaced {
+            return;
+        }
+        clock.push_back(key);
+        while map.len() > policy.max_entries {
+            let Some(candidate) = clock.pop_front() else {
+                break;
+            };
+            match map.get(&candidate) {
+                // Flushed or already evicted: its place in the queue was stale.
+                None => continue,
+                Some(e) if e.referenced.swap(false, Ordering::Relaxed) && now < e.stale_until => {
+                    clock.push_back(candidate);
+                }
+                Some(_) => {
+                    map.remove(&candidate);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        // Keys removed by flushes linger in the queue; keep it proportional to the map.
+        if clock.len() > 2 * policy.max_entries.max(1024) {
+            clock.retain(|k| map.contains_key(k));
+        }
+    }
+
+    /// Removes every entry of the given scopes (all entries when `scopes` is `None`).
+    pub fn flush(&self, scopes: Option<&[ScopeId]>) -> usize {
+        let map = self.map.pin();
+        let before = map.len();
+        match scopes {
+            None => map.clear(),
+            Some(scopes) => map.retain(|k, _| !scopes.contains(&k.scope)),
+        }
+        before.saturating_sub(map.len())
+    }
+
+    pub fn set_policy(&self, policy: CachePolicy) {
+        *self.policy.write() = policy;
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.map.len(),
+            hits: self.hits.sum(),
+            stale_hits: self.stale_hits.sum(),
+            misses: self.misses.sum(),
+            inserts: self.inserts.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn scope_entries(&self, scope: ScopeId) -> usize {
+        self.map
+            .pin()
+            .iter()
+            .filter(|(k, _)| k.scope == scope)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::PackedVars;
+
+    fn policy(max_entries: usize) -> CachePolicy {
+        CachePolicy {
+            max_entries,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(60),
+        }
+    }
+
+    fn found(id: &str) -> Arc<Outcome> {
+        let mut vars = PackedVars::builder();
+        vars.push("sf_record_id", id);
+        Arc::new(Outcome {
+            status: LookupStatus::Found,
+            match_count: 1,
+            vars: vars.build(),
+        })
+    }
+
+    fn key(scope: u32, number: u64) -> CacheKey {
+        CacheKey {
+            scope: ScopeId(scope),
+            number,
+        }
+    }
+
+    #[test]
+    fn scopes_never_share_entries() {
+        let cache = LookupCache::new(policy(10));
+        cache.insert(key(1, 14155550123), found("acme"));
+        assert!(matches!(cache.get(&key(2, 14155550123)), Cached::Miss));
+        match cache.get(&key(1, 14155550123)) {
+            Cached::Fresh(o) => assert_eq!(o.vars.get("sf_record_id"), Some("acme")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn evicts_unreferenced_entries_first() {
+        let cache = LookupCache::new(policy(3));
+        for n in 1..=3 {
+            cache.insert(key(1, n), found("x"));
+        }
+        // 1 is used, so 2 (the oldest unused) goes when 4 arrives.
+        assert!(matches!(cache.get(&key(1, 1)), Cached::Fresh(_)));
+        cache.insert(key(1, 4), found("x"));
+        assert_eq!(cache.stats().entries, 3);
+        assert!(matches!(cache.get(&key(1, 1)), Cached::Fresh(_)));
+        assert!(matches!(cache.get(&key(1, 2)), Cached::Miss));
+        assert!(matches!(cache.get(&key(1, 4)), Cached::Fresh(_)));
+        assert_eq!(cache.stats().evictions, 1);
+    }
+
+    #[test]
+    fn stays_bounded_under_many_inserts() {
+        let cache = LookupCache::new(policy(100));
+        for n in 0..10_000 {
+            cache.insert(key(1, n), found("x"));
+            if n % 3 == 0 {
+                cache.get(&key(1, n));
+            }
+        }
+        assert_eq!(cache.stats().entries, 100);
+        assert!(cache.clock.lock().len() <= 2 * 1024);
+    }
+
+    #[test]
+    fn negative_answers_expire_sooner_and_stale_answers_are_claimed_once() {
+        let cache = LookupCache::new(CachePolicy {
+            max_entries: 10,
+            ttl: Duration::from_millis(30),
+            negative_ttl: Duration::from_millis(1),
+            max_stale: Duration::from_secs(60),
+        });
+        cache.insert(key(1, 1), found("x"));
+        cache.insert(key(1, 2), Arc::new(Outcome::not_found()));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(cache.get(&key(1, 1)), Cached::Fresh(_)));
+        assert!(matches!(
+            cache.get(&key(1, 2)),
+            Cached::Stale {
+                claimed_refresh: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cache.get(&key(1, 2)),
+            Cached::Stale {
+                claimed_refresh: false,
+                ..
+            }
+        ));
+        cache.release_refresh(&key(1, 2));
+        assert!(matches!(
+            cache.get(&key(1, 2)),
+            Cached::Stale {
+                claimed_refresh: true,
+                ..
+            }
+        ));
+        // A new answer resets the claim.
+        cache.insert(key(1, 2), Arc::new(Outcome::not_found()));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(
+            cache.get(&key(1, 2)),
+            Cached::Stale {
+                claimed_refresh: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn errors_are_not_cached_and_flush_is_scoped() {
+        let cache = LookupCache::new(policy(10));
+        cache.insert(
+            key(1, 1),
+            Arc::new(Outcome {
+                status: LookupStatus::Timeout,
+                match_count: 0,
+                vars: PackedVars::default(),
+            }),
+        );
+        assert!(matches!(cache.get(&key(1, 1)), Cached::Miss));
+        cache.insert(key(1, 1), found("a"));
+        cache.insert(key(2, 1), found("b"));
+        assert_eq!(cache.flush(Some(&[ScopeId(1)])), 1);
+        assert!(matches!(cache.get(&key(2, 1)), Cached::Fresh(_)));
+        assert_eq!(cache.flush(None), 1);
+    }
+}

@@ -1,0 +1,238 @@
+//! One lookup profile turned into one SOSL search, and the search's records turned into an
+//! outcome: only records whose stored number is the caller's number count, and the profile's
+//! object order decides the winner.
+
+use natterbox_common::config::{LookupProfile, ObjectLookup};
+use natterbox_common::phone::{CallerNumber, Country};
+use natterbox_common::salesforce::escape::sosl_term;
+use serde_json::Value;
+
+use crate::outcome::{LookupStatus, Outcome, PackedVars};
+
+/// Records asked for per object: enough to see ties without paging.
+const RECORDS_PER_OBJECT: usize = 20;
+/// Ids listed in `sf_record_ids` when several records match.
+const MAX_LISTED_IDS: usize = 10;
+
+/// `FIND {4155550123} IN PHONE FIELDS RETURNING Contact(Id,Name,…,Phone,… LIMIT 20), Lead(…)`.
+/// The search term is the parsed number's digits, escaped all the same; object and field names
+/// were validated when the config was parsed.
+pub fn build_sosl(profile: &LookupProfile, caller: &CallerNumber) -> String {
+    let mut sosl = format!(
+        "FIND {{{}}} IN PHONE FIELDS RETURNING ",
+        sosl_term(caller.search_digits())
+    );
+    for (i, object) in profile.objects.iter().enumerate() {
+        if i > 0 {
+            sosl.push_str(", ");
+        }
+        sosl.push_str(&object.object);
+        sosl.push('(');
+        let mut fields: Vec<&str> = vec!["Id"];
+        for f in object.fields.iter().chain(&object.phone_fields) {
+            if !fields.iter().any(|x| x.eq_ignore_ascii_case(f)) {
+                fields.push(f);
+            }
+        }
+        sosl.push_str(&fields.join(", "));
+        sosl.push_str(&format!(" LIMIT {RECORDS_PER_OBJECT})"));
+    }
+    sosl
+}
+
+/// A field path (`Owner.Extension`) read from a record with nested parent objects.
+fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut value = record;
+    for part in path.split('.') {
+        let map = value.as_object()?;
+        // Salesforce returns canonical case; configs are case-insensitive like SOQL.
+        value = map.get(part).or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v)
+        })?;
+    }
+    Some(value)
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn record_type(record: &Value) -> Option<&str> {
+    record.get("attributes")?.get("type")?.as_str()
+}
+
+fn matches_caller(
+    record: &Value,
+    object: &ObjectLookup,
+    caller: &CallerNumber,
+    country: Country,
+) -> bool {
+    object.phone_fields.iter().any(|f| {
+        field(record, f)
+            .and_then(Value::as_str)
+            .is_some_and(|stored| caller.matches_stored(stored, country))
+    })
+}
+
+/// Why a search answer could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MalformedAnswer(pub String);
+
+/// Decides the outcome from the search's records.
+pub fn decide(
+    profile: &LookupProfile,
+    caller: &CallerNumber,
+    country: Country,
+    records: &[Value],
+) -> Result<Outcome, MalformedAnswer> {
+    let mut winner: Option<(&ObjectLookup, Vec<&Value>)> = None;
+    for object in &profile.objects {
+        let mut matches = Vec::new();
+        for record in records {
+            let Some(kind) = record_type(record) else {
+                return Err(MalformedAnswer(
+                    "a search record has no attributes.type".into(),
+                ));
+            };
+            if kind == object.object && matches_caller(record, object, caller, country) {
+                matches.push(record);
+            }
+        }
+        if !matches.is_empty() {
+            winner = Some((object, matches));
+            break;
+        }
+    }
+    let Some((object, matches)) = winner else {
+        return Ok(Outcome::not_found());
+    };
+    let mut vars = PackedVars::builder();
+    vars.push("sf_record_type", &object.object);
+    if matches.len() > 1 {
+        let ids: Vec<String> = matches
+            .iter()
+            .filter_map(|r| field(r, "Id").and_then(text))
+            .take(MAX_LISTED_IDS)
+            .collect();
+        vars.push("sf_record_ids", &ids.join(","));
+        return Ok(Outcome {
+            status: LookupStatus::Multiple,
+            match_count: matches.len() as u32,
+            vars: vars.build(),
+        });
+    }
+    let record = matches[0];
+    let id = field(record, "Id")
+        .and_then(text)
+        .ok_or_else(|| MalformedAnswer("a search record has no Id".into()))?;
+    vars.push("sf_record_id", &id);
+    if let Some(name) = field(record, "Name").and_then(text) {
+        vars.push("sf_record_name", &name);
+    }
+    if let Some(owner) = field(record, "OwnerId").and_then(text) {
+        vars.push("sf_owner_id", &owner);
+    }
+    for mapping in &object.mappings {
+        if let Some(value) = field(record, &mapping.field).and_then(text) {
+            vars.push(&mapping.variable, &value);
+        }
+    }
+    Ok(Outcome {
+        status: LookupStatus::Found,
+        match_count: 1,
+        vars: vars.build(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natterbox_common::config::Config;
+    use serde_json::json;
+
+    fn profile() -> LookupProfile {
+        let config = Config::parse(
+            r#"<configuration name="natterbox_sf.conf"><orgs><org name="acme"><profile name="default">
+                 <object name="Contact" fields="Id,Name,OwnerId"><map field="Owner.Extension" variable="sf_owner_extension"/></object>
+                 <object name="Lead" fields="Id,Name,Company"/>
+               </profile></org></orgs></configuration>"#,
+        )
+        .unwrap();
+        config.orgs[0].profiles[0].clone()
+    }
+
+    fn us() -> Country {
+        Country::parse("US").unwrap()
+    }
+
+    fn contact(id: &str, phone: &str) -> Value {
+        json!({"attributes":{"type":"Contact","url":"/x"},"Id":id,"Name":"Ada O'Brien","OwnerId":"005000000000001AAA",
+               "Owner":{"attributes":{"type":"User"},"Extension":"1001"},"Phone":phone,"MobilePhone":null})
+    }
+
+    fn lead(id: &str, phone: &str) -> Value {
+        json!({"attributes":{"type":"Lead"},"Id":id,"Name":"L","Company":"C","Phone":phone,"MobilePhone":null})
+    }
+
+    #[test]
+    fn builds_one_escaped_search_over_the_profile() {
+        let caller = CallerNumber::parse("+1 (415) 555-0123", us()).unwrap();
+        assert_eq!(
+            build_sosl(&profile(), &caller),
+            "FIND {4155550123} IN PHONE FIELDS RETURNING \
+             Contact(Id, Name, OwnerId, Owner.Extension, Phone, MobilePhone, HomePhone, OtherPhone, AssistantPhone LIMIT 20), \
+             Lead(Id, Name, Company, Phone, MobilePhone LIMIT 20)"
+        );
+    }
+
+    #[test]
+    fn the_first_object_in_priority_order_wins() {
+        let caller = CallerNumber::parse("4155550123", us()).unwrap();
+        let records = [
+            lead("00Q000000000001AAA", "415-555-0123"),
+            contact("003000000000001AAA", "(415) 555-0123"),
+        ];
+        let outcome = decide(&profile(), &caller, us(), &records).unwrap();
+        assert_eq!(outcome.status, LookupStatus::Found);
+        assert_eq!(outcome.vars.get("sf_record_id"), Some("003000000000001AAA"));
+        assert_eq!(outcome.vars.get("sf_record_type"), Some("Contact"));
+        assert_eq!(outcome.vars.get("sf_owner_extension"), Some("1001"));
+        assert_eq!(outcome.vars.get("sf_record_name"), Some("Ada O'Brien"));
+    }
+
+    #[test]
+    fn ties_are_reported() {
+        let caller = CallerNumber::parse("4155550123", us()).unwrap();
+        let records = [
+            contact("003000000000001AAA", "(415) 555-0123"),
+            contact("003000000000002AAA", "+14155550123"),
+        ];
+        let outcome = decide(&profile(), &caller, us(), &records).unwrap();
+        assert_eq!(outcome.status, LookupStatus::Multiple);
+        assert_eq!(outcome.match_count, 2);
+        assert_eq!(
+            outcome.vars.get("sf_record_ids"),
+            Some("003000000000001AAA,003000000000002AAA")
+        );
+        assert_eq!(outcome.vars.get("sf_record_id"), None);
+    }
+
+    #[test]
+    fn records_of_another_number_do_not_count() {
+        // The digit index also finds +44 415 555 0123; it is not the caller.
+        let caller = CallerNumber::parse("4155550123", us()).unwrap();
+        let records = [contact("003000000000001AAA", "+44 415 555 0123")];
+        assert_eq!(
+            decide(&profile(), &caller, us(), &records).unwrap().status,
+            LookupStatus::NotFound
+        );
+        assert!(decide(&profile(), &caller, us(), &[json!({"Id":"x"})]).is_err());
+    }
+}
