@@ -1,1 +1,13 @@
-//! FFI layer of mod_natterbox_sf.
+//! mod_natterbox_sf: Salesforce caller lookups, screen pops and call logs for FreeSWITCH.
+//!
+//! Layers: `ffi` holds every `unsafe` (bindings, wrappers, the exported table); `module` is the
+//! load/shutdown sequence; `apps`, `api` and `hangup` are the handlers, written against the
+//! safe wrappers; the call-path logic is the `natterbox-engine` crate.
+
+mod api;
+mod apps;
+mod ffi;
+mod hangup;
+mod module;
+
+pub use ffi::entry::mod_natterbox_sf_module_interface;

@@ -1,0 +1,84 @@
+//! The `sf` API command (fs_cli, event socket). Usage on empty input, `+OK`/`-ERR` answers,
+//! JSON for figures; it needs no session.
+
+use natterbox_engine::{LookupAnswer, LookupRequest};
+use serde_json::json;
+
+use crate::ffi::stream::Stream;
+use crate::module;
+
+const USAGE: &str = "USAGE: sf status | sf lookup <org> <number> [profile] | sf cache stats | sf cache flush [org] | sf reload\n";
+
+pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let reply = match words.as_slice() {
+        [] => USAGE.to_string(),
+        ["reload"] => match module::reload("sf reload") {
+            Ok(r) => format!(
+                "+OK reloaded; orgs changed: [{}]; cache entries dropped: {}{}\n",
+                r.changed_orgs.join(", "),
+                r.flushed_entries,
+                if r.restart_needed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; needs a module reload for: {}",
+                        r.restart_needed.join(", ")
+                    )
+                }
+            ),
+            Err(e) => format!("-ERR {e}\n"),
+        },
+        rest => match module::state() {
+            None => "-ERR mod_natterbox_sf is not running\n".to_string(),
+            Some(state) => match rest {
+                ["status"] => pretty(&state.engine.status()),
+                ["lookup", org, number] | ["lookup", org, number, _] => {
+                    let request = LookupRequest {
+                        org: Some(org.to_string()),
+                        number: number.to_string(),
+                        profile: rest.get(3).map(|p| p.to_string()),
+                        timeout: None,
+                    };
+                    pretty(&answer_json(&state.engine.lookup_blocking(&request)))
+                }
+                ["cache", "stats"] => pretty(&state.engine.status()["cache"]),
+                ["cache", "flush"] => match state.engine.flush(None) {
+                    Ok(n) => format!("+OK flushed {n} entries\n"),
+                    Err(e) => format!("-ERR {e}\n"),
+                },
+                ["cache", "flush", org] => match state.engine.flush(Some(org)) {
+                    Ok(n) => format!("+OK flushed {n} entries of {org}\n"),
+                    Err(e) => format!("-ERR {e}\n"),
+                },
+                _ => format!("-ERR unknown command\n{USAGE}"),
+            },
+        },
+    };
+    stream.write(&reply);
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn answer_json(answer: &LookupAnswer) -> serde_json::Value {
+    let vars: serde_json::Map<String, serde_json::Value> = answer
+        .outcome
+        .iter()
+        .flat_map(|o| o.vars.iter())
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    json!({
+        "status": answer.status.as_str(),
+        "source": answer.source.map(|s| s.as_str()),
+        "ms": answer.elapsed.as_millis() as u64,
+        "org": answer.org,
+        "e164": answer.e164,
+        "match_count": answer.outcome.as_ref().map(|o| o.match_count).unwrap_or(0),
+        "variables": vars,
+        "detail": answer.detail,
+    })
+}

@@ -1,0 +1,234 @@
+//! The dialplan applications. They never answer the call, and they always leave
+//! `sf_lookup_status` set so the dialplan can route on it.
+
+use std::time::Duration;
+
+use natterbox_common::wire::{Direction, ScreenPop};
+use natterbox_engine::args::{printable, AppArgs};
+use natterbox_engine::outbox::now_ms;
+use natterbox_engine::{LookupAnswer, LookupRequest, LookupStatus};
+
+use crate::ffi::event;
+use crate::ffi::log::{log_session, Level};
+use crate::ffi::session::Session;
+use crate::module::{self, LOOKUP_EVENT};
+
+/// Result variables cleared before each lookup, so a second lookup in a call never leaves the
+/// first one's answer behind.
+const RESULT_VARS: &[&str] = &[
+    "sf_record_id",
+    "sf_record_ids",
+    "sf_record_type",
+    "sf_record_name",
+    "sf_owner_id",
+    "sf_match_count",
+    "sf_lookup_source",
+    "sf_caller_e164",
+];
+
+fn parse_direction(text: &str) -> Option<Direction> {
+    match text {
+        "inbound" => Some(Direction::Inbound),
+        "outbound" => Some(Direction::Outbound),
+        "internal" => Some(Direction::Internal),
+        _ => None,
+    }
+}
+
+pub fn sf_lookup(session: &Session<'_>, data: &str) {
+    let Some(state) = module::state() else {
+        session.set_var("sf_lookup_status", Some(LookupStatus::Error.as_str()));
+        return;
+    };
+    let args = match AppArgs::parse(data, &["org", "number", "profile", "timeout_ms"]) {
+        Ok(args) => args,
+        Err(e) => {
+            log_session(session, Level::Error, &format!("sf_lookup: {e}"));
+            session.set_var("sf_lookup_status", Some(LookupStatus::Error.as_str()));
+            return;
+        }
+    };
+    let timeout = match args.get("timeout_ms").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(ms)) if (10..=60_000).contains(&ms) => Some(Duration::from_millis(ms)),
+        Some(_) => {
+            log_session(
+                session,
+                Level::Error,
+                "sf_lookup: timeout_ms must be 10 to 60000",
+            );
+            session.set_var("sf_lookup_status", Some(LookupStatus::Error.as_str()));
+            return;
+        }
+    };
+    let request = LookupRequest {
+        org: args
+            .get("org")
+            .map(str::to_string)
+            .or_else(|| session.var("sf_org")),
+        number: args
+            .get("number")
+            .map(str::to_string)
+            .or_else(|| session.var("caller_id_number"))
+            .unwrap_or_default(),
+        profile: args
+            .get("profile")
+            .map(str::to_string)
+            .or_else(|| session.var("sf_profile")),
+        timeout,
+    };
+    let answer = state.engine.lookup_blocking(&request);
+    publish(session, &request, &answer);
+}
+
+/// Channel variables, the CUSTOM event and the log line for one answer.
+fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer) {
+    for name in RESULT_VARS {
+        session.set_var(name, None);
+    }
+    let ms = answer.elapsed.as_millis().to_string();
+    session.set_var("sf_lookup_status", Some(answer.status.as_str()));
+    session.set_var("sf_lookup_ms", Some(&ms));
+    if let Some(org) = &answer.org {
+        // Marks the call for call logging at hangup.
+        session.set_var("sf_lookup_org", Some(org));
+    }
+    if let Some(source) = answer.source {
+        session.set_var("sf_lookup_source", Some(source.as_str()));
+    }
+    if let Some(e164) = &answer.e164 {
+        session.set_var("sf_caller_e164", Some(e164));
+    }
+    let mut record_id = String::new();
+    if let Some(outcome) = &answer.outcome {
+        session.set_var("sf_match_count", Some(&outcome.match_count.to_string()));
+        for (name, value) in outcome.vars.iter() {
+            if !session.set_var(name, Some(value)) {
+                log_session(
+                    session,
+                    Level::Warning,
+                    &format!(
+                        "sf_lookup: Salesforce value for {name} refused by the variable check"
+                    ),
+                );
+            }
+            if name == "sf_record_id" {
+                record_id = value.to_string();
+            }
+        }
+    } else {
+        session.set_var("sf_match_count", Some("0"));
+    }
+    let number = answer
+        .e164
+        .clone()
+        .unwrap_or_else(|| printable(&request.number));
+    let level = match answer.status {
+        LookupStatus::Found | LookupStatus::NotFound | LookupStatus::Multiple => Level::Info,
+        LookupStatus::InvalidNumber => Level::Notice,
+        _ => Level::Warning,
+    };
+    log_session(
+        session,
+        level,
+        &format!(
+            "sf_lookup org={} number={number} status={} source={} ms={ms}{}",
+            answer.org.as_deref().unwrap_or("-"),
+            answer.status,
+            answer.source.map_or("-", |s| s.as_str()),
+            answer
+                .detail
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ),
+    );
+    let uuid = session.uuid();
+    event::fire_custom(
+        LOOKUP_EVENT,
+        &[
+            ("Unique-ID", &uuid),
+            ("SF-Org", answer.org.as_deref().unwrap_or("")),
+            ("SF-Number", &number),
+            ("SF-Status", answer.status.as_str()),
+            ("SF-Source", answer.source.map_or("", |s| s.as_str())),
+            ("SF-Lookup-MS", &ms),
+            ("SF-Record-ID", &record_id),
+        ],
+    );
+}
+
+pub fn sf_screen_pop(session: &Session<'_>, data: &str) {
+    let Some(state) = module::state() else { return };
+    let args = match AppArgs::parse(data, &["org", "agent", "extension", "direction"]) {
+        Ok(args) => args,
+        Err(e) => {
+            log_session(session, Level::Error, &format!("sf_screen_pop: {e}"));
+            return;
+        }
+    };
+    let snapshot = state.engine.snapshot();
+    let org_name = args
+        .get("org")
+        .map(str::to_string)
+        .or_else(|| session.var("sf_lookup_org"));
+    let Some(org) = snapshot.config.resolve_org(org_name.as_deref()) else {
+        log_session(
+            session,
+            Level::Error,
+            "sf_screen_pop: no org (run sf_lookup first or pass org=)",
+        );
+        return;
+    };
+    let agent_user_id = args
+        .get("agent")
+        .map(str::to_string)
+        .or_else(|| session.var("sf_agent_user_id"));
+    let agent_extension = args
+        .get("extension")
+        .map(str::to_string)
+        .or_else(|| session.var("sf_agent_extension"));
+    if agent_user_id.is_none() && agent_extension.is_none() {
+        log_session(
+            session,
+            Level::Error,
+            "sf_screen_pop: no agent= or extension= (or sf_agent_* variables)",
+        );
+        return;
+    }
+    let direction_text = args
+        .get("direction")
+        .map(str::to_string)
+        .or_else(|| session.var("direction"));
+    let direction = direction_text
+        .as_deref()
+        .and_then(parse_direction)
+        .unwrap_or(Direction::Inbound);
+    let record_ids: Vec<String> = session
+        .var("sf_record_id")
+        .or_else(|| session.var("sf_record_ids"))
+        .map(|ids| {
+            ids.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let caller_number = session
+        .var("sf_caller_e164")
+        .or_else(|| session.var("caller_id_number"))
+        .unwrap_or_default();
+    let uuid = session.uuid();
+    state.engine.screen_pop(ScreenPop {
+        org: org.name.clone(),
+        call_uuid: uuid,
+        agent_user_id,
+        agent_extension,
+        caller_number: printable(&caller_number),
+        record_ids,
+        direction,
+        created_at_ms: now_ms(),
+        ttl_ms: org.screen_pop.ttl.as_millis() as u64,
+    });
+    session.set_var("sf_screen_pop", Some("sent"));
+}

@@ -1,0 +1,140 @@
+//! Logging through FreeSWITCH's logger. Rust text is never a format string: it is handed over as
+//! the argument of "%s". The module's `tracing` events go the same way.
+
+use std::ffi::CStr;
+use std::fmt::Write as _;
+
+use super::{c_string, sys};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Crit,
+}
+
+impl Level {
+    fn raw(self) -> sys::switch_log_level_t {
+        match self {
+            Level::Debug => sys::switch_log_level_t_SWITCH_LOG_DEBUG,
+            Level::Info => sys::switch_log_level_t_SWITCH_LOG_INFO,
+            Level::Notice => sys::switch_log_level_t_SWITCH_LOG_NOTICE,
+            Level::Warning => sys::switch_log_level_t_SWITCH_LOG_WARNING,
+            Level::Error => sys::switch_log_level_t_SWITCH_LOG_ERROR,
+            Level::Crit => sys::switch_log_level_t_SWITCH_LOG_CRIT,
+        }
+    }
+}
+
+const FILE: &CStr = c"mod_natterbox_sf.rs";
+const FUNC: &CStr = c"mod_natterbox_sf";
+const PERCENT_S: &CStr = c"%s";
+
+fn line_of(message: &str) -> std::ffi::CString {
+    // switch_log_printf adds no newline.
+    let mut line = String::with_capacity(message.len() + 1);
+    line.push_str(message);
+    line.push('\n');
+    c_string(&line)
+}
+
+/// A log line not tied to a call.
+pub fn log(level: Level, message: &str) {
+    let text = line_of(message);
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call, the format is the
+    // constant "%s" with exactly one string argument, and SWITCH_CHANNEL_ID_LOG takes NULL
+    // userdata.
+    unsafe {
+        sys::switch_log_printf(
+            sys::switch_text_channel_t_SWITCH_CHANNEL_ID_LOG,
+            FILE.as_ptr(),
+            FUNC.as_ptr(),
+            line!() as i32,
+            std::ptr::null(),
+            level.raw(),
+            PERCENT_S.as_ptr(),
+            text.as_ptr(),
+        )
+    }
+}
+
+/// A log line of one call, carrying its UUID (`SWITCH_CHANNEL_SESSION_LOG`).
+pub fn log_session(session: &super::session::Session<'_>, level: Level, message: &str) {
+    let text = line_of(message);
+    // SAFETY: as in `log`; SWITCH_CHANNEL_ID_SESSION takes the session pointer as userdata and
+    // the session is alive for the duration of the callback that lent us `session`.
+    unsafe {
+        sys::switch_log_printf(
+            sys::switch_text_channel_t_SWITCH_CHANNEL_ID_SESSION,
+            FILE.as_ptr(),
+            FUNC.as_ptr(),
+            line!() as i32,
+            session.raw() as *const std::os::raw::c_char,
+            level.raw(),
+            PERCENT_S.as_ptr(),
+            text.as_ptr(),
+        )
+    }
+}
+
+/// Forwards `tracing` events (from the engine and the shared crate) to FreeSWITCH's logger.
+struct FreeswitchLogger;
+
+struct MessageVisitor(String);
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+impl tracing::Subscriber for FreeswitchLogger {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::DEBUG
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut visitor = MessageVisitor(String::from("mod_natterbox_sf: "));
+        event.record(&mut visitor);
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => Level::Error,
+            tracing::Level::WARN => Level::Warning,
+            tracing::Level::INFO => Level::Info,
+            _ => Level::Debug,
+        };
+        log(level, &visitor.0);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Routes `tracing` to FreeSWITCH. The global dispatcher can be set once per loaded image; a
+/// module loaded again into the same image finds it already set, pointing here.
+pub fn install() {
+    let _ = tracing::subscriber::set_global_default(FreeswitchLogger);
+}

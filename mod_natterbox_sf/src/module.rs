@@ -1,0 +1,189 @@
+//! Load and shutdown, in FreeSWITCH's order (mod_skel): config, runtime, interfaces, events on
+//! load; the reverse on shutdown. The module's state is swapped in whole, so a module loaded
+//! again into the same image starts from nothing.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use natterbox_common::config::{Config, CONFIG_NAME};
+use natterbox_engine::{Engine, ReloadReport};
+
+use crate::ffi::entry::{
+    on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_screen_pop_app,
+};
+use crate::ffi::event::{self, Binding};
+use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
+use crate::ffi::log::{self, Level};
+use crate::ffi::{sys, xml};
+
+/// The CUSTOM event fired after each lookup.
+pub const LOOKUP_EVENT: &std::ffi::CStr = c"natterbox_sf::lookup";
+
+pub struct ModuleState {
+    pub engine: Engine,
+}
+
+static STATE: ArcSwapOption<ModuleState> = ArcSwapOption::const_empty();
+static BINDINGS: Mutex<Vec<Binding>> = Mutex::new(Vec::new());
+
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+pub fn state() -> Option<Arc<ModuleState>> {
+    STATE.load_full()
+}
+
+fn read_config() -> Result<Config, String> {
+    let text = xml::config_text(CONFIG_NAME)?;
+    Config::parse(&text).map_err(|e| format!("{CONFIG_NAME}: {e}"))
+}
+
+pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
+    log::install();
+    let config = match read_config() {
+        Ok(config) => config,
+        Err(e) => {
+            log::log(Level::Error, &format!("mod_natterbox_sf not loaded: {e}"));
+            return sys::switch_status_t::SWITCH_STATUS_FALSE;
+        }
+    };
+    let orgs = config.orgs.len();
+    let engine = match Engine::start(config) {
+        Ok(engine) => engine,
+        Err(e) => {
+            log::log(Level::Error, &format!("mod_natterbox_sf not loaded: {e}"));
+            return sys::switch_status_t::SWITCH_STATUS_FALSE;
+        }
+    };
+    let flags = || AppFlags {
+        no_media: true,
+        routing_exec: true,
+    };
+    let registered = interface.add_app(
+        c"sf_lookup",
+        c"Look the caller up in Salesforce",
+        c"Looks a phone number up in Salesforce (cached) and sets sf_* channel variables. Never answers the call.",
+        c"[org=<org>] [number=<number>] [profile=<profile>] [timeout_ms=<ms>]",
+        sf_lookup_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_screen_pop",
+        c"Pop the caller's Salesforce record on an agent's console",
+        c"Sends a screen pop for this call to the sidecar, addressed to an agent's Salesforce user id and/or extension.",
+        c"[org=<org>] [agent=<user id>] [extension=<ext>] [direction=inbound|outbound|internal]",
+        sf_screen_pop_app,
+        flags(),
+    ) && interface.add_api(
+        c"sf",
+        c"Salesforce lookups: status, lookup, cache, reload",
+        c"status | lookup <org> <number> [profile] | cache stats|flush [org] | reload",
+        sf_api,
+    );
+    if !registered {
+        log::log(
+            Level::Error,
+            "mod_natterbox_sf not loaded: cannot register its interfaces",
+        );
+        engine.shutdown(SHUTDOWN_WAIT);
+        return sys::switch_status_t::SWITCH_STATUS_FALSE;
+    }
+    if !event::reserve_subclass(MODULE_NAME, LOOKUP_EVENT) {
+        log::log(
+            Level::Warning,
+            "natterbox_sf::lookup events are reserved by another module; not firing them",
+        );
+    }
+    STATE.store(Some(Arc::new(ModuleState { engine })));
+    let mut bindings = BINDINGS.lock().unwrap_or_else(|e| e.into_inner());
+    for (kind, callback) in [
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_RELOADXML,
+            on_reloadxml as event::Callback,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_HANGUP_COMPLETE,
+            on_hangup_complete,
+        ),
+    ] {
+        match Binding::bind(MODULE_NAME, kind, callback) {
+            Some(binding) => bindings.push(binding),
+            None => log::log(
+                Level::Error,
+                "mod_natterbox_sf: cannot bind to a core event",
+            ),
+        }
+    }
+    log::log(
+        Level::Notice,
+        &format!(
+            "mod_natterbox_sf loaded: {orgs} org(s), headers from {}",
+            env!("NATTERBOX_FS_HEADERS")
+        ),
+    );
+    sys::switch_status_t::SWITCH_STATUS_SUCCESS
+}
+
+pub fn shutdown() -> sys::switch_status_t {
+    for binding in BINDINGS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        binding.unbind();
+    }
+    event::free_subclass(MODULE_NAME, LOOKUP_EVENT);
+    let Some(mut state) = STATE.swap(None) else {
+        return sys::switch_status_t::SWITCH_STATUS_SUCCESS;
+    };
+    // An API command or app that began before the swap may still hold the state briefly.
+    let deadline = Instant::now() + SHUTDOWN_WAIT;
+    let owned = loop {
+        match Arc::try_unwrap(state) {
+            Ok(owned) => break Some(owned),
+            Err(shared) if Instant::now() < deadline => {
+                state = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => break None,
+        }
+    };
+    let stopped = owned.is_some_and(|s| s.engine.shutdown(SHUTDOWN_WAIT));
+    if stopped {
+        log::log(Level::Notice, "mod_natterbox_sf stopped");
+        sys::switch_status_t::SWITCH_STATUS_SUCCESS
+    } else {
+        log::log(
+            Level::Crit,
+            "mod_natterbox_sf: its threads did not stop in time; refusing to be unloaded",
+        );
+        sys::switch_status_t::SWITCH_STATUS_NOUNLOAD
+    }
+}
+
+/// Re-reads the config and applies it whole; a bad one keeps the running config.
+pub fn reload(why: &str) -> Result<ReloadReport, String> {
+    let state = state().ok_or("module is not running")?;
+    let result = read_config().and_then(|config| state.engine.reload(config));
+    match &result {
+        Ok(report) => {
+            log::log(
+                Level::Notice,
+                &format!(
+                    "mod_natterbox_sf: config reloaded ({why}); orgs changed: [{}], cache entries dropped: {}",
+                    report.changed_orgs.join(", "),
+                    report.flushed_entries
+                ),
+            );
+            if !report.restart_needed.is_empty() {
+                log::log(
+                    Level::Warning,
+                    &format!(
+                        "mod_natterbox_sf: {} change(s) take effect when the module is loaded again",
+                        report.restart_needed.join(", ")
+                    ),
+                );
+            }
+        }
+        Err(e) => log::log(
+            Level::Error,
+            &format!("mod_natterbox_sf: config not reloaded ({why}), keeping the running one: {e}"),
+        ),
+    }
+    result
+}
