@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, the workspace's unit and integration tests (the module loaded
+# into the host shim, the sidecar, the emulator), the third-party client conformance suites, and
+# the real-FreeSWITCH suite when FREESWITCH_PREFIX points at an installed FreeSWITCH.
+set -uo pipefail
+top="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$top"
+log_dir="${TEST_LOG_DIR:-$top/target/test-logs}"
+mkdir -p "$log_dir"
+
+"$top/scripts/install-deps.sh" || exit 1
+
+failed_steps=()
+passed=0 failed=0 skipped=0
+
+step() {
+  local name="$1"; shift
+  echo "=== $name: $*"
+  if "$@" 2>&1 | tee "$log_dir/$name.log"; then
+    echo "=== $name: ok"
+  else
+    echo "=== $name: FAILED"
+    failed_steps+=("$name")
+  fi
+}
+
+count_cargo() {
+  local p f s
+  p=$(grep -hoE 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed; [0-9]+ ignored' "$1" | awk '{p+=$4; f+=$6; i+=$8} END {print p+0, f+0, i+0}')
+  read -r p f s <<<"$p"
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+}
+
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step cargo-test cargo test --workspace --no-fail-fast
+count_cargo "$log_dir/cargo-test.log"
+
+if [ -x "$top/scripts/conformance.sh" ]; then
+  step conformance "$top/scripts/conformance.sh"
+  read -r p f <<<"$(grep -hoE '^conformance: [0-9]+ passed, [0-9]+ failed' "$log_dir/conformance.log" | tail -1 | awk '{print $2, $4}')"
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+fi
+
+if [ -n "${FREESWITCH_PREFIX:-}" ]; then
+  step freeswitch "$top/tests/freeswitch/run.sh"
+  read -r p f <<<"$(grep -hoE '^freeswitch: [0-9]+ passed, [0-9]+ failed' "$log_dir/freeswitch.log" | tail -1 | awk '{print $2, $4}')"
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+else
+  echo "=== freeswitch: SKIPPED (FREESWITCH_PREFIX is not set; the real-FreeSWITCH suite needs an installed FreeSWITCH)"
+  skipped=$((skipped + 1))
+fi
+
+if ((${#failed_steps[@]})); then
+  echo "failed steps: ${failed_steps[*]}"
+  [ "$failed" -gt 0 ] || failed=${#failed_steps[@]}
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[ ${#failed_steps[@]} -eq 0 ]
