@@ -3238,6 +3238,33 @@ static void shutdown_all(sbuf_t *out)
 
 static int g_exit;
 
+/* switch_xml_reload(): read the files again, then RELOADXML. */
+static void reloadxml(sbuf_t *out, const char *reply)
+{
+	switch_event_t *e;
+	xml_registry_load();
+	SHIM_LOG(SWITCH_LOG_INFO, "Reloading XML\n");
+	if (SHIM_EVENT_CREATE(&e, SWITCH_EVENT_RELOADXML) == SWITCH_STATUS_SUCCESS) {
+		SHIM_FIRE(&e);
+	}
+	sb_puts(out, reply);
+}
+
+/* The unload command, with the force path's warnings. */
+static int unload_cmd(const char *name, int force, const char **err, sbuf_t *out)
+{
+	switch_status_t st;
+	if (force) {
+		SHIM_LOG(SWITCH_LOG_WARNING, "Spin the barrel and pull the trigger.......!\n");
+	}
+	st = module_unload(name, force, 1, err, out);
+	if (force) {
+		/* the core then sleeps a second; the shim does not */
+		SHIM_LOG(SWITCH_LOG_WARNING, "PHEW!\n");
+	}
+	return st == SWITCH_STATUS_SUCCESS;
+}
+
 /* Run one command line; returns the frame text. */
 static void run_command(const char *raw_line)
 {
@@ -3304,28 +3331,39 @@ static void run_command(const char *raw_line)
 		} else if (!module_load(w[1], w[2], &err, &out)) {
 			ok = 0;
 		}
-	} else if (!strcmp(w[0], "unload") || !strcmp(w[0], "reload")) {
+	} else if (!strcmp(w[0], "unload")) {
+		int force = n == 3 && !strcmp(w[1], "-f");
+		if (n != 2 + force) {
+			ok = 0, err = "usage: unload [-f] <modname>";
+		} else {
+			ok = unload_cmd(force ? w[2] : w[1], force, &err, &out);
+		}
+	} else if (!strcmp(w[0], "reload")) {
+		/* mod_commands' reload: reloadxml, unload, then load whatever the unload said */
 		int force = n == 3 && !strcmp(w[1], "-f");
 		const char *name = force ? w[2] : w[1];
 		if (n != 2 + force) {
-			ok = 0, err = "usage: unload|reload [-f] <modname>";
-		} else if (module_unload(name, force, 1, &err, &out) != SWITCH_STATUS_SUCCESS) {
-			ok = 0;
-		} else if (!strcmp(w[0], "reload")) {
+			ok = 0, err = "usage: reload [-f] <modname>";
+		} else {
 			known_path_t *k;
+			const char *uerr = NULL;
 			char *path = NULL;
-			pthread_mutex_lock(&g_mod_lock);
+			reloadxml(&out, "+OK Reloading XML\n");
+			if (!unload_cmd(name, force, &uerr, &out)) {
+				ok = 0;
+				err = uerr;
+				sb_printf(&out, "-ERR unloading module [%s]\n", uerr);
+			}
 			for (k = g_known_paths; k; k = k->next) {
 				if (!strcmp(k->name, name)) {
 					path = xstrdup(k->path);
 				}
 			}
-			pthread_mutex_unlock(&g_mod_lock);
-			if (!path || !module_load(path, name, &err, &out)) {
+			if (!path) {
 				ok = 0;
-				if (!err) {
-					err = "unknown path";
-				}
+				err = "no path known for this module";
+			} else if (!module_load(path, name, ok ? &err : &uerr, &out)) {
+				ok = 0;
 			}
 			free(path);
 		}
@@ -3388,13 +3426,7 @@ static void run_command(const char *raw_line)
 			ok = cmd_answer(w[1], &err);
 		}
 	} else if (!strcmp(w[0], "reloadxml")) {
-		switch_event_t *e;
-		xml_registry_load();
-		SHIM_LOG(SWITCH_LOG_INFO, "Reloading XML\n");
-		if (SHIM_EVENT_CREATE(&e, SWITCH_EVENT_RELOADXML) == SWITCH_STATUS_SUCCESS) {
-			SHIM_FIRE(&e);
-		}
-		sb_puts(&out, "+OK [Success]\n");
+		reloadxml(&out, "+OK [Success]\n");
 	} else if (!strcmp(w[0], "fire")) {
 		ok = cmd_fire(w, n, &err);
 	} else if (!strcmp(w[0], "wait_events")) {

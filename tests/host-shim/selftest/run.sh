@@ -74,6 +74,8 @@ check "busy module not unloaded" stdout "<<< ERR Module in use."
 check "force unload waits and closes" stdout "dlclose yes"
 count "async jobs finished" stdout "app_status SUCCESS pre_answered" 3
 check "unload hung up the calls of its apps" stderr "[c1] Hangup shim/c1 [CS_EXECUTE] [MANAGER_REQUEST]"
+check "reload reloads XML first" stdout "+OK Reloading XML"
+check "force unload warning" stderr "Spin the barrel and pull the trigger"
 check "leaked binding reported" stdout "leak binding id=mod_shim_selftest event=RELOADXML subclass=-"
 count "no leak on clean unload" stdout "leaks 0" 2
 check "dangling binding not called" stderr "its module was unloaded without unbinding"
