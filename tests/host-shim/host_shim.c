@@ -2283,9 +2283,18 @@ static switch_status_t module_unload(const char *name, int force, int unload, co
 
 	if (unload && st != SWITCH_STATUS_NOUNLOAD) {
 		SHIM_LOG(SWITCH_LOG_CONSOLE, "%s unloaded.\n", m->mi->module_name);
+		void *again;
 		dlclose(m->dl);
 		pool_destroy(m->pool);
 		sb_puts(out, "dlclose yes\n");
+		/* glibc keeps a library mapped after dlclose when, e.g., it registered thread-local
+		 * destructors (Rust std does); a later load then sees its old statics. Say which. */
+		if ((again = dlopen(m->path, RTLD_NOW | RTLD_NOLOAD))) {
+			dlclose(again);
+			sb_puts(out, "still_mapped yes\n");
+		} else {
+			sb_puts(out, "still_mapped no\n");
+		}
 	} else {
 		/* kept mapped: its code may still run (NOUNLOAD, or process shutdown) */
 		sb_puts(out, "dlclose no\n");
