@@ -1790,6 +1790,7 @@ typedef struct known_path {
 
 static pthread_mutex_t g_mod_lock = PTHREAD_MUTEX_INITIALIZER;
 static shim_module_t *g_modules;
+static shim_module_t *g_perm_modules; /* NOUNLOAD modules after shutdown */
 static reg_entry_t *g_registry;
 static known_path_t *g_known_paths;
 
@@ -3232,14 +3233,26 @@ static void shutdown_all(sbuf_t *out)
 		pthread_mutex_lock(&g_mod_lock);
 		m = g_modules;
 		name = m ? xstrdup(m->name) : NULL;
+		if (m && m->perm) {
+			/* the core skips modules that are not unloadable: no shutdown() for them */
+			g_modules = m->next;
+			module_unregister(m);
+		}
 		pthread_mutex_unlock(&g_mod_lock);
 		if (!name) {
 			break;
 		}
 		sb_puts(out, "shutdown_module ");
 		sb_escaped(out, name);
-		sb_puts(out, "\n");
-		module_unload(name, 1, 0, &err, out);
+		if (m->perm) {
+			/* kept (still reachable): its code may run until the process ends */
+			sb_puts(out, " skipped (NOUNLOAD)\n");
+			m->next = g_perm_modules;
+			g_perm_modules = m;
+		} else {
+			sb_puts(out, "\n");
+			module_unload(name, 1, 0, &err, out);
+		}
 		free(name);
 	}
 	events_wait_idle();
