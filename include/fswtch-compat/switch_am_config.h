@@ -9,8 +9,8 @@
 #define SWITCH_INT_16  short
 #define SWITCH_INT_32  int
 #define SWITCH_INT_64  long
-#define SWITCH_SIZE_T  unsigned long
-#define SWITCH_SSIZE_T long
+#define SWITCH_SIZE_T  size_t
+#define SWITCH_SSIZE_T ssize_t
 #define SWITCH_SIZEOF_VOIDP 8
 #define SWITCH_PREFIX_DIR "/usr/local/freeswitch"
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use natterbox_common::wire::{Direction, ScreenPop};
 use natterbox_engine::args::{printable, AppArgs};
 use natterbox_engine::outbox::now_ms;
+use natterbox_engine::outcome::has_variable_expansion;
 use natterbox_engine::{LookupAnswer, LookupRequest, LookupStatus};
 
 use crate::ffi::event;

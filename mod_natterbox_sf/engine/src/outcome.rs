@@ -128,6 +128,22 @@ impl PackedVarsBuilder {
     }
 }
 
+/// Whether FreeSWITCH would expand part of `value` as a variable (`${…}`, also with backslashes
+/// between `$` and `{`, as `switch_string_var_check` sees it). Such values from Salesforce never
+/// become channel variables: the core only logs them and sets them anyway.
+pub fn has_variable_expansion(value: &str) -> bool {
+    let mut after_dollar = false;
+    for c in value.chars() {
+        match c {
+            '$' => after_dollar = true,
+            '{' if after_dollar => return true,
+            '\\' if after_dollar => {}
+            _ => after_dollar = false,
+        }
+    }
+    false
+}
+
 /// A settled answer from Salesforce: what the cache stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -161,6 +177,15 @@ mod tests {
         assert_eq!(vars.get("sf_record_name"), Some("Seán O'Brien X"));
         assert_eq!(vars.iter().count(), 2);
         assert_eq!(vars.get("missing"), None);
+    }
+
+    #[test]
+    fn finds_variable_expansions_as_freeswitch_does() {
+        assert!(has_variable_expansion("${system(rm -rf /)}"));
+        assert!(has_variable_expansion("a$\\{b}"));
+        assert!(has_variable_expansion("x$${y}"));
+        assert!(!has_variable_expansion("$5 {not} a variable"));
+        assert!(!has_variable_expansion("O'Brien & Sons"));
     }
 
     #[test]

@@ -72,8 +72,8 @@ impl<'a> Session<'a> {
         )
     }
 
-    /// Sets (or with `None` unsets) a channel variable. Values pass FreeSWITCH's var check, so
-    /// text from outside cannot smuggle `${…}` expansions in; returns false when refused.
+    /// Sets (or with `None` unsets) a channel variable, with FreeSWITCH's var check on. (The
+    /// core logs a refused value but reports success: callers check values themselves first.)
     pub fn set_var(&self, name: &str, value: Option<&str>) -> bool {
         let name = c_string(name);
         let value = value.map(c_string);
