@@ -104,15 +104,15 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
     if let Some(outcome) = &answer.outcome {
         session.set_var("sf_match_count", Some(&outcome.match_count.to_string()));
         for (name, value) in outcome.vars.iter() {
-            if !session.set_var(name, Some(value)) {
+            if has_variable_expansion(value) {
                 log_session(
                     session,
                     Level::Warning,
-                    &format!(
-                        "sf_lookup: Salesforce value for {name} refused by the variable check"
-                    ),
+                    &format!("sf_lookup: not setting {name}: the Salesforce value contains a variable expansion"),
                 );
+                continue;
             }
+            session.set_var(name, Some(value));
             if name == "sf_record_id" {
                 record_id = value.to_string();
             }

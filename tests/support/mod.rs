@@ -1,12 +1,27 @@
 //! Test support: where the built module and host shim are, and a driver for the shim.
 #![allow(dead_code)]
 
+pub mod fixture;
 pub mod shim;
 
 use std::path::PathBuf;
 
-/// The cdylib cargo built for this test run (target/<profile>/libmod_natterbox_sf.so).
+/// The module as cargo builds it now (target/<profile>/libmod_natterbox_sf.so). `cargo test`
+/// does not build a cdylib-only library for integration tests, so the first caller builds it,
+/// with the same cargo, profile and target directory: a test never loads a stale module.
 pub fn module_path() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "mod_natterbox_sf", "--lib"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for the module");
+        assert!(status.success(), "cargo build -p mod_natterbox_sf failed");
+    });
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test>-<hash>
     let profile_dir = exe

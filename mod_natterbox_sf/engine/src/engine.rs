@@ -125,6 +125,7 @@ fn client_options(settings: &Settings) -> Result<ClientOptions, String> {
     })
 }
 
+const TOKEN_WAIT_MARGIN: Duration = Duration::from_millis(25);
 const TOKEN_POLL: Duration = Duration::from_millis(200);
 const TOKEN_POLL_WAITING: Duration = Duration::from_millis(20);
 
@@ -741,7 +742,14 @@ async fn fetch_admitted(
                     ));
                 }
                 outbox.token_refresh(&org.config.name, credential.generation);
-                match org.tokens.newer_than(credential.generation, deadline).await {
+                // Stop waiting a little before the deadline, so the caller hears "unauthorized"
+                // rather than a bare timeout.
+                let wait_until = deadline.checked_sub(TOKEN_WAIT_MARGIN).unwrap_or(deadline);
+                match org
+                    .tokens
+                    .newer_than(credential.generation, wait_until)
+                    .await
+                {
                     Some(newer) => {
                         credential = newer;
                         retried = true;

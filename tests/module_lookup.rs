@@ -1,0 +1,549 @@
+//! The real module, loaded into the host shim, looking callers up in the emulated org.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sf_emulator::{EmulatorOptions, FaultRule, LimitsUpdate};
+use support::fixture::{Fixture, Options};
+use support::shim::escape_arg;
+
+fn sosl_queries(emulator: &sf_emulator::Emulator) -> Vec<String> {
+    emulator
+        .admin()
+        .queries()
+        .into_iter()
+        .filter(|q| q.kind == "sosl")
+        .map(|q| q.text)
+        .collect()
+}
+
+#[test]
+fn found_by_national_and_international_forms_then_served_from_cache() {
+    let mut f = Fixture::start(Options::default());
+    let vars = f.lookup("c1", "+14155550123", "");
+    assert_eq!(vars["sf_lookup_status"], "found", "{vars:?}");
+    assert_eq!(vars["sf_lookup_source"], "salesforce");
+    assert_eq!(vars["sf_record_type"], "Contact");
+    assert_eq!(vars["sf_record_name"], "Ada Lovelace");
+    assert!(vars["sf_record_id"].starts_with("003") && vars["sf_record_id"].len() == 18);
+    assert!(vars["sf_owner_id"].starts_with("005"));
+    assert_eq!(vars["sf_owner_extension"], "1001");
+    assert_eq!(vars["sf_account_name"], "Acme Corporation");
+    assert_eq!(vars["sf_caller_e164"], "+14155550123");
+    assert_eq!(vars["sf_match_count"], "1");
+    let ms: u64 = vars["sf_lookup_ms"].parse().unwrap();
+    assert!(ms < 2000);
+
+    // The national form of the same number: the same answer, from the cache, no new request.
+    let again = f.lookup("c2", "(415)555-0123", "");
+    assert_eq!(again["sf_lookup_status"], "found");
+    assert_eq!(again["sf_lookup_source"], "cache");
+    assert_eq!(again["sf_record_id"], vars["sf_record_id"]);
+    assert_eq!(f.acme().admin().endpoint_count("search"), 1);
+
+    // The search asked for digits only, escaped as SOSL requires.
+    let queries = sosl_queries(f.acme());
+    assert!(
+        queries[0].starts_with("FIND {4155550123} IN PHONE FIELDS RETURNING Contact("),
+        "{queries:?}"
+    );
+
+    // The lookup fired the module's CUSTOM event.
+    f.shim.ok("wait_events");
+    let event = f
+        .shim
+        .events
+        .iter()
+        .find(|e| e.subclass == "natterbox_sf::lookup")
+        .expect("a natterbox_sf::lookup event");
+    assert_eq!(event.header("SF-Status"), Some("found"));
+    assert_eq!(event.header("Unique-ID"), Some("c1"));
+}
+
+#[test]
+fn not_found_multiple_and_priority() {
+    let mut f = Fixture::start(Options::default());
+    assert_eq!(
+        f.lookup("n", "+1 415 555 0999", "")["sf_lookup_status"],
+        "not_found"
+    );
+
+    // Jane and John Smith share a number: reported, not hidden.
+    let tie = f.lookup("m", "+44 20 7946 0958", "");
+    assert_eq!(tie["sf_lookup_status"], "multiple", "{tie:?}");
+    assert_eq!(tie["sf_match_count"], "2");
+    assert_eq!(tie["sf_record_ids"].split(',').count(), 2);
+    assert!(!tie.contains_key("sf_record_id"));
+
+    // A Contact and a Lead share 415.555.0199: the profile puts Contact first.
+    let shared = f.lookup("p", "4155550199", "");
+    assert_eq!(shared["sf_lookup_status"], "found");
+    assert_eq!(shared["sf_record_type"], "Contact");
+    assert_eq!(shared["sf_record_name"], "Bob Jones");
+
+    // A foreign number under a US default country keeps its digits (the phonenumber-crate bug).
+    let dublin = f.lookup("d", "+353 1 555 0142", "");
+    assert_eq!(dublin["sf_lookup_status"], "found", "{dublin:?}");
+    assert_eq!(dublin["sf_record_name"], "Patrick O'Brien");
+    assert_eq!(dublin["sf_caller_e164"], "+35315550142");
+
+    // Lead only, through the mapped Company field.
+    let lead = f.lookup("l", "+39 06 6982 1234", "");
+    assert_eq!(lead["sf_record_type"], "Lead");
+    assert_eq!(lead["sf_company"], "D'Angelo Imports");
+
+    // Another profile: a custom object with its own phone field.
+    let rule = f.lookup("r", "+1 415 555 0100", "profile=rules");
+    assert_eq!(rule["sf_lookup_status"], "found", "{rule:?}");
+    assert_eq!(rule["sf_record_type"], "Routing_Rule__c");
+    assert!(!rule["sf_queue"].is_empty());
+}
+
+#[test]
+fn invalid_numbers_never_reach_salesforce() {
+    let mut f = Fixture::start(Options::default());
+    for (i, caller) in ["anonymous", "123", "+1%20415", "4155550123%27OR%27"]
+        .iter()
+        .enumerate()
+    {
+        let vars = f.lookup(&format!("i{i}"), caller, "");
+        assert_eq!(
+            vars["sf_lookup_status"], "invalid_number",
+            "{caller}: {vars:?}"
+        );
+    }
+    let vars = f.lookup("bad-args", "+14155550123", "number=+14155550123 evil=1");
+    assert_eq!(vars["sf_lookup_status"], "error");
+    assert_eq!(f.acme().admin().endpoint_count("search"), 0);
+}
+
+#[test]
+fn hostile_caller_numbers_and_arguments_never_escape_a_literal() {
+    let mut f = Fixture::start(Options::default());
+    // Caller ids and display names as an attacker would send them in SIP headers.
+    let corpus = [
+        "+14155550123}",
+        "4155550123} RETURNING User(Id, Username",
+        "4155550123' OR Name != '",
+        "')}",
+        "${system(id)}",
+        "+1-415-555-0123",
+        "0014155550123",
+        "+1 (415) 555-0123 ext. 12",
+        "\u{202e}4155550123",
+        "\x1b[2J4155550123",
+        "1-800-FLOWERS",
+        "*67 415 555 0123",
+        "4155550123\\",
+        "\"4155550123\"",
+    ];
+    for (i, caller) in corpus.iter().enumerate() {
+        let uuid = format!("x{i}");
+        f.shim.ok(&format!(
+            "call {uuid} caller_id_number={}",
+            escape_arg(caller)
+        ));
+        f.shim.ok(&format!("app {uuid} sf_lookup"));
+        let vars = f.shim.vars(&uuid);
+        let status = vars["sf_lookup_status"].as_str();
+        assert!(
+            ["found", "not_found", "invalid_number"].contains(&status),
+            "{caller}: {vars:?}"
+        );
+        // Through the application's arguments too.
+        let uuid = format!("y{i}");
+        f.shim.ok(&format!("call {uuid}"));
+        f.shim.ok(&format!(
+            "esc app {uuid} sf_lookup number={}",
+            escape_arg(caller)
+        ));
+    }
+    // Every search the emulator received is digits in braces and the profile's fixed list.
+    let queries = sosl_queries(f.acme());
+    assert!(!queries.is_empty());
+    for q in &queries {
+        let term = q
+            .strip_prefix("FIND {")
+            .and_then(|r| r.split_once('}'))
+            .map(|(t, _)| t)
+            .unwrap();
+        assert!(term.bytes().all(|b| b.is_ascii_digit()), "{q}");
+        assert!(q.ends_with("LIMIT 20)"), "{q}");
+    }
+    for entry in f.acme().admin().queries() {
+        assert!(entry.error.is_none(), "{entry:?}");
+    }
+}
+
+#[test]
+fn tenants_never_share_answers() {
+    let mut globex = EmulatorOptions::default_seed();
+    globex.seed.org_id = "00DEm0000000002".into();
+    // Globex's Ada Lovelace has another number.
+    if let Some(Value::Array(contacts)) = globex.seed.records.get_mut("Contact") {
+        for c in contacts.iter_mut().filter(|c| c["LastName"] == "Lovelace") {
+            c["Phone"] = Value::from("+1 212 555 0000");
+            c["MobilePhone"] = Value::Null;
+        }
+    }
+    let mut f = Fixture::start(Options {
+        orgs: vec![
+            ("acme", EmulatorOptions::default_seed()),
+            ("globex", globex),
+        ],
+        ..Options::default()
+    });
+    let acme = f.lookup("a", "+14155550123", "org=acme");
+    assert_eq!(acme["sf_lookup_status"], "found");
+    let glx = f.lookup("g", "+14155550123", "org=globex");
+    assert_eq!(
+        glx["sf_lookup_status"], "not_found",
+        "globex answered with acme's record: {glx:?}"
+    );
+    assert_eq!(glx["sf_lookup_source"], "salesforce");
+    // The org can also come from the channel.
+    f.shim
+        .ok("call v caller_id_number=+14155550123 sf_org=globex");
+    f.shim.ok("app v sf_lookup");
+    assert_eq!(f.shim.vars("v")["sf_lookup_status"], "not_found");
+    assert_eq!(f.org("acme").emulator.admin().endpoint_count("search"), 1);
+    assert_eq!(f.org("globex").emulator.admin().endpoint_count("search"), 1);
+    assert_eq!(
+        f.lookup("u", "+14155550123", "org=initech")["sf_lookup_status"],
+        "error"
+    );
+}
+
+#[test]
+fn a_slow_salesforce_never_holds_the_call_past_its_deadline() {
+    let mut f = Fixture::start(Options::default());
+    f.acme().admin().add_fault(FaultRule {
+        path_prefix: "/services/data".into(),
+        latency_ms: 3000,
+        ..FaultRule::default()
+    });
+    f.shim.ok("call slow caller_id_number=+14155550123");
+    let started = Instant::now();
+    f.shim.ok("app slow sf_lookup timeout_ms=300");
+    let held = started.elapsed();
+    let vars = f.shim.vars("slow");
+    assert_eq!(vars["sf_lookup_status"], "timeout", "{vars:?}");
+    assert!(
+        held < Duration::from_millis(1000),
+        "held the call for {held:?}"
+    );
+    let ms: u64 = vars["sf_lookup_ms"].parse().unwrap();
+    assert!((290..700).contains(&ms), "{ms}");
+}
+
+#[test]
+fn an_expired_session_is_refreshed_once_within_the_deadline() {
+    let mut f = Fixture::start(Options::default());
+    assert_eq!(
+        f.lookup("a", "+14155550123", "")["sf_lookup_status"],
+        "found"
+    );
+    assert!(f.acme().admin().expire_sessions() > 0);
+    let vars = f.lookup("b", "+442079460958", "");
+    assert_eq!(vars["sf_lookup_status"], "multiple", "{vars:?}");
+    // One refused search (401, not counted as a search by the emulator), one with the new token.
+    let stats = f.acme().admin().stats();
+    assert_eq!(f.acme().admin().endpoint_count("search"), 2, "{stats}");
+    assert_eq!(
+        stats["total_requests"].as_u64().unwrap()
+            - stats["endpoints"]["oauth_token"].as_u64().unwrap(),
+        3,
+        "{stats}"
+    );
+    let refreshes = f
+        .messages()
+        .iter()
+        .filter(|m| matches!(m, natterbox_common::wire::Message::TokenRefresh { .. }))
+        .count();
+    assert_eq!(refreshes, 1);
+    let status: Value = serde_json::from_str(&f.shim.api("status")).unwrap();
+    assert_eq!(status["orgs"][0]["token"]["generation"], 2);
+    assert_eq!(status["orgs"][0]["unauthorized"], 1);
+}
+
+#[test]
+fn a_refresh_that_brings_no_new_token_ends_as_unauthorized() {
+    let mut f = Fixture::start(Options {
+        sidecar: false,
+        ..Options::default()
+    });
+    f.acme().admin().expire_sessions();
+    f.shim.ok("call a caller_id_number=+14155550123");
+    let started = Instant::now();
+    f.shim.ok("app a sf_lookup timeout_ms=400");
+    assert!(started.elapsed() < Duration::from_millis(1200));
+    assert_eq!(f.shim.vars("a")["sf_lookup_status"], "unauthorized");
+}
+
+#[test]
+fn limit_exceeded_opens_the_breaker_instead_of_hammering() {
+    let mut f = Fixture::start(Options::default());
+    f.acme().admin().set_limits(LimitsUpdate {
+        daily_used: Some(15_000),
+        daily_max: Some(15_000),
+        ..LimitsUpdate::default()
+    });
+    assert_eq!(
+        f.lookup("a", "+14155550123", "")["sf_lookup_status"],
+        "throttled"
+    );
+    for i in 0..20 {
+        let vars = f.lookup(&format!("b{i}"), &format!("+1415555{:04}", 2000 + i), "");
+        assert_eq!(vars["sf_lookup_status"], "throttled");
+    }
+    // Only the first reached Salesforce (the emulator refused it before counting it as a search).
+    let stats = f.acme().admin().stats();
+    let data_requests = stats["total_requests"].as_u64().unwrap()
+        - stats["endpoints"]["oauth_token"].as_u64().unwrap();
+    assert_eq!(data_requests, 1, "{stats}");
+    let status: Value = serde_json::from_str(&f.shim.api("status")).unwrap();
+    let breaker = status["orgs"][0]["breaker"].as_str().unwrap();
+    assert!(
+        breaker.starts_with("open (REQUEST_LIMIT_EXCEEDED)"),
+        "{breaker}"
+    );
+}
+
+#[test]
+fn garbage_resets_and_truncated_bodies_are_errors_not_crashes() {
+    let mut f = Fixture::start(Options::default());
+    let faults = [
+        FaultRule {
+            path_prefix: "/services/data".into(),
+            garbage_rate: 1.0,
+            ..FaultRule::default()
+        },
+        FaultRule {
+            path_prefix: "/services/data".into(),
+            truncate_rate: 1.0,
+            ..FaultRule::default()
+        },
+        FaultRule {
+            path_prefix: "/services/data".into(),
+            reset_rate: 1.0,
+            ..FaultRule::default()
+        },
+        FaultRule {
+            path_prefix: "/services/data".into(),
+            status: Some(503),
+            ..FaultRule::default()
+        },
+    ];
+    for (i, rule) in faults.into_iter().enumerate() {
+        f.acme().admin().clear_faults();
+        f.acme().admin().add_fault(rule);
+        let vars = f.lookup(&format!("g{i}"), &format!("+1415555{:04}", 3000 + i), "");
+        assert_eq!(vars["sf_lookup_status"], "error", "fault {i}: {vars:?}");
+    }
+    // Still serving: the module and the host survived.
+    f.acme().admin().clear_faults();
+    assert!(f.shim.api("status").contains("\"orgs\""));
+}
+
+#[test]
+fn five_hundred_concurrent_lookups_of_one_number_make_one_request() {
+    let mut f = Fixture::start(Options::default());
+    f.acme().admin().add_fault(FaultRule {
+        path_prefix: "/services/data".into(),
+        latency_ms: 300,
+        ..FaultRule::default()
+    });
+    for i in 0..500 {
+        f.shim
+            .ok(&format!("call p{i} caller_id_number=+14155550123"));
+    }
+    for i in 0..500 {
+        f.shim.ok(&format!("app_async p{i} sf_lookup"));
+    }
+    f.shim.ok("wait_all");
+    for i in (0..500).step_by(37) {
+        assert_eq!(f.shim.vars(&format!("p{i}"))["sf_lookup_status"], "found");
+    }
+    assert_eq!(f.acme().admin().endpoint_count("search"), 1);
+}
+
+#[test]
+fn salesforce_values_cannot_inject_variable_expansions() {
+    let mut f = Fixture::start(Options::default());
+    // Someone renames a Contact in Salesforce.
+    let token = support::fixture::fetch_token(f.acme());
+    let ada = f
+        .acme()
+        .admin()
+        .records("Contact")
+        .into_iter()
+        .find(|c| c["LastName"] == "Lovelace")
+        .unwrap();
+    let url = format!(
+        "{}/services/data/v68.0/sobjects/Contact/{}",
+        token.instance_url,
+        ada["Id"].as_str().unwrap()
+    );
+    let response = reqwest::blocking::Client::new()
+        .patch(url)
+        .bearer_auth(&token.access_token)
+        .json(&serde_json::json!({"LastName": "${system(touch /tmp/pwned)}"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let vars = f.lookup("a", "+14155550123", "");
+    assert_eq!(vars["sf_lookup_status"], "found");
+    assert!(!vars.contains_key("sf_record_name"), "{vars:?}");
+    assert!(
+        !f.shim
+            .logs_containing("contains a variable expansion")
+            .is_empty(),
+        "{:#?}",
+        f.shim.logs
+    );
+}
+
+#[test]
+fn the_sf_command() {
+    let mut f = Fixture::start(Options::default());
+    assert!(f.shim.api("").starts_with("USAGE: sf status"));
+    assert!(f.shim.api("frobnicate").starts_with("-ERR"));
+    let answer: Value = serde_json::from_str(&f.shim.api("lookup acme +14155550123")).unwrap();
+    assert_eq!(answer["status"], "found");
+    assert_eq!(answer["source"], "salesforce");
+    assert_eq!(answer["variables"]["sf_record_name"], "Ada Lovelace");
+    let again: Value = serde_json::from_str(&f.shim.api("lookup acme 4155550123 default")).unwrap();
+    assert_eq!(again["source"], "cache");
+    let status: Value = serde_json::from_str(&f.shim.api("status")).unwrap();
+    assert_eq!(status["orgs"][0]["org"], "acme");
+    assert_eq!(status["orgs"][0]["breaker"], "closed");
+    assert!(status["orgs"][0]["api_usage"]
+        .as_str()
+        .unwrap()
+        .contains('/'));
+    assert_eq!(status["cache"]["entries"], 1);
+    let stats: Value = serde_json::from_str(&f.shim.api("cache stats")).unwrap();
+    assert_eq!(stats["hits"], 1);
+    assert_eq!(
+        f.shim.api("cache flush acme"),
+        "+OK flushed 1 entries of acme"
+    );
+    assert!(f.shim.api("cache flush initech").starts_with("-ERR"));
+    assert!(f.shim.api("reload").starts_with("+OK reloaded"));
+    // No secret in what the command prints.
+    let token = std::fs::read_to_string(f.path().join("tokens/acme.json")).unwrap();
+    let access: Value = serde_json::from_str(&token).unwrap();
+    assert!(!f
+        .shim
+        .api("status")
+        .contains(access["access_token"].as_str().unwrap()));
+}
+
+#[test]
+fn reloads_apply_a_good_config_and_keep_the_running_one_on_a_bad_one() {
+    let mut f = Fixture::start(Options::default());
+    assert_eq!(
+        f.lookup("a", "+14155550123", "")["sf_lookup_status"],
+        "found"
+    );
+    // A config FreeSWITCH can read but the module cannot accept: reloadxml logs why and the
+    // module keeps serving with the old config and cache. (Invalid XML never gets this far:
+    // FreeSWITCH's reloadxml itself keeps the old XML.)
+    let bad = f.config_xml(&[("lookup-timeout-ms", "soon".to_string())], "");
+    f.write_config(&bad);
+    f.shim.ok("reloadxml");
+    f.shim.ok("wait_events");
+    assert!(
+        !f.shim.logs_containing("config not reloaded").is_empty(),
+        "{:#?}",
+        f.shim.logs
+    );
+    assert!(f.shim.api("reload").starts_with("-ERR"));
+    assert_eq!(
+        f.lookup("b", "+14155550123", "")["sf_lookup_source"],
+        "cache"
+    );
+    // A good one with a changed org: that org's cache entries go.
+    let good = f.config_xml(&[], "max-concurrent=\"7\"");
+    f.write_config(&good);
+    f.shim.ok("reloadxml");
+    f.shim.ok("wait_events");
+    assert!(
+        !f.shim.logs_containing("orgs changed: [acme]").is_empty(),
+        "{:#?}",
+        f.shim.logs
+    );
+    let reply = f.shim.api("reload");
+    assert!(
+        reply.starts_with("+OK reloaded; orgs changed: []"),
+        "{reply}"
+    );
+    assert_eq!(
+        f.lookup("c", "+14155550123", "")["sf_lookup_source"],
+        "salesforce"
+    );
+}
+
+#[test]
+fn a_bad_config_fails_the_load_cleanly() {
+    let mut f = Fixture::start(Options {
+        load: false,
+        ..Options::default()
+    });
+    f.write_config("<configuration name=\"natterbox_sf.conf\"><orgs></orgs></configuration>");
+    let reply = f.shim.cmd(&format!(
+        "load {} mod_natterbox_sf",
+        support::module_path().display()
+    ));
+    assert!(!reply.ok);
+    assert!(reply.text().contains("leaks 0"), "{:?}", reply.lines);
+    assert!(!f
+        .shim
+        .logs_containing("mod_natterbox_sf not loaded")
+        .is_empty());
+    assert!(!f.shim.logs_containing("defines no <org>").is_empty());
+}
+
+#[test]
+fn unload_and_load_again_while_lookups_are_in_flight() {
+    let mut f = Fixture::start(Options::default());
+    f.acme().admin().add_fault(FaultRule {
+        path_prefix: "/services/data".into(),
+        latency_ms: 400,
+        ..FaultRule::default()
+    });
+    for i in 0..30 {
+        f.shim.ok(&format!(
+            "call u{i} caller_id_number=+1415555{:04}",
+            4000 + i
+        ));
+        f.shim.ok(&format!("app_async u{i} sf_lookup"));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // As in FreeSWITCH: a plain unload refuses while the app runs; unload -f waits for it.
+    let refused = f.shim.cmd("unload mod_natterbox_sf");
+    assert!(!refused.ok);
+    let unload = f.shim.ok("unload -f mod_natterbox_sf");
+    let text = unload.text();
+    assert!(text.contains("shutdown_status SUCCESS"), "{text}");
+    assert!(text.contains("leaks 0"), "{text}");
+    f.shim.ok("wait_all");
+    let load = f.shim.ok(&format!(
+        "load {} mod_natterbox_sf",
+        support::module_path().display()
+    ));
+    assert!(load.text().contains("load_status SUCCESS"));
+    f.acme().admin().clear_faults();
+    assert_eq!(
+        f.lookup("again", "+14155550123", "")["sf_lookup_status"],
+        "found"
+    );
+    let reload = f.shim.ok("reload -f mod_natterbox_sf");
+    assert!(reload.text().contains("leaks 0"));
+    assert_eq!(
+        f.lookup("again2", "+14155550123", "")["sf_lookup_status"],
+        "found"
+    );
+}
