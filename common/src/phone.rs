@@ -11,7 +11,7 @@ use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, PHONE_NUMBER_UTIL};
 const MAX_INPUT_LEN: usize = 64;
 
 /// An ISO 3166 region whose numbering plan applies to numbers written without a country code.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Country(Region);
 
 impl Country {

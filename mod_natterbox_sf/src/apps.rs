@@ -92,7 +92,7 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
     session.set_var("sf_lookup_ms", Some(&ms));
     if let Some(org) = &answer.org {
         // Marks the call for call logging at hangup.
-        session.set_var("sf_lookup_org", Some(org));
+        session.set_var("sf_lookup_org", Some(&**org));
     }
     if let Some(source) = answer.source {
         session.set_var("sf_lookup_source", Some(source.as_str()));
@@ -122,7 +122,8 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
     }
     let number = answer
         .e164
-        .clone()
+        .as_deref()
+        .map(str::to_string)
         .unwrap_or_else(|| printable(&request.number));
     let level = match answer.status {
         LookupStatus::Found | LookupStatus::NotFound | LookupStatus::Multiple => Level::Info,

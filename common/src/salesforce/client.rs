@@ -1,6 +1,7 @@
 //! A REST client for the calls both programs make. It knows Salesforce's URLs, headers, error
 //! bodies and limit header; deadlines, retries and token refresh belong to the callers.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -40,6 +41,9 @@ pub struct Answer {
 pub struct SalesforceClient {
     http: reqwest::Client,
     api_version: String,
+    /// The last instance's parsed `/services/data/vNN.0/` URL: parsing it for every lookup
+    /// costs more than the rest of building the request.
+    data_base: Arc<Mutex<Option<(String, reqwest::Url)>>>,
 }
 
 /// How the HTTP client is built: one per process, shared by every org.
@@ -60,7 +64,7 @@ impl Default for ClientOptions {
             extra_ca_pem: None,
             user_agent: concat!("natterbox-sf/", env!("CARGO_PKG_VERSION")).into(),
             call_options_client: "NatterboxSF".into(),
-            pool_max_idle_per_host: 256,
+            pool_max_idle_per_host: 1024,
         }
     }
 }
@@ -103,13 +107,17 @@ fn transport_error(e: reqwest::Error) -> SfError {
     }
 }
 
+/// RFC 3986 percent-encoding of a query value (unreserved characters kept).
 fn percent_encode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len() * 3);
     for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
         }
     }
     out
@@ -120,6 +128,7 @@ impl SalesforceClient {
         SalesforceClient {
             http,
             api_version: api_version.to_string(),
+            data_base: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -136,12 +145,40 @@ impl SalesforceClient {
         )
     }
 
+    /// `<instance>/services/data/vNN.0/<resource>?q=<query>`, from the cached parsed base.
+    fn data_query_url(
+        &self,
+        session: &Session,
+        resource: &str,
+        query: &str,
+    ) -> Result<reqwest::Url, SfError> {
+        let mut cached = self.data_base.lock().unwrap_or_else(|e| e.into_inner());
+        let base = match cached.as_ref() {
+            Some((instance, url)) if *instance == session.instance_url => url.clone(),
+            _ => {
+                let url = reqwest::Url::parse(&self.data_url(session, ""))
+                    .map_err(|e| SfError::Transport(format!("instance URL: {e}")))?;
+                *cached = Some((session.instance_url.clone(), url.clone()));
+                url
+            }
+        };
+        drop(cached);
+        let mut url = base;
+        url.path_segments_mut()
+            .map_err(|_| SfError::Transport("instance URL cannot be a base".into()))?
+            .pop_if_empty()
+            .push(resource)
+            .push("");
+        url.set_query(Some(&format!("q={}", percent_encode(query))));
+        Ok(url)
+    }
+
     /// One request; the answer or a typed error. Non-2xx statuses become `SfError::Api`.
     pub async fn call(
         &self,
         session: &Session,
         method: Method,
-        url: &str,
+        url: impl reqwest::IntoUrl,
         body: Option<&Value>,
     ) -> Result<Answer, SfError> {
         let mut request = self
@@ -192,8 +229,8 @@ impl SalesforceClient {
         session: &Session,
         sosl: &str,
     ) -> Result<(Vec<Value>, Option<LimitInfo>), SfError> {
-        let url = self.data_url(session, &format!("search/?q={}", percent_encode(sosl)));
-        let answer = self.call(session, Method::GET, &url, None).await?;
+        let url = self.data_query_url(session, "search", sosl)?;
+        let answer = self.call(session, Method::GET, url, None).await?;
         let limit = answer.limit;
         match answer.body {
             Value::Object(mut map) => match map.remove("searchRecords") {
@@ -302,6 +339,27 @@ mod tests {
 
     #[test]
     fn query_text_is_percent_encoded() {
-        assert_eq!(percent_encode("FIND {a b}+&"), "FIND%20%7Ba%20b%7D%2B%26");
+        assert_eq!(
+            percent_encode("FIND {a b}+&é"),
+            "FIND%20%7Ba%20b%7D%2B%26%C3%A9"
+        );
+    }
+
+    #[test]
+    fn search_urls_keep_the_instance_path() {
+        let client = SalesforceClient::new(reqwest::Client::new(), "68.0");
+        let session = Session {
+            instance_url: "https://acme.my.salesforce.com/prefix/".into(),
+            access_token: "t".into(),
+        };
+        let url = client
+            .data_query_url(&session, "search", "FIND {1}")
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://acme.my.salesforce.com/prefix/services/data/v68.0/search/?q=FIND%20%7B1%7D"
+        );
+        let again = client.data_query_url(&session, "search", "x").unwrap();
+        assert_eq!(again.query(), Some("q=x"));
     }
 }

@@ -225,7 +225,7 @@ impl LookupCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::PackedVars;
+    use crate::outcome::{PackedVars, VarNames};
 
     fn policy(max_entries: usize) -> CachePolicy {
         CachePolicy {
@@ -237,7 +237,7 @@ mod tests {
     }
 
     fn found(id: &str) -> Arc<Outcome> {
-        let mut vars = PackedVars::builder();
+        let mut vars = PackedVars::builder(&VarNames::new([]));
         vars.push("sf_record_id", id);
         Arc::new(Outcome {
             status: LookupStatus::Found,

@@ -19,7 +19,7 @@ use crate::breaker::{Admission, Breaker, BreakerView, Failure};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
 use crate::flight::{Flights, Joined};
 use crate::outbox::Outbox;
-use crate::outcome::{LookupStatus, Outcome, Source};
+use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::search::{build_sosl, decide};
 use crate::tokens::{Credential, TokenSlot};
 
@@ -38,8 +38,8 @@ pub struct LookupAnswer {
     pub status: LookupStatus,
     pub source: Option<Source>,
     pub elapsed: Duration,
-    pub org: Option<String>,
-    pub e164: Option<String>,
+    pub org: Option<Arc<str>>,
+    pub e164: Option<Arc<str>>,
     pub outcome: Option<Arc<Outcome>>,
     /// Why, for logs, when the status is not a settled answer.
     pub detail: Option<String>,
@@ -49,12 +49,14 @@ type FlightResult = Result<Arc<Outcome>, (LookupStatus, String)>;
 
 /// One org as the running config sees it.
 pub struct OrgRuntime {
+    pub name: Arc<str>,
     pub config: OrgConfig,
     client: SalesforceClient,
     concurrency: Semaphore,
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
-    scopes: HashMap<String, ScopeId>,
+    profiles: HashMap<String, ProfileRuntime>,
+    parsed: ParseMemo,
     limit_used: AtomicU64,
     limit_max: AtomicU64,
     pub requests: AtomicU64,
@@ -78,9 +80,31 @@ impl OrgRuntime {
     }
 
     pub fn scopes(&self) -> impl Iterator<Item = ScopeId> + '_ {
-        self.scopes.values().copied()
+        self.profiles.values().map(|p| p.scope)
     }
 }
+
+/// A profile as lookups use it: its cache scope, its place in the org config, its variables.
+struct ProfileRuntime {
+    scope: ScopeId,
+    index: usize,
+    names: Arc<VarNames>,
+}
+
+/// A caller number parsed in one country's plan, remembered: parsing is the most expensive
+/// part of a cache hit.
+#[derive(Debug)]
+struct ParsedCaller {
+    caller: CallerNumber,
+    e164: Arc<str>,
+}
+
+/// Per org (the org's country decides how a number parses), keyed by the text as received.
+type ParseMemo = papaya::HashMap<Box<str>, Result<Arc<ParsedCaller>, InvalidNumber>>;
+
+/// Parsed numbers remembered; past this the memo starts over (callers from anywhere must not
+/// grow it without bound).
+const PARSE_MEMO_MAX: usize = 100_000;
 
 /// An immutable view of the config, swapped in whole by a reload.
 pub struct Snapshot {
@@ -230,25 +254,32 @@ impl Engine {
                     continue;
                 }
             }
-            let scopes = org
+            let profiles = org
                 .profiles
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(index, p)| {
                     (
                         p.name.clone(),
-                        ScopeId(self.next_scope.fetch_add(1, Ordering::Relaxed)),
+                        ProfileRuntime {
+                            scope: ScopeId(self.next_scope.fetch_add(1, Ordering::Relaxed)),
+                            index,
+                            names: VarNames::for_profile(p),
+                        },
                     )
                 })
                 .collect();
             orgs.insert(
                 org.name.clone(),
                 Arc::new(OrgRuntime {
+                    name: org.name.as_str().into(),
                     config: org.clone(),
                     client: SalesforceClient::new(http.clone(), &org.api_version),
                     concurrency: Semaphore::new(org.max_concurrent),
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, &org.name),
-                    scopes,
+                    profiles,
+                    parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),
                     limit_max: AtomicU64::new(0),
                     requests: AtomicU64::new(0),
@@ -318,6 +349,24 @@ impl Engine {
         self.snapshot.load_full()
     }
 
+    /// The cache itself, for diagnostics and the benchmarks' writer storm.
+    pub fn cache(&self) -> &LookupCache {
+        &self.cache
+    }
+
+    /// The cache scope of an org's profile, for diagnostics and benchmarks.
+    pub fn scope_of(&self, org: &str, profile: &str) -> Option<ScopeId> {
+        Some(
+            self.snapshot
+                .load()
+                .orgs
+                .get(org)?
+                .profiles
+                .get(profile)?
+                .scope,
+        )
+    }
+
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
     }
@@ -353,31 +402,21 @@ impl Engine {
     /// The lookup, for FreeSWITCH's threads: returns by the deadline whatever happens.
     pub fn lookup_blocking(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        let prepared = match self.prepare(request, started) {
-            Ok(p) => p,
-            Err(answer) => return answer,
-        };
-        match self.cached_or_flight(&prepared, started) {
+        match self.cached_or_flight(request, started) {
             Ok(answer) => answer,
-            Err(flight) => {
+            Err((prepared, flight)) => {
                 let result = flight.wait_until(prepared.deadline);
                 prepared.answer_from_flight(result, started)
             }
         }
     }
 
-    /// The same lookup for async callers (the `sf lookup` command's tests, benchmarks).
+    /// The same lookup for async callers (tests, benchmarks).
     pub async fn lookup(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        let prepared = match self.prepare(request, started) {
-            Ok(p) => p,
-            Err(answer) => return answer,
-        };
-        match self.cached_or_flight(&prepared, started) {
+        match self.cached_or_flight(request, started) {
             Ok(answer) => answer,
-            Err(flight) => {
+            Err((prepared, flight)) => {
                 let result = flight
                     .wait(tokio::time::Instant::from_std(prepared.deadline))
                     .await;
@@ -386,19 +425,45 @@ impl Engine {
         }
     }
 
-    fn prepare(&self, request: &LookupRequest, started: Instant) -> Result<Prepared, LookupAnswer> {
+    fn parse(org: &OrgRuntime, number: &str) -> Result<Arc<ParsedCaller>, InvalidNumber> {
+        let memo = org.parsed.pin();
+        if let Some(parsed) = memo.get(number) {
+            return parsed.clone();
+        }
+        let parsed = CallerNumber::parse(number, org.config.default_country).map(|caller| {
+            Arc::new(ParsedCaller {
+                e164: caller.e164().into(),
+                caller,
+            })
+        });
+        if memo.len() >= PARSE_MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(number.into(), parsed.clone());
+        parsed
+    }
+
+    /// Everything up to the cache: a settled answer (hit, stale hit, or a refusal), or the
+    /// flight to wait on.
+    #[allow(clippy::type_complexity)]
+    fn cached_or_flight(
+        &self,
+        request: &LookupRequest,
+        started: Instant,
+    ) -> Result<LookupAnswer, (Prepared, Arc<crate::flight::Flight<FlightResult>>)> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let snapshot = self.snapshot.load();
-        let fail = |status, org: Option<&str>, detail: String| LookupAnswer {
+        let fail = |status, org: Option<&Arc<str>>, detail: String| LookupAnswer {
             status,
             source: None,
             elapsed: started.elapsed(),
-            org: org.map(str::to_string),
+            org: org.cloned(),
             e164: None,
             outcome: None,
             detail: Some(detail),
         };
         let Some(org_config) = snapshot.config.resolve_org(request.org.as_deref()) else {
-            return Err(fail(
+            return Ok(fail(
                 LookupStatus::Error,
                 None,
                 match &request.org {
@@ -409,28 +474,25 @@ impl Engine {
                 },
             ));
         };
-        let org = snapshot.orgs[&org_config.name].clone();
+        let org = &snapshot.orgs[&org_config.name];
         let profile_name = request.profile.as_deref().unwrap_or("default");
-        let (Some(profile), Some(scope)) = (
-            org.config.profile(profile_name),
-            org.scopes.get(profile_name),
-        ) else {
-            return Err(fail(
+        let Some(profile) = org.profiles.get(profile_name) else {
+            return Ok(fail(
                 LookupStatus::Error,
-                Some(&org.config.name),
+                Some(&org.name),
                 format!(
                     "org \"{}\" has no profile \"{}\"",
-                    org.config.name,
+                    org.name,
                     crate::args::printable(profile_name)
                 ),
             ));
         };
-        let caller = match CallerNumber::parse(&request.number, org.config.default_country) {
-            Ok(c) => c,
+        let parsed = match Self::parse(org, &request.number) {
+            Ok(parsed) => parsed,
             Err(reason) => {
-                return Err(fail(
+                return Ok(fail(
                     LookupStatus::InvalidNumber,
-                    Some(&org.config.name),
+                    Some(&org.name),
                     format!(
                         "\"{}\" is not a phone number ({})",
                         crate::args::printable(&request.number),
@@ -444,53 +506,53 @@ impl Engine {
                 ))
             }
         };
-        let timeout = request
-            .timeout
-            .unwrap_or(snapshot.config.settings.lookup_timeout)
-            .min(Duration::from_secs(60));
-        Ok(Prepared {
-            key: CacheKey {
-                scope: *scope,
-                number: caller.key(),
-            },
-            profile_index: org
-                .config
-                .profiles
-                .iter()
-                .position(|p| p.name == profile.name)
-                .unwrap_or(0),
-            org,
-            caller,
-            deadline: started + timeout,
+        let key = CacheKey {
+            scope: profile.scope,
+            number: parsed.caller.key(),
+        };
+        let hit = |outcome: Arc<Outcome>, source| LookupAnswer {
+            status: outcome.status,
+            source: Some(source),
+            elapsed: started.elapsed(),
+            org: Some(org.name.clone()),
+            e164: Some(parsed.e164.clone()),
+            outcome: Some(outcome),
+            detail: None,
+        };
+        let prepare = || Prepared {
+            org: org.clone(),
+            profile_index: profile.index,
+            names: profile.names.clone(),
+            caller: parsed.clone(),
+            key,
+            deadline: started
+                + request
+                    .timeout
+                    .unwrap_or(snapshot.config.settings.lookup_timeout)
+                    .min(Duration::from_secs(60)),
             refresh_timeout: snapshot.config.settings.lookup_timeout,
-        })
-    }
-
-    /// A cached answer, or the flight to wait on.
-    fn cached_or_flight(
-        &self,
-        p: &Prepared,
-        started: Instant,
-    ) -> Result<LookupAnswer, Arc<crate::flight::Flight<FlightResult>>> {
-        match self.cache.get(&p.key) {
-            Cached::Fresh(outcome) => Ok(p.answer(outcome, Source::Cache, started)),
+        };
+        match self.cache.get(&key) {
+            Cached::Fresh(outcome) => Ok(hit(outcome, Source::Cache)),
             Cached::Stale {
                 outcome,
                 claimed_refresh,
             } => {
                 if claimed_refresh {
-                    if let Joined::Leader(_) = self.flights.join(&p.key) {
-                        self.spawn_fetch(p, Instant::now() + p.refresh_timeout);
+                    if let Joined::Leader(_) = self.flights.join(&key) {
+                        let p = prepare();
+                        self.spawn_fetch(&p, Instant::now() + p.refresh_timeout);
                     }
                 }
-                Ok(p.answer(outcome, Source::Stale, started))
+                Ok(hit(outcome, Source::Stale))
             }
-            Cached::Miss => match self.flights.join(&p.key) {
+            Cached::Miss => match self.flights.join(&key) {
                 Joined::Leader(flight) => {
-                    self.spawn_fetch(p, p.deadline);
-                    Err(flight)
+                    let p = prepare();
+                    self.spawn_fetch(&p, p.deadline);
+                    Err((p, flight))
                 }
-                Joined::Follower(flight) => Err(flight),
+                Joined::Follower(flight) => Err((prepare(), flight)),
             },
         }
     }
@@ -505,6 +567,7 @@ impl Engine {
         };
         let org = p.org.clone();
         let caller = p.caller.clone();
+        let names = p.names.clone();
         let key = p.key;
         let profile_index = p.profile_index;
         let cache = self.cache.clone();
@@ -512,7 +575,15 @@ impl Engine {
         let outbox = self.outbox.clone();
         runtime.spawn(async move {
             let deadline = tokio::time::Instant::from_std(deadline);
-            let result = fetch(&org, profile_index, &caller, deadline, &outbox).await;
+            let result = fetch(
+                &org,
+                profile_index,
+                &names,
+                &caller.caller,
+                deadline,
+                &outbox,
+            )
+            .await;
             match &result {
                 Ok(outcome) => cache.insert(key, outcome.clone()),
                 Err(_) => cache.release_refresh(&key),
@@ -608,46 +679,38 @@ pub struct ReloadReport {
 struct Prepared {
     org: Arc<OrgRuntime>,
     profile_index: usize,
-    caller: CallerNumber,
+    names: Arc<VarNames>,
+    caller: Arc<ParsedCaller>,
     key: CacheKey,
     deadline: Instant,
     refresh_timeout: Duration,
 }
 
 impl Prepared {
-    fn answer(&self, outcome: Arc<Outcome>, source: Source, started: Instant) -> LookupAnswer {
-        LookupAnswer {
-            status: outcome.status,
-            source: Some(source),
-            elapsed: started.elapsed(),
-            org: Some(self.org.config.name.clone()),
-            e164: Some(self.caller.e164().to_string()),
-            outcome: Some(outcome),
-            detail: None,
-        }
-    }
-
     fn answer_from_flight(&self, result: Option<FlightResult>, started: Instant) -> LookupAnswer {
-        match result {
-            Some(Ok(outcome)) => self.answer(outcome, Source::Salesforce, started),
-            Some(Err((status, detail))) => LookupAnswer {
-                status,
-                source: None,
-                elapsed: started.elapsed(),
-                org: Some(self.org.config.name.clone()),
-                e164: Some(self.caller.e164().to_string()),
-                outcome: None,
-                detail: Some(detail),
-            },
-            None => LookupAnswer {
-                status: LookupStatus::Timeout,
-                source: None,
-                elapsed: started.elapsed(),
-                org: Some(self.org.config.name.clone()),
-                e164: Some(self.caller.e164().to_string()),
-                outcome: None,
-                detail: Some("deadline passed before Salesforce answered".into()),
-            },
+        let (status, source, outcome, detail) = match result {
+            Some(Ok(outcome)) => (
+                outcome.status,
+                Some(Source::Salesforce),
+                Some(outcome),
+                None,
+            ),
+            Some(Err((status, detail))) => (status, None, None, Some(detail)),
+            None => (
+                LookupStatus::Timeout,
+                None,
+                None,
+                Some("deadline passed before Salesforce answered".to_string()),
+            ),
+        };
+        LookupAnswer {
+            status,
+            source,
+            elapsed: started.elapsed(),
+            org: Some(self.org.name.clone()),
+            e164: Some(self.caller.e164.clone()),
+            outcome,
+            detail,
         }
     }
 }
@@ -656,6 +719,7 @@ impl Prepared {
 async fn fetch(
     org: &OrgRuntime,
     profile_index: usize,
+    names: &Arc<VarNames>,
     caller: &CallerNumber,
     deadline: tokio::time::Instant,
     outbox: &Outbox,
@@ -676,7 +740,7 @@ async fn fetch(
             ))
         }
     };
-    let result = fetch_admitted(org, profile_index, caller, deadline, outbox).await;
+    let result = fetch_admitted(org, profile_index, names, caller, deadline, outbox).await;
     match &result {
         Err((LookupStatus::Timeout, _)) | Err((LookupStatus::Unauthorized, _)) if probe => {
             org.breaker.on_inconclusive()
@@ -689,6 +753,7 @@ async fn fetch(
 async fn fetch_admitted(
     org: &OrgRuntime,
     profile_index: usize,
+    names: &Arc<VarNames>,
     caller: &CallerNumber,
     deadline: tokio::time::Instant,
     outbox: &Outbox,
@@ -722,7 +787,7 @@ async fn fetch_admitted(
         match answer {
             Ok((records, limit)) => {
                 org.record_limit(limit);
-                return match decide(profile, caller, org.config.default_country, &records) {
+                return match decide(profile, names, caller, org.config.default_country, &records) {
                     Ok(outcome) => {
                         org.breaker.on_success();
                         Ok(Arc::new(outcome))

@@ -2,6 +2,9 @@
 //! hundred megabytes), and what the dialplan sees.
 
 use std::fmt;
+use std::sync::Arc;
+
+use natterbox_common::config::LookupProfile;
 
 /// `sf_lookup_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,27 +58,78 @@ impl Source {
     }
 }
 
-/// Channel variables of a result, packed into one allocation: `(u16 name length, name, u16 value
-/// length, value)*`. Names repeat little text (`sf_record_id`…) and keep entries self-describing
-/// across config reloads.
+/// The channel variable names a profile's answers can set, in a fixed order; answers refer to
+/// them by index, so a million cached answers do not repeat `sf_record_name` a million times.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VarNames(Box<[Box<str>]>);
+
+/// Variables every lookup can set, whatever the profile maps.
+pub const RECORD_VARS: [&str; 5] = [
+    "sf_record_type",
+    "sf_record_id",
+    "sf_record_ids",
+    "sf_record_name",
+    "sf_owner_id",
+];
+
+impl VarNames {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Arc<VarNames> {
+        let mut list: Vec<Box<str>> = Vec::new();
+        for name in RECORD_VARS.into_iter().chain(names) {
+            if !list.iter().any(|n| &**n == name) && list.len() < u8::MAX as usize {
+                list.push(name.into());
+            }
+        }
+        Arc::new(VarNames(list.into_boxed_slice()))
+    }
+
+    /// The names of a profile: the record variables and every `<map variable>`.
+    pub fn for_profile(profile: &LookupProfile) -> Arc<VarNames> {
+        VarNames::new(
+            profile
+                .objects
+                .iter()
+                .flat_map(|o| o.mappings.iter().map(|m| m.variable.as_str())),
+        )
+    }
+
+    fn index(&self, name: &str) -> Option<u8> {
+        self.0.iter().position(|n| &**n == name).map(|i| i as u8)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|n| &**n)
+    }
+}
+
+/// Channel variables of a result, packed into one allocation: `(u8 name index, u16 value
+/// length, value)*`, names in a table shared by the profile's answers.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct PackedVars(Box<[u8]>);
+pub struct PackedVars {
+    names: Option<Arc<VarNames>>,
+    data: Box<[u8]>,
+}
 
 /// Longest value kept for a channel variable.
 pub const MAX_VALUE_BYTES: usize = 1024;
 
 impl PackedVars {
-    pub fn builder() -> PackedVarsBuilder {
-        PackedVarsBuilder(Vec::with_capacity(128))
+    pub fn builder(names: &Arc<VarNames>) -> PackedVarsBuilder {
+        PackedVarsBuilder {
+            names: names.clone(),
+            data: Vec::with_capacity(96),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut rest: &[u8] = &self.0;
+        let names = self.names.as_deref();
+        let mut rest: &[u8] = &self.data;
         std::iter::from_fn(move || {
-            let (name, after) = take(rest)?;
-            let (value, after) = take(after)?;
-            rest = after;
-            Some((name, value))
+            let (&index, after) = rest.split_first()?;
+            let len = u16::from_le_bytes([*after.first()?, *after.get(1)?]) as usize;
+            let value = std::str::from_utf8(after.get(2..2 + len)?).ok()?;
+            rest = &after[2 + len..];
+            Some((&*names?.0[index as usize], value))
         })
     }
 
@@ -84,15 +138,8 @@ impl PackedVars {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.0.len()
+        self.data.len()
     }
-}
-
-fn take(bytes: &[u8]) -> Option<(&str, &[u8])> {
-    let len = u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]) as usize;
-    let text = bytes.get(2..2 + len)?;
-    // Only ever built from &str by the builder.
-    Some((std::str::from_utf8(text).ok()?, &bytes[2 + len..]))
 }
 
 impl fmt::Debug for PackedVars {
@@ -101,30 +148,43 @@ impl fmt::Debug for PackedVars {
     }
 }
 
-pub struct PackedVarsBuilder(Vec<u8>);
+pub struct PackedVarsBuilder {
+    names: Arc<VarNames>,
+    data: Vec<u8>,
+}
 
 impl PackedVarsBuilder {
-    /// Adds a variable. The value is cut to `MAX_VALUE_BYTES` (on a character boundary) and its
-    /// control characters become spaces: channel variables travel in events and logs.
+    /// Adds a variable whose name is in the table. The value is cut to `MAX_VALUE_BYTES` (on a
+    /// character boundary) and its control characters become spaces: channel variables travel
+    /// in events and logs.
     pub fn push(&mut self, name: &str, value: &str) -> &mut Self {
+        let Some(index) = self.names.index(name) else {
+            debug_assert!(false, "variable {name} is not in the profile's table");
+            return self;
+        };
         let mut end = value.len().min(MAX_VALUE_BYTES);
         while !value.is_char_boundary(end) {
             end -= 1;
         }
-        let clean: String = value[..end]
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        for part in [name, clean.as_str()] {
-            let len = part.len().min(u16::MAX as usize);
-            self.0.extend_from_slice(&(len as u16).to_le_bytes());
-            self.0.extend_from_slice(&part.as_bytes()[..len]);
+        self.data.push(index);
+        let len_at = self.data.len();
+        self.data.extend_from_slice(&[0, 0]);
+        let mut buf = [0u8; 4];
+        for c in value[..end].chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            self.data
+                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
+        let len = (self.data.len() - len_at - 2) as u16;
+        self.data[len_at..len_at + 2].copy_from_slice(&len.to_le_bytes());
         self
     }
 
     pub fn build(self) -> PackedVars {
-        PackedVars(self.0.into_boxed_slice())
+        PackedVars {
+            names: Some(self.names),
+            data: self.data.into_boxed_slice(),
+        }
     }
 }
 
@@ -169,7 +229,7 @@ mod tests {
 
     #[test]
     fn packs_and_reads_back_variables() {
-        let mut b = PackedVars::builder();
+        let mut b = PackedVars::builder(&VarNames::new([]));
         b.push("sf_record_id", "003000000000001AAA")
             .push("sf_record_name", "Seán O'Brien\nX");
         let vars = b.build();
@@ -191,7 +251,7 @@ mod tests {
     #[test]
     fn cuts_long_values_on_a_character_boundary() {
         let long = "é".repeat(MAX_VALUE_BYTES);
-        let mut b = PackedVars::builder();
+        let mut b = PackedVars::builder(&VarNames::new(["v"]));
         b.push("v", &long);
         let vars = b.build();
         let value = vars.get("v").unwrap();

@@ -7,7 +7,9 @@ use natterbox_common::phone::{CallerNumber, Country};
 use natterbox_common::salesforce::escape::sosl_term;
 use serde_json::Value;
 
-use crate::outcome::{LookupStatus, Outcome, PackedVars};
+use std::sync::Arc;
+
+use crate::outcome::{LookupStatus, Outcome, PackedVars, VarNames};
 
 /// Records asked for per object: enough to see ties without paging.
 const RECORDS_PER_OBJECT: usize = 20;
@@ -88,6 +90,7 @@ pub struct MalformedAnswer(pub String);
 /// Decides the outcome from the search's records.
 pub fn decide(
     profile: &LookupProfile,
+    names: &Arc<VarNames>,
     caller: &CallerNumber,
     country: Country,
     records: &[Value],
@@ -113,7 +116,7 @@ pub fn decide(
     let Some((object, matches)) = winner else {
         return Ok(Outcome::not_found());
     };
-    let mut vars = PackedVars::builder();
+    let mut vars = PackedVars::builder(names);
     vars.push("sf_record_type", &object.object);
     if matches.len() > 1 {
         let ids: Vec<String> = matches
@@ -199,7 +202,14 @@ mod tests {
             lead("00Q000000000001AAA", "415-555-0123"),
             contact("003000000000001AAA", "(415) 555-0123"),
         ];
-        let outcome = decide(&profile(), &caller, us(), &records).unwrap();
+        let outcome = decide(
+            &profile(),
+            &VarNames::for_profile(&profile()),
+            &caller,
+            us(),
+            &records,
+        )
+        .unwrap();
         assert_eq!(outcome.status, LookupStatus::Found);
         assert_eq!(outcome.vars.get("sf_record_id"), Some("003000000000001AAA"));
         assert_eq!(outcome.vars.get("sf_record_type"), Some("Contact"));
@@ -214,7 +224,14 @@ mod tests {
             contact("003000000000001AAA", "(415) 555-0123"),
             contact("003000000000002AAA", "+14155550123"),
         ];
-        let outcome = decide(&profile(), &caller, us(), &records).unwrap();
+        let outcome = decide(
+            &profile(),
+            &VarNames::for_profile(&profile()),
+            &caller,
+            us(),
+            &records,
+        )
+        .unwrap();
         assert_eq!(outcome.status, LookupStatus::Multiple);
         assert_eq!(outcome.match_count, 2);
         assert_eq!(
@@ -230,9 +247,24 @@ mod tests {
         let caller = CallerNumber::parse("4155550123", us()).unwrap();
         let records = [contact("003000000000001AAA", "+44 415 555 0123")];
         assert_eq!(
-            decide(&profile(), &caller, us(), &records).unwrap().status,
+            decide(
+                &profile(),
+                &VarNames::for_profile(&profile()),
+                &caller,
+                us(),
+                &records
+            )
+            .unwrap()
+            .status,
             LookupStatus::NotFound
         );
-        assert!(decide(&profile(), &caller, us(), &[json!({"Id":"x"})]).is_err());
+        assert!(decide(
+            &profile(),
+            &VarNames::for_profile(&profile()),
+            &caller,
+            us(),
+            &[json!({"Id":"x"})]
+        )
+        .is_err());
     }
 }

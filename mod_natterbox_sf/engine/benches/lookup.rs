@@ -1,0 +1,430 @@
+//! Lookup benchmarks: they print figures, they assert nothing about speed.
+//!
+//!   cargo bench -p natterbox-engine --bench lookup
+//!
+//! Salesforce is the org emulator, in this process (its threads are not counted in the CPU
+//! figures: only the engine's `sf-runtime` threads and the calling thread are).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use natterbox_common::config::Config;
+use natterbox_common::handoff::{self, TokenFile};
+use natterbox_common::salesforce::oauth::TokenResponse;
+use natterbox_engine::cache::{CacheKey, CachePolicy, LookupCache};
+use natterbox_engine::outcome::{Outcome, PackedVars, VarNames};
+use natterbox_engine::{Engine, LookupRequest, LookupStatus};
+use sf_emulator::{Emulator, EmulatorOptions, FaultRule};
+
+fn token(emulator: &Emulator) -> TokenResponse {
+    reqwest::blocking::Client::new()
+        .post(format!("{}/services/oauth2/token", emulator.instance_url()))
+        .basic_auth("3MVG9Emu.CC.ClientId.natterbox", Some("cc-app-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    emulator: Emulator,
+    engine: Engine,
+    token: TokenResponse,
+}
+
+fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
+    let threads: usize = std::env::var("BENCH_RUNTIME_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start_background(EmulatorOptions::default_seed()).unwrap();
+    let token = token(&emulator);
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    handoff::write(
+        &tokens,
+        &TokenFile {
+            org: "acme".into(),
+            access_token: token.access_token.clone(),
+            instance_url: token.instance_url.clone(),
+            issued_at_ms: 0,
+            generation: 1,
+        },
+        None,
+    )
+    .unwrap();
+    let xml = format!(
+        r#"<configuration name="natterbox_sf.conf"><settings>
+             <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
+             <param name="event-socket" value="{}"/><param name="lookup-timeout-ms" value="{timeout_ms}"/>
+             <param name="cache-max-entries" value="2000000"/><param name="runtime-threads" value="{threads}"/>
+           </settings><orgs><org name="acme" login-url="{}" max-concurrent="{max_concurrent}">
+             <profile name="default">
+               <object name="Contact" fields="Id,Name,OwnerId,Owner.Extension"><map field="Owner.Extension" variable="sf_owner_extension"/></object>
+               <object name="Lead" fields="Id,Name,OwnerId,Company"/>
+               <object name="Account" fields="Id,Name,OwnerId"/>
+             </profile></org></orgs></configuration>"#,
+        tokens.display(),
+        dir.path().join("spool").display(),
+        dir.path().join("events.sock").display(),
+        emulator.login_url()
+    );
+    let engine = Engine::start(Config::parse(&xml).unwrap()).unwrap();
+    Setup {
+        _dir: dir,
+        emulator,
+        engine,
+        token,
+    }
+}
+
+fn request(number: &str) -> LookupRequest {
+    LookupRequest {
+        org: Some("acme".into()),
+        number: number.into(),
+        profile: None,
+        timeout: None,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn fmt(d: Duration) -> String {
+    if d < Duration::from_micros(10) {
+        format!("{} ns", d.as_nanos())
+    } else if d < Duration::from_millis(10) {
+        format!("{:.1} µs", d.as_nanos() as f64 / 1000.0)
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// Time on CPU (user + system, from the scheduler's own accounting in nanoseconds:
+/// /proc/<tid>/schedstat) of this process's threads whose name is one of `names`, plus the
+/// calling thread.
+fn cpu_of_threads(names: &[&str]) -> Duration {
+    let me: i32 = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| {
+            p.file_name()
+                .map(|f| f.to_string_lossy().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut total_ns = 0u64;
+    for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let tid: i32 = entry.file_name().to_string_lossy().parse().unwrap_or(0);
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if tid != me && !names.contains(&comm.trim()) {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(entry.path().join("schedstat")).unwrap_or_default();
+        total_ns += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(total_ns)
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+fn hit_latency(s: &Setup) {
+    let req = request("+14155550123");
+    assert_eq!(s.engine.lookup_blocking(&req).status, LookupStatus::Found);
+    for _ in 0..10_000 {
+        s.engine.lookup_blocking(&req);
+    }
+    let n = 200_000;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let answer = s.engine.lookup_blocking(&req);
+        samples.push(t.elapsed());
+        debug_assert_eq!(answer.status, LookupStatus::Found);
+    }
+    samples.sort();
+    println!(
+        "| cache hit through the engine (1 thread, {n} lookups, incl. parsing the number) | p50 {} | p99 {} | p99.9 {} |",
+        fmt(percentile(&samples, 0.5)),
+        fmt(percentile(&samples, 0.99)),
+        fmt(percentile(&samples, 0.999))
+    );
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Storm {
+    None,
+    /// Inserts of new numbers as fast as one thread can: every insert takes the writers' lock
+    /// and evicts.
+    NewKeys,
+    /// As NewKeys, and every other write replaces one of the entries being read (a refresher
+    /// rewriting the hot set continuously).
+    NewAndHotKeys,
+}
+
+fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
+    // 1000 cached numbers.
+    let numbers: Vec<String> = (0..1000).map(|i| format!("+1212555{:04}", i)).collect();
+    for n in &numbers {
+        s.engine.lookup_blocking(&request(n));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let inserts = Arc::new(AtomicU64::new(0));
+    let scope = s.engine.scope_of("acme", "default").unwrap();
+    std::thread::scope(|scope_threads| {
+        let reader = {
+            let (stop, ops) = (stop.clone(), ops.clone());
+            let numbers = &numbers;
+            let engine = &s.engine;
+            scope_threads.spawn(move || {
+                let mut i = 0usize;
+                let mut local = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    engine.lookup_blocking(&request(&numbers[i % numbers.len()]));
+                    i = i.wrapping_add(7);
+                    local += 1;
+                }
+                ops.fetch_add(local, Ordering::Relaxed);
+            })
+        };
+        if storm != Storm::None {
+            let (stop, inserts) = (stop.clone(), inserts.clone());
+            let cache = s.engine.cache();
+            scope_threads.spawn(move || {
+                // Writers and refreshers: new answers for the same numbers (replacing entries)
+                // and for new numbers (inserting, evicting), as fast as one core allows.
+                let outcome = Arc::new(Outcome::not_found());
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let number = if storm == Storm::NewAndHotKeys && n % 2 == 0 {
+                        12125550000 + (n / 2) % 1000
+                    } else {
+                        19995550000 + n
+                    };
+                    cache.insert(CacheKey { scope, number }, outcome.clone());
+                    n += 1;
+                }
+                inserts.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        let _ = reader;
+    });
+    let per_s = ops.load(Ordering::Relaxed) as f64 / 3.0;
+    let what = match storm {
+        Storm::None => "no writer".to_string(),
+        Storm::NewKeys => format!(
+            "with a writer thread inserting new numbers at full speed ({:.2} M inserts/s, evicting)",
+            inserts.load(Ordering::Relaxed) as f64 / 3e6
+        ),
+        Storm::NewAndHotKeys => format!(
+            "with a writer/refresher thread at full speed, half its writes replacing the entries being read ({:.2} M inserts/s)",
+            inserts.load(Ordering::Relaxed) as f64 / 3e6
+        ),
+    };
+    println!(
+        "| hit throughput, 1 reader thread, {what} | {:.2} M lookups/s | | |",
+        per_s / 1e6
+    );
+    per_s
+}
+
+fn miss_cpu(s: &Setup) {
+    s.engine.cache().flush(None);
+    let n = 3000u64;
+    // Warm the connection pool.
+    s.engine.lookup_blocking(&request("+13105550000"));
+    let before = cpu_of_threads(&["sf-runtime"]);
+    let t = Instant::now();
+    for i in 0..n {
+        // Distinct numbers nobody has: the full miss path, a search that finds nothing.
+        let answer = s
+            .engine
+            .lookup_blocking(&request(&format!("+1310555{:04}", 1 + i)));
+        assert_eq!(answer.status, LookupStatus::NotFound, "{answer:?}");
+    }
+    let wall = t.elapsed();
+    let cpu = cpu_of_threads(&["sf-runtime"]) - before;
+    println!(
+        "| miss path CPU per lookup (engine threads + caller; emulator at zero latency, {n} sequential misses) | {} | wall {} per lookup | |",
+        fmt(cpu / n as u32),
+        fmt(wall / n as u32)
+    );
+}
+
+fn concurrent_misses(max_concurrent: usize, count: usize, latency_ms: u64) {
+    let s = setup(max_concurrent, 30_000);
+    s.emulator.admin().add_fault(FaultRule {
+        path_prefix: "/services/data".into(),
+        latency_ms,
+        ..FaultRule::default()
+    });
+    // A running switch has its connections open: one unmeasured round opens them.
+    run_concurrent(&s.engine, count, 5000);
+    let started = Instant::now();
+    let latencies = run_concurrent(&s.engine, count, 0);
+    let wall = started.elapsed();
+    let mut sorted = latencies;
+    sorted.sort();
+    let throughput = count as f64 / wall.as_secs_f64();
+    let ideal = max_concurrent.min(count) as f64 / (latency_ms as f64 / 1000.0);
+    println!(
+        "| {count} distinct concurrent misses, {latency_ms} ms Salesforce latency, cap {max_concurrent} | all done in {} | p50 {} p99 {} | {:.0}/s = {:.0} % of cap ÷ latency |",
+        fmt(wall),
+        fmt(percentile(&sorted, 0.5)),
+        fmt(percentile(&sorted, 0.99)),
+        throughput,
+        100.0 * throughput / ideal
+    );
+    println!(
+        "|   (Salesforce requests seen, warm-up round included: {}; peak concurrent at Salesforce: {}) | | | |",
+        s.emulator.admin().endpoint_count("search"),
+        s.emulator.admin().peak_in_flight()
+    );
+}
+
+/// `count` threads each look a distinct number up at once; returns each one's latency.
+fn run_concurrent(engine: &Engine, count: usize, first_number: usize) -> Vec<Duration> {
+    let barrier = Arc::new(Barrier::new(count));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| {
+                let barrier = barrier.clone();
+                std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || {
+                        barrier.wait();
+                        let t = Instant::now();
+                        let answer = engine
+                            .lookup_blocking(&request(&format!("+1646555{:04}", first_number + i)));
+                        assert!(
+                            matches!(answer.status, LookupStatus::NotFound | LookupStatus::Found),
+                            "{answer:?}"
+                        );
+                        t.elapsed()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn rss_with_a_million_entries() {
+    let cache = LookupCache::new(CachePolicy {
+        max_entries: 1_000_000,
+        ttl: Duration::from_secs(3600),
+        negative_ttl: Duration::from_secs(60),
+        max_stale: Duration::from_secs(3600),
+    });
+    let names = VarNames::new(["sf_owner_extension", "sf_account_name"]);
+    let before = rss_bytes();
+    for i in 0..1_000_000u64 {
+        // A typical found answer: record id and type, name, owner, two mapped fields.
+        let mut vars = PackedVars::builder(&names);
+        vars.push("sf_record_type", "Contact")
+            .push("sf_record_id", &format!("003Em00000{:08}AAA", i))
+            .push("sf_record_name", &format!("Customer Number {i}"))
+            .push("sf_owner_id", "005Em0000000001AAA")
+            .push("sf_owner_extension", "1001")
+            .push("sf_account_name", "Acme Corporation");
+        let outcome = Arc::new(Outcome {
+            status: LookupStatus::Found,
+            match_count: 1,
+            vars: vars.build(),
+        });
+        cache.insert(
+            CacheKey {
+                scope: natterbox_engine::cache::ScopeId(1),
+                number: 14150000000 + i,
+            },
+            outcome,
+        );
+    }
+    let after = rss_bytes();
+    println!(
+        "| RSS growth with 1M cached entries (typical found answers, 6 variables each) | {:.0} MB | {:.0} bytes per entry | |",
+        (after.saturating_sub(before)) as f64 / 1e6,
+        (after.saturating_sub(before)) as f64 / 1_000_000.0
+    );
+    drop(cache);
+}
+
+fn fresh_http_per_call(s: &Setup) {
+    // What dialplan scripts do today: a new HTTP client and request per call, no cache.
+    let sosl = "FIND {4155550123} IN PHONE FIELDS RETURNING Contact(Id, Name, OwnerId, Owner.Extension, Phone, MobilePhone LIMIT 20)";
+    let url = format!("{}/services/data/v68.0/search/", s.token.instance_url);
+    let n = 500;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let client = reqwest::blocking::Client::new();
+        let response = client
+            .get(&url)
+            .query(&[("q", sosl)])
+            .bearer_auth(&s.token.access_token)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success());
+        let _: serde_json::Value = response.json().unwrap();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    println!(
+        "| for comparison: a fresh HTTP request per call, no cache (emulator on loopback, zero latency) | p50 {} | p99 {} | |",
+        fmt(percentile(&samples, 0.5)),
+        fmt(percentile(&samples, 0.99))
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing: run only for bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if let Ok(n) = std::env::var("BENCH_ONLY_MISS") {
+        // For profilers (callgrind): only the miss path, n lookups.
+        let s = setup(50, 5000);
+        s.engine.lookup_blocking(&request("+13105550000"));
+        for i in 0..n.parse::<u64>().unwrap_or(300) {
+            s.engine
+                .lookup_blocking(&request(&format!("+1310555{:04}", 1 + i)));
+        }
+        return;
+    }
+    println!("| measurement | result | | |");
+    println!("|---|---|---|---|");
+    let s = setup(50, 5000);
+    hit_latency(&s);
+    let alone = hit_throughput(&s, Storm::None);
+    let new_keys = hit_throughput(&s, Storm::NewKeys);
+    let hot_keys = hit_throughput(&s, Storm::NewAndHotKeys);
+    println!(
+        "|   ratio with storm / without | {:.2} (new keys) | {:.2} (new and hot keys) | |",
+        new_keys / alone,
+        hot_keys / alone
+    );
+    miss_cpu(&s);
+    fresh_http_per_call(&s);
+    drop(s);
+    concurrent_misses(1000, 1000, 100);
+    concurrent_misses(50, 1000, 100);
+    rss_with_a_million_entries();
+}
