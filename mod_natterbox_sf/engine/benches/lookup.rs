@@ -212,7 +212,7 @@ fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
                 let outcome = Arc::new(Outcome::not_found());
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let number = if storm == Storm::NewAndHotKeys && n % 2 == 0 {
+                    let number = if storm == Storm::NewAndHotKeys && n.is_multiple_of(2) {
                         12125550000 + (n / 2) % 1000
                     } else {
                         19995550000 + n
