@@ -458,3 +458,37 @@ async fn userinfo_and_identity() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn token_without_api_scope_is_refused_by_rest() {
+    let emu = start_with(|o| {
+        let app = o
+            .seed
+            .connected_apps
+            .iter_mut()
+            .find(|a| a.client_id == CC_CLIENT)
+            .unwrap();
+        app.scope = "refresh_token".into();
+    })
+    .await;
+    let r = client()
+        .post(format!("{}/services/oauth2/token", emu.instance_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CC_CLIENT),
+            ("client_secret", CC_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tok = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _, b) = get(&emu, &tok, &format!("/services/data/{V}/limits")).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        b,
+        json!([{"message": "This session is not valid for use with the REST API", "errorCode": "INVALID_SESSION_ID"}])
+    );
+}
