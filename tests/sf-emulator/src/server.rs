@@ -191,7 +191,9 @@ async fn handle_request(
     req: hyper::Request<Incoming>,
     reset: &Notify,
 ) -> hyper::Response<OutBody> {
-    let _in_flight = org.stats.begin();
+    let path = req.uri().path();
+    let api = path.starts_with("/services/data/") || path.starts_with("/services/Soap/");
+    let _in_flight = org.stats.begin(api);
     let (parts, body) = req.into_parts();
     let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI {
