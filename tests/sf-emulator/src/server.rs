@@ -278,7 +278,14 @@ async fn handle_request(
     // answer, so a slow request counts as long-running while it waits.
     let resp = match plan.disruption {
         Disruption::Reset | Disruption::Status(_) => Response::empty(500),
-        _ => dispatch(org, &request, plan.dead_tokens),
+        // A handler bug must cost one 500, not the connection or the server.
+        _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch(org, &request, plan.dead_tokens)
+        }))
+        .unwrap_or_else(|_| {
+            let (code, msg) = status_error(500);
+            plain_error(500, &code, &msg)
+        }),
     };
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
