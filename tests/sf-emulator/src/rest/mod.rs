@@ -64,11 +64,17 @@ pub fn authenticate(org: &Org, req: &Request) -> Result<Session, ApiError> {
     if token.is_empty() || token.contains(' ') {
         return Err(bad_header());
     }
-    let timeout = org.session_timeout();
-    org.data()
-        .sessions
-        .use_token(token, timeout)
-        .ok_or_else(ApiError::invalid_session)
+    let session = org
+        .use_session(token)
+        .ok_or_else(ApiError::invalid_session)?;
+    if !session.scope.split(' ').any(|s| s == "api" || s == "full") {
+        return Err(ApiError::new(
+            401,
+            "INVALID_SESSION_ID",
+            "This session is not valid for use with the REST API",
+        ));
+    }
+    Ok(session)
 }
 
 /// Counts one API request against the daily limit and checks the concurrent long-running
