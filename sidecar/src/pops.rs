@@ -158,7 +158,7 @@ pub struct PopFrame {
 }
 
 struct StoredPop {
-    call_uuid: String,
+    seq: u64,
     user_id: Option<String>,
     extension: Option<String>,
     expires_at_ms: u64,
@@ -180,9 +180,11 @@ struct Subscriber {
 
 #[derive(Default)]
 struct Inner {
-    pops: Vec<StoredPop>,
+    /// By call UUID: a new pop for the same call replaces the old one.
+    pops: HashMap<String, StoredPop>,
     subscribers: HashMap<u64, Subscriber>,
     next_id: u64,
+    next_seq: u64,
 }
 
 pub struct PopHub {
@@ -251,15 +253,16 @@ impl PopHub {
         let frame: Arc<str> = serde_json::to_string(&frame)
             .expect("frames serialize")
             .into();
+        let mut inner = self.lock();
+        inner.next_seq += 1;
         let mut stored = StoredPop {
-            call_uuid: pop.call_uuid.clone(),
+            seq: inner.next_seq,
             user_id: pop.agent_user_id.clone().filter(|s| !s.is_empty()),
             extension: pop.agent_extension.clone().filter(|s| !s.is_empty()),
             expires_at_ms,
             frame,
             delivered: false,
         };
-        let mut inner = self.lock();
         for sub in inner.subscribers.values() {
             if stored.is_for(&sub.agent) {
                 match sub.tx.try_send(stored.frame.clone()) {
@@ -271,13 +274,19 @@ impl PopHub {
                 }
             }
         }
-        // A new pop for the same call replaces the old one.
-        inner.pops.retain(|p| p.call_uuid != stored.call_uuid);
-        if inner.pops.len() >= MAX_STORED {
-            inner.pops.remove(0);
-            self.metrics.pops_dropped.inc();
+        if inner.pops.len() >= MAX_STORED && !inner.pops.contains_key(&pop.call_uuid) {
+            // Full: the oldest goes (a linear scan, only when full).
+            let oldest = inner
+                .pops
+                .iter()
+                .min_by_key(|(_, p)| p.seq)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                inner.pops.remove(&oldest);
+                self.metrics.pops_dropped.inc();
+            }
         }
-        inner.pops.push(stored);
+        inner.pops.insert(pop.call_uuid.clone(), stored);
     }
 
     /// Registers a client and queues the pops it has not acknowledged that are still in time.
@@ -285,11 +294,14 @@ impl PopHub {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let now = now_ms();
         let mut inner = self.lock();
-        for pop in inner.pops.iter_mut() {
-            if pop.expires_at_ms > now
-                && pop.is_for(&agent)
-                && tx.try_send(pop.frame.clone()).is_ok()
-            {
+        let mut backlog: Vec<&mut StoredPop> = inner
+            .pops
+            .values_mut()
+            .filter(|p| p.expires_at_ms > now && p.is_for(&agent))
+            .collect();
+        backlog.sort_by_key(|p| p.seq);
+        for pop in backlog {
+            if tx.try_send(pop.frame.clone()).is_ok() {
                 pop.delivered = true;
                 self.metrics.pops_delivered.inc();
             }
@@ -308,12 +320,9 @@ impl PopHub {
     /// The agent has the pop: it is not sent again.
     pub fn ack(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
         let mut inner = self.lock();
-        let before = inner.pops.len();
-        inner
-            .pops
-            .retain(|p| !(p.call_uuid == call_uuid && p.is_for(agent)));
-        let removed = inner.pops.len() < before;
+        let removed = inner.pops.get(call_uuid).is_some_and(|p| p.is_for(agent));
         if removed {
+            inner.pops.remove(call_uuid);
             self.metrics.pops_acked.inc();
         }
         removed
@@ -324,7 +333,7 @@ impl PopHub {
         let now = now_ms();
         let mut inner = self.lock();
         let metrics = &self.metrics;
-        inner.pops.retain(|p| {
+        inner.pops.retain(|_, p| {
             let alive = p.expires_at_ms > now;
             if !alive && !p.delivered {
                 metrics.pops_expired.inc();
