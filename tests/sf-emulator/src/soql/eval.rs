@@ -1,0 +1,516 @@
+//! Checks a parsed query against the schema and runs it over the store.
+
+use super::lexer::LikeChar;
+use super::parser::{Cond, FieldRef, Lit, OrderItem, Query, Select};
+use super::QueryError;
+use crate::ids;
+use crate::schema::{FieldType, ObjectDef, Schema};
+use crate::store::{Record, Store};
+use serde_json::{json, Map, Value};
+use std::cmp::Ordering;
+
+/// A field path checked against the schema, in canonical case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    /// (foreign-key field, relationship name) for each hop.
+    pub hops: Vec<(String, String)>,
+    pub field: String,
+    pub ftype: FieldType,
+}
+
+#[derive(Debug, Clone)]
+pub enum CCond {
+    And(Vec<CCond>),
+    Or(Vec<CCond>),
+    Not(Box<CCond>),
+    Cmp(Path, &'static str, Lit),
+    In(Path, bool, Vec<Lit>),
+    Like(Path, Vec<LikeChar>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub object: String,
+    pub count: bool,
+    pub fields: Vec<Path>,
+    pub filter: Option<CCond>,
+    pub order: Vec<(Path, bool, bool)>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+const NO_COLUMN_HINT: &str = "If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.";
+
+pub fn object<'s>(schema: &'s Schema, name: &str, pos: usize) -> Result<&'s ObjectDef, QueryError> {
+    match schema.object(name) {
+        Some(d) if !d.is_event => Ok(d),
+        _ => Err(QueryError::new(
+            "INVALID_TYPE",
+            pos,
+            format!("sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names."),
+        )),
+    }
+}
+
+pub fn resolve(schema: &Schema, def: &ObjectDef, f: &FieldRef) -> Result<Path, QueryError> {
+    let mut segs: Vec<&str> = f.path.split('.').collect();
+    if segs.len() > 1 && segs[0].eq_ignore_ascii_case(&def.name) {
+        segs.remove(0);
+    }
+    let mut defs: Vec<&ObjectDef> = vec![def];
+    let mut hops = vec![];
+    for seg in &segs[..segs.len() - 1] {
+        let rel = defs.iter().find_map(|d| d.relationship(seg)).ok_or_else(|| {
+            QueryError::new(
+                "INVALID_FIELD",
+                f.pos,
+                format!("Didn't understand relationship '{seg}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."),
+            )
+        })?;
+        hops.push((
+            rel.name.clone(),
+            rel.relationship_name.clone().unwrap_or_default(),
+        ));
+        defs = rel
+            .reference_to
+            .iter()
+            .filter_map(|t| schema.object(t))
+            .collect();
+    }
+    let last = segs[segs.len() - 1];
+    let fd = defs.iter().find_map(|d| d.field(last)).ok_or_else(|| {
+        let entity = defs.first().map_or("Name", |d| d.name.as_str());
+        QueryError::new(
+            "INVALID_FIELD",
+            f.pos,
+            format!("No such column '{last}' on entity '{entity}'. {NO_COLUMN_HINT}"),
+        )
+    })?;
+    Ok(Path {
+        hops,
+        field: fd.name.clone(),
+        ftype: fd.ftype,
+    })
+}
+
+pub fn compile(schema: &Schema, q: &Query) -> Result<Compiled, QueryError> {
+    let def = object(schema, &q.object, q.object_pos)?;
+    let (count, fields) = match &q.select {
+        Select::Count => (true, vec![]),
+        Select::Fields(list) => (false, compile_fields(schema, def, list)?),
+    };
+    let filter = q
+        .filter
+        .as_ref()
+        .map(|c| compile_cond(schema, def, c))
+        .transpose()?;
+    let order = compile_order(schema, def, &q.order)?;
+    Ok(Compiled {
+        object: def.name.clone(),
+        count,
+        fields,
+        filter,
+        order,
+        limit: q.limit,
+        offset: q.offset,
+    })
+}
+
+pub fn compile_fields(
+    schema: &Schema,
+    def: &ObjectDef,
+    list: &[FieldRef],
+) -> Result<Vec<Path>, QueryError> {
+    let mut out: Vec<Path> = vec![];
+    for f in list {
+        let p = resolve(schema, def, f)?;
+        if out.contains(&p) {
+            return Err(QueryError::malformed(
+                f.pos,
+                format!("duplicate field selected: {}", f.path),
+            ));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+pub fn compile_order(
+    schema: &Schema,
+    def: &ObjectDef,
+    order: &[OrderItem],
+) -> Result<Vec<(Path, bool, bool)>, QueryError> {
+    order
+        .iter()
+        .map(|o| Ok((resolve(schema, def, &o.field)?, o.desc, o.nulls_last)))
+        .collect()
+}
+
+pub fn compile_cond(schema: &Schema, def: &ObjectDef, c: &Cond) -> Result<CCond, QueryError> {
+    Ok(match c {
+        Cond::And(v) => CCond::And(
+            v.iter()
+                .map(|c| compile_cond(schema, def, c))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::Or(v) => CCond::Or(
+            v.iter()
+                .map(|c| compile_cond(schema, def, c))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::Not(c) => CCond::Not(Box::new(compile_cond(schema, def, c)?)),
+        Cond::Cmp {
+            field,
+            op,
+            value,
+            value_pos,
+        } => {
+            let p = resolve(schema, def, field)?;
+            let v = check_literal(&p, &field.path, value, *value_pos)?;
+            if matches!(p.ftype, FieldType::Boolean) && !matches!(*op, "=" | "!=") {
+                return Err(QueryError::new(
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    field.pos,
+                    format!("invalid operator on boolean field: {}", field.path),
+                ));
+            }
+            CCond::Cmp(p, op, v)
+        }
+        Cond::In {
+            field,
+            negated,
+            values,
+        } => {
+            let p = resolve(schema, def, field)?;
+            let vals = values
+                .iter()
+                .map(|(v, pos)| check_literal(&p, &field.path, v, *pos))
+                .collect::<Result<_, _>>()?;
+            CCond::In(p, *negated, vals)
+        }
+        Cond::Like {
+            field,
+            pattern,
+            value_pos,
+        } => {
+            let p = resolve(schema, def, field)?;
+            if !(p.ftype.is_text() || matches!(p.ftype, FieldType::Id | FieldType::Reference)) {
+                return Err(QueryError::new(
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    *value_pos,
+                    format!("invalid operator on field: {}", field.path),
+                ));
+            }
+            CCond::Like(p, pattern.clone())
+        }
+    })
+}
+
+/// Type-checks a literal against its field; ids are normalised to 18 chars.
+fn check_literal(p: &Path, name: &str, v: &Lit, pos: usize) -> Result<Lit, QueryError> {
+    let bad = |kind: &str, quoted: bool| {
+        QueryError::new(
+            "INVALID_FIELD",
+            pos,
+            format!(
+                "value of filter criterion for field '{name}' must be of type {kind} and should {}be enclosed in quotes",
+                if quoted { "" } else { "not " }
+            ),
+        )
+    };
+    match (p.ftype, v) {
+        (_, Lit::Null) => Ok(Lit::Null),
+        (FieldType::Id | FieldType::Reference, Lit::Str(s)) => match ids::to18(&s.value) {
+            Some(id) => Ok(Lit::Str(super::lexer::StrLit { value: id, pattern: s.pattern.clone() })),
+            None => Err(QueryError::new("INVALID_QUERY_FILTER_OPERATOR", pos, format!("invalid ID field: {}", s.value))),
+        },
+        (FieldType::Id | FieldType::Reference, _) => Err(bad("id", true)),
+        (FieldType::Int | FieldType::Double, Lit::Num(_)) => Ok(v.clone()),
+        (FieldType::Int | FieldType::Double, _) => Err(bad("double", false)),
+        (FieldType::Boolean, Lit::Bool(_)) => Ok(v.clone()),
+        (FieldType::Boolean, _) => Err(bad("boolean", false)),
+        (FieldType::Date | FieldType::DateTime, Lit::Date(_)) => Ok(v.clone()),
+        (FieldType::Date | FieldType::DateTime, _) => Err(QueryError::new(
+            "INVALID_FIELD",
+            pos,
+            format!("value of filter criterion for field '{name}' must be of type date and should not be enclosed in quotes"),
+        )),
+        (_, Lit::Str(_)) => Ok(v.clone()),
+        _ => Err(bad("string", true)),
+    }
+}
+
+/// The value at `path` for `rec`, following lookups (a null link gives null).
+pub fn value<'a>(store: &'a Store, rec: &'a Record, path: &Path) -> &'a Value {
+    let mut cur = rec;
+    for (fk, _) in &path.hops {
+        match cur.get(fk).as_str().and_then(|id| store.get(id)) {
+            Some(r) => cur = r,
+            None => return &Value::Null,
+        }
+    }
+    cur.get(&path.field)
+}
+
+pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
+    match c {
+        CCond::And(v) => v.iter().all(|c| matches(store, rec, c)),
+        CCond::Or(v) => v.iter().any(|c| matches(store, rec, c)),
+        CCond::Not(c) => !matches(store, rec, c),
+        CCond::Cmp(p, op, lit) => {
+            let v = value(store, rec, p);
+            match (v.is_null(), lit) {
+                (_, Lit::Null) => match *op {
+                    "=" => v.is_null(),
+                    "!=" => !v.is_null(),
+                    _ => false,
+                },
+                (true, _) => *op == "!=",
+                (false, _) => match compare(p.ftype, v, lit) {
+                    Some(ord) => match *op {
+                        "=" => ord == Ordering::Equal,
+                        "!=" => ord != Ordering::Equal,
+                        "<" => ord == Ordering::Less,
+                        "<=" => ord != Ordering::Greater,
+                        ">" => ord == Ordering::Greater,
+                        ">=" => ord != Ordering::Less,
+                        _ => false,
+                    },
+                    None => *op == "!=",
+                },
+            }
+        }
+        CCond::In(p, negated, lits) => {
+            let v = value(store, rec, p);
+            let hit = lits.iter().any(|l| match l {
+                Lit::Null => v.is_null(),
+                _ => !v.is_null() && compare(p.ftype, v, l) == Some(Ordering::Equal),
+            });
+            hit != *negated
+        }
+        CCond::Like(p, pattern) => match value(store, rec, p) {
+            Value::String(s) => like(
+                &s.to_lowercase().chars().collect::<Vec<_>>(),
+                &lower_pattern(pattern),
+            ),
+            _ => false,
+        },
+    }
+}
+
+fn lower_pattern(p: &[LikeChar]) -> Vec<LikeChar> {
+    p.iter()
+        .map(|c| match c {
+            LikeChar::Lit(ch) => LikeChar::Lit(ch.to_lowercase().next().unwrap_or(*ch)),
+            other => *other,
+        })
+        .collect()
+}
+
+fn like(s: &[char], p: &[LikeChar]) -> bool {
+    // dp[j] = pattern[..j] matches s[..i]
+    let mut dp = vec![false; p.len() + 1];
+    dp[0] = true;
+    for j in 1..=p.len() {
+        dp[j] = dp[j - 1] && p[j - 1] == LikeChar::Any;
+    }
+    for &ch in s {
+        let mut next = vec![false; p.len() + 1];
+        for j in 1..=p.len() {
+            next[j] = match p[j - 1] {
+                LikeChar::Any => next[j - 1] || dp[j],
+                LikeChar::One => dp[j - 1],
+                LikeChar::Lit(c) => dp[j - 1] && c == ch,
+            };
+        }
+        dp = next;
+    }
+    dp[p.len()]
+}
+
+fn compare(ftype: FieldType, v: &Value, lit: &Lit) -> Option<Ordering> {
+    match lit {
+        Lit::Str(s) => {
+            let a = v.as_str()?;
+            if matches!(ftype, FieldType::Id | FieldType::Reference) {
+                Some(a.cmp(s.value.as_str()))
+            } else {
+                Some(a.to_lowercase().cmp(&s.value.to_lowercase()))
+            }
+        }
+        Lit::Num(n) => v.as_f64()?.partial_cmp(n),
+        Lit::Bool(b) => Some(v.as_bool()?.cmp(b)),
+        Lit::Date(d) => {
+            let a = v.as_str()?;
+            let n = d.len().min(a.len()).min(19);
+            Some(a[..n.min(a.len())].cmp(&d[..n.min(d.len())]))
+        }
+        Lit::Null => None,
+    }
+}
+
+fn order_values(ftype: FieldType, a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y))
+            if matches!(ftype, FieldType::Id | FieldType::Reference) =>
+        {
+            x.cmp(y)
+        }
+        (Value::String(x), Value::String(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+        _ => Ordering::Equal,
+    }
+}
+
+pub fn sort(store: &Store, recs: &mut [&Record], order: &[(Path, bool, bool)]) {
+    recs.sort_by(|a, b| {
+        for (p, desc, nulls_last) in order {
+            let (va, vb) = (value(store, a, p), value(store, b, p));
+            let ord = match (va.is_null(), vb.is_null()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if *nulls_last {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                (false, true) => {
+                    if *nulls_last {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (false, false) => {
+                    let o = order_values(p.ftype, va, vb);
+                    if *desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        Ordering::Equal
+    });
+}
+
+pub fn attributes(object: &str, id: &str, version: &str) -> Value {
+    json!({"type": object, "url": format!("/services/data/v{version}/sobjects/{object}/{id}")})
+}
+
+/// The REST JSON of `rec` with the selected paths; lookups become nested objects with their own
+/// `attributes`, or `null` when the lookup is empty.
+pub fn project(store: &Store, rec: &Record, paths: &[Path], version: &str) -> Value {
+    let mut out = Map::new();
+    out.insert(
+        "attributes".into(),
+        attributes(&rec.object, &rec.id, version),
+    );
+    let mut keys: Vec<String> = vec![];
+    for p in paths {
+        let key = p.hops.first().map_or(&p.field, |h| &h.1).clone();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    for key in keys {
+        let direct = paths.iter().find(|p| p.hops.is_empty() && p.field == key);
+        if let Some(p) = direct {
+            out.insert(key, typed(p.ftype, rec.get(&p.field)));
+            continue;
+        }
+        let sub: Vec<Path> = paths
+            .iter()
+            .filter(|p| p.hops.first().is_some_and(|h| h.1 == key))
+            .map(|p| Path {
+                hops: p.hops[1..].to_vec(),
+                field: p.field.clone(),
+                ftype: p.ftype,
+            })
+            .collect();
+        let fk = paths
+            .iter()
+            .find_map(|p| p.hops.first().filter(|h| h.1 == key))
+            .map(|h| h.0.clone())
+            .unwrap_or_default();
+        let parent = rec.get(&fk).as_str().and_then(|id| store.get(id));
+        out.insert(
+            key,
+            parent.map_or(Value::Null, |r| project(store, r, &sub, version)),
+        );
+    }
+    Value::Object(out)
+}
+
+fn typed(ftype: FieldType, v: &Value) -> Value {
+    match (ftype, v) {
+        (FieldType::Double, Value::Number(n)) => Value::from(n.as_f64().unwrap_or(0.0)),
+        _ => v.clone(),
+    }
+}
+
+pub struct Outcome {
+    pub total: usize,
+    pub rows: Vec<Value>,
+}
+
+pub fn run(store: &Store, c: &Compiled, include_deleted: bool, version: &str) -> Outcome {
+    let mut recs: Vec<&Record> = store
+        .iter_object(&c.object, include_deleted)
+        .filter(|r| c.filter.as_ref().is_none_or(|f| matches(store, r, f)))
+        .collect();
+    sort(store, &mut recs, &c.order);
+    let recs: Vec<&Record> = recs
+        .into_iter()
+        .skip(c.offset.unwrap_or(0))
+        .take(c.limit.unwrap_or(usize::MAX))
+        .collect();
+    if c.count {
+        return Outcome {
+            total: recs.len(),
+            rows: vec![],
+        };
+    }
+    let rows: Vec<Value> = recs
+        .iter()
+        .map(|r| project(store, r, &c.fields, version))
+        .collect();
+    Outcome {
+        total: rows.len(),
+        rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(s: &str) -> Vec<LikeChar> {
+        s.chars()
+            .map(|c| match c {
+                '%' => LikeChar::Any,
+                '_' => LikeChar::One,
+                c => LikeChar::Lit(c),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn like_matching() {
+        let s: Vec<char> = "o'brien".chars().collect();
+        assert!(like(&s, &pat("o'b%")));
+        assert!(like(&s, &pat("%brien")));
+        assert!(like(&s, &pat("o_brien")));
+        assert!(!like(&s, &pat("brien")));
+        assert!(like(&s, &pat("%")));
+    }
+}

@@ -1,0 +1,263 @@
+//! SOQL tokens. String literals are unescaped here with SOQL's backslash rules; an unknown
+//! escape is a MALFORMED_QUERY error.
+
+use super::QueryError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tok {
+    /// Identifier or keyword; may contain dots (`Owner.Name`).
+    Ident(String),
+    Str(StrLit),
+    Num(String),
+    /// Unquoted date or datetime literal (`2026-11-23`, `2026-11-23T10:00:00Z`).
+    Date(String),
+    LParen,
+    RParen,
+    Comma,
+    Op(&'static str),
+    Eof,
+}
+
+/// A string literal: its value, and the LIKE pattern (where `\%` and `\_` are literal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrLit {
+    pub value: String,
+    pub pattern: Vec<LikeChar>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LikeChar {
+    Any,
+    One,
+    Lit(char),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub tok: Tok,
+    pub pos: usize,
+}
+
+pub fn lex(src: &str) -> Result<Vec<Token>, QueryError> {
+    let mut out = vec![];
+    let chars: Vec<(usize, char)> = src.char_indices().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let (pos, c) = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let tok = match c {
+            '(' => {
+                i += 1;
+                Tok::LParen
+            }
+            ')' => {
+                i += 1;
+                Tok::RParen
+            }
+            ',' => {
+                i += 1;
+                Tok::Comma
+            }
+            '=' => {
+                i += 1;
+                Tok::Op("=")
+            }
+            '!' if next_is(&chars, i, '=') => {
+                i += 2;
+                Tok::Op("!=")
+            }
+            '<' if next_is(&chars, i, '>') => {
+                i += 2;
+                Tok::Op("!=")
+            }
+            '<' if next_is(&chars, i, '=') => {
+                i += 2;
+                Tok::Op("<=")
+            }
+            '>' if next_is(&chars, i, '=') => {
+                i += 2;
+                Tok::Op(">=")
+            }
+            '<' => {
+                i += 1;
+                Tok::Op("<")
+            }
+            '>' => {
+                i += 1;
+                Tok::Op(">")
+            }
+            '\'' => {
+                let (lit, next) = string(src, &chars, i)?;
+                i = next;
+                Tok::Str(lit)
+            }
+            c if c.is_ascii_digit()
+                || (c == '-' || c == '+')
+                    && chars.get(i + 1).is_some_and(|(_, d)| d.is_ascii_digit()) =>
+            {
+                let start = i;
+                i += 1;
+                while i < chars.len()
+                    && (chars[i].1.is_ascii_alphanumeric()
+                        || matches!(chars[i].1, '.' | ':' | '-' | '+'))
+                {
+                    i += 1;
+                }
+                let end = chars.get(i).map_or(src.len(), |(p, _)| *p);
+                let text = &src[chars[start].0..end];
+                if is_date_literal(text) {
+                    Tok::Date(text.to_string())
+                } else if text.parse::<f64>().is_ok() && !text.contains(['e', 'E']) {
+                    Tok::Num(text.to_string())
+                } else {
+                    return Err(QueryError::malformed(
+                        pos,
+                        format!("unexpected token: '{text}'"),
+                    ));
+                }
+            }
+            c if c.is_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].1.is_alphanumeric() || matches!(chars[i].1, '_' | '.'))
+                {
+                    i += 1;
+                }
+                let end = chars.get(i).map_or(src.len(), |(p, _)| *p);
+                Tok::Ident(src[chars[start].0..end].to_string())
+            }
+            other => {
+                return Err(QueryError::malformed(
+                    pos,
+                    format!("unexpected token: '{other}'"),
+                ));
+            }
+        };
+        out.push(Token { tok, pos });
+    }
+    out.push(Token {
+        tok: Tok::Eof,
+        pos: src.len(),
+    });
+    Ok(out)
+}
+
+fn next_is(chars: &[(usize, char)], i: usize, c: char) -> bool {
+    chars.get(i + 1).is_some_and(|(_, d)| *d == c)
+}
+
+fn string(src: &str, chars: &[(usize, char)], open: usize) -> Result<(StrLit, usize), QueryError> {
+    let mut value = String::new();
+    let mut pattern = vec![];
+    let mut i = open + 1;
+    while i < chars.len() {
+        let (pos, c) = chars[i];
+        match c {
+            '\'' => return Ok((StrLit { value, pattern }, i + 1)),
+            '\\' => {
+                let Some(&(_, e)) = chars.get(i + 1) else {
+                    break;
+                };
+                let lit = match e {
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'b' => '\u{8}',
+                    'f' => '\u{c}',
+                    '"' | '\'' | '\\' | '%' | '_' => e,
+                    other => {
+                        let literal_end = src[pos..].find('\'').map_or(src.len(), |k| pos + k);
+                        return Err(QueryError::malformed(
+                            pos,
+                            format!(
+                                "Invalid string literal '{}'. Illegal character sequence '\\{other}' in string literal.",
+                                &src[chars[open].0 + 1..literal_end]
+                            ),
+                        ));
+                    }
+                };
+                value.push(lit);
+                pattern.push(LikeChar::Lit(lit));
+                i += 2;
+            }
+            '%' => {
+                value.push(c);
+                pattern.push(LikeChar::Any);
+                i += 1;
+            }
+            '_' => {
+                value.push(c);
+                pattern.push(LikeChar::One);
+                i += 1;
+            }
+            _ => {
+                value.push(c);
+                pattern.push(LikeChar::Lit(c));
+                i += 1;
+            }
+        }
+    }
+    Err(QueryError::malformed(
+        chars[open].0,
+        "line 1:0 mismatched character '<EOF>' expecting '''".to_string(),
+    ))
+}
+
+fn is_date_literal(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && b[..4].iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(src: &str) -> Vec<String> {
+        lex(src)
+            .unwrap()
+            .into_iter()
+            .filter_map(|t| match t.tok {
+                Tok::Str(s) => Some(s.value),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(strs(r"x = 'O\'Brien'"), vec!["O'Brien"]);
+        assert_eq!(strs(r"x = 'a\\b\nc'"), vec!["a\\b\nc"]);
+    }
+
+    #[test]
+    fn unknown_escape_is_malformed() {
+        let e = lex(r"x = 'a\qb'").unwrap_err();
+        assert_eq!(e.code, "MALFORMED_QUERY");
+        assert!(
+            e.message.contains("Illegal character sequence '\\q'"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn unterminated_is_malformed() {
+        assert_eq!(lex("x = 'abc").unwrap_err().code, "MALFORMED_QUERY");
+    }
+
+    #[test]
+    fn tokens() {
+        let t: Vec<Tok> = lex("SELECT Owner.Name FROM Contact WHERE n >= -1.5 AND d > 2026-01-01")
+            .unwrap()
+            .into_iter()
+            .map(|t| t.tok)
+            .collect();
+        assert_eq!(t[1], Tok::Ident("Owner.Name".into()));
+        assert!(t.contains(&Tok::Num("-1.5".into())));
+        assert!(t.contains(&Tok::Date("2026-01-01".into())));
+        assert!(t.contains(&Tok::Op(">=")));
+    }
+}

@@ -1,0 +1,484 @@
+//! SOSL: `FIND {term} [IN ALL|NAME|EMAIL|PHONE|SIDEBAR FIELDS] [RETURNING Obj[(fields [WHERE …]
+//! [ORDER BY …] [LIMIT n] [OFFSET n])], …] [LIMIT n]`, and the search itself.
+
+use crate::error::{caret_message, ApiError};
+use crate::schema::{FieldType, ObjectDef, Schema};
+use crate::seed::PhoneMatch;
+use crate::soql::eval::{self, CCond, Path};
+use crate::soql::lexer::Tok;
+use crate::soql::parser::{FieldRef, Parser};
+use crate::soql::QueryError;
+use crate::store::{Record, Store};
+use crate::util::digits;
+use serde_json::Value;
+
+/// Characters that must be backslash-escaped inside `{…}` (besides `*`/`?` wildcards and `"`
+/// phrase quotes, which keep their meaning).
+const RESERVED: &[char] = &[
+    '&', '|', '!', '{', '}', '[', ']', '(', ')', '^', '~', ':', '\\', '\'', '+', '-',
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Name,
+    Email,
+    Phone,
+    Sidebar,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "ALL" => Scope::All,
+            "NAME" => Scope::Name,
+            "EMAIL" => Scope::Email,
+            "PHONE" => Scope::Phone,
+            "SIDEBAR" => Scope::Sidebar,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub text: String,
+    pub prefix: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    /// OR of AND-groups of words.
+    pub groups: Vec<Vec<Word>>,
+    /// The whole term, unescaped.
+    pub text: String,
+}
+
+impl Term {
+    /// A literal term (parameterized search): no reserved characters, split on whitespace.
+    pub fn literal(text: &str) -> Term {
+        let words = text
+            .split_whitespace()
+            .map(|w| Word {
+                text: w.trim_end_matches('*').to_lowercase(),
+                prefix: w.ends_with('*'),
+            })
+            .collect();
+        Term {
+            groups: vec![words],
+            text: text.to_string(),
+        }
+    }
+}
+
+pub struct Target {
+    pub def: ObjectDef,
+    pub fields: Vec<Path>,
+    pub filter: Option<CCond>,
+    pub order: Vec<(Path, bool, bool)>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+pub struct Search {
+    pub term: Term,
+    pub scope: Scope,
+    pub targets: Vec<Target>,
+    pub limit: Option<usize>,
+}
+
+fn malformed(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request("MALFORMED_SEARCH", msg)
+}
+
+/// Objects searched when RETURNING is absent.
+pub const DEFAULT_OBJECTS: &[&str] = &["Account", "Contact", "Lead", "Case", "Routing_Rule__c"];
+
+pub fn default_target(schema: &Schema, name: &str) -> Option<Target> {
+    let def = schema.object(name)?.clone();
+    let id = eval::resolve(
+        schema,
+        &def,
+        &FieldRef {
+            path: "Id".into(),
+            pos: 0,
+        },
+    )
+    .ok()?;
+    Some(Target {
+        def,
+        fields: vec![id],
+        filter: None,
+        order: vec![],
+        limit: None,
+        offset: None,
+    })
+}
+
+/// Parses a SOSL string; also returns the unescaped term (for the query log).
+pub fn parse(schema: &Schema, src: &str) -> Result<Search, ApiError> {
+    let trimmed = src.trim_start();
+    let lead = src.len() - trimmed.len();
+    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("FIND") {
+        return Err(malformed(caret_message(
+            src,
+            lead,
+            "unexpected token: FIND expected",
+        )));
+    }
+    let after_find = &trimmed[4..];
+    let open = after_find.trim_start();
+    if !open.starts_with('{') {
+        return Err(malformed(
+            "No search term found. The search term must be enclosed in braces.",
+        ));
+    }
+    let term_start = src.len() - open.len() + 1;
+    let (term, end) = scan_term(src, term_start)?;
+    let rest_src = &src[end..];
+    let mut p = Parser::new(rest_src).map_err(|e| qerr(src, end, e, "MALFORMED_SEARCH"))?;
+    let mut scope = Scope::All;
+    if p.eat_kw("IN") {
+        let t = p.bump();
+        scope = match &t.tok {
+            Tok::Ident(s) => Scope::parse(s),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            malformed(caret_message(
+                src,
+                end + t.pos,
+                "unexpected token: search group expected",
+            ))
+        })?;
+        p.expect_kw("FIELDS")
+            .map_err(|e| qerr(src, end, e, "MALFORMED_SEARCH"))?;
+    }
+    let mut targets = vec![];
+    if p.eat_kw("RETURNING") {
+        loop {
+            targets.push(
+                returning(schema, &mut p).map_err(|e| qerr(src, end, e, "MALFORMED_SEARCH"))?,
+            );
+            if p.peek().tok != Tok::Comma {
+                break;
+            }
+            p.bump();
+        }
+    } else {
+        targets = DEFAULT_OBJECTS
+            .iter()
+            .filter_map(|o| default_target(schema, o))
+            .collect();
+    }
+    let mut limit = None;
+    if p.eat_kw("LIMIT") {
+        match p.bump().tok {
+            Tok::Num(n) => limit = n.parse().ok(),
+            _ => return Err(malformed("unexpected token after LIMIT")),
+        }
+    }
+    p.expect_eof()
+        .map_err(|e| qerr(src, end, e, "MALFORMED_SEARCH"))?;
+    Ok(Search {
+        term,
+        scope,
+        targets,
+        limit,
+    })
+}
+
+/// Maps a SOQL-parser error inside a SOSL string: schema errors keep their code, syntax
+/// errors become MALFORMED_SEARCH.
+fn qerr(src: &str, offset: usize, e: QueryError, syntax_code: &str) -> ApiError {
+    let code = if e.code == "MALFORMED_QUERY" {
+        syntax_code
+    } else {
+        e.code
+    };
+    ApiError::bad_request(code, caret_message(src, offset + e.pos, &e.message))
+}
+
+fn returning(schema: &Schema, p: &mut Parser) -> Result<Target, QueryError> {
+    let obj = p.field()?;
+    let def = eval::object(schema, &obj.path, obj.pos)?.clone();
+    let mut t = default_target(schema, &def.name).ok_or_else(|| p.unexpected())?;
+    if p.peek().tok == Tok::LParen {
+        p.bump();
+        let list = p.field_list()?;
+        t.fields = eval::compile_fields(schema, &def, &list)?;
+        if p.eat_kw("WHERE") {
+            let c = p.condition()?;
+            t.filter = Some(eval::compile_cond(schema, &def, &c)?);
+        }
+        let (order, limit, offset) = p.tail()?;
+        t.order = eval::compile_order(schema, &def, &order)?;
+        t.limit = limit;
+        t.offset = offset;
+        p.expect(Tok::RParen)?;
+    }
+    Ok(t)
+}
+
+/// Reads the term after `{` up to the unescaped `}`; returns it and the byte after `}`.
+fn scan_term(src: &str, start: usize) -> Result<(Term, usize), ApiError> {
+    let mut groups: Vec<Vec<Word>> = vec![vec![]];
+    let mut text = String::new();
+    let mut word = String::new();
+    let mut word_escaped = false;
+    let mut in_phrase = false;
+    let mut chars = src[start..].char_indices();
+    let flush = |word: &mut String, escaped: &mut bool, groups: &mut Vec<Vec<Word>>| {
+        if word.is_empty() {
+            return;
+        }
+        let w = std::mem::take(word);
+        match (w.to_ascii_uppercase().as_str(), *escaped) {
+            ("OR", false) => groups.push(vec![]),
+            ("AND", false) | ("NOT", false) => {}
+            _ => {
+                let prefix = w.ends_with('*');
+                let text = w.trim_end_matches('*').to_lowercase();
+                if let Some(g) = groups.last_mut() {
+                    g.push(Word { text, prefix });
+                }
+            }
+        }
+        *escaped = false;
+    };
+    while let Some((i, c)) = chars.next() {
+        let pos = start + i;
+        match c {
+            '\\' => {
+                let Some((_, e)) = chars.next() else { break };
+                word.push(e);
+                text.push(e);
+                word_escaped = true;
+            }
+            '}' if !in_phrase => {
+                flush(&mut word, &mut word_escaped, &mut groups);
+                groups.retain(|g| !g.is_empty());
+                let significant = text
+                    .chars()
+                    .filter(|c| !matches!(c, '*' | '?' | '"') && !c.is_whitespace())
+                    .count();
+                if significant < 2 {
+                    return Err(ApiError::bad_request(
+                        "INVALID_SEARCH",
+                        "search term must be longer than one character",
+                    ));
+                }
+                return Ok((Term { groups, text }, pos + 1));
+            }
+            '"' => {
+                in_phrase = !in_phrase;
+                text.push(c);
+            }
+            c if c.is_whitespace() && !in_phrase => {
+                flush(&mut word, &mut word_escaped, &mut groups);
+                text.push(c);
+            }
+            c if RESERVED.contains(&c) => {
+                return Err(malformed(caret_message(
+                    src,
+                    pos,
+                    &format!("mismatched character '{c}': reserved characters in the search term must be escaped with a backslash"),
+                )));
+            }
+            c => {
+                word.push(c);
+                text.push(c);
+            }
+        }
+    }
+    Err(malformed(caret_message(
+        src,
+        src.len(),
+        "mismatched character '<EOF>' expecting '}'",
+    )))
+}
+
+fn tokens(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '?'))
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn tok_eq(field: &str, word: &str, prefix: bool) -> bool {
+    let f: Vec<char> = field.chars().collect();
+    let w: Vec<char> = word.chars().collect();
+    if w.len() > f.len() || (!prefix && w.len() != f.len()) {
+        return false;
+    }
+    w.iter().zip(&f).all(|(a, b)| *a == '?' || a == b)
+}
+
+fn word_matches(value: &str, w: &Word) -> bool {
+    if value.to_lowercase() == w.text {
+        return true;
+    }
+    let ft = tokens(value);
+    let wt = tokens(&w.text);
+    if wt.is_empty() {
+        return false;
+    }
+    ft.windows(wt.len()).any(|win| {
+        win.iter()
+            .zip(&wt)
+            .enumerate()
+            .all(|(i, (f, x))| tok_eq(f, x, w.prefix && i == wt.len() - 1))
+    })
+}
+
+fn text_fields(def: &ObjectDef, scope: Scope) -> Vec<&str> {
+    def.fields
+        .iter()
+        .filter(|f| match scope {
+            Scope::Name => {
+                f.name_field || matches!(f.name.as_str(), "FirstName" | "LastName" | "Company")
+            }
+            Scope::Email => f.ftype == FieldType::Email,
+            Scope::Phone => false,
+            Scope::All | Scope::Sidebar => f.ftype.is_text() && f.ftype != FieldType::Picklist,
+        })
+        .map(|f| f.name.as_str())
+        .collect()
+}
+
+fn record_matches(
+    def: &ObjectDef,
+    rec: &Record,
+    term: &Term,
+    scope: Scope,
+    phone: &PhoneMatch,
+) -> bool {
+    let term_digits = digits(&term.text);
+    let phone_scope = matches!(scope, Scope::All | Scope::Phone | Scope::Sidebar);
+    let numeric_term = !term.text.chars().any(char::is_alphabetic);
+    if phone_scope && numeric_term && !term_digits.is_empty() {
+        let hit = def
+            .phone_fields()
+            .filter_map(|f| rec.get(&f.name).as_str())
+            .any(|v| phone.matches(&digits(v), &term_digits));
+        if hit {
+            return true;
+        }
+    }
+    if scope == Scope::Phone {
+        return false;
+    }
+    let fields = text_fields(def, scope);
+    let values: Vec<&str> = fields.iter().filter_map(|f| rec.get(f).as_str()).collect();
+    term.groups
+        .iter()
+        .any(|g| !g.is_empty() && g.iter().all(|w| values.iter().any(|v| word_matches(v, w))))
+}
+
+/// Runs a search; returns the `searchRecords` array.
+pub fn run(store: &Store, s: &Search, phone: &PhoneMatch, version: &str) -> Vec<Value> {
+    let mut out = vec![];
+    for t in &s.targets {
+        let mut recs: Vec<&Record> = store
+            .iter_object(&t.def.name, false)
+            .filter(|r| record_matches(&t.def, r, &s.term, s.scope, phone))
+            .filter(|r| t.filter.as_ref().is_none_or(|f| eval::matches(store, r, f)))
+            .collect();
+        eval::sort(store, &mut recs, &t.order);
+        out.extend(
+            recs.into_iter()
+                .skip(t.offset.unwrap_or(0))
+                .take(t.limit.unwrap_or(2000))
+                .map(|r| eval::project(store, r, &t.fields, version)),
+        );
+    }
+    out.truncate(s.limit.unwrap_or(2000).min(2000));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::standard()
+    }
+
+    #[test]
+    fn reserved_chars_need_escaping() {
+        let e = parse(&schema(), "FIND {415-555-0123} IN PHONE FIELDS")
+            .err()
+            .unwrap();
+        assert_eq!(e.code, "MALFORMED_SEARCH");
+        let s = parse(
+            &schema(),
+            r"FIND {415\-555\-0123} IN PHONE FIELDS RETURNING Contact(Id, Name)",
+        )
+        .unwrap();
+        assert_eq!(s.term.text, "415-555-0123");
+        assert_eq!(s.scope, Scope::Phone);
+        assert_eq!(s.targets.len(), 1);
+        assert!(parse(&schema(), "FIND {+14155550123}").is_err());
+        assert!(parse(&schema(), r"FIND {\+14155550123}").is_ok());
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert_eq!(
+            parse(&schema(), "FIND 4155550123").err().unwrap().code,
+            "MALFORMED_SEARCH"
+        );
+        assert_eq!(
+            parse(&schema(), "FIND {abc").err().unwrap().code,
+            "MALFORMED_SEARCH"
+        );
+        assert_eq!(
+            parse(&schema(), "FIND {abc} RETURNING Nope__c")
+                .err()
+                .unwrap()
+                .code,
+            "INVALID_TYPE"
+        );
+        assert_eq!(
+            parse(&schema(), "FIND {abc} RETURNING Contact(Nope)")
+                .err()
+                .unwrap()
+                .code,
+            "INVALID_FIELD"
+        );
+        assert_eq!(
+            parse(&schema(), "FIND {abc} IN BOGUS FIELDS")
+                .err()
+                .unwrap()
+                .code,
+            "MALFORMED_SEARCH"
+        );
+        assert_eq!(
+            parse(&schema(), "FIND {a}").err().unwrap().code,
+            "INVALID_SEARCH"
+        );
+    }
+
+    #[test]
+    fn words() {
+        let w = Word {
+            text: "o'brien".into(),
+            prefix: false,
+        };
+        assert!(word_matches("Patrick O'Brien", &w));
+        assert!(!word_matches("Patrick OBrien", &w));
+        let p = Word {
+            text: "lov".into(),
+            prefix: true,
+        };
+        assert!(word_matches("Ada Lovelace", &p));
+        assert!(!word_matches(
+            "Ada Lovelace",
+            &Word {
+                text: "lov".into(),
+                prefix: false
+            }
+        ));
+    }
+}
