@@ -55,8 +55,7 @@ async fn main() {
         .unwrap()
         .port();
     let socket = dir.path().join("events.sock");
-    let token_hash =
-        natterbox_sidecar::pops::hex(&natterbox_sidecar::pops::sha256(b"bench-token"));
+    let token_hash = natterbox_sidecar::pops::hex(&natterbox_sidecar::pops::sha256(b"bench-token"));
     std::fs::write(
         dir.path().join("agents.json"),
         format!(

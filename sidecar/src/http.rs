@@ -143,6 +143,9 @@ async fn agent_session(
                 if socket.send(WsMessage::Text((&*frame).into())).await.is_err() {
                     break;
                 }
+                if subscription.rx.is_empty() {
+                    app.pops.catch_up(subscription.id);
+                }
             }
             incoming = socket.recv() => match incoming {
                 Some(Ok(WsMessage::Text(text))) => {

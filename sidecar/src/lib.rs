@@ -363,16 +363,22 @@ async fn publish_one(app: &App, pop: &ScreenPop) {
     } else {
         pop.ttl_ms
     };
-    let body = serde_json::json!({
-        "Call_UUID__c": pop.call_uuid,
-        "Agent_User_Id__c": pop.agent_user_id,
-        "Agent_Extension__c": pop.agent_extension,
-        "Caller_Number__c": pop.caller_number,
-        "Record_Id__c": pop.record_ids.first(),
-        "Record_Ids__c": pop.record_ids.join(","),
-        "Direction__c": format!("{:?}", pop.direction).to_lowercase(),
-        "Expires_At_Ms__c": pop.created_at_ms.saturating_add(ttl),
+    // The fields of the event as docs/design.md and sidecar/README.md define it.
+    let mut body = serde_json::json!({
+        "Call_Id__c": pop.call_uuid,
+        "Phone__c": pop.caller_number,
+        "Direction__c": match pop.direction {
+            natterbox_common::wire::Direction::Inbound => "inbound",
+            natterbox_common::wire::Direction::Outbound => "outbound",
+            natterbox_common::wire::Direction::Internal => "internal",
+        },
     });
+    if let Some(agent) = pop.agent_user_id.as_deref().filter(|a| !a.is_empty()) {
+        body["Agent_Id__c"] = agent.into();
+    }
+    if let Some(record) = pop.record_ids.first() {
+        body["RecordId__c"] = record.as_str().into();
+    }
     let client = SalesforceClient::new(app.http.clone(), &org.api_version);
     let mut refreshed = false;
     loop {

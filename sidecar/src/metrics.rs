@@ -150,7 +150,7 @@ impl Metrics {
         one(
             "natterbox_sidecar_pops_dropped_total",
             "counter",
-            "Screen pop frames that did not fit a slow client's queue.",
+            "Screen pop frames that did not fit a slow client's queue (sent when it catches up, while in time).",
             self.pops_dropped.get(),
         );
         one(

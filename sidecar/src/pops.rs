@@ -164,6 +164,8 @@ struct StoredPop {
     expires_at_ms: u64,
     frame: Arc<str>,
     delivered: bool,
+    /// Subscribers that have this pop queued or sent, so a resync never repeats it.
+    sent_to: Vec<u64>,
 }
 
 impl StoredPop {
@@ -176,6 +178,8 @@ impl StoredPop {
 struct Subscriber {
     agent: AgentIdentity,
     tx: mpsc::Sender<Arc<str>>,
+    /// A pop did not fit the queue: resend what is missing once the client catches up.
+    lagged: bool,
 }
 
 #[derive(Default)]
@@ -262,15 +266,24 @@ impl PopHub {
             expires_at_ms,
             frame,
             delivered: false,
+            sent_to: Vec::new(),
         };
-        for sub in inner.subscribers.values() {
+        for (id, sub) in inner.subscribers.iter_mut() {
             if stored.is_for(&sub.agent) {
+                if sub.lagged {
+                    // Order: what is already waiting goes first, through the resync.
+                    continue;
+                }
                 match sub.tx.try_send(stored.frame.clone()) {
                     Ok(()) => {
                         stored.delivered = true;
+                        stored.sent_to.push(*id);
                         self.metrics.pops_delivered.inc();
                     }
-                    Err(_) => self.metrics.pops_dropped.inc(),
+                    Err(_) => {
+                        sub.lagged = true;
+                        self.metrics.pops_dropped.inc();
+                    }
                 }
             }
         }
@@ -294,26 +307,56 @@ impl PopHub {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let now = now_ms();
         let mut inner = self.lock();
-        let mut backlog: Vec<&mut StoredPop> = inner
-            .pops
-            .values_mut()
-            .filter(|p| p.expires_at_ms > now && p.is_for(&agent))
-            .collect();
-        backlog.sort_by_key(|p| p.seq);
-        for pop in backlog {
-            if tx.try_send(pop.frame.clone()).is_ok() {
-                pop.delivered = true;
-                self.metrics.pops_delivered.inc();
-            }
-        }
         let id = inner.next_id;
         inner.next_id += 1;
-        inner.subscribers.insert(id, Subscriber { agent, tx });
+        inner.subscribers.insert(
+            id,
+            Subscriber {
+                agent,
+                tx,
+                lagged: true,
+            },
+        );
+        self.fill(&mut inner, id, now);
         self.metrics.ws_clients.inc();
         Subscription {
             id,
             rx,
             hub: self.clone(),
+        }
+    }
+
+    /// Queues, oldest first, the pops in time for subscriber `id` that it has not been given, as
+    /// many as fit. Clears `lagged` when all did.
+    fn fill(&self, inner: &mut Inner, id: u64, now: u64) {
+        let Inner {
+            pops, subscribers, ..
+        } = inner;
+        let Some(sub) = subscribers.get_mut(&id) else {
+            return;
+        };
+        let mut missing: Vec<&mut StoredPop> = pops
+            .values_mut()
+            .filter(|p| p.expires_at_ms > now && p.is_for(&sub.agent) && !p.sent_to.contains(&id))
+            .collect();
+        missing.sort_by_key(|p| p.seq);
+        for pop in missing {
+            if sub.tx.try_send(pop.frame.clone()).is_err() {
+                return;
+            }
+            pop.delivered = true;
+            pop.sent_to.push(id);
+            self.metrics.pops_delivered.inc();
+        }
+        sub.lagged = false;
+    }
+
+    /// Called by a client session whose queue ran empty: if pops did not fit earlier, queue them
+    /// now.
+    pub fn catch_up(&self, id: u64) {
+        let mut inner = self.lock();
+        if inner.subscribers.get(&id).is_some_and(|s| s.lagged) {
+            self.fill(&mut inner, id, now_ms());
         }
     }
 
@@ -415,6 +458,32 @@ mod tests {
         hub.publish(&by_ext, 30_000);
         assert!(sub.rx.recv().await.unwrap().contains("c3"));
         assert_eq!(metrics.ws_clients.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_gets_everything_once_in_order() {
+        let metrics = Arc::new(Metrics::default());
+        let hub = PopHub::new(metrics.clone());
+        let mut sub = hub.subscribe(agent("005A"));
+        let total = CLIENT_QUEUE + 10;
+        for i in 0..total {
+            hub.publish(&pop(&format!("c{i:05}"), "005A", 60_000), 30_000);
+        }
+        assert!(metrics.pops_dropped.get() > 0, "the queue overflowed");
+        let mut got = Vec::new();
+        while got.len() < total {
+            match sub.rx.try_recv() {
+                Ok(frame) => {
+                    let f: PopFrame = serde_json::from_str(&frame).unwrap();
+                    got.push(f.call_uuid);
+                }
+                Err(_) => hub.catch_up(sub.id),
+            }
+        }
+        let expected: Vec<String> = (0..total).map(|i| format!("c{i:05}")).collect();
+        assert_eq!(got, expected);
+        hub.catch_up(sub.id);
+        assert!(sub.rx.try_recv().is_err(), "nothing twice");
     }
 
     #[test]

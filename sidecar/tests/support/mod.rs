@@ -329,3 +329,70 @@ pub fn org_without_auth(name: &str) -> String {
            <screen-pop ttl-ms="30000"/></org>"#
     )
 }
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sf-emulator/fixtures");
+pub const JWT_CLIENT: &str = "3MVG9Emu.JWT.ClientId.natterbox";
+pub const JWT_SECRET: &str = "jwt-app-secret";
+pub const CC_CLIENT: &str = "3MVG9Emu.CC.ClientId.natterbox";
+pub const CC_SECRET: &str = "cc-app-secret";
+pub const REFRESH_TOKEN: &str = "5Aep861Emu.Refresh.Integration.0001";
+pub const INTEGRATION_USER: &str = "integration@acme.example";
+
+pub fn key_file(name: &str) -> String {
+    format!("{FIXTURES}/{name}")
+}
+
+pub async fn emulator() -> sf_emulator::Emulator {
+    sf_emulator::Emulator::start(sf_emulator::EmulatorOptions::default())
+        .await
+        .expect("emulator starts")
+}
+
+/// An org whose `<auth>` is `auth` (the element's attributes) and whose login URL is `login_url`.
+pub fn org_xml(name: &str, login_url: &str, auth: &str, extra: &str) -> String {
+    format!(
+        r#"<org name="{name}" login-url="{login_url}" session-timeout-s="7200">
+      <auth {auth}/>
+      <profile name="default"><object name="Contact"/></profile>
+      {extra}
+    </org>"#
+    )
+}
+
+pub fn jwt_auth(client_id: &str, username: &str, key: &str, audience: &str) -> String {
+    format!(
+        r#"flow="jwt-bearer" client-id="{client_id}" username="{username}" private-key-file="{key}" audience="{audience}""#
+    )
+}
+
+/// How many token requests the emulator has seen.
+pub fn token_requests(emu: &sf_emulator::Emulator) -> u64 {
+    emu.admin().endpoint_count("oauth_token")
+}
+
+/// The org's entry in the sidecar's /status.
+pub async fn org_status(running: &Running, org: &str) -> serde_json::Value {
+    let status = running.status().await;
+    status["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["org"] == org)
+        .cloned()
+        .unwrap_or_else(|| panic!("no org {org} in {status}"))
+}
+
+/// A REST query with the handed-off token: proves the token works.
+pub async fn token_works(token: &natterbox_common::handoff::TokenFile) -> bool {
+    let url = format!(
+        "{}/services/data/v62.0/query/?q=SELECT+Id+FROM+Account+LIMIT+1",
+        token.instance_url
+    );
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&token.access_token)
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+}
