@@ -574,3 +574,62 @@ fn ensure_dir(dir: &std::path::Path) -> Result<(), String> {
         .create(dir)
         .map_err(|e| format!("creating {}: {e}", dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(timeout_s: u64) -> OrgState {
+        let xml = format!(
+            r#"<configuration name="natterbox_sf.conf"><orgs><org name="acme" session-timeout-s="{timeout_s}">
+               <auth flow="client-credentials" client-id="x" client-secret-env="X"/>
+               <profile name="default"><object name="Contact"/></profile></org></orgs></configuration>"#
+        );
+        let config = natterbox_common::config::Config::parse(&xml).unwrap();
+        OrgState {
+            config: config.orgs[0].clone(),
+            session: None,
+            generation: 0,
+            issued_at: None,
+            issued_at_ms: None,
+            requested: None,
+            fresh_rejections: 0,
+            failures: 0,
+            not_before: None,
+            last_error: None,
+            dead_tokens: false,
+            attempts: 0,
+            rotated_refresh_token: None,
+            next_refresh_at: None,
+        }
+    }
+
+    fn session() -> Option<Session> {
+        Some(Session {
+            instance_url: "https://x".into(),
+            access_token: "t".into(),
+        })
+    }
+
+    #[test]
+    fn refreshes_at_80_percent_of_the_session_timeout_or_at_once_when_asked() {
+        let now = Instant::now();
+        let mut s = state(3600);
+        assert!(next_attempt(&s).unwrap() <= Instant::now(), "no token: now");
+        s.session = session();
+        s.issued_at = Some(now);
+        let due = next_attempt(&s).unwrap();
+        assert_eq!(due.duration_since(now), Duration::from_secs(2880));
+        s.requested = Some(0);
+        assert!(
+            next_attempt(&s).unwrap() <= Instant::now(),
+            "a 401 report: now"
+        );
+        s.not_before = Some(now + Duration::from_secs(30));
+        assert_eq!(
+            next_attempt(&s).unwrap(),
+            now + Duration::from_secs(30),
+            "but not before the back-off"
+        );
+    }
+}

@@ -376,3 +376,94 @@ async fn kill_9_during_a_stream_neither_loses_nor_duplicates() {
     );
     assert!(running.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts_without_acking() {
+    const N: usize = 2000;
+    let emu = emulator().await;
+    let setup = Setup::new();
+    setup.write_config(&call_log_org(&emu), "");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        config.replace(
+            "<param name=\"spool-dir\"",
+            "<param name=\"event-queue-capacity\" value=\"1\"/><param name=\"spool-dir\"",
+        ),
+    )
+    .unwrap();
+    let running = setup.start().await;
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    let mut burst = Vec::new();
+    for i in 0..N {
+        burst.extend(Message::CallLog(log(&format!("burst-{i:04}"))).to_line());
+    }
+    module.send_raw(&burst).await;
+    let mut acked = std::collections::HashSet::new();
+    while let Some(Message::Ack { call_uuid }) = module.recv(Duration::from_secs(2)).await {
+        acked.insert(call_uuid);
+    }
+    let dropped = running
+        .metric("natterbox_sidecar_events_dropped_total")
+        .await;
+    assert!(dropped > 0, "a one-slot queue overflows under a burst");
+    assert_eq!(
+        acked.len() as u64 + dropped,
+        N as u64,
+        "every log is acked or counted"
+    );
+    // The module sends what was not acked again (spool); this time at its own pace.
+    for i in 0..N {
+        let uuid = format!("burst-{i:04}");
+        if !acked.contains(&uuid) {
+            module.send(&Message::CallLog(log(&uuid))).await;
+            assert_eq!(acks(&mut module, 1).await, [uuid]);
+        }
+    }
+    eventually(Duration::from_secs(60), "every Task", || async {
+        tasks_by_call(&emu).len() == N
+    })
+    .await;
+    assert!(tasks_by_call(&emu).values().all(|t| t.len() == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_writes_within_a_bound() {
+    const N: usize = 20;
+    let emu = emulator().await;
+    emu.admin().add_fault(sf_emulator::FaultRule {
+        path_prefix: "/services/data".into(),
+        latency_ms: 400,
+        ..Default::default()
+    });
+    let setup = Setup::new();
+    setup.write_config(&call_log_org(&emu), "");
+    let running = setup.start().await;
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    let uuids: Vec<String> = (0..N).map(|i| format!("drain-{i:02}")).collect();
+    for uuid in &uuids {
+        module.send(&Message::CallLog(log(uuid))).await;
+    }
+    acks(&mut module, N).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let status = running.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "drain took {:?}",
+        started.elapsed()
+    );
+    assert!(setup.log().contains("SIGTERM: draining"));
+    // What the drain did not finish is still in the outbox: a restart completes it, once each.
+    let running = setup.start().await;
+    eventually(Duration::from_secs(30), "every Task", || async {
+        tasks_by_call(&emu).len() == N
+    })
+    .await;
+    assert!(tasks_by_call(&emu).values().all(|t| t.len() == 1));
+    eventually(Duration::from_secs(10), "an empty outbox", || async {
+        running.metric("natterbox_sidecar_outbox_pending").await == 0
+    })
+    .await;
+}

@@ -287,3 +287,165 @@ async fn the_socket_survives_garbage_and_acks_call_logs_of_orgs_without_logging(
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pops_are_published_as_platform_events() {
+    let emu = emulator().await;
+    let mut setup = Setup::new();
+    setup.agent("005000000000001AAA", "1001", "token-alice");
+    setup.write_config(
+        &org_xml(
+            "acme",
+            &emu.login_url(),
+            &jwt_auth(
+                JWT_CLIENT,
+                INTEGRATION_USER,
+                &key_file("test-jwt-private-key.pem"),
+                "https://login.salesforce.com",
+            ),
+            r#"<screen-pop platform-event="Screen_Pop__e" ttl-ms="30000"/>"#,
+        ),
+        "",
+    );
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "a token", || async {
+        setup.token_file("acme").is_some()
+    })
+    .await;
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    module
+        .send(&Message::ScreenPop(pop(
+            "pe-1",
+            Some("005000000000001AAA"),
+            None,
+            0,
+            30_000,
+        )))
+        .await;
+    // Past its TTL: neither delivered nor published.
+    module
+        .send(&Message::ScreenPop(pop(
+            "pe-late",
+            Some("005000000000001AAA"),
+            None,
+            60_000,
+            1_000,
+        )))
+        .await;
+    eventually(Duration::from_secs(10), "the platform event", || async {
+        !emu.admin().events().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = emu.admin().events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "Screen_Pop__e");
+    let event = &events[0]["fields"];
+    assert_eq!(event["Call_Id__c"], "pe-1", "{event}");
+    assert_eq!(event["Phone__c"], "+14155550100");
+    assert_eq!(event["Agent_Id__c"], "005000000000001AAA");
+    assert_eq!(event["RecordId__c"], "003000000000001AAA");
+    assert_eq!(event["Direction__c"], "inbound");
+    assert_eq!(
+        running
+            .metric("natterbox_sidecar_org_platform_events_published_total{org=\"acme\"}")
+            .await,
+        1
+    );
+    assert_eq!(
+        running
+            .metric("natterbox_sidecar_org_platform_events_failed_total{org=\"acme\"}")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_websocket_speaks_tls_when_configured() {
+    let mut setup = Setup::new();
+    setup.agent("005000000000001AAA", "1001", "token-alice");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(setup.path("ws.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(setup.path("ws.key"), cert.signing_key.serialize_pem()).unwrap();
+    setup.write_config(
+        &org_without_auth("acme"),
+        &format!(
+            r#"<param name="websocket-tls-cert" value="{}"/><param name="websocket-tls-key" value="{}"/>"#,
+            setup.path("ws.crt").display(),
+            setup.path("ws.key").display()
+        ),
+    );
+    let child = setup.command().spawn().unwrap();
+    let _running = Running {
+        child,
+        http: setup.http,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let tcp = loop {
+        match tokio::net::TcpStream::connect(setup.http).await {
+            Ok(s) => break s,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let stream = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let mut request = format!("wss://localhost:{}/agent", setup.http.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", "Bearer token-alice".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let hello = next_json_tls(&mut ws).await.unwrap();
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["user_id"], "005000000000001AAA");
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    module
+        .send(&Message::ScreenPop(pop(
+            "tls-1",
+            Some("005000000000001AAA"),
+            None,
+            0,
+            30_000,
+        )))
+        .await;
+    assert_eq!(next_json_tls(&mut ws).await.unwrap()["call_uuid"], "tls-1");
+    // Plain HTTP on the TLS port gets nowhere.
+    assert!(reqwest::get(format!("http://{}/healthz", setup.http))
+        .await
+        .is_err());
+}
+
+async fn next_json_tls<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+) -> Option<serde_json::Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(WsMessage::Text(text)))) => {
+                return Some(serde_json::from_str(&text).unwrap())
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}

@@ -468,3 +468,37 @@ async fn tokens_that_are_dead_on_arrival_do_not_loop() {
             >= 4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_files_are_chowned_to_the_token_file_owner() {
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a nobody user");
+    if !nix::unistd::Uid::effective().is_root() {
+        println!("SKIPPED chown check: not running as root, cannot chown to nobody");
+        return;
+    }
+    let emu = emulator().await;
+    let setup = Setup::new();
+    let key = key_file("test-jwt-private-key.pem");
+    setup.write_config(
+        &org_xml(
+            "acme",
+            &emu.login_url(),
+            &jwt_auth(JWT_CLIENT, INTEGRATION_USER, &key, LOGIN),
+            "",
+        ),
+        r#"<param name="token-file-owner" value="nobody"/>"#,
+    );
+    let _running = setup.start().await;
+    let path = natterbox_common::handoff::token_path(&setup.token_dir(), "acme");
+    eventually(Duration::from_secs(10), "the token file", || async {
+        path.exists()
+    })
+    .await;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.uid(), nobody.uid.as_raw());
+    assert_eq!(meta.gid(), nobody.gid.as_raw());
+    assert_eq!(meta.mode() & 0o777, 0o600);
+}
