@@ -228,6 +228,22 @@ pub async fn run(
     notify::ready(&status);
     tracing::info!(status = %status, "ready");
     let watchdog = notify::spawn_watchdog();
+    // STATUS= follows token health, so `systemctl status` shows it.
+    let status_task = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut last = status;
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                let now = status_line(&app);
+                if now != last {
+                    notify::status(&now);
+                    last = now;
+                }
+            }
+        })
+    };
 
     tokio::pin!(stop);
     loop {
@@ -261,6 +277,7 @@ pub async fn run(
     writer_task.abort();
     platform_task.abort();
     sweeper.abort();
+    status_task.abort();
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -275,9 +292,10 @@ fn status_line(app: &App) -> String {
     let status = app.tokens.status();
     let healthy = status.iter().filter(|s| s.healthy).count();
     format!(
-        "{healthy}/{} orgs with a token; {} agents known",
+        "{healthy}/{} orgs with a working token; {} agents known; {} call logs pending",
         status.len(),
-        app.agents().len()
+        app.agents().len(),
+        app.metrics.outbox_pending.get()
     )
 }
 

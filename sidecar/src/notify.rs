@@ -14,6 +14,10 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
 pub fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),

@@ -259,11 +259,9 @@ impl TokenManager {
             org.counters.token_reports_coalesced.inc();
             return false;
         }
-        if generation > state.generation {
-            // From a future we have not written: a stale module view after a restart with a lost
-            // token directory. Treat it as a report about the current token.
-            tracing::debug!(org = %org.name, generation, current = state.generation, "401 report for an unknown generation");
-        }
+        // A generation we have not written (a module that kept a token file from before the
+        // token directory was lost) is a report about the current token.
+        let generation = generation.min(state.generation);
         let fresh = state.issued_at.is_some_and(|t| t.elapsed() < FRESH_WINDOW);
         if fresh {
             state.fresh_rejections += 1;
@@ -290,7 +288,7 @@ impl TokenManager {
             state.fresh_rejections = 0;
             state.dead_tokens = false;
         }
-        state.requested = Some(state.generation.max(generation));
+        state.requested = Some(generation);
         drop(state);
         org.wake.notify_one();
         true

@@ -405,6 +405,21 @@ async fn a_thousand_401_reports_make_one_refresh() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(token_requests(&emu), 2);
     assert_eq!(setup.token_file("acme").unwrap().generation, 2);
+    // A generation from the future (a module holding a file from a lost token directory) is a
+    // report about the current token: one refresh, not one per missing generation.
+    conns[1]
+        .send(&Message::TokenRefresh {
+            org: "acme".into(),
+            generation: 50,
+        })
+        .await;
+    eventually(Duration::from_secs(10), "generation 3", || async {
+        setup.token_file("acme").is_some_and(|t| t.generation == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(token_requests(&emu), 3);
+    assert_eq!(setup.token_file("acme").unwrap().generation, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
