@@ -468,9 +468,31 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
     match result {
         Ok(token) => {
             let issued_at_ms = token.issued_at_ms().unwrap_or_else(now_ms);
+            // The state moves to the new generation before the file appears, so a 401 report
+            // for it (the module reads the file at once) is never taken for a future one.
             let generation = {
-                let state = org.lock();
-                state.generation + 1
+                let mut state = org.lock();
+                let generation = state.generation + 1;
+                state.session = Some(Session {
+                    instance_url: token.instance_url.clone(),
+                    access_token: token.access_token.clone(),
+                });
+                state.generation = generation;
+                state.issued_at = Some(Instant::now());
+                state.issued_at_ms = Some(issued_at_ms);
+                if state.requested.is_some_and(|r| r < generation) {
+                    state.requested = None;
+                }
+                if let Some(new_refresh) = token.refresh_token.clone() {
+                    if matches!(
+                        config.auth,
+                        Some(natterbox_common::config::AuthConfig::RefreshToken { .. })
+                    ) {
+                        tracing::warn!(org = %org.name, "the connected app rotates refresh tokens; the new one is kept in memory only (turn rotation off, or authorize again after a restart)");
+                        state.rotated_refresh_token = Some(new_refresh);
+                    }
+                }
+                generation
             };
             let file = TokenFile {
                 org: org.name.clone(),
@@ -492,24 +514,6 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
             .await
             .unwrap_or_else(|e| Err(format!("hand-off task failed: {e}")));
             let mut state = org.lock();
-            state.session = Some(Session {
-                instance_url: token.instance_url.clone(),
-                access_token: token.access_token.clone(),
-            });
-            state.generation = generation;
-            state.issued_at = Some(Instant::now());
-            state.issued_at_ms = Some(issued_at_ms);
-            if state.requested.is_some_and(|r| r < generation) {
-                state.requested = None;
-            }
-            if let Some(new_refresh) = token.refresh_token.clone() {
-                if config.auth.as_ref().is_some_and(|a| {
-                    matches!(a, natterbox_common::config::AuthConfig::RefreshToken { .. })
-                }) {
-                    tracing::warn!(org = %org.name, "the connected app rotates refresh tokens; the new one is kept in memory only (turn rotation off, or authorize again after a restart)");
-                    state.rotated_refresh_token = Some(new_refresh);
-                }
-            }
             match written {
                 Ok(()) => {
                     state.failures = 0;
