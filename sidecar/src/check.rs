@@ -136,11 +136,62 @@ pub fn check_config(config: &Config, report: &mut Report) {
             report.errors.push(format!("ca-file {}: {e}", ca.display()));
         }
     }
+    let outbox_dir = config
+        .sidecar
+        .outbox_db
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let socket_dir = config
+        .settings
+        .event_socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for (what, dir) in [
+        ("token-dir", config.settings.token_dir.clone()),
+        ("outbox-db directory", outbox_dir),
+        ("event-socket directory", socket_dir),
+    ] {
+        check_writable_dir(what, &dir, report);
+    }
     if !config.sidecar.http_listen.ip().is_loopback() {
         report.warnings.push(format!(
             "http-listen {} is not loopback: /metrics and /status are reachable from the network",
             config.sidecar.http_listen
         ));
+    }
+}
+
+/// A directory the sidecar writes to: writable if it exists, creatable if not.
+fn check_writable_dir(what: &str, dir: &Path, report: &mut Report) {
+    use nix::unistd::{access, AccessFlags};
+    if dir.as_os_str().is_empty() {
+        return;
+    }
+    if dir.is_dir() {
+        if access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_err() {
+            report.errors.push(format!(
+                "{what} {} is not writable by this user",
+                dir.display()
+            ));
+        }
+        return;
+    }
+    let existing = dir.ancestors().find(|a| a.exists());
+    match existing {
+        Some(blocker) if !blocker.is_dir() => report.errors.push(format!(
+            "{what} {}: {} is not a directory",
+            dir.display(),
+            blocker.display()
+        )),
+        Some(parent) if access(parent, AccessFlags::W_OK | AccessFlags::X_OK).is_ok() => report
+            .notes
+            .push(format!("{what} {} will be created", dir.display())),
+        _ => report.warnings.push(format!(
+            "{what} {} does not exist and cannot be created by this user (systemd's StateDirectory/RuntimeDirectory create the defaults)",
+            dir.display()
+        )),
     }
 }
 

@@ -467,3 +467,43 @@ async fn sigterm_drains_in_flight_writes_within_a_bound() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_salesforce_refuses_is_retried_then_marked_failed_without_blocking_others() {
+    let emu = emulator().await;
+    let setup = Setup::new();
+    setup.write_config(&call_log_org(&emu), "");
+    let running = setup.start().await;
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    let mut bad = log("refused");
+    bad.who_id = Some("003000000000000AAA".into()); // no such Contact
+    let good = log("accepted");
+    let mut burst = Message::CallLog(bad).to_line();
+    burst.extend(Message::CallLog(good).to_line());
+    module.send_raw(&burst).await;
+    acks(&mut module, 2).await;
+    eventually(Duration::from_secs(10), "the good record", || async {
+        tasks_by_call(&emu).contains_key("accepted")
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the refused record to fail",
+        || async {
+            running
+                .metric("natterbox_sidecar_org_call_logs_failed_total{org=\"acme\"}")
+                .await
+                == 1
+        },
+    )
+    .await;
+    let outbox = natterbox_sidecar::outbox::Outbox::open(&setup.outbox()).unwrap();
+    let refused = outbox.state("refused").unwrap().unwrap();
+    assert_eq!(refused.state, "failed");
+    assert_eq!(refused.attempts, 3);
+    assert!(refused.last_error.is_some());
+    let accepted = outbox.state("accepted").unwrap().unwrap();
+    assert_eq!(accepted.state, "delivered");
+    assert!(accepted.task_id.unwrap().starts_with("00T"));
+    assert!(!tasks_by_call(&emu).contains_key("refused"));
+}

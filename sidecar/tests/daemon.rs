@@ -216,6 +216,27 @@ fn check_config_explains_problems_and_exits_1() {
     assert!(text.contains("not an RSA PEM key"), "{text}");
     assert!(!text.contains("SECRET-CONTENT"), "{text}");
 
+    // A token directory that cannot be created.
+    setup.write_config(&org_without_auth("acme"), "");
+    std::fs::write(setup.path("a-file"), b"").unwrap();
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        config.replace(
+            &setup.token_dir().display().to_string(),
+            &setup.path("a-file/tokens").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(setup.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("a-file is not a directory"), "{text}");
+
     // Valid.
     setup.write_config(&org_without_auth("acme"), "");
     let out = Command::new(BIN)
