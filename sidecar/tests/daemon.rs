@@ -320,3 +320,35 @@ fn systemd_unit_verifies() {
         "systemd-analyze complains: {complaints:?}"
     );
 }
+
+#[test]
+fn logs_read_well_in_journald() {
+    let run = |journal: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", "/nonexistent/natterbox_sf.conf.xml"]);
+        if journal {
+            cmd.env("JOURNAL_STREAM", "8:12345");
+        } else {
+            cmd.env_remove("JOURNAL_STREAM");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let journal = run(true);
+    assert!(
+        journal.starts_with("ERROR "),
+        "no timestamp under journald: {journal:?}"
+    );
+    assert!(journal.contains("/nonexistent/natterbox_sf.conf.xml"));
+    assert!(
+        !journal.contains('\u{1b}'),
+        "no ANSI escapes when not a terminal"
+    );
+    let plain = run(false);
+    assert!(
+        plain.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "timestamps otherwise: {plain:?}"
+    );
+    assert!(!plain.contains('\u{1b}'));
+}

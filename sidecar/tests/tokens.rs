@@ -517,3 +517,46 @@ async fn token_files_are_chowned_to_the_token_file_owner() {
     assert_eq!(meta.gid(), nobody.gid.as_raw());
     assert_eq!(meta.mode() & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixing_the_credentials_and_reloading_gets_a_token_at_once() {
+    let emu = emulator().await;
+    let setup = Setup::new();
+    let wrong = jwt_auth(
+        JWT_CLIENT,
+        INTEGRATION_USER,
+        &key_file("other-private-key.pk8.pem"),
+        LOGIN,
+    );
+    setup.write_config(&org_xml("acme", &emu.login_url(), &wrong, ""), "");
+    let running = setup.start().await;
+    // Let it fail a few times so that its back-off is long.
+    eventually(Duration::from_secs(15), "three failures", || async {
+        org_status(&running, "acme").await["consecutive_failures"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    assert!(setup.token_file("acme").is_none());
+    let right = jwt_auth(
+        JWT_CLIENT,
+        INTEGRATION_USER,
+        &key_file("test-jwt-private-key.pem"),
+        LOGIN,
+    );
+    setup.write_config(&org_xml("acme", &emu.login_url(), &right, ""), "");
+    let reloaded = std::time::Instant::now();
+    running.signal(nix::sys::signal::Signal::SIGHUP);
+    eventually(
+        Duration::from_secs(3),
+        "a token right after the reload",
+        || async { setup.token_file("acme").is_some() },
+    )
+    .await;
+    assert!(reloaded.elapsed() < Duration::from_secs(3));
+    assert!(token_works(&setup.token_file("acme").unwrap()).await);
+    let status = org_status(&running, "acme").await;
+    assert_eq!(status["healthy"], true, "{status}");
+    assert!(status["last_error"].is_null());
+}
