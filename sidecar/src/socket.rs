@@ -170,17 +170,24 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
                 tracing::info!(%org, generation, "module reports its token refused; refreshing");
             }
         }
-        Message::ScreenPop(pop) => {
+        Message::ScreenPop(mut pop) => {
             let config = app.config();
             let Some(org) = config.org(&pop.org) else {
                 app.metrics.events_malformed.inc();
                 tracing::warn!(org = %pop.org, "screen pop for an unknown org");
                 return;
             };
+            // Defaults for a module that leaves them out: now, and the org's TTL.
+            if pop.created_at_ms == 0 {
+                pop.created_at_ms = now_ms();
+            }
+            if pop.ttl_ms == 0 {
+                pop.ttl_ms = org.screen_pop.ttl.as_millis() as u64;
+            }
             app.pops
                 .publish(&pop, org.screen_pop.ttl.as_millis() as u64);
             if org.screen_pop.platform_event.is_some()
-                && pop.created_at_ms.saturating_add(pop.ttl_ms.max(1)) > now_ms()
+                && pop.created_at_ms.saturating_add(pop.ttl_ms) > now_ms()
                 && app.platform_tx.try_send(pop).is_err()
             {
                 app.metrics.events_dropped.inc();
