@@ -32,6 +32,13 @@ const RETRY_CAP: Duration = Duration::from_secs(300);
 const LIMIT_PAUSE_BASE: Duration = Duration::from_secs(60);
 const LIMIT_PAUSE_CAP: Duration = Duration::from_secs(900);
 const NO_TOKEN_WAIT: Duration = Duration::from_secs(2);
+/// Longest a single Salesforce call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Delivered records are kept this long (then Salesforce's CallObject is the only memory).
+const KEEP_DELIVERED: Duration = Duration::from_secs(7 * 86_400);
+/// Failed records are kept this long for inspection.
+const KEEP_FAILED: Duration = Duration::from_secs(30 * 86_400);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Civil date (UTC) of a Unix time in milliseconds, `YYYY-MM-DD`.
 pub fn utc_date(ms: u64) -> String {
@@ -144,9 +151,18 @@ enum ChunkError {
 
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut pauses: HashMap<String, OrgPause> = HashMap::new();
+    let mut last_prune: Option<Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            match db(&app, |o| o.prune(now_ms(), KEEP_DELIVERED, KEEP_FAILED)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned old outbox records"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the outbox"),
+            }
         }
         deliver_round(&app, &mut pauses, &shutdown).await;
         update_gauges(&app).await;
@@ -290,7 +306,12 @@ where
         let Some((session, generation)) = app.tokens.session(org) else {
             return Err(ChunkError::NoSession);
         };
-        match op(session).await {
+        // The shared client has only a connect timeout: a call that hangs must not stall the
+        // worker (a create that timed out is found by the next round's CallObject query).
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, op(session))
+            .await
+            .unwrap_or(Err(SfError::Timeout));
+        match result {
             Ok(v) => {
                 app.tokens.report_ok(org, generation);
                 return Ok(v);

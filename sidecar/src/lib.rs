@@ -414,10 +414,11 @@ async fn publish_one(app: &App, pop: &ScreenPop) {
             session.instance_url.trim_end_matches('/'),
             org.api_version
         );
-        match client
-            .call(&session, reqwest::Method::POST, &url, Some(&body))
+        let call = client.call(&session, reqwest::Method::POST, &url, Some(&body));
+        let result = tokio::time::timeout(Duration::from_secs(10), call)
             .await
-        {
+            .unwrap_or(Err(SfError::Timeout));
+        match result {
             // 201 with success:true; errors may hold OPERATION_ENQUEUED, which is not a failure.
             Ok(answer) if answer.body.get("success").and_then(|v| v.as_bool()) == Some(true) => {
                 app.tokens.report_ok(&org.name, generation);

@@ -199,6 +199,25 @@ impl Outbox {
             .map_err(db_err)
     }
 
+    /// Deletes delivered rows older than `keep_delivered` and failed ones older than
+    /// `keep_failed`; pending rows are never deleted. Returns how many went.
+    pub fn prune(
+        &self,
+        now_ms: u64,
+        keep_delivered: std::time::Duration,
+        keep_failed: std::time::Duration,
+    ) -> Result<usize, String> {
+        let cutoff =
+            |keep: std::time::Duration| now_ms.saturating_sub(keep.as_millis() as u64) as i64;
+        self.lock()
+            .execute(
+                "DELETE FROM call_log WHERE (state='delivered' AND updated_ms < ?1)
+                 OR (state='failed' AND updated_ms < ?2)",
+                params![cutoff(keep_delivered), cutoff(keep_failed)],
+            )
+            .map_err(db_err)
+    }
+
     pub fn counts(&self) -> Result<Counts, String> {
         let conn = self.lock();
         let mut stmt = conn
@@ -296,5 +315,33 @@ mod tests {
             reopened.state("b").unwrap().unwrap().task_id.as_deref(),
             Some("00T1")
         );
+        reopened.insert_batch(&[log("c")], 200).unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        // Delivered at 101, failed at 102: nothing is old enough yet.
+        assert_eq!(reopened.prune(1000, day, day).unwrap(), 0);
+        let now = 102 + 2 * 86_400_000;
+        assert_eq!(
+            reopened.prune(now, day, 3 * day).unwrap(),
+            1,
+            "the delivered row"
+        );
+        assert!(reopened.state("b").unwrap().is_none());
+        assert!(
+            reopened.state("a").unwrap().is_some(),
+            "failed rows stay longer"
+        );
+        assert_eq!(reopened.prune(now, day, day).unwrap(), 1, "the failed row");
+        assert!(
+            reopened.state("c").unwrap().is_some(),
+            "pending rows are never pruned"
+        );
+        let reopened = {
+            drop(reopened);
+            Outbox::open(&path).unwrap()
+        };
+        reopened.insert_batch(&[log("a"), log("b")], 300).unwrap();
+        // Pruned calls can come back (a late resend): pending again, deduplicated in Salesforce.
+        assert_eq!(reopened.state("a").unwrap().unwrap().state, "pending");
+        assert_eq!(reopened.counts().unwrap().pending, 3);
     }
 }
