@@ -13,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,6 +32,8 @@ pub const MAX_HEADERS: usize = 16 * 1024;
 pub struct OutBody {
     data: Option<Bytes>,
     fail: bool,
+    /// Pause between the partial data and the error, so the partial data reaches the peer.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Body for OutBody {
@@ -39,12 +42,18 @@ impl Body for OutBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if let Some(d) = self.data.take() {
             return Poll::Ready(Some(Ok(Frame::data(d))));
         }
         if self.fail {
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
             self.fail = false;
             return Poll::Ready(Some(Err(std::io::Error::other(
                 "truncated by fault injection",
@@ -154,17 +163,20 @@ fn to_hyper(r: Response, truncate: bool) -> hyper::Response<OutBody> {
         OutBody {
             data: Some(r.body.slice(..full_len / 2)),
             fail: true,
+            pause: None,
         }
     } else {
         OutBody {
             data: Some(r.body),
             fail: false,
+            pause: None,
         }
     };
     b.body(body).unwrap_or_else(|_| {
         hyper::Response::new(OutBody {
             data: None,
             fail: false,
+            pause: None,
         })
     })
 }
@@ -260,6 +272,12 @@ async fn handle_request(
         peer,
     };
     let plan = org.faults.plan(&request.path);
+    // The request is handled (and charged against the limits) on arrival; latency delays the
+    // answer, so a slow request counts as long-running while it waits.
+    let resp = match plan.disruption {
+        Disruption::Reset | Disruption::Status(_) => Response::empty(500),
+        _ => dispatch(org, &request, plan.dead_tokens),
+    };
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
@@ -273,7 +291,7 @@ async fn handle_request(
             let (code, msg) = status_error(s);
             plain_error(s, &code, &msg)
         }
-        _ => dispatch(org, &request, plan.dead_tokens),
+        _ => resp,
     };
     let resp = if plan.disruption == Disruption::Garbage {
         Response { body: Bytes::from_static(b"<html><head><title>Error</title></head><body>\x3c!-- sf-emulator garbage --\x3e upstream connect error or disconnect/reset before headers\0\x7f"), ..resp }

@@ -65,10 +65,19 @@ pub fn authenticate(org: &Org, req: &Request) -> Result<Session, ApiError> {
         return Err(bad_header());
     }
     let timeout = org.session_timeout();
-    org.data()
+    let session = org
+        .data()
         .sessions
         .use_token(token, timeout)
-        .ok_or_else(ApiError::invalid_session)
+        .ok_or_else(ApiError::invalid_session)?;
+    if !session.scope.split(' ').any(|s| s == "api" || s == "full") {
+        return Err(ApiError::new(
+            401,
+            "INVALID_SESSION_ID",
+            "This session is not valid for use with the REST API",
+        ));
+    }
+    Ok(session)
 }
 
 /// Counts one API request against the daily limit and checks the concurrent long-running

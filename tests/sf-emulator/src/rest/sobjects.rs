@@ -427,11 +427,8 @@ fn composite(ctx: &Ctx, m: &Method) -> HandlerResult {
         ));
     }
     let snapshot = all_or_none.then(|| {
-        (
-            org.data().store.clone(),
-            org.data().created.len(),
-            org.data().events.len(),
-        )
+        let data = org.data();
+        (data.store.clone(), data.created.len(), data.events.len())
     });
     let mut results = vec![];
     let mut failed = false;

@@ -1,0 +1,10 @@
+//! Integration tests: the emulator over real HTTP(S) with reqwest.
+
+mod common;
+mod faults;
+mod oauth;
+mod query;
+mod search;
+mod server;
+mod soap;
+mod sobjects;
