@@ -560,3 +560,56 @@ async fn fixing_the_credentials_and_reloading_gets_a_token_at_once() {
     assert_eq!(status["healthy"], true, "{status}");
     assert!(status["last_error"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_an_extra_ca_and_verification_on() {
+    let emu = sf_emulator::Emulator::start(sf_emulator::EmulatorOptions {
+        tls: true,
+        ..sf_emulator::EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(emu.login_url().starts_with("https://"));
+    let key = key_file("test-jwt-private-key.pem");
+    let auth = jwt_auth(JWT_CLIENT, INTEGRATION_USER, &key, LOGIN);
+
+    // Without the CA: the certificate is not trusted, so no token.
+    let setup = Setup::new();
+    setup.write_config(&org_xml("acme", &emu.login_url(), &auth, ""), "");
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "a transport error", || async {
+        org_status(&running, "acme").await["last_error_code"] == "transport"
+    })
+    .await;
+    assert!(setup.token_file("acme").is_none());
+    drop(running);
+
+    // With ca-file: trusted.
+    let setup = Setup::new();
+    let ca = setup.path("emulator-ca.pem");
+    std::fs::write(&ca, emu.ca_pem().unwrap()).unwrap();
+    setup.write_config(&org_xml("acme", &emu.login_url(), &auth, ""), "");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        config.replace(
+            "<param name=\"spool-dir\"",
+            &format!(
+                "<param name=\"ca-file\" value=\"{}\"/><param name=\"spool-dir\"",
+                ca.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "a token over HTTPS", || async {
+        setup.token_file("acme").is_some()
+    })
+    .await;
+    assert!(setup
+        .token_file("acme")
+        .unwrap()
+        .instance_url
+        .starts_with("https://"));
+    assert_eq!(org_status(&running, "acme").await["healthy"], true);
+}
