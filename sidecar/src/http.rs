@@ -1,7 +1,6 @@
 //! The loopback HTTP listener: `/healthz`, `/metrics`, `/status` and the agent WebSocket
 //! `/agent` (protocol in sidecar/README.md). TLS when `websocket-tls-cert`/`-key` are set.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +70,7 @@ async fn status(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
+/// Browsers cannot set headers on a WebSocket: they may send the token as `?access_token=`.
 #[derive(Deserialize)]
 struct AgentQuery {
     access_token: Option<String>,
@@ -85,12 +85,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn agent(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<AgentQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let query = AgentQuery {
-        access_token: query.get("access_token").cloned(),
-    };
     let token = bearer(&headers)
         .map(str::to_string)
         .or(query.access_token)
