@@ -135,10 +135,17 @@ pub async fn run(
         tracing::warn!("no agent-tokens-file: every agent WebSocket connection will be refused");
     }
     let outbox = Outbox::open(&config.sidecar.outbox_db)?;
+    let state_dir = config
+        .sidecar
+        .outbox_db
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let tokens = TokenManager::new(
         http.clone(),
         config.settings.token_dir.clone(),
         owner,
+        state_dir,
         metrics.clone(),
     );
     let (outbox_tx, outbox_rx) = mpsc::channel(config.settings.event_queue_capacity);

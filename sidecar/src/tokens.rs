@@ -90,6 +90,9 @@ pub struct TokenManager {
     http: reqwest::Client,
     token_dir: RwLock<PathBuf>,
     owner: RwLock<Option<(u32, u32)>>,
+    /// Where rotated refresh tokens are kept (the outbox's directory, not the token directory
+    /// the module reads).
+    state_dir: PathBuf,
     metrics: Arc<Metrics>,
 }
 
@@ -132,6 +135,7 @@ impl TokenManager {
         http: reqwest::Client,
         token_dir: PathBuf,
         owner: Option<(u32, u32)>,
+        state_dir: PathBuf,
         metrics: Arc<Metrics>,
     ) -> Arc<TokenManager> {
         Arc::new(TokenManager {
@@ -139,6 +143,7 @@ impl TokenManager {
             http,
             token_dir: RwLock::new(token_dir),
             owner: RwLock::new(owner),
+            state_dir,
             metrics,
         })
     }
@@ -187,6 +192,10 @@ impl TokenManager {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             let generation = existing_generation(&dir, &org.name);
+            let rotated = rotated::load(&self.state_dir, org);
+            if rotated.is_some() {
+                tracing::info!(org = %org.name, "using the rotated refresh token saved by an earlier run");
+            }
             let tokens = Arc::new(OrgTokens {
                 name: org.name.clone(),
                 state: Mutex::new(OrgState {
@@ -202,7 +211,7 @@ impl TokenManager {
                     last_error: None,
                     dead_tokens: false,
                     attempts: 0,
-                    rotated_refresh_token: None,
+                    rotated_refresh_token: rotated,
                     next_refresh_at: None,
                 }),
                 wake: Notify::new(),
@@ -488,7 +497,9 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
                         config.auth,
                         Some(natterbox_common::config::AuthConfig::RefreshToken { .. })
                     ) {
-                        tracing::warn!(org = %org.name, "the connected app rotates refresh tokens; the new one is kept in memory only (turn rotation off, or authorize again after a restart)");
+                        if let Err(e) = rotated::save(&manager.state_dir, &config, &new_refresh) {
+                            tracing::error!(org = %org.name, error = %e, "the connected app rotated the refresh token and it cannot be saved: after a restart, authorize again (or turn rotation off)");
+                        }
                         state.rotated_refresh_token = Some(new_refresh);
                     }
                 }
@@ -563,6 +574,73 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
         }
     }
     org.attempts_tx.send_replace(attempts);
+}
+
+/// Refresh-token rotation: when the connected app returns a new refresh token, the old one dies.
+/// The new one is saved (0600, atomically) with the SHA-256 of the configured token it replaces,
+/// and used after a restart as long as the configured token is still that one; an operator who
+/// puts a new token in the configured file wins.
+mod rotated {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+
+    use natterbox_common::config::{AuthConfig, OrgConfig};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct Saved {
+        configured_sha256: String,
+        refresh_token: String,
+    }
+
+    fn path(dir: &Path, org: &str) -> PathBuf {
+        dir.join(format!("rotated-refresh-{org}.json"))
+    }
+
+    fn configured_hash(org: &OrgConfig) -> Option<String> {
+        match &org.auth {
+            Some(AuthConfig::RefreshToken { refresh_token, .. }) => {
+                let token = refresh_token.load().ok()?;
+                Some(crate::pops::hex(&crate::pops::sha256(token.as_bytes())))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn load(dir: &Path, org: &OrgConfig) -> Option<String> {
+        let hash = configured_hash(org)?;
+        let saved: Saved =
+            serde_json::from_slice(&std::fs::read(path(dir, &org.name)).ok()?).ok()?;
+        (saved.configured_sha256 == hash).then_some(saved.refresh_token)
+    }
+
+    pub fn save(dir: &Path, org: &OrgConfig, token: &str) -> Result<(), String> {
+        let hash = configured_hash(org).ok_or("the configured refresh token cannot be read")?;
+        let body = serde_json::to_vec(&Saved {
+            configured_sha256: hash,
+            refresh_token: token.to_string(),
+        })
+        .map_err(|e| e.to_string())?;
+        let target = path(dir, &org.name);
+        let tmp = dir.join(format!(".rotated-refresh-{}.tmp", org.name));
+        let result = (|| -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&body)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &target)?;
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("saving {}: {e}", target.display())
+        })
+    }
 }
 
 fn ensure_dir(dir: &std::path::Path) -> Result<(), String> {

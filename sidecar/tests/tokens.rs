@@ -613,3 +613,55 @@ async fn https_with_an_extra_ca_and_verification_on() {
         .starts_with("https://"));
     assert_eq!(org_status(&running, "acme").await["healthy"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_refresh_tokens_are_used_and_survive_a_restart() {
+    let emu = emulator().await;
+    let setup = Setup::new();
+    let secret = setup.secret("app.secret", "rotating-secret");
+    let refresh = setup.secret("refresh.token", "5Aep861Emu.Refresh.Rotating.0001");
+    let auth = format!(
+        r#"flow="refresh-token" client-id="3MVG9Emu.Rotating.ClientId" client-secret-file="{}" refresh-token-file="{}""#,
+        secret.display(),
+        refresh.display()
+    );
+    setup.write_config(&org_xml("acme", &emu.login_url(), &auth, ""), "");
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "a token", || async {
+        setup.token_file("acme").is_some()
+    })
+    .await;
+    // The configured refresh token is now dead; the next refresh must use the rotated one.
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    module
+        .send(&Message::TokenRefresh {
+            org: "acme".into(),
+            generation: 1,
+        })
+        .await;
+    eventually(Duration::from_secs(10), "generation 2", || async {
+        setup.token_file("acme").is_some_and(|t| t.generation == 2)
+    })
+    .await;
+    assert!(token_works(&setup.token_file("acme").unwrap()).await);
+    let saved = setup.path("state/rotated-refresh-acme.json");
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(running.stop().success());
+
+    // After a restart, the saved one is used: no invalid_grant.
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "generation 3", || async {
+        setup.token_file("acme").is_some_and(|t| t.generation == 3)
+    })
+    .await;
+    let status = org_status(&running, "acme").await;
+    assert_eq!(status["healthy"], true, "{status}");
+    assert!(token_works(&setup.token_file("acme").unwrap()).await);
+    assert!(
+        !setup.log().contains("5Aep861"),
+        "no refresh token in the logs"
+    );
+}
