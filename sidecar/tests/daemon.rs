@@ -216,6 +216,21 @@ fn check_config_explains_problems_and_exits_1() {
     assert!(text.contains("not an RSA PEM key"), "{text}");
     assert!(!text.contains("SECRET-CONTENT"), "{text}");
 
+    // Call logging without credentials.
+    setup.write_config(
+        r#"<org name="acme"><profile name="default"><object name="Contact"/></profile>
+             <call-log enabled="true"/></org>"#,
+        "",
+    );
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(setup.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("no <auth> to write them with"), "{text}");
+
     // A token directory that cannot be created.
     setup.write_config(&org_without_auth("acme"), "");
     std::fs::write(setup.path("a-file"), b"").unwrap();
