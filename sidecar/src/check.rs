@@ -69,6 +69,11 @@ pub fn check_config(config: &Config, report: &mut Report) {
             report.warnings.push(format!(
                 "{ctx}: no <auth>; the sidecar will not get tokens for it"
             ));
+            if org.call_log.enabled || org.screen_pop.platform_event.is_some() {
+                report.errors.push(format!(
+                    "{ctx}: call logging or platform events are on but there is no <auth> to write them with"
+                ));
+            }
             continue;
         };
         match crate::oauth::check_credentials(auth) {
