@@ -27,6 +27,8 @@ pub struct LimitsUpdate {
 #[serde(deny_unknown_fields)]
 pub struct ConfigUpdate {
     pub session_timeout_s: Option<f64>,
+    /// Sessions die after this many calls; 0 = no limit.
+    pub session_max_calls: Option<u64>,
     pub batch_size: Option<usize>,
     pub phone_match: Option<PhoneMatch>,
 }
@@ -108,6 +110,11 @@ impl Admin {
 
     pub fn set_session_timeout(&self, d: Duration) {
         self.org.runtime().session_timeout = d;
+    }
+
+    /// Sessions die after `n` successful calls (`None`: no limit).
+    pub fn set_session_max_calls(&self, n: Option<u64>) {
+        self.org.runtime().session_max_calls = n;
     }
 
     pub fn set_batch_size(&self, n: usize) {
@@ -234,7 +241,7 @@ pub fn handle(org: &Org, req: &Request) -> Response {
         (Method::GET, "/config") => {
             let rt = org.runtime();
             ok(
-                json!({"session_timeout_s": rt.session_timeout.as_secs_f64(), "batch_size": rt.batch_size, "phone_match": rt.phone_match}),
+                json!({"session_timeout_s": rt.session_timeout.as_secs_f64(), "session_max_calls": rt.session_max_calls.unwrap_or(0), "batch_size": rt.batch_size, "phone_match": rt.phone_match}),
             )
         }
         (Method::POST, "/config") => match parse::<ConfigUpdate>(req) {
@@ -243,6 +250,9 @@ pub fn handle(org: &Org, req: &Request) -> Response {
                 if let Some(s) = u.session_timeout_s {
                     rt.session_timeout = Duration::from_secs_f64(s.max(0.0));
                 }
+                if let Some(n) = u.session_max_calls {
+                    rt.session_max_calls = (n > 0).then_some(n);
+                }
                 if let Some(b) = u.batch_size {
                     rt.batch_size = b.max(1);
                 }
@@ -250,7 +260,7 @@ pub fn handle(org: &Org, req: &Request) -> Response {
                     rt.phone_match = p;
                 }
                 ok(
-                    json!({"session_timeout_s": rt.session_timeout.as_secs_f64(), "batch_size": rt.batch_size, "phone_match": rt.phone_match}),
+                    json!({"session_timeout_s": rt.session_timeout.as_secs_f64(), "session_max_calls": rt.session_max_calls.unwrap_or(0), "batch_size": rt.batch_size, "phone_match": rt.phone_match}),
                 )
             }
             Err(r) => r,

@@ -33,12 +33,9 @@ fn main() {
             "--tls-key" => key_file = Some(value("--tls-key")),
             "--seed" => {
                 let path = value("--seed");
-                let bind = opts.bind;
-                let tls = opts.tls;
-                opts = EmulatorOptions::with_seed_file(&path)
-                    .unwrap_or_else(|e| fail(&format!("seed {path}: {e}")));
-                opts.bind = bind;
-                opts.tls = tls;
+                opts.seed = EmulatorOptions::with_seed_file(&path)
+                    .unwrap_or_else(|e| fail(&format!("seed {path}: {e}")))
+                    .seed;
             }
             "--batch-size" => {
                 opts.query_batch_size = value("--batch-size")

@@ -82,6 +82,7 @@ fn issue(org: &Org, g: Grant, dead: bool) -> Response {
                 issued_at_ms: issued_at,
                 last_used: Instant::now(),
                 refresh_token: g.new_refresh.clone().or(g.refresh_token.clone()),
+                calls: 0,
             });
         }
     }
@@ -248,7 +249,8 @@ fn refresh(org: &Org, form: &[(String, String)], req: &Request) -> OAuthResult<G
         return Err(err("invalid_grant", "inactive user"));
     }
     let new_refresh = if app.seed.refresh_token_rotation {
-        org.data().sessions.revoke_refresh(&token);
+        // The old refresh token dies; access tokens already issued keep working.
+        org.data().sessions.forget_refresh(&token);
         Some(format!("5Aep861{}", util::random_token(80)))
     } else {
         None
@@ -390,8 +392,7 @@ pub fn identity(org: &Org, req: &Request, openid: bool) -> Response {
         .map(str::trim)
         .map(String::from)
         .or_else(|| req.query_param("oauth_token"));
-    let timeout = org.session_timeout();
-    let session = token.and_then(|t| org.data().sessions.use_token(&t, timeout));
+    let session = token.and_then(|t| org.use_session(&t));
     let Some(s) = session else {
         return Response::new(403, "text/plain;charset=UTF-8", "Bad_OAuth_Token");
     };

@@ -191,7 +191,9 @@ async fn handle_request(
     req: hyper::Request<Incoming>,
     reset: &Notify,
 ) -> hyper::Response<OutBody> {
-    let _in_flight = org.stats.begin();
+    let path = req.uri().path();
+    let api = path.starts_with("/services/data/") || path.starts_with("/services/Soap/");
+    let _in_flight = org.stats.begin(api);
     let (parts, body) = req.into_parts();
     let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI {
@@ -276,7 +278,14 @@ async fn handle_request(
     // answer, so a slow request counts as long-running while it waits.
     let resp = match plan.disruption {
         Disruption::Reset | Disruption::Status(_) => Response::empty(500),
-        _ => dispatch(org, &request, plan.dead_tokens),
+        // A handler bug must cost one 500, not the connection or the server.
+        _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch(org, &request, plan.dead_tokens)
+        }))
+        .unwrap_or_else(|_| {
+            let (code, msg) = status_error(500);
+            plain_error(500, &code, &msg)
+        }),
     };
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;

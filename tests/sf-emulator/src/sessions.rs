@@ -14,6 +14,8 @@ pub struct Session {
     pub last_used: Instant,
     /// The refresh token this session came from (revoking it revokes the session).
     pub refresh_token: Option<String>,
+    /// Successful uses so far (for the "expire after N calls" knob).
+    pub calls: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -43,17 +45,22 @@ impl Sessions {
 
     /// The live session for `token`, touched (inactivity timeout restarts); expired ones are
     /// dropped.
-    pub fn use_token(&mut self, token: &str, timeout: Duration) -> Option<Session> {
-        let live = self
-            .access
-            .get(token)
-            .is_some_and(|s| s.last_used.elapsed() < timeout);
+    pub fn use_token(
+        &mut self,
+        token: &str,
+        timeout: Duration,
+        max_calls: Option<u64>,
+    ) -> Option<Session> {
+        let live = self.access.get(token).is_some_and(|s| {
+            s.last_used.elapsed() < timeout && max_calls.is_none_or(|m| s.calls < m)
+        });
         if !live {
             self.access.remove(token);
             return None;
         }
         let s = self.access.get_mut(token)?;
         s.last_used = Instant::now();
+        s.calls += 1;
         Some(s.clone())
     }
 
@@ -66,6 +73,11 @@ impl Sessions {
 
     pub fn revoke_access(&mut self, token: &str) -> bool {
         self.access.remove(token).is_some()
+    }
+
+    /// Drops a refresh token (rotation) without touching access tokens.
+    pub fn forget_refresh(&mut self, token: &str) {
+        self.refresh.remove(token);
     }
 
     /// Revokes a refresh token and every access token issued from it.

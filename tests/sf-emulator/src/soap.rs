@@ -180,12 +180,7 @@ pub fn handle(org: &Org, req: &Request) -> Response {
     match op.as_str() {
         "login" => login(org, version, get("username"), get("password")),
         "query" | "queryAll" | "queryMore" => {
-            let timeout = org.session_timeout();
-            let Some(session) = org
-                .data()
-                .sessions
-                .use_token(get("sessionId").trim(), timeout)
-            else {
+            let Some(session) = org.use_session(get("sessionId").trim()) else {
                 return session_fault();
             };
             if let Err((e, _)) = rest::charge(org) {
@@ -255,6 +250,7 @@ fn login(org: &Org, version: u32, username: &str, password: &str) -> Response {
         issued_at_ms: util::now_ms(),
         last_used: Instant::now(),
         refresh_token: None,
+        calls: 0,
     });
     let (full_name, email) = {
         let data = org.data();

@@ -119,14 +119,17 @@ pub fn default_target(schema: &Schema, name: &str) -> Option<Target> {
 pub fn parse(schema: &Schema, src: &str) -> Result<Search, ApiError> {
     let trimmed = src.trim_start();
     let lead = src.len() - trimmed.len();
-    if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("FIND") {
+    if !trimmed
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("FIND"))
+    {
         return Err(malformed(caret_message(
             src,
             lead,
             "unexpected token: FIND expected",
         )));
     }
-    let after_find = &trimmed[4..];
+    let after_find = trimmed.get(4..).unwrap_or("");
     let open = after_find.trim_start();
     if !open.starts_with('{') {
         return Err(malformed(
@@ -459,6 +462,52 @@ mod tests {
             "INVALID_SEARCH"
         );
     }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        let s = schema();
+        for q in NASTY {
+            let _ = parse(&s, q);
+            let _ = parse(&s, &format!("FIND {{{q}}} RETURNING Contact(Name)"));
+            let _ = crate::soql::parser::parse(q);
+            let _ =
+                crate::soql::parser::parse(&format!("SELECT Id FROM Contact WHERE Name = '{q}'"));
+        }
+    }
+
+    pub const NASTY: &[&str] = &[
+        "",
+        "é",
+        "ééé",
+        "FIN",
+        "FINDé",
+        "FIND {",
+        "FIND {é",
+        "FIND {\\",
+        "FIND {\\é}",
+        "FIND {ab} IN",
+        "FIND {ab} RETURNING",
+        "FIND {ab} RETURNING Contact(",
+        "FIND {ab} RETURNING Contact(Name WHERE",
+        "FIND {ab} LIMIT x",
+        "SELECT",
+        "SELECT Id FROM Contact WHERE Name = 'é",
+        "SELECT Id FROM Contact WHERE Name = '\\é'",
+        "SELECT Id FROM Contact WHERE Name LIKE",
+        "SELECT Id FROM Contact WHERE Id IN (",
+        "SELECT Id FROM Contact WHERE Id IN ()",
+        "SELECT Id FROM Contact ORDER BY",
+        "SELECT Id FROM Contact LIMIT -1",
+        "SELECT Id FROM Contact LIMIT 99999999999999999999999",
+        "SELECT .Id FROM Contact",
+        "SELECT Id. FROM Contact",
+        "SELECT a..b FROM Contact",
+        "SELECT Id FROM Contact WHERE ((((((",
+        "\u{0}\u{1}",
+        "SELECT Id FROM Contact WHERE CreatedDate > 2026-13-45T99:99:99Z",
+        "'; DROP TABLE x; --",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    ];
 
     #[test]
     fn words() {

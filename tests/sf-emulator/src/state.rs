@@ -54,6 +54,8 @@ pub struct Data {
 
 pub struct Runtime {
     pub session_timeout: Duration,
+    /// Sessions die after this many successful calls (None = no limit).
+    pub session_max_calls: Option<u64>,
     pub batch_size: usize,
     pub phone_match: PhoneMatch,
 }
@@ -120,6 +122,7 @@ impl Org {
         Ok(Org {
             runtime: Mutex::new(Runtime {
                 session_timeout,
+                session_max_calls: None,
                 batch_size: batch_size.max(1),
                 phone_match: seed.phone_match.clone(),
             }),
@@ -158,6 +161,15 @@ impl Org {
 
     pub fn session_timeout(&self) -> Duration {
         self.runtime().session_timeout
+    }
+
+    /// The live session for an access token, touched (inactivity timeout and call count).
+    pub fn use_session(&self, token: &str) -> Option<crate::sessions::Session> {
+        let (timeout, max_calls) = {
+            let rt = self.runtime();
+            (rt.session_timeout, rt.session_max_calls)
+        };
+        self.data().sessions.use_token(token, timeout, max_calls)
     }
 
     pub fn org_id15(&self) -> &str {

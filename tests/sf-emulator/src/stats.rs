@@ -53,13 +53,17 @@ impl Drop for InFlight<'_> {
 }
 
 impl Stats {
-    pub fn begin(&self) -> InFlight<'_> {
+    /// Counts one request in flight; `api` requests also count towards the concurrent
+    /// long-running limit.
+    pub fn begin(&self, api: bool) -> InFlight<'_> {
         self.total.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut r) = self.running.lock() {
-            r.insert(id, Instant::now());
+        if api {
+            if let Ok(mut r) = self.running.lock() {
+                r.insert(id, Instant::now());
+            }
         }
         InFlight { stats: self, id }
     }

@@ -64,11 +64,8 @@ pub fn authenticate(org: &Org, req: &Request) -> Result<Session, ApiError> {
     if token.is_empty() || token.contains(' ') {
         return Err(bad_header());
     }
-    let timeout = org.session_timeout();
     let session = org
-        .data()
-        .sessions
-        .use_token(token, timeout)
+        .use_session(token)
         .ok_or_else(ApiError::invalid_session)?;
     if !session.scope.split(' ').any(|s| s == "api" || s == "full") {
         return Err(ApiError::new(

@@ -343,7 +343,7 @@ fn compare(ftype: FieldType, v: &Value, lit: &Lit) -> Option<Ordering> {
         Lit::Date(d) => {
             let a = v.as_str()?;
             let n = d.len().min(a.len()).min(19);
-            Some(a[..n.min(a.len())].cmp(&d[..n.min(d.len())]))
+            Some(a.get(..n)?.cmp(d.get(..n)?))
         }
         Lit::Null => None,
     }

@@ -492,3 +492,39 @@ async fn token_without_api_scope_is_refused_by_rest() {
         json!([{"message": "This session is not valid for use with the REST API", "errorCode": "INVALID_SESSION_ID"}])
     );
 }
+
+#[tokio::test]
+async fn sessions_can_expire_after_n_calls() {
+    let emu = start().await;
+    emu.admin().set_session_max_calls(Some(2));
+    let tok = token(&emu).await;
+    let path = format!("/services/data/{V}/limits");
+    assert_eq!(get(&emu, &tok, &path).await.0, 200);
+    assert_eq!(get(&emu, &tok, &path).await.0, 200);
+    assert_eq!(get(&emu, &tok, &path).await.0, 401);
+    // rotation keeps access tokens issued before it alive
+    emu.admin().set_session_max_calls(None);
+    let r = token_request(
+        &emu,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "5Aep861Emu.Refresh.Rotating.0001"),
+            ("client_id", ROTATING_CLIENT),
+        ],
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    let first = v["access_token"].as_str().unwrap().to_string();
+    let next = v["refresh_token"].as_str().unwrap().to_string();
+    let r = token_request(
+        &emu,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &next),
+            ("client_id", ROTATING_CLIENT),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(&emu, &first, &path).await.0, 200);
+}
