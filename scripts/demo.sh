@@ -122,22 +122,24 @@ PY
 echo
 echo "== in the org: the call log written by the sidecar as a Task"
 for _ in $(seq 50); do
-  tasks="$(curl -s "$login_url/__emulator/records/Task")"
-  echo "$tasks" | grep -q '"CallObject":"call-1"' && break
+  curl -s "$login_url/__emulator/records/Task" > "$work/tasks.json"
+  grep -q '"CallObject":"call-1"' "$work/tasks.json" && break
   sleep 0.2
 done
-python3 - <<PY
-import json
-tasks = [t for t in json.loads('''$tasks''') if t.get("CallObject") == "call-1"]
+python3 - "$work/tasks.json" <<'PY'
+import json, sys
+tasks = [t for t in json.load(open(sys.argv[1])) if t.get("CallObject") == "call-1"]
 if not tasks:
-    raise SystemExit("no Task for call-1 yet (see $work/sidecar.log)")
+    raise SystemExit("no Task for call-1 (see the sidecar log)")
 t = tasks[0]
 for k in ("Id", "Subject", "TaskSubtype", "CallType", "CallDurationInSeconds", "CallObject", "WhoId", "Status"):
     print(f"      {k}: {t.get(k)}")
 PY
 echo
 echo "== sidecar: screen pops and call logs"
-curl -s "http://$(grep -o '127.0.0.1:[0-9]*' "$work/sidecar.log" | head -1)/metrics" 2>/dev/null \
-  | grep -E '^natterbox_sidecar_(pops|call_logs|outbox)[a-z_]*' | head -8 || true
+sidecar_http="$(grep -oE 'http[^ ]*127\.0\.0\.1:[0-9]+' "$work/sidecar.log" | head -1 | grep -oE '127\.0\.0\.1:[0-9]+' || true)"
+if [ -n "$sidecar_http" ]; then
+  curl -s "http://$sidecar_http/metrics" | grep -E '^natterbox_sidecar_(pops|screen_pops|call_logs|outbox)[a-z_]*' | head -8 || true
+fi
 echo
 echo "demo: ok"
