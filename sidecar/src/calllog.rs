@@ -287,8 +287,9 @@ async fn retry_or_fail(app: &App, row: &PendingRow, error: &str, max: u32, wait:
     let attempts = row.attempts + 1;
     if attempts >= max {
         tracing::error!(org = %row.org, call_uuid = %uuid, %error, attempts, "giving up on a call log");
-        app.metrics.org(&row.org).call_logs_failed.inc();
+        // The row first, then the counter: whoever sees the counter finds the row failed.
         let _ = db(app, move |o| o.mark_failed(&uuid, &error, now_ms())).await;
+        app.metrics.org(&row.org).call_logs_failed.inc();
     } else {
         let next = now_ms() + wait.as_millis() as u64;
         let _ = db(app, move |o| o.mark_retry(&uuid, next, &error, now_ms())).await;
