@@ -38,7 +38,7 @@ count_cargo "$log_dir/cargo-test.log"
 
 if [ -x "$top/scripts/conformance.sh" ]; then
   step conformance "$top/scripts/conformance.sh"
-  read -r p f <<<"$(grep -hoE '^conformance: [0-9]+ passed, [0-9]+ failed' "$log_dir/conformance.log" | tail -1 | awk '{print $2, $4}')"
+  read -r p f <<<"$(grep -hoE '^[0-9]+ passed, [0-9]+ failed$' "$log_dir/conformance.log" | tail -1 | awk '{print $1, $3}')"
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 fi
 
