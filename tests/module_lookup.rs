@@ -547,3 +547,68 @@ fn unload_and_load_again_while_lookups_are_in_flight() {
         "found"
     );
 }
+
+#[test]
+fn past_its_ttl_an_answer_is_served_stale_while_it_is_refreshed() {
+    let mut f = Fixture::start(Options {
+        settings: vec![
+            ("cache-ttl-s", "1".to_string()),
+            ("cache-max-stale-s", "60".to_string()),
+        ],
+        ..Options::default()
+    });
+    assert_eq!(
+        f.lookup("a", "+14155550123", "")["sf_lookup_source"],
+        "salesforce"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let stale = f.lookup("b", "+14155550123", "");
+    assert_eq!(stale["sf_lookup_status"], "found");
+    assert_eq!(stale["sf_lookup_source"], "stale");
+    // The refresh ran in the background: the next call has a fresh answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while f.acme().admin().endpoint_count("search") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(f.acme().admin().endpoint_count("search"), 2);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        f.lookup("c", "+14155550123", "")["sf_lookup_source"],
+        "cache"
+    );
+}
+
+#[test]
+fn tls_is_verified_against_the_configured_ca() {
+    let tls = EmulatorOptions {
+        tls: true,
+        ..EmulatorOptions::default_seed()
+    };
+    let mut f = Fixture::start(Options {
+        orgs: vec![("acme", tls)],
+        load: false,
+        ..Options::default()
+    });
+    // Without the emulator's CA, its certificate is refused: an error, not a silent success.
+    f.shim.ok(&format!(
+        "load {} mod_natterbox_sf",
+        support::module_path().display()
+    ));
+    assert_eq!(
+        f.lookup("a", "+14155550123", "")["sf_lookup_status"],
+        "error"
+    );
+    f.shim.ok("unload mod_natterbox_sf");
+    // With it as ca-file, the lookup goes through.
+    let ca = f.path().join("emulator-ca.pem");
+    std::fs::write(&ca, f.acme().ca_pem().expect("a TLS emulator has a CA")).unwrap();
+    let config = f.config_xml(&[("ca-file", ca.display().to_string())], "");
+    f.write_config(&config);
+    f.shim.ok("reloadxml");
+    f.shim.ok(&format!(
+        "load {} mod_natterbox_sf",
+        support::module_path().display()
+    ));
+    let vars = f.lookup("b", "+14155550123", "");
+    assert_eq!(vars["sf_lookup_status"], "found", "{vars:?}");
+}

@@ -17,7 +17,14 @@ use super::shim::Shim;
 /// A token from the emulator's token endpoint (client credentials, as the sidecar would: posted
 /// to the org's My Domain, which is its instance URL).
 pub fn fetch_token(emulator: &Emulator) -> TokenResponse {
-    let response = reqwest::blocking::Client::new()
+    let mut client = reqwest::blocking::Client::builder();
+    if let Some(ca) = emulator.ca_pem() {
+        client =
+            client.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+    }
+    let response = client
+        .build()
+        .unwrap()
         .post(format!("{}/services/oauth2/token", emulator.instance_url()))
         .basic_auth("3MVG9Emu.CC.ClientId.natterbox", Some("cc-app-secret"))
         .form(&[("grant_type", "client_credentials")])
