@@ -32,6 +32,7 @@ for _ in $(seq 100); do [ -s "$work/emulator.json" ] && break; sleep 0.1; done
 read -r login_url instance_url org_id < <(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["login_url"], d["instance_url"], d["org_id"])' "$work/emulator.json")
 echo "   login $login_url  instance $instance_url  org $org_id"
 
+sidecar_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 cat > "$work/conf/autoload_configs/natterbox_sf.conf.xml" <<XML
 <configuration name="natterbox_sf.conf" description="demo">
   <settings>
@@ -42,7 +43,7 @@ cat > "$work/conf/autoload_configs/natterbox_sf.conf.xml" <<XML
     <param name="spool-dir" value="$work/spool"/>
   </settings>
   <sidecar>
-    <param name="http-listen" value="127.0.0.1:0"/>
+    <param name="http-listen" value="127.0.0.1:$sidecar_port"/>
     <param name="outbox-db" value="$work/state/outbox.sqlite"/>
   </sidecar>
   <orgs>
@@ -137,9 +138,6 @@ for k in ("Id", "Subject", "TaskSubtype", "CallType", "CallDurationInSeconds", "
 PY
 echo
 echo "== sidecar: screen pops and call logs"
-sidecar_http="$(grep -oE 'http[^ ]*127\.0\.0\.1:[0-9]+' "$work/sidecar.log" | head -1 | grep -oE '127\.0\.0\.1:[0-9]+' || true)"
-if [ -n "$sidecar_http" ]; then
-  curl -s "http://$sidecar_http/metrics" | grep -E '^natterbox_sidecar_(pops|screen_pops|call_logs|outbox)[a-z_]*' | head -8 || true
-fi
+curl -s "http://127.0.0.1:$sidecar_port/metrics" | grep -E '^natterbox_sidecar_(pops|call_logs|outbox)[a-z_]*' | head -8 || true
 echo
 echo "demo: ok"

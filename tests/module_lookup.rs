@@ -419,6 +419,8 @@ fn the_sf_command() {
     let status: Value = serde_json::from_str(&f.shim.api("status")).unwrap();
     assert_eq!(status["orgs"][0]["org"], "acme");
     assert_eq!(status["orgs"][0]["breaker"], "closed");
+    // No sidecar listens in this test: said, not hidden.
+    assert_eq!(status["sidecar"]["reachable"], false);
     assert!(status["orgs"][0]["api_usage"]
         .as_str()
         .unwrap()

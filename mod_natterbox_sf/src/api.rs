@@ -7,6 +7,9 @@ use serde_json::json;
 use crate::ffi::stream::Stream;
 use crate::module;
 
+/// How long `sf status` waits for the sidecar's view.
+const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 const USAGE: &str = "USAGE: sf status | sf lookup <org> <number> [profile] | sf cache stats | sf cache flush [org] | sf reload\n";
 
 pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
@@ -32,7 +35,11 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
         rest => match module::state() {
             None => "-ERR mod_natterbox_sf is not running\n".to_string(),
             Some(state) => match rest {
-                ["status"] => pretty(&state.engine.status()),
+                ["status"] => {
+                    let mut status = state.engine.status();
+                    status["sidecar"] = state.engine.sidecar_status(SIDECAR_STATUS_TIMEOUT);
+                    pretty(&status)
+                }
                 ["lookup", org, number] | ["lookup", org, number, _] => {
                     let request = LookupRequest {
                         org: Some(org.to_string()),

@@ -607,6 +607,47 @@ impl Engine {
         self.live_threads.load(Ordering::SeqCst) == 0
     }
 
+    /// The sidecar's own view (`GET /status` on its loopback listener): token health per org,
+    /// with what to fix. Waits at most `timeout`; says why when it cannot tell.
+    pub fn sidecar_status(&self, timeout: Duration) -> serde_json::Value {
+        let listen = self.snapshot.load().config.sidecar.http_listen;
+        if listen.port() == 0 {
+            return serde_json::json!({"reachable": false, "error": "sidecar http-listen has no fixed port"});
+        }
+        let host = if listen.ip().is_unspecified() {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+        } else {
+            listen
+        };
+        let Some(runtime) = &self.runtime else {
+            return serde_json::json!({"reachable": false, "error": "module is stopping"});
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let result = async {
+                let response = reqwest::Client::builder()
+                    .timeout(timeout)
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .get(format!("http://{host}/status"))
+                    .send()
+                    .await
+                    .map_err(|e| e.without_url().to_string())?;
+                response.json::<serde_json::Value>().await.map_err(|e| e.without_url().to_string())
+            }
+            .await;
+            let _ = tx.send(result);
+        });
+        match rx.recv_timeout(timeout + Duration::from_millis(50)) {
+            Ok(Ok(mut status)) => {
+                status["reachable"] = serde_json::Value::Bool(true);
+                status
+            }
+            Ok(Err(e)) => serde_json::json!({"reachable": false, "error": e}),
+            Err(_) => serde_json::json!({"reachable": false, "error": "no answer in time"}),
+        }
+    }
+
     pub fn status(&self) -> serde_json::Value {
         let snapshot = self.snapshot.load();
         let now = Instant::now();
