@@ -530,3 +530,67 @@ async fn platform_event_publish() {
         (400, Some("INVALID_FIELD"))
     );
 }
+
+#[tokio::test]
+async fn composite_subrequests_with_references_and_all_or_none() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let url = format!("/services/data/{V}/composite");
+    let body = json!({"allOrNone": false, "compositeRequest": [
+        {"method": "GET", "url": format!("/services/data/{V}/query?q=SELECT+Id+FROM+Contact+WHERE+LastName+%3D+%27Lovelace%27"), "referenceId": "ada"},
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "task",
+         "body": {"Subject": "Call", "Status": "Completed", "WhoId": "@{ada.records[0].Id}"}},
+        {"method": "GET", "url": format!("/services/data/{V}/sobjects/Task/@{{task.id}}?fields=Who.Name"), "referenceId": "read"},
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "bad", "body": {"Subject": "x"}},
+    ]});
+    let (s, b) = send(&emu, &tok, Method::POST, &url, Some(body)).await;
+    assert_eq!(s, 200, "{b}");
+    let r = b["compositeResponse"].as_array().unwrap();
+    assert_eq!(r[0]["httpStatusCode"], 200);
+    assert_eq!(r[1]["httpStatusCode"], 201);
+    assert!(r[1]["httpHeaders"]["Location"]
+        .as_str()
+        .unwrap()
+        .contains("/sobjects/Task/00T"));
+    assert_eq!(r[2]["body"]["Who"]["Name"], "Ada Lovelace");
+    assert_eq!(r[3]["httpStatusCode"], 400);
+    assert_eq!(r[3]["body"][0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(r[3]["referenceId"], "bad");
+    let usage = emu.admin().limits().daily_used;
+    let body = json!({"allOrNone": true, "compositeRequest": [
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "t1", "body": {"Subject": "rolled", "Status": "Completed"}},
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "t2", "body": {"Subject": "x"}},
+        {"method": "GET", "url": format!("/services/data/{V}/sobjects/Task/@{{t1.id}}"), "referenceId": "t3"},
+    ]});
+    let (s, b) = send(&emu, &tok, Method::POST, &url, Some(body)).await;
+    assert_eq!(s, 200);
+    let r = b["compositeResponse"].as_array().unwrap();
+    for x in r {
+        assert_eq!(x["httpStatusCode"], 400, "{x}");
+    }
+    assert_eq!(r[0]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(r[1]["body"][0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(
+        query(
+            &emu,
+            &tok,
+            "SELECT COUNT() FROM Task WHERE Subject = 'rolled'"
+        )
+        .await["totalSize"],
+        0
+    );
+    assert_eq!(
+        emu.admin().limits().daily_used,
+        usage + 2,
+        "one composite call + the query"
+    );
+    let (s, _) = send(
+        &emu,
+        &tok,
+        Method::POST,
+        &url,
+        Some(json!({"compositeRequest": []})),
+    )
+    .await;
+    assert_eq!(s, 400);
+}
