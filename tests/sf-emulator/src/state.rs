@@ -56,6 +56,8 @@ pub struct Runtime {
     pub session_timeout: Duration,
     /// Sessions die after this many successful calls (None = no limit).
     pub session_max_calls: Option<u64>,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
     pub batch_size: usize,
     pub phone_match: PhoneMatch,
 }
@@ -123,6 +125,7 @@ impl Org {
             runtime: Mutex::new(Runtime {
                 session_timeout,
                 session_max_calls: None,
+                body_timeout: crate::server::BODY_TIMEOUT,
                 batch_size: batch_size.max(1),
                 phone_match: seed.phone_match.clone(),
             }),

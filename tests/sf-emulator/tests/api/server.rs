@@ -275,3 +275,17 @@ fn binary_prints_one_ready_line() {
     let _ = child.wait();
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408() {
+    let emu = start().await;
+    let v = emu.admin().configure(sf_emulator::ConfigUpdate {
+        body_timeout_ms: Some(300),
+        ..Default::default()
+    });
+    assert_eq!(v["body_timeout_ms"], 300);
+    let started = std::time::Instant::now();
+    let r = raw(&emu, b"POST /services/oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\ngrant_type=").await;
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
