@@ -195,7 +195,8 @@ async fn handle_request(
 ) -> hyper::Response<OutBody> {
     let path = req.uri().path();
     let api = path.starts_with("/services/data/") || path.starts_with("/services/Soap/");
-    let _in_flight = org.stats.begin(api);
+    // Admin calls are not Salesforce traffic: they stay out of the counters.
+    let _in_flight = (!path.starts_with("/__emulator")).then(|| org.stats.begin(api));
     let (parts, body) = req.into_parts();
     let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI {
