@@ -87,7 +87,8 @@ impl Org {
         session_timeout: Duration,
         batch_size: usize,
     ) -> Result<Org, String> {
-        let schema = Schema::standard();
+        let mut schema = Schema::standard();
+        schema.add_custom_fields(&seed.custom_fields)?;
         let org_id = ids::to18(&seed.org_id)
             .filter(|id| id.starts_with("00D"))
             .ok_or_else(|| format!("seed org_id {} is not a 00D id", seed.org_id))?;

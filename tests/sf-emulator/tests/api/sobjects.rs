@@ -594,3 +594,54 @@ async fn composite_subrequests_with_references_and_all_or_none() {
     .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn seed_custom_fields_extend_objects() {
+    let extra: std::collections::BTreeMap<String, Vec<sf_emulator::seed::SeedField>> =
+        serde_json::from_value(json!({
+            "Screen_Pop__e": [{"name": "Call_Uuid__c", "type": "string", "length": 36}],
+            "Contact": [{"name": "Region__c", "type": "picklist", "picklist": ["EMEA", "AMER"]},
+                        {"name": "Score__c", "type": "double"}],
+        }))
+        .unwrap();
+    let emu = start_with(|o| o.seed.custom_fields = extra).await;
+    let tok = token(&emu).await;
+    let (s, b) = send(
+        &emu,
+        &tok,
+        Method::POST,
+        &so("Screen_Pop__e"),
+        Some(json!({"Call_Uuid__c": "0d7c…", "Phone__c": "1"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = send(
+        &emu,
+        &tok,
+        Method::POST,
+        &so("Contact"),
+        Some(json!({"LastName": "Cf", "Region__c": "EMEA", "Score__c": 2})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let b = query(
+        &emu,
+        &tok,
+        "SELECT Region__c, Score__c FROM Contact WHERE Score__c > 1",
+    )
+    .await;
+    assert_eq!(b["records"][0]["Region__c"], "EMEA");
+    assert_eq!(b["records"][0]["Score__c"], 2.0);
+    let (_, _, d) = get(&emu, &tok, &so("Contact/describe")).await;
+    assert!(d["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "Region__c" && f["custom"] == true));
+    let bad: std::collections::BTreeMap<String, Vec<sf_emulator::seed::SeedField>> =
+        serde_json::from_value(json!({"Contact": [{"name": "NoSuffix", "type": "string"}]}))
+            .unwrap();
+    let mut o = sf_emulator::EmulatorOptions::default_seed();
+    o.seed.custom_fields = bad;
+    assert!(sf_emulator::Emulator::start(o).await.is_err());
+}
