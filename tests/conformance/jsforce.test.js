@@ -127,3 +127,28 @@ test('platform event publish', async () => {
   assert.equal(res.success, true);
   assert.equal(res.errors[0].statusCode, 'OPERATION_ENQUEUED');
 });
+
+test('an expired session is refreshed through refreshFn and the call retried', async () => {
+  const oauth2 = { loginUrl: LOGIN_URL, clientId: JWT_CLIENT };
+  const conn = new jsforce.Connection({ oauth2, logLevel: 'FATAL' });
+  await conn.authorize({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: jwt(USER) });
+  let refreshes = 0;
+  const refreshing = new jsforce.Connection({
+    oauth2,
+    instanceUrl: conn.instanceUrl,
+    accessToken: conn.accessToken,
+    logLevel: 'FATAL',
+    refreshFn: async (c, callback) => {
+      refreshes += 1;
+      const fresh = new jsforce.Connection({ oauth2, logLevel: 'FATAL' });
+      await fresh.authorize({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: jwt(USER) });
+      callback(null, fresh.accessToken);
+    },
+  });
+  await refreshing.query('SELECT Id FROM Account LIMIT 1');
+  const res = await fetch(`${LOGIN_URL}/__emulator/sessions/expire`, { method: 'POST' });
+  assert.equal(res.status, 200);
+  const after = await refreshing.query("SELECT Name FROM Account WHERE Name = 'Acme Corporation'");
+  assert.equal(after.records[0].Name, 'Acme Corporation');
+  assert.equal(refreshes, 1);
+});

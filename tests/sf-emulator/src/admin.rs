@@ -29,6 +29,8 @@ pub struct ConfigUpdate {
     pub session_timeout_s: Option<f64>,
     /// Sessions die after this many calls; 0 = no limit.
     pub session_max_calls: Option<u64>,
+    /// How long a request body may take to arrive before 408.
+    pub body_timeout_ms: Option<u64>,
     pub batch_size: Option<usize>,
     pub phone_match: Option<PhoneMatch>,
 }
@@ -117,6 +119,11 @@ impl Admin {
         self.org.runtime().session_max_calls = n;
     }
 
+    /// `POST /__emulator/config`: applies the given settings, returns them all.
+    pub fn configure(&self, u: ConfigUpdate) -> Value {
+        configure(&self.org, &u)
+    }
+
     pub fn set_batch_size(&self, n: usize) {
         self.org.runtime().batch_size = n.max(1);
     }
@@ -188,6 +195,39 @@ fn reset(org: &Org, data: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn config(org: &Org) -> Value {
+    let rt = org.runtime();
+    json!({
+        "session_timeout_s": rt.session_timeout.as_secs_f64(),
+        "session_max_calls": rt.session_max_calls.unwrap_or(0),
+        "body_timeout_ms": rt.body_timeout.as_millis() as u64,
+        "batch_size": rt.batch_size,
+        "phone_match": rt.phone_match,
+    })
+}
+
+fn configure(org: &Org, u: &ConfigUpdate) -> Value {
+    {
+        let mut rt = org.runtime();
+        if let Some(s) = u.session_timeout_s {
+            rt.session_timeout = Duration::from_secs_f64(s.max(0.0));
+        }
+        if let Some(ms) = u.body_timeout_ms {
+            rt.body_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = u.session_max_calls {
+            rt.session_max_calls = (n > 0).then_some(n);
+        }
+        if let Some(b) = u.batch_size {
+            rt.batch_size = b.max(1);
+        }
+        if let Some(p) = &u.phone_match {
+            rt.phone_match = p.clone();
+        }
+    }
+    config(org)
+}
+
 fn bad(msg: impl Into<String>) -> Response {
     Response::json(400, &json!({"error": msg.into()}))
 }
@@ -238,31 +278,9 @@ pub fn handle(org: &Org, req: &Request) -> Response {
             Ok(u) => ok(json!(set_limits(org, &u))),
             Err(r) => r,
         },
-        (Method::GET, "/config") => {
-            let rt = org.runtime();
-            ok(
-                json!({"session_timeout_s": rt.session_timeout.as_secs_f64(), "session_max_calls": rt.session_max_calls.unwrap_or(0), "batch_size": rt.batch_size, "phone_match": rt.phone_match}),
-            )
-        }
+        (Method::GET, "/config") => ok(config(org)),
         (Method::POST, "/config") => match parse::<ConfigUpdate>(req) {
-            Ok(u) => {
-                let mut rt = org.runtime();
-                if let Some(s) = u.session_timeout_s {
-                    rt.session_timeout = Duration::from_secs_f64(s.max(0.0));
-                }
-                if let Some(n) = u.session_max_calls {
-                    rt.session_max_calls = (n > 0).then_some(n);
-                }
-                if let Some(b) = u.batch_size {
-                    rt.batch_size = b.max(1);
-                }
-                if let Some(p) = u.phone_match {
-                    rt.phone_match = p;
-                }
-                ok(
-                    json!({"session_timeout_s": rt.session_timeout.as_secs_f64(), "session_max_calls": rt.session_max_calls.unwrap_or(0), "batch_size": rt.batch_size, "phone_match": rt.phone_match}),
-                )
-            }
+            Ok(u) => ok(configure(org, &u)),
             Err(r) => r,
         },
         (Method::POST, "/reset") => {

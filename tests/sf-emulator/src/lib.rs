@@ -27,6 +27,7 @@ pub mod util;
 pub use admin::{Admin, ConfigUpdate, LimitsUpdate};
 pub use faults::FaultRule;
 pub use seed::{PhoneMatch, Seed};
+pub use state::Limits;
 pub use stats::QueryLogEntry;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

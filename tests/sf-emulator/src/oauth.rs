@@ -304,7 +304,7 @@ fn password(org: &Org, form: &[(String, String)], req: &Request) -> OAuthResult<
     let username = param(form, "username").unwrap_or("");
     let given = param(form, "password").unwrap_or("");
     let user = check_password(org, username, given)
-        .ok_or_else(|| err("invalid_grant", "authentication failure"))?;
+        .map_err(|_| err("invalid_grant", "authentication failure"))?;
     if !user.1 {
         return Err(err("invalid_grant", "inactive user"));
     }
@@ -318,18 +318,34 @@ fn password(org: &Org, form: &[(String, String)], req: &Request) -> OAuthResult<
     })
 }
 
+/// Why a username/password login failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    Invalid,
+    /// The password was right but the security token was missing.
+    NeedsToken,
+}
+
 /// Username + (password followed by the security token) → (user id, active).
-pub fn check_password(org: &Org, username: &str, given: &str) -> Option<(String, bool)> {
+pub fn check_password(
+    org: &Org,
+    username: &str,
+    given: &str,
+) -> Result<(String, bool), LoginFailure> {
     let u = org
         .seed
         .users
         .iter()
-        .find(|u| u.username.eq_ignore_ascii_case(username))?;
-    let pw = u.password.as_deref()?;
+        .find(|u| u.username.eq_ignore_ascii_case(username))
+        .ok_or(LoginFailure::Invalid)?;
+    let pw = u.password.as_deref().ok_or(LoginFailure::Invalid)?;
     if given != format!("{pw}{}", u.security_token) {
-        return None;
+        if !u.security_token.is_empty() && given == pw {
+            return Err(LoginFailure::NeedsToken);
+        }
+        return Err(LoginFailure::Invalid);
     }
-    org.user_by_username(username)
+    org.user_by_username(username).ok_or(LoginFailure::Invalid)
 }
 
 /// `POST /services/oauth2/revoke` (also `GET ?token=`).

@@ -589,6 +589,86 @@ impl Schema {
 }
 
 impl Schema {
+    /// Adds the seed's custom fields; errors name the object or field.
+    pub fn add_custom_fields(
+        &mut self,
+        extra: &std::collections::BTreeMap<String, Vec<crate::seed::SeedField>>,
+    ) -> Result<(), String> {
+        for (object, fields) in extra {
+            let def = self
+                .objects
+                .iter_mut()
+                .find(|o| o.name.eq_ignore_ascii_case(object))
+                .ok_or_else(|| format!("custom_fields: unknown object {object}"))?;
+            for f in fields {
+                if !f.name.ends_with("__c")
+                    || !f
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(format!(
+                        "custom_fields: {object}.{} must be an API name ending in __c",
+                        f.name
+                    ));
+                }
+                if def.field(&f.name).is_some() {
+                    return Err(format!("custom_fields: {object}.{} already exists", f.name));
+                }
+                let ftype = match f.field_type.to_ascii_lowercase().as_str() {
+                    "string" | "text" => FieldType::String,
+                    "phone" => FieldType::Phone,
+                    "email" => FieldType::Email,
+                    "url" => FieldType::Url,
+                    "textarea" => FieldType::Textarea,
+                    "picklist" => FieldType::Picklist,
+                    "boolean" => FieldType::Boolean,
+                    "int" => FieldType::Int,
+                    "double" | "number" => FieldType::Double,
+                    "date" => FieldType::Date,
+                    "datetime" => FieldType::DateTime,
+                    "reference" => FieldType::Reference,
+                    other => {
+                        return Err(format!(
+                            "custom_fields: {object}.{}: unknown type {other}",
+                            f.name
+                        ))
+                    }
+                };
+                let label = f
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| f.name.trim_end_matches("__c").replace('_', " "));
+                let mut fd = FieldDef::new(&f.name, &label, ftype);
+                if let Some(n) = f.length {
+                    fd.length = n;
+                }
+                if f.required {
+                    fd = fd.required();
+                }
+                fd.external_id = f.external_id;
+                fd.picklist = f.picklist.clone();
+                if ftype == FieldType::Reference {
+                    if f.reference_to.is_empty() || f.relationship_name.is_none() {
+                        return Err(format!(
+                            "custom_fields: {object}.{} needs reference_to and relationship_name",
+                            f.name
+                        ));
+                    }
+                    fd.reference_to = f.reference_to.clone();
+                    fd.relationship_name = f.relationship_name.clone();
+                }
+                let at = def
+                    .fields
+                    .iter()
+                    .position(|x| x.name == "CreatedDate")
+                    .unwrap_or(def.fields.len());
+                def.fields.insert(at, fd);
+            }
+        }
+        Ok(())
+    }
+
     /// Object name for a key prefix of the built-in model.
     pub fn standard_prefix(prefix: &str) -> Option<&'static str> {
         Some(match prefix {

@@ -43,9 +43,38 @@ pub struct Seed {
     pub users: Vec<SeedUser>,
     #[serde(default)]
     pub connected_apps: Vec<SeedApp>,
+    /// Extra custom fields per object (added to the built-in object model).
+    #[serde(default)]
+    pub custom_fields: std::collections::BTreeMap<String, Vec<SeedField>>,
     /// Object name → records (field map; `ref` names the record, `"@ref"` values point at one).
     #[serde(default)]
     pub records: Map<String, Value>,
+}
+
+/// A custom field declared by the seed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedField {
+    /// API name, ending in `__c`.
+    pub name: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// string, phone, email, url, textarea, picklist, boolean, int, double, date, datetime, reference
+    #[serde(rename = "type")]
+    pub field_type: String,
+    #[serde(default)]
+    pub length: Option<u32>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub external_id: bool,
+    #[serde(default)]
+    pub picklist: Vec<String>,
+    /// For references: target objects and the relationship name (e.g. `Queue_Owner__r`).
+    #[serde(default)]
+    pub reference_to: Vec<String>,
+    #[serde(default)]
+    pub relationship_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

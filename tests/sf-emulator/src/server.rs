@@ -27,6 +27,8 @@ use tokio_rustls::TlsAcceptor;
 pub const MAX_BODY: usize = 1024 * 1024;
 pub const MAX_URI: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 16 * 1024;
+/// Default: a request body that stops arriving for this long is answered with 408.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Response body that can stop half-way with an error (the truncation fault).
 pub struct OutBody {
@@ -193,7 +195,8 @@ async fn handle_request(
 ) -> hyper::Response<OutBody> {
     let path = req.uri().path();
     let api = path.starts_with("/services/data/") || path.starts_with("/services/Soap/");
-    let _in_flight = org.stats.begin(api);
+    // Admin calls are not Salesforce traffic: they stay out of the counters.
+    let _in_flight = (!path.starts_with("/__emulator")).then(|| org.stats.begin(api));
     let (parts, body) = req.into_parts();
     let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI {
@@ -235,7 +238,20 @@ async fn handle_request(
     if declared.is_some_and(|n| n > MAX_BODY) {
         return too_large();
     }
-    let mut body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+    let collect = http_body_util::Limited::new(body, MAX_BODY).collect();
+    let body_timeout = org.runtime().body_timeout;
+    let Ok(collected) = tokio::time::timeout(body_timeout, collect).await else {
+        let mut r = to_hyper(
+            plain_error(408, "REQUEST_TIMEOUT", "Timed out reading the request body"),
+            false,
+        );
+        r.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return r;
+    };
+    let mut body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Err(_) => {

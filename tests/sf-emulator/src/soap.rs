@@ -233,8 +233,16 @@ fn login(org: &Org, version: u32, username: &str, password: &str) -> Response {
             "LoginFault",
         )
     };
-    let Some((user_id, active)) = crate::oauth::check_password(org, username, password) else {
-        return invalid();
+    let (user_id, active) = match crate::oauth::check_password(org, username, password) {
+        Ok(u) => u,
+        Err(crate::oauth::LoginFailure::NeedsToken) => {
+            return fault(
+                "LOGIN_MUST_USE_SECURITY_TOKEN",
+                "Invalid username, password, security token; or user locked out. Are you at a new location? When accessing Salesforce--either via a desktop client or the API--from outside of your company's trusted networks, you must add a security token to your password to log in.",
+                "LoginFault",
+            )
+        }
+        Err(crate::oauth::LoginFailure::Invalid) => return invalid(),
     };
     if !active {
         return invalid();

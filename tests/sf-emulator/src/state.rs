@@ -56,6 +56,8 @@ pub struct Runtime {
     pub session_timeout: Duration,
     /// Sessions die after this many successful calls (None = no limit).
     pub session_max_calls: Option<u64>,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
     pub batch_size: usize,
     pub phone_match: PhoneMatch,
 }
@@ -85,7 +87,8 @@ impl Org {
         session_timeout: Duration,
         batch_size: usize,
     ) -> Result<Org, String> {
-        let schema = Schema::standard();
+        let mut schema = Schema::standard();
+        schema.add_custom_fields(&seed.custom_fields)?;
         let org_id = ids::to18(&seed.org_id)
             .filter(|id| id.starts_with("00D"))
             .ok_or_else(|| format!("seed org_id {} is not a 00D id", seed.org_id))?;
@@ -123,6 +126,7 @@ impl Org {
             runtime: Mutex::new(Runtime {
                 session_timeout,
                 session_max_calls: None,
+                body_timeout: crate::server::BODY_TIMEOUT,
                 batch_size: batch_size.max(1),
                 phone_match: seed.phone_match.clone(),
             }),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -20,11 +20,15 @@ pub struct QueryLogEntry {
     pub error: Option<String>,
 }
 
+/// The query log keeps the newest entries only, so long benchmarks do not grow without bound.
+pub const QUERY_LOG_MAX: usize = 100_000;
+
 #[derive(Default)]
 struct Inner {
     endpoints: BTreeMap<String, u64>,
     queries: BTreeMap<String, u64>,
-    log: Vec<QueryLogEntry>,
+    log: VecDeque<QueryLogEntry>,
+    log_dropped: u64,
 }
 
 #[derive(Default)]
@@ -86,19 +90,26 @@ impl Stats {
     pub fn query(&self, entry: QueryLogEntry) {
         if let Ok(mut i) = self.inner.lock() {
             *i.queries.entry(entry.text.clone()).or_default() += 1;
-            i.log.push(entry);
+            if i.log.len() >= QUERY_LOG_MAX {
+                i.log.pop_front();
+                i.log_dropped += 1;
+            }
+            i.log.push_back(entry);
         }
     }
 
     pub fn query_log(&self) -> Vec<QueryLogEntry> {
-        self.inner.lock().map(|i| i.log.clone()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|i| i.log.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn snapshot(&self) -> Value {
-        let (endpoints, queries) = self
+        let (endpoints, queries, dropped) = self
             .inner
             .lock()
-            .map(|i| (i.endpoints.clone(), i.queries.clone()))
+            .map(|i| (i.endpoints.clone(), i.queries.clone(), i.log_dropped))
             .unwrap_or_default();
         json!({
             "total_requests": self.total.load(Ordering::SeqCst),
@@ -106,6 +117,7 @@ impl Stats {
             "peak_in_flight": self.peak.load(Ordering::SeqCst),
             "endpoints": endpoints,
             "queries": queries,
+            "query_log_dropped": dropped,
         })
     }
 
@@ -116,5 +128,46 @@ impl Stats {
         self.total.store(0, Ordering::SeqCst);
         self.peak
             .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_log_is_bounded_and_counts_drops() {
+        let s = Stats::default();
+        for n in 0..QUERY_LOG_MAX + 5 {
+            s.query(QueryLogEntry {
+                kind: "soql".into(),
+                text: format!("q{}", n % 3),
+                literals: vec![],
+                error: None,
+            });
+        }
+        let log = s.query_log();
+        assert_eq!(log.len(), QUERY_LOG_MAX);
+        assert_eq!(log[0].text, "q2", "oldest five dropped");
+        let snap = s.snapshot();
+        assert_eq!(snap["query_log_dropped"], 5);
+        assert_eq!(
+            snap["queries"]["q0"],
+            (QUERY_LOG_MAX as u64 + 5).div_ceil(3)
+        );
+    }
+
+    #[test]
+    fn in_flight_and_long_running() {
+        let s = Stats::default();
+        let a = s.begin(true);
+        let b = s.begin(false);
+        assert_eq!(s.snapshot()["in_flight"], 2);
+        assert_eq!(s.long_running(0), 1, "only API requests count");
+        drop(a);
+        drop(b);
+        assert_eq!(s.snapshot()["in_flight"], 0);
+        assert_eq!(s.snapshot()["peak_in_flight"], 2);
+        assert_eq!(s.long_running(0), 0);
     }
 }

@@ -1,5 +1,6 @@
 //! REST API under `/services/data/`: version handling, authentication, limits, routing.
 
+pub mod composite;
 pub mod query;
 pub mod search;
 pub mod sobjects;
@@ -170,7 +171,7 @@ pub fn method(req: &Request) -> Method {
     req.method.clone()
 }
 
-fn route(ctx: &Ctx, segs: &[&str]) -> HandlerResult {
+pub(crate) fn route(ctx: &Ctx, segs: &[&str]) -> HandlerResult {
     let m = method(ctx.req);
     let stats = &ctx.org.stats;
     match segs {
@@ -199,6 +200,8 @@ fn route(ctx: &Ctx, segs: &[&str]) -> HandlerResult {
             stats.endpoint("limits");
             Ok(Response::json(200, &limits_body(ctx.org)))
         }
+        ["composite"] if m == Method::POST => composite::composite(ctx),
+        ["composite"] => Err(method_not_allowed(&m, "POST")),
         ["sobjects", ..] | ["composite", ..] => sobjects::route(ctx, &m, segs),
         _ => Err(ApiError::not_found()),
     }

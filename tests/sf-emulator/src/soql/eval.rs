@@ -39,6 +39,9 @@ pub struct Compiled {
     pub offset: Option<usize>,
 }
 
+/// SOQL refuses OFFSET above this.
+pub const MAX_OFFSET: usize = 2000;
+
 const NO_COLUMN_HINT: &str = "If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.";
 
 pub fn object<'s>(schema: &'s Schema, name: &str, pos: usize) -> Result<&'s ObjectDef, QueryError> {
@@ -105,6 +108,13 @@ pub fn compile(schema: &Schema, q: &Query) -> Result<Compiled, QueryError> {
         .map(|c| compile_cond(schema, def, c))
         .transpose()?;
     let order = compile_order(schema, def, &q.order)?;
+    if q.offset.is_some_and(|o| o > MAX_OFFSET) {
+        return Err(QueryError::new(
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            q.object_pos,
+            format!("Maximum SOQL offset allowed is {MAX_OFFSET}"),
+        ));
+    }
     Ok(Compiled {
         object: def.name.clone(),
         count,

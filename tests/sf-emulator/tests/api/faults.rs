@@ -264,6 +264,8 @@ async fn admin_http_api() {
         .unwrap();
     assert!(v["endpoints"]["oauth_token"].as_u64().unwrap() >= 1);
     assert_eq!(v["api_usage"]["max"], 10);
+    // token, limits (500), limits (200), limits (403): admin calls are not counted
+    assert_eq!(v["total_requests"], 4, "{v}");
     let v: Value = c
         .get(format!("{base}/records/Contact"))
         .send()

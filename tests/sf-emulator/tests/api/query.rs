@@ -240,6 +240,8 @@ async fn query_errors() {
     assert_eq!(code, "INVALID_QUERY_FILTER_OPERATOR");
     let (_, code, _) = query_err(&emu, &tok, "SELECT Id FROM Contact WHERE LastName = 5").await;
     assert_eq!(code, "INVALID_FIELD");
+    let (_, code, _) = query_err(&emu, &tok, "SELECT Id FROM Contact LIMIT 5 OFFSET 2001").await;
+    assert_eq!(code, "NUMBER_OUTSIDE_VALID_RANGE");
     let (_, code, _) = query_err(&emu, &tok, "SELECT Id FROM Screen_Pop__e").await;
     assert_eq!(code, "INVALID_TYPE");
 }

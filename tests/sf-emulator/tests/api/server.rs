@@ -202,3 +202,90 @@ fn seed_file_round_trip() {
     assert!(Emulator::start_background(bad).is_err());
     assert!(EmulatorOptions::with_seed_file(dir.join("missing.json")).is_err());
 }
+
+#[tokio::test]
+async fn https_with_a_given_certificate() {
+    let cert = include_str!("../../fixtures/test-jwt-cert.pem");
+    let key = include_str!("../../fixtures/test-jwt-private-key.pem");
+    let emu = start_with(|o| {
+        o.tls = true;
+        o.tls_cert_pem = Some(cert.into());
+        o.tls_key_pem = Some(key.into());
+    })
+    .await;
+    assert_eq!(emu.ca_pem().as_deref(), Some(cert));
+    // The fixture certificate names no host, so only an unverifying client can use it.
+    let c = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{}/services/data/", emu.login_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn binary_prints_one_ready_line() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sf-emulator"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--batch-size",
+            "2",
+            "--print-credentials",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let login = v["login_url"].as_str().unwrap().to_string();
+    assert!(login.starts_with("http://127.0.0.1:"));
+    assert!(v["instance_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://localhost:"));
+    assert_eq!(v["org_id"], "00DEm0000000001MAA");
+    assert_eq!(v["ca_file"], Value::Null);
+    assert_eq!(v["users"][0]["username"], "integration@acme.example");
+    assert_eq!(
+        v["connected_apps"][0]["client_id"],
+        "3MVG9Emu.JWT.ClientId.natterbox"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        client()
+            .get(format!("{login}/services/data/"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408() {
+    let emu = start().await;
+    let v = emu.admin().configure(sf_emulator::ConfigUpdate {
+        body_timeout_ms: Some(300),
+        ..Default::default()
+    });
+    assert_eq!(v["body_timeout_ms"], 300);
+    let started = std::time::Instant::now();
+    let r = raw(&emu, b"POST /services/oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\ngrant_type=").await;
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}

@@ -104,6 +104,23 @@ async fn login_faults() {
     assert!(body.contains("<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>"));
     assert!(body.contains(r#"xmlns:sf="urn:fault.partner.soap.sforce.com""#));
     let (s, body) = post(
+        format!("{}/services/Soap/u/59.0", emu.login_url()),
+        login_body(INTEGRATION, "Passw0rd!"),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert!(
+        body.contains("<faultcode>sf:LOGIN_MUST_USE_SECURITY_TOKEN</faultcode>"),
+        "{body}"
+    );
+    // a user without a security token logs in with the password alone
+    let (s, _) = post(
+        format!("{}/services/Soap/u/59.0", emu.login_url()),
+        login_body("alan.turing@acme.example", "Passw0rd!"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, body) = post(
         format!("{}/services/Soap/u/66.0", emu.login_url()),
         login_body(INTEGRATION, "Passw0rd!EMUTOKEN"),
     )

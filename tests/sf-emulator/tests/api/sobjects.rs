@@ -530,3 +530,118 @@ async fn platform_event_publish() {
         (400, Some("INVALID_FIELD"))
     );
 }
+
+#[tokio::test]
+async fn composite_subrequests_with_references_and_all_or_none() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let url = format!("/services/data/{V}/composite");
+    let body = json!({"allOrNone": false, "compositeRequest": [
+        {"method": "GET", "url": format!("/services/data/{V}/query?q=SELECT+Id+FROM+Contact+WHERE+LastName+%3D+%27Lovelace%27"), "referenceId": "ada"},
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "task",
+         "body": {"Subject": "Call", "Status": "Completed", "WhoId": "@{ada.records[0].Id}"}},
+        {"method": "GET", "url": format!("/services/data/{V}/sobjects/Task/@{{task.id}}?fields=Who.Name"), "referenceId": "read"},
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "bad", "body": {"Subject": "x"}},
+    ]});
+    let (s, b) = send(&emu, &tok, Method::POST, &url, Some(body)).await;
+    assert_eq!(s, 200, "{b}");
+    let r = b["compositeResponse"].as_array().unwrap();
+    assert_eq!(r[0]["httpStatusCode"], 200);
+    assert_eq!(r[1]["httpStatusCode"], 201);
+    assert!(r[1]["httpHeaders"]["Location"]
+        .as_str()
+        .unwrap()
+        .contains("/sobjects/Task/00T"));
+    assert_eq!(r[2]["body"]["Who"]["Name"], "Ada Lovelace");
+    assert_eq!(r[3]["httpStatusCode"], 400);
+    assert_eq!(r[3]["body"][0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(r[3]["referenceId"], "bad");
+    let usage = emu.admin().limits().daily_used;
+    let body = json!({"allOrNone": true, "compositeRequest": [
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "t1", "body": {"Subject": "rolled", "Status": "Completed"}},
+        {"method": "POST", "url": format!("/services/data/{V}/sobjects/Task"), "referenceId": "t2", "body": {"Subject": "x"}},
+        {"method": "GET", "url": format!("/services/data/{V}/sobjects/Task/@{{t1.id}}"), "referenceId": "t3"},
+    ]});
+    let (s, b) = send(&emu, &tok, Method::POST, &url, Some(body)).await;
+    assert_eq!(s, 200);
+    let r = b["compositeResponse"].as_array().unwrap();
+    for x in r {
+        assert_eq!(x["httpStatusCode"], 400, "{x}");
+    }
+    assert_eq!(r[0]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(r[1]["body"][0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(
+        query(
+            &emu,
+            &tok,
+            "SELECT COUNT() FROM Task WHERE Subject = 'rolled'"
+        )
+        .await["totalSize"],
+        0
+    );
+    assert_eq!(
+        emu.admin().limits().daily_used,
+        usage + 2,
+        "one composite call + the query"
+    );
+    let (s, _) = send(
+        &emu,
+        &tok,
+        Method::POST,
+        &url,
+        Some(json!({"compositeRequest": []})),
+    )
+    .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn seed_custom_fields_extend_objects() {
+    let extra: std::collections::BTreeMap<String, Vec<sf_emulator::seed::SeedField>> =
+        serde_json::from_value(json!({
+            "Screen_Pop__e": [{"name": "Call_Uuid__c", "type": "string", "length": 36}],
+            "Contact": [{"name": "Region__c", "type": "picklist", "picklist": ["EMEA", "AMER"]},
+                        {"name": "Score__c", "type": "double"}],
+        }))
+        .unwrap();
+    let emu = start_with(|o| o.seed.custom_fields = extra).await;
+    let tok = token(&emu).await;
+    let (s, b) = send(
+        &emu,
+        &tok,
+        Method::POST,
+        &so("Screen_Pop__e"),
+        Some(json!({"Call_Uuid__c": "0d7c…", "Phone__c": "1"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = send(
+        &emu,
+        &tok,
+        Method::POST,
+        &so("Contact"),
+        Some(json!({"LastName": "Cf", "Region__c": "EMEA", "Score__c": 2})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let b = query(
+        &emu,
+        &tok,
+        "SELECT Region__c, Score__c FROM Contact WHERE Score__c > 1",
+    )
+    .await;
+    assert_eq!(b["records"][0]["Region__c"], "EMEA");
+    assert_eq!(b["records"][0]["Score__c"], 2.0);
+    let (_, _, d) = get(&emu, &tok, &so("Contact/describe")).await;
+    assert!(d["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "Region__c" && f["custom"] == true));
+    let bad: std::collections::BTreeMap<String, Vec<sf_emulator::seed::SeedField>> =
+        serde_json::from_value(json!({"Contact": [{"name": "NoSuffix", "type": "string"}]}))
+            .unwrap();
+    let mut o = sf_emulator::EmulatorOptions::default_seed();
+    o.seed.custom_fields = bad;
+    assert!(sf_emulator::Emulator::start(o).await.is_err());
+}
