@@ -45,7 +45,7 @@ check() { local d="$1"; shift; if "$@"; then ok "$d"; else not_ok "$d"; return 1
 note() { echo "     # $*"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/natterbox-fs.XXXXXX")
-fs_pid="" emu_pid="" esl_pid=""
+fs_pid="" emu_pid="" esl_pid="" sidecar_pid=""
 bg_pids=()
 finish() {
   local rc=$?
@@ -57,6 +57,7 @@ finish() {
     kill -9 "$fs_pid" 2>/dev/null
   fi
   [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null
+  [ -n "$sidecar_pid" ] && kill "$sidecar_pid" 2>/dev/null
   if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ -z "${FS_TEST_KEEP:-}" ]; then
     rm -rf "$work"
   elif [ -z "$summarised" ]; then
@@ -253,6 +254,19 @@ cat >"$conf/dialplan/public.xml" <<'EOF'
         <action application="hangup"/>
       </condition>
     </extension>
+    <!-- 2004: route to the owner: pop the record on the owner's console, then answer. -->
+    <extension name="natterbox_sf_test_pop">
+      <condition field="destination_number" expression="^2004$">
+        <action application="sf_lookup" data="timeout_ms=800" inline="true"/>
+      </condition>
+      <condition field="${sf_owner_extension}" expression="^(\d+)$">
+        <action application="sf_screen_pop" data="extension=$1 direction=inbound"/>
+        <action application="log" data="NOTICE NBX-SF call=${sip_call_id} uuid=${uuid} caller=${caller_id_number} status=${sf_lookup_status} name=${sf_record_name} ext=${sf_owner_extension} source=${sf_lookup_source} ms=${sf_lookup_ms} count=${sf_match_count} pop=${sf_screen_pop}"/>
+        <action application="answer"/>
+        <action application="sleep" data="1000"/>
+        <action application="hangup"/>
+      </condition>
+    </extension>
     <extension name="natterbox_sf_test_not_inline">
       <condition field="destination_number" expression="^2002$">
         <action application="sf_lookup" data="timeout_ms=800"/>
@@ -325,7 +339,7 @@ place_call() {
     >"$work/sipp/$tag.out" 2>&1)
 }
 # The dialplan's NBX-SF line of a call.
-nbx_line() { grep -a "NBX-SF call=nbx-$1-" "$fs_log" | tail -1; }
+nbx_line() { grep -a "\[NOTICE\] mod_dptools.c:[0-9]* NBX-SF call=nbx-$1-" "$fs_log" | tail -1; }
 field() { sed -n 's/.* '"$1"'=\([^ ]*\).*/\1/p' <<<"$2"; }
 wait_nbx() { for _ in $(seq 100); do [ -n "$(nbx_line "$1")" ] && return 0; sleep 0.1; done; return 1; }
 
@@ -407,6 +421,19 @@ for _ in $(seq 50); do [ "$(grep -ac 'config reloaded (reloadxml)' "$fs_log")" -
 check "reloadxml: +OK and the module reloaded its config" test "$(grep -ac 'config reloaded (reloadxml)' "$fs_log")" -gt "$before"
 note "reloadxml: $reload_out; $(grep -ao 'mod_natterbox_sf: config reloaded (reloadxml).*' "$fs_log" | tail -1)"
 check "sf reload: +OK" grep -q '^+OK reloaded' <<<"$(fscli 'sf reload')"
+# An invalid config: logged, the running one stays.
+cp "$conf/autoload_configs/natterbox_sf.conf.xml" "$work/natterbox_sf.conf.good"
+sed -i 's/name="lookup-timeout-ms" value="1500"/name="lookup-timeout-ms" value="soon"/' "$conf/autoload_configs/natterbox_sf.conf.xml"
+before=$(grep -ac 'config not reloaded (reloadxml)' "$fs_log")
+fscli reloadxml >/dev/null
+for _ in $(seq 50); do [ "$(grep -ac 'config not reloaded (reloadxml)' "$fs_log")" -gt "$before" ] && break; sleep 0.1; done
+check "reloadxml with an invalid natterbox_sf.conf: refused, logged" \
+  test "$(grep -ac 'config not reloaded (reloadxml)' "$fs_log")" -gt "$before"
+note "$(grep -ao 'mod_natterbox_sf: config not reloaded (reloadxml).*' "$fs_log" | tail -1)"
+check "… and the running config still answers (sf lookup: found)" \
+  grep -q '"status": "found"' <<<"$(fscli 'sf lookup acme +14155550123')"
+cp "$work/natterbox_sf.conf.good" "$conf/autoload_configs/natterbox_sf.conf.xml"
+fscli reloadxml >/dev/null
 
 # A deadline on the real switch: Salesforce slower than timeout_ms.
 fault=$(curl -s -X POST -H 'Content-Type: application/json' \
@@ -491,6 +518,24 @@ check "unload once the lookup is done: +OK" last_line_ok "$unload_out"
 check "load mod_natterbox_sf after that: +OK" last_line_ok "$(fscli 'load mod_natterbox_sf')"
 expect_call final "+14155550123" 2000 found "Ada Lovelace" 1001 salesforce owner-1001
 
+# A burst of concurrent calls: 30 calls at 10 a second, six callers.
+printf 'SEQUENTIAL\n' >"$work/sipp/burst.csv"
+for i in $(seq 5); do
+  printf '%s;b;\n' +14155550123 +442079460958 +14155550999 +14155550199 +35315550142 +390669821234 >>"$work/sipp/burst.csv"
+done
+bsp=$(free_port); bmp=$(free_port)
+(cd "$work/sipp" && timeout 120 sipp "127.0.0.1:$sip_port" -sf "$here/uac_caller.xml" -inf "$work/sipp/burst.csv" \
+  -s 2000 -m 30 -r 10 -l 30 -i 127.0.0.1 -p "$bsp" -mp "$bmp" -nostdin -cid_str "nbx-burst-%u-%p@%s" \
+  -timeout 100s -timeout_error -recv_timeout 15000 -trace_err -error_file "$work/sipp/burst.err" \
+  >"$work/sipp/burst.out" 2>&1); rc=$?
+burst=$(grep -a '\[NOTICE\] mod_dptools.c:[0-9]* NBX-SF call=nbx-burst-' "$fs_log")
+check "burst: sipp completed all 30 concurrent calls (exit $rc)" test "$rc" -eq 0
+statuses=$(sed -n 's/.* status=\([^ ]*\).*/\1/p' <<<"$burst" | sort | uniq -c | tr -s ' ' | tr '\n' ',')
+check "burst: 30 lookups, every one found/multiple/not_found ($statuses)" \
+  test "$(grep -cE 'status=(found|multiple|not_found) ' <<<"$burst")" -eq 30
+ms_list=$(sed -n 's/.* ms=\([0-9]*\) .*/\1/p' <<<"$burst" | sort -n)
+note "burst sf_lookup_ms: min $(head -1 <<<"$ms_list"), median $(sed -n 15p <<<"$ms_list"), max $(tail -1 <<<"$ms_list"); sources: $(sed -n 's/.* source=\([^ ]*\).*/\1/p' <<<"$burst" | sort | uniq -c | tr -s ' ' | tr '\n' ',')"
+
 # The CUSTOM events seen on the event socket.
 sleep 0.5
 if [ -n "$esl_pid" ]; then
@@ -513,6 +558,31 @@ found_log=$(cat "$work/spool/$uuid_found".*json 2>/dev/null)
 check "the found call's call log: from +14155550123, to 2000, answered, NORMAL_CLEARING, who_id a Contact" \
   grep -q '"from":"+14155550123","to":"2000","direction":"inbound".*"answer_ms":[0-9].*"who_id":"003.*"hangup_cause":"NORMAL_CLEARING"' <<<"$found_log"
 note "call log file: $(ls "$work/spool" | head -1)"
+
+# The sidecar comes (a stand-in on the event socket): the module connects, sends every spooled
+# call log and deletes each on its ack; a screen pop from the dialplan reaches it.
+if command -v python3 >/dev/null; then
+  python3 "$here/sidecar_standin.py" "$work/events.sock" "$work/sidecar.jsonl" >"$work/sidecar.log" 2>&1 &
+  sidecar_pid=$!
+  for _ in $(seq 150); do
+    [ "$(find "$work/spool" -name '*.json' | wc -l)" -eq 0 ] && break; sleep 0.1
+  done
+  acked=$(grep -c '"type":"call_log"' "$work/sidecar.jsonl" 2>/dev/null)
+  check "sidecar up: the spooled call logs were sent ($acked) and deleted on ack" \
+    test "$(find "$work/spool" -name '*.json' | wc -l)" -eq 0 -a "${acked:-0}" -ge "$spooled"
+  expect_call pop "+14155550123" 2004 found "Ada Lovelace" 1001 cache
+  check "sf_screen_pop in the dialplan: sf_screen_pop=sent" grep -q ' pop=sent$' <<<"$(nbx_line pop)"
+  # shellcheck disable=SC2154
+  for _ in $(seq 50); do grep -q '"type":"screen_pop".*'"$uuid_pop" "$work/sidecar.jsonl" && break; sleep 0.1; done
+  pop=$(grep '"type":"screen_pop"' "$work/sidecar.jsonl" | grep "$uuid_pop")
+  check "the screen pop reached the sidecar: agent extension 1001, the Contact's id, the caller" \
+    grep -q '"agent_extension":"1001".*"caller_number":"+14155550123","record_ids":\["003' <<<"$pop"
+  note "screen pop: $pop"
+  for _ in $(seq 50); do grep -q '"type":"call_log".*'"$uuid_pop" "$work/sidecar.jsonl" && break; sleep 0.1; done
+  check "the pop call's call log went straight to the sidecar" grep -q '"type":"call_log".*'"$uuid_pop" "$work/sidecar.jsonl"
+else
+  note "no python3: the sidecar stand-in checks are left out"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 5. Stop, with a call up and a module that was reloaded and unloaded/loaded: a clean shutdown.
