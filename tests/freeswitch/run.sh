@@ -10,15 +10,19 @@
 #   FREESWITCH_CONF_DIR, FREESWITCH_MOD_DIR  where the installed conf and modules are, when not
 #                                            $prefix/etc/freeswitch or $prefix/conf, and
 #                                            $prefix/lib/freeswitch/mod or $prefix/mod
-#   CARGO_TARGET_DIR                         default: target/freeswitch (a target dir of its own:
-#                                            the headers differ from the default build's)
+#   FS_CARGO_TARGET_DIR                      where to build, default ${CARGO_TARGET_DIR:-target}/freeswitch:
+#                                            a target dir of its own, as the headers differ
+#                                            from the default build's
 #   FS_TEST_KEEP=1                           keep the temporary directory even when all passed
 # The last line is "freeswitch: N passed, N failed"; the exit status is non-zero on any failure.
 set -uo pipefail
 
 prefix="${FREESWITCH_PREFIX:-}"
-if [ -z "$prefix" ] || [ ! -x "$prefix/bin/freeswitch" ]; then
-  echo "freeswitch: SKIPPED (FREESWITCH_PREFIX${prefix:+=$prefix} does not point at an installed FreeSWITCH with bin/freeswitch)"
+if [ -z "$prefix" ]; then
+  echo "freeswitch: SKIPPED (FREESWITCH_PREFIX is not set; this suite needs an installed FreeSWITCH)"
+  exit 0
+elif [ ! -x "$prefix/bin/freeswitch" ]; then
+  echo "freeswitch: SKIPPED (FREESWITCH_PREFIX=$prefix has no bin/freeswitch)"
   exit 0
 fi
 prefix="$(cd "$prefix" && pwd)"
@@ -101,7 +105,7 @@ free_port() {
 # ---------------------------------------------------------------------------------------------
 # 1. Build the module against this FreeSWITCH's headers, and the emulator.
 export FREESWITCH_PREFIX="$prefix"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$top/target/freeswitch}"
+export CARGO_TARGET_DIR="${FS_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-$top/target}/freeswitch}"
 note "building mod_natterbox_sf against $prefix/include/freeswitch and sf-emulator (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 if ! (cd "$top" && cargo build --release -p mod_natterbox_sf -p sf-emulator) >"$work/build.log" 2>&1; then
   abort "cargo build --release -p mod_natterbox_sf -p sf-emulator" "$(tail -20 "$work/build.log")"
@@ -373,6 +377,12 @@ expect_call multiple "+442079460958" 2000 multiple "" "" salesforce fallback
 expect_call notfound "+14155550999" 2000 not_found "" "" salesforce fallback
 expect_call national "4155550123" 2000 found "Ada Lovelace" 1001 cache owner-1001
 expect_call notinline "+14155550123" 2002 found "Ada Lovelace" 1001 cache
+# Caller ids that are not numbers never reach Salesforce.
+searches_before=$(curl -s "$instance_url/__emulator/stats" | tr -d ' \n' | grep -o '"search":[0-9]*' | head -1)
+expect_call anonymous "anonymous" 2000 invalid_number "" "" "" fallback
+expect_call quote "4155550123'OR'1'='1" 2000 invalid_number "" "" "" fallback
+searches_after=$(curl -s "$instance_url/__emulator/stats" | tr -d ' \n' | grep -o '"search":[0-9]*' | head -1)
+check "… and made no search request (${searches_before:-?} → ${searches_after:-?})" test "$searches_before" = "$searches_after"
 
 # 4. sf_lookup never answers the call: nothing but 100 Trying before the dialplan's answer (the
 # sipp scenario fails a call on any 18x), and the switch answered only after the lookup ran.
@@ -559,10 +569,27 @@ check "the found call's call log: from +14155550123, to 2000, answered, NORMAL_C
   grep -q '"from":"+14155550123","to":"2000","direction":"inbound".*"answer_ms":[0-9].*"who_id":"003.*"hangup_cause":"NORMAL_CLEARING"' <<<"$found_log"
 note "call log file: $(ls "$work/spool" | head -1)"
 
+# Threads and mappings across unload/load/reload, with no call up: the module's threads go
+# with it; loading it again does not add more.
+threads() { ls "/proc/$fs_pid/task" 2>/dev/null | wc -l; }
+settle() { sleep 1.5; }
+settle; t_loaded=$(threads)
+fscli 'unload mod_natterbox_sf' >/dev/null; settle; t_unloaded=$(threads)
+mapped=$(grep -c 'mod_natterbox_sf.so' "/proc/$fs_pid/maps")
+fscli 'load mod_natterbox_sf' >/dev/null
+for _ in 1 2 3; do fscli 'reload mod_natterbox_sf' >/dev/null; done
+fscli 'sf lookup acme +14155550123' >/dev/null
+settle; t_reloaded=$(threads)
+note "FreeSWITCH threads: $t_loaded loaded, $t_unloaded unloaded (mod_natterbox_sf.so mappings left after unload: $mapped), $t_reloaded after load + 3 reloads"
+check "unload stops the module's threads ($t_loaded → $t_unloaded)" test "$t_unloaded" -lt "$t_loaded"
+check "load + 3 reloads leave no extra threads ($t_loaded → $t_reloaded)" test "$t_reloaded" -le $((t_loaded + 1))
+check "the module answers after the reloads" grep -q '"status": "found"' <<<"$(fscli 'sf lookup acme +14155550123')"
+
 # The sidecar comes (a stand-in on the event socket): the module connects, sends every spooled
 # call log and deletes each on its ack; a screen pop from the dialplan reaches it.
 if command -v python3 >/dev/null; then
-  python3 "$here/sidecar_standin.py" "$work/events.sock" "$work/sidecar.jsonl" >"$work/sidecar.log" 2>&1 &
+  python3 "$here/sidecar_standin.py" "$work/events.sock" "$work/sidecar.jsonl" "$instance_url" "$work/tokens" acme \
+    >"$work/sidecar.log" 2>&1 &
   sidecar_pid=$!
   for _ in $(seq 150); do
     [ "$(find "$work/spool" -name '*.json' | wc -l)" -eq 0 ] && break; sleep 0.1
@@ -580,6 +607,16 @@ if command -v python3 >/dev/null; then
   note "screen pop: $pop"
   for _ in $(seq 50); do grep -q '"type":"call_log".*'"$uuid_pop" "$work/sidecar.jsonl" && break; sleep 0.1; done
   check "the pop call's call log went straight to the sidecar" grep -q '"type":"call_log".*'"$uuid_pop" "$work/sidecar.jsonl"
+  # Salesforce ends the session: the module reports the token, the sidecar writes a new one, and
+  # the call still gets its answer within its 800 ms deadline.
+  expired=$(curl -s -X POST "$instance_url/__emulator/sessions/expire")
+  fscli 'sf cache flush acme' >/dev/null
+  expect_call expired "+442079460958" 2000 multiple "" "" salesforce fallback
+  check "a token_refresh report of generation 1 reached the sidecar" \
+    grep -q '"type":"token_refresh","org":"acme","generation":1' "$work/sidecar.jsonl"
+  gen=$(fscli 'sf status' | tr -d ' \n' | grep -o '"generation":[0-9]*' | head -1)
+  check "the module swapped in the new token file ($gen)" test "$gen" = '"generation":2'
+  note "sessions expired: $expired; $(grep -ao 'sf_lookup org=acme number=+442079460958 status=multiple source=salesforce ms=[0-9]*' "$fs_log" | tail -1)"
 else
   note "no python3: the sidecar stand-in checks are left out"
 fi
