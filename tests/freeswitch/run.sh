@@ -141,6 +141,7 @@ write_token() {
   printf '{"org":"acme","access_token":"%s","instance_url":"%s","issued_at_ms":%s,"generation":%s}\n' \
     "$token" "$url" "${issued:-0}" "$generation" >"$tmp"
   mv -f "$tmp" "$work/tokens/acme.json"
+  access_token="$token"
 }
 write_token 1 || abort "client-credentials token from the emulator"
 ok "token file written ($work/tokens/acme.json, mode $(stat -c %a "$work/tokens/acme.json"))"
@@ -445,6 +446,22 @@ check "… and the running config still answers (sf lookup: found)" \
 cp "$work/natterbox_sf.conf.good" "$conf/autoload_configs/natterbox_sf.conf.xml"
 fscli reloadxml >/dev/null
 
+# Values from Salesforce as they come: UTF-8 passes; a value with a variable expansion is never
+# set (the switch would expand it wherever the variable is used: ${system(...)} runs a command).
+create_contact() {
+  curl -s -H "Authorization: Bearer $access_token" -H 'Content-Type: application/json' \
+    -d "$1" "$instance_url/services/data/v68.0/sobjects/Contact"
+}
+create_contact '{"FirstName":"Zoë","LastName":"Ångström-Ðuric","Phone":"+1 415 555 0166"}' >"$work/contact-utf8.json"
+create_contact '{"FirstName":"Mallory","LastName":"${system(touch '"$work"'/pwned)}","Phone":"+1 415 555 0167"}' >"$work/contact-evil.json"
+check "two Contacts created in the org" grep -q '"success":true' "$work/contact-evil.json"
+expect_call utf8 "+14155550166" 2000 found "Zoë Ångström-Ðuric" "" salesforce owner-
+expect_call evil "+14155550167" 2000 found "" "" salesforce owner-
+sleep 0.5
+check "the variable-expansion name was not set: the module says so, nothing ran" \
+  test ! -e "$work/pwned" -a -n "$(grep -a "^$uuid_evil .*not setting sf_record_name" "$fs_log")"
+note "$(grep -a "^$uuid_evil .*not setting sf_record_name" "$fs_log" | sed 's/^.*\] //' | head -1)"
+
 # A deadline on the real switch: Salesforce slower than timeout_ms.
 fault=$(curl -s -X POST -H 'Content-Type: application/json' \
   -d '{"path_prefix":"/services/data","latency_ms":3000}' "$instance_url/__emulator/faults")
@@ -515,6 +532,10 @@ t1=$(date +%s%3N)
 note "unload with a lookup in flight: $(tr '\n' ' ' <<<"$unload_out")after $((t1 - t0)) ms; log: $(grep -ao 'Module mod_natterbox_sf is in use, cannot unload.' "$fs_log" | tail -1)"
 check "unload with a lookup in flight: refused by FreeSWITCH (-ERR Module in use), nothing blocks" \
   grep -q 'in use' <<<"$unload_out"
+reload_out=$(fscli 'reload mod_natterbox_sf')
+note "reload with a lookup in flight: $(tr '\n' ' ' <<<"$reload_out")"
+check "reload with a lookup in flight: refused too, the module stays loaded" \
+  test "$(fscli module_exists mod_natterbox_sf)" = true -a -n "$(grep 'in use' <<<"$reload_out")"
 wait "$inflight_pid"; rc=$?
 bg_pids=()
 line=$(nbx_line inflight)
