@@ -543,6 +543,27 @@ note "the in-flight call: sipp exit $rc; FreeSWITCH: $(sed 's/^.*\(NBX-SF\)/\1/'
 check "the in-flight lookup completed normally (not_found from Salesforce after ~3 s)" \
   test "$rc" -eq 0 -a "$(field status "$line")" = not_found
 check "FreeSWITCH alive after unload with a lookup in flight" kill -0 "$fs_pid"
+
+# The caller gives up (CANCEL at 0.7 s) while the lookup waits for Salesforce (3 s).
+printf 'SEQUENTIAL\n%s;%s;\n' "+14155550155" cancel >"$work/sipp/cancel.csv"
+t0=$(date +%s%3N)
+(cd "$work/sipp" && timeout 60 sipp "127.0.0.1:$sip_port" -sf "$here/uac_cancel.xml" -inf "$work/sipp/cancel.csv" \
+  -s 2003 -m 1 -i 127.0.0.1 -p "$(free_port)" -mp "$(free_port)" -nostdin -cid_str "nbx-cancel-%u-%p@%s" \
+  -timeout 40s -timeout_error -recv_timeout 15000 -trace_err -error_file "$work/sipp/cancel.err" \
+  -trace_msg -message_file "$work/sipp/cancel.msg" >"$work/sipp/cancel.out" 2>&1); rc=$?
+t1=$(date +%s%3N)
+u=$(grep -a 'call-id: nbx-cancel-' "$fs_log" | head -1 | cut -d' ' -f1)
+for _ in $(seq 80); do grep -aq "^$u .*sf_lookup org=" "$fs_log" && break; sleep 0.1; done
+line=$(grep -a "^$u .*sf_lookup org=" "$fs_log" | sed 's/^.*\(sf_lookup org=\)/\1/' | tail -1)
+hangup=$(grep -a "^$u .*Hangup .*ORIGINATOR_CANCEL" "$fs_log" | sed 's/^[^ ]* [^ ]* \([^ ]*\) .*Hangup .*/\1/' | head -1)
+looked=$(grep -a "^$u .*sf_lookup org=" "$fs_log" | sed 's/^[^ ]* [^ ]* \([^ ]*\) .*/\1/' | head -1)
+note "caller CANCELs at 0.7 s during the lookup: sipp done (200 CANCEL, 487) after $((t1 - t0)) ms; module at $looked: $line; the switch's Hangup [ORIGINATOR_CANCEL] at $hangup (the session thread handles the CANCEL once the app returns)"
+check "CANCEL during the lookup: 200 for the CANCEL, 487 for the INVITE" test "$rc" -eq 0
+for _ in $(seq 50); do ls "$work/spool/$u".* >/dev/null 2>&1 && break; sleep 0.1; done
+cancel_log=$(cat "$work/spool/$u".*json 2>/dev/null)
+check "the cancelled call's call log: never answered (answer_ms null), ORIGINATOR_CANCEL" \
+  grep -q '"answer_ms":null.*"hangup_cause":"ORIGINATOR_CANCEL"' <<<"$cancel_log"
+[ -n "$cancel_log" ] && note "call log: $cancel_log"
 curl -s -X DELETE "$instance_url/__emulator/faults" >/dev/null
 unload_out=$(fscli 'unload mod_natterbox_sf')
 check "unload once the lookup is done: +OK" last_line_ok "$unload_out"
@@ -646,15 +667,25 @@ fi
 # 5. Stop, with a call up and a module that was reloaded and unloaded/loaded: a clean shutdown.
 place_call atstop "+14155550123" 2001 & atstop_pid=$!; bg_pids+=("$atstop_pid")
 wait_nbx atstop || true
+# … and a lookup in flight (Salesforce answers in 3 s, the call's deadline is 5 s).
+curl -s -X POST -H 'Content-Type: application/json' \
+  -d '{"path_prefix":"/services/data","latency_ms":3000}' "$instance_url/__emulator/faults" >/dev/null
+place_call stopinflight "+14155550144" 2003 & stopinflight_pid=$!; bg_pids+=("$stopinflight_pid")
+for _ in $(seq 50); do grep -aq 'call-id: nbx-stopinflight-' "$fs_log" && break; sleep 0.1; done
+sleep 1
+t0=$(date +%s%3N)
 check "FreeSWITCH still running before shutdown (no crash)" kill -0 "$fs_pid"
 "$fs_bin" -stop -run "$work/run" >"$work/fs-stop.log" 2>&1
 stopped=""
 for _ in $(seq 150); do kill -0 "$fs_pid" 2>/dev/null || { stopped=1; break; }; sleep 0.2; done
-check "FreeSWITCH stopped within 30 s of -stop with a call up" test -n "$stopped"
+t1=$(date +%s%3N)
+check "FreeSWITCH stopped within 30 s of -stop with a call up and a lookup in flight ($((t1 - t0)) ms)" test -n "$stopped"
 [ -n "$stopped" ] && fs_pid=""
 wait "$atstop_pid"; rc=$?
+wait "$stopinflight_pid"; rc2=$?
 bg_pids=()
 note "the call up at shutdown: sipp exit $rc (the switch hung it up: $(grep -a '^BYE' "$work/sipp/atstop.msg" | head -1 | cut -c1-40))"
+note "the call with a lookup in flight at shutdown: sipp exit $rc2; it got: $(grep -a '^SIP/2.0 [2-6]' "$work/sipp/stopinflight.msg" | tr -d '\r' | tr '\n' ' ')"
 # FreeSWITCH removes its pid file at the end of a clean shutdown (not after a crash).
 check "clean exit: FreeSWITCH removed its pid file" test ! -e "$work/run/freeswitch.pid"
 check "the module's last stop (unload) was clean" grep -aq 'mod_natterbox_sf stopped' "$fs_log"
