@@ -191,6 +191,9 @@ sed -i -e 's/cmd="stun-set" data="\([a-z_]*\)=[^"]*"/cmd="set" data="\1=127.0.0.
   "$conf/vars.xml"
 grep -q 'data="local_ip_v4=' "$conf/vars.xml" ||
   sed -i '0,/<include>/s//<include>\n  <X-PRE-PROCESS cmd="set" data="local_ip_v4=127.0.0.1"\/>/' "$conf/vars.xml"
+[ -f "$conf/sip_profiles/internal.xml" ] || abort "the conf has sip_profiles/internal.xml (the stock internal profile)"
+grep -q "data=\"internal_sip_port=$sip_port\"" "$conf/vars.xml" ||
+  sed -i 's/name="sip-port" value="[^"]*"/name="sip-port" value="'"$sip_port"'"/' "$conf/sip_profiles/internal.xml"
 for p in "$conf"/sip_profiles/*.xml; do
   [ "$(basename "$p")" = internal.xml ] || mv "$p" "$p.noload"
 done
