@@ -88,15 +88,17 @@ for tool in sipp curl ss; do
 done
 [ -x "$fs_cli_bin" ] || abort "fs_cli is installed next to freeswitch ($fs_cli_bin)"
 
-# A free port (TCP and UDP), away from FreeSWITCH's defaults and RTP range.
-taken_ports=" "
-free_port() {
-  local p
-  for _ in $(seq 500); do
-    p=$(( (RANDOM % 5000) * 2 + 40000 ))
-    case "$taken_ports" in *" $p "*) continue ;; esac
-    if ! ss -tuan 2>/dev/null | awk 'NR > 1 {print $5}' | grep -qE "[:.]($p|$((p + 1)))\$"; then
-      taken_ports+="$p "; echo "$p"; return 0
+# Free ports (TCP and UDP, with the next three for sipp's RTCP and video), away from
+# FreeSWITCH's defaults and RTP range: counting up from a random base, so two never repeat.
+# Sets $port; call it in the main shell only (a subshell's count is lost).
+port_next=$(( (RANDOM % 1500) * 10 + 40000 ))
+alloc_port() {
+  local _
+  for _ in $(seq 1000); do
+    port_next=$((port_next + 4))
+    if ! ss -tuan 2>/dev/null | awk 'NR > 1 {print $5}' |
+      grep -qE "[:.]($port_next|$((port_next + 1))|$((port_next + 2))|$((port_next + 3)))\$"; then
+      port=$port_next; return 0
     fi
   done
   return 1
@@ -157,7 +159,7 @@ rm -f "$work/mod/mod_natterbox_sf.so"
 # FreeSWITCH finds a module by file name.
 install -m 0755 "$so" "$work/mod/mod_natterbox_sf.so"
 
-sip_port=$(free_port) && esl_port=$(free_port) || abort "free ports for SIP and the event socket"
+alloc_port && sip_port=$port && alloc_port && esl_port=$port || abort "free ports for SIP and the event socket"
 note "SIP 127.0.0.1:$sip_port, event socket 127.0.0.1:$esl_port"
 
 # Only the modules the test needs (the installed list may name modules not installed).
@@ -333,18 +335,26 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # 3. Real SIP calls.
-# place_call <tag> <caller> <destination>: one call, blocking; the sipp exit status.
-media_port=$(free_port)
+# place_call <tag> <caller> <destination> [sip port] [media port]: one call, blocking; the sipp
+# exit status. bg_call <pid variable> <tag> <caller> <destination>: the same in the background.
 place_call() {
   local tag="$1" caller="$2" dest="$3" mp sp
-  mp=$(free_port) || mp=$media_port
-  sp=$(free_port) || sp=0
+  sp="${4:-}" mp="${5:-}"
+  [ -n "$sp" ] || { alloc_port; sp=$port; }
+  [ -n "$mp" ] || { alloc_port; mp=$port; }
   printf 'SEQUENTIAL\n%s;%s;\n' "$caller" "$tag" >"$work/sipp/$tag.csv"
   (cd "$work/sipp" && timeout 60 sipp "127.0.0.1:$sip_port" -sf "$here/uac_caller.xml" \
     -inf "$work/sipp/$tag.csv" -s "$dest" -m 1 -i 127.0.0.1 -p "$sp" -mp "$mp" -nostdin \
     -cid_str "nbx-$tag-%u-%p@%s" -timeout 40s -timeout_error -recv_timeout 15000 \
     -trace_err -error_file "$work/sipp/$tag.err" -trace_msg -message_file "$work/sipp/$tag.msg" \
     >"$work/sipp/$tag.out" 2>&1)
+}
+bg_call() {
+  local sp mp
+  alloc_port; sp=$port; alloc_port; mp=$port
+  place_call "$2" "$3" "$4" "$sp" "$mp" &
+  printf -v "$1" '%s' "$!"
+  bg_pids+=("$!")
 }
 # The dialplan's NBX-SF line of a call.
 nbx_line() { grep -a "\[NOTICE\] mod_dptools.c:[0-9]* NBX-SF call=nbx-$1-" "$fs_log" | tail -1; }
@@ -412,20 +422,25 @@ check "found call: lookup, then answer(), then the first pre-answer/early media 
 check "not-inline call: lookup, then answer(), then the first pre-answer/early media" order_ok "$uuid_notinline"
 
 # The API, from fs_cli.
+# has <json> <"key":value>…: every fragment is in the JSON (whitespace removed).
+has() {
+  local flat; flat=$(tr -d ' \n' <<<"$1"); shift
+  for f in "$@"; do [[ "$flat" == *"$f"* ]] || return 1; done
+}
 status_json=$(fscli 'sf status')
-if command -v jq >/dev/null; then
-  check "sf status: JSON naming org acme" jq -e '.' >/dev/null <<<"$status_json"
-else
-  check "sf status: JSON naming org acme" grep -q '"acme"' <<<"$status_json"
-fi
-grep -q '"acme"' <<<"$status_json" || not_ok "sf status names acme" "$status_json"
 echo "$status_json" >"$work/sf-status.json"
+if command -v jq >/dev/null; then
+  check "sf status: JSON, org acme, a token, breaker closed" \
+    jq -e '.orgs[0].org == "acme" and .orgs[0].token.generation == 1 and .orgs[0].breaker == "closed"' \
+    >/dev/null <<<"$status_json" || note "$status_json"
+else
+  check "sf status: JSON, org acme, a token, breaker closed" \
+    has "$status_json" '"org":"acme"' '"generation":1' '"breaker":"closed"' || note "$status_json"
+fi
+note "sf status: $(tr -d ' \n' <<<"$status_json" | cut -c1-400)…"
 lookup_json=$(fscli 'sf lookup acme +14155550123')
-tr -d ' \n' <<<"$lookup_json" | grep -q '"status":"found"' &&
-  tr -d ' \n' <<<"$lookup_json" | grep -q '"source":"cache"' &&
-  tr -d ' \n' <<<"$lookup_json" | grep -q '"sf_owner_extension":"1001"'
-check "sf lookup acme +14155550123: found, from the cache, sf_owner_extension 1001" test $? -eq 0 ||
-  note "$lookup_json"
+check "sf lookup acme +14155550123: found, from the cache, sf_owner_extension 1001" \
+  has "$lookup_json" '"status":"found"' '"source":"cache"' '"sf_owner_extension":"1001"' || note "$lookup_json"
 check "sf (no arguments): usage" grep -q '^USAGE: sf status' <<<"$(fscli sf)"
 
 # reloadxml: the module re-reads its config through FreeSWITCH's XML API.
@@ -480,7 +495,7 @@ curl -s -X DELETE "$instance_url/__emulator/faults" >/dev/null
 
 # Reload, unload and load with calls up (each long call sleeps 6 s after its lookup).
 last_line_ok() { [ "$(tail -1 <<<"$1")" = "+OK" ] || grep -q '^+OK module loaded$' <<<"$1"; }
-place_call long1 "+14155550123" 2001 & long1_pid=$!; bg_pids+=("$long1_pid")
+bg_call long1_pid long1 "+14155550123" 2001
 wait_nbx long1 || true
 reload_out=$(fscli 'reload mod_natterbox_sf')
 note "reload mod_natterbox_sf with a call up: $(tr '\n' ' ' <<<"$reload_out")"
@@ -490,7 +505,7 @@ check "FreeSWITCH alive after reload" kill -0 "$fs_pid"
 # The reloaded module starts from nothing: its cache is empty.
 expect_call afterreload "+442079460958" 2000 multiple "" "" salesforce fallback
 
-place_call long2 "+14155550123" 2001 & long2_pid=$!; bg_pids+=("$long2_pid")
+bg_call long2_pid long2 "+14155550123" 2001
 wait_nbx long2 || true
 unload_out=$(fscli 'unload mod_natterbox_sf')
 note "unload mod_natterbox_sf with a call up: $(tr '\n' ' ' <<<"$unload_out")"
@@ -526,7 +541,7 @@ done
 # Unload while a lookup is in flight (Salesforce answers in 3 s, the call's deadline is 5 s).
 curl -s -X POST -H 'Content-Type: application/json' \
   -d '{"path_prefix":"/services/data","latency_ms":3000}' "$instance_url/__emulator/faults" >/dev/null
-place_call inflight "+14155550177" 2003 & inflight_pid=$!; bg_pids+=("$inflight_pid")
+bg_call inflight_pid inflight "+14155550177" 2003
 for _ in $(seq 50); do grep -aq 'call-id: nbx-inflight-' "$fs_log" && break; sleep 0.1; done
 sleep 1
 t0=$(date +%s%3N)
@@ -549,9 +564,10 @@ check "FreeSWITCH alive after unload with a lookup in flight" kill -0 "$fs_pid"
 
 # The caller gives up (CANCEL at 0.7 s) while the lookup waits for Salesforce (3 s).
 printf 'SEQUENTIAL\n%s;%s;\n' "+14155550155" cancel >"$work/sipp/cancel.csv"
+alloc_port; csp=$port; alloc_port; cmp=$port
 t0=$(date +%s%3N)
 (cd "$work/sipp" && timeout 60 sipp "127.0.0.1:$sip_port" -sf "$here/uac_cancel.xml" -inf "$work/sipp/cancel.csv" \
-  -s 2003 -m 1 -i 127.0.0.1 -p "$(free_port)" -mp "$(free_port)" -nostdin -cid_str "nbx-cancel-%u-%p@%s" \
+  -s 2003 -m 1 -i 127.0.0.1 -p "$csp" -mp "$cmp" -nostdin -cid_str "nbx-cancel-%u-%p@%s" \
   -timeout 40s -timeout_error -recv_timeout 15000 -trace_err -error_file "$work/sipp/cancel.err" \
   -trace_msg -message_file "$work/sipp/cancel.msg" >"$work/sipp/cancel.out" 2>&1); rc=$?
 t1=$(date +%s%3N)
@@ -578,7 +594,7 @@ printf 'SEQUENTIAL\n' >"$work/sipp/burst.csv"
 for i in $(seq 5); do
   printf '%s;b;\n' +14155550123 +442079460958 +14155550999 +14155550199 +35315550142 +390669821234 >>"$work/sipp/burst.csv"
 done
-bsp=$(free_port); bmp=$(free_port)
+alloc_port; bsp=$port; alloc_port; bmp=$port
 (cd "$work/sipp" && timeout 120 sipp "127.0.0.1:$sip_port" -sf "$here/uac_caller.xml" -inf "$work/sipp/burst.csv" \
   -s 2000 -m 30 -r 10 -l 30 -i 127.0.0.1 -p "$bsp" -mp "$bmp" -nostdin -cid_str "nbx-burst-%u-%p@%s" \
   -timeout 100s -timeout_error -recv_timeout 15000 -trace_err -error_file "$work/sipp/burst.err" \
@@ -668,12 +684,12 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # 5. Stop, with a call up and a module that was reloaded and unloaded/loaded: a clean shutdown.
-place_call atstop "+14155550123" 2001 & atstop_pid=$!; bg_pids+=("$atstop_pid")
+bg_call atstop_pid atstop "+14155550123" 2001
 wait_nbx atstop || true
 # … and a lookup in flight (Salesforce answers in 3 s, the call's deadline is 5 s).
 curl -s -X POST -H 'Content-Type: application/json' \
   -d '{"path_prefix":"/services/data","latency_ms":3000}' "$instance_url/__emulator/faults" >/dev/null
-place_call stopinflight "+14155550144" 2003 & stopinflight_pid=$!; bg_pids+=("$stopinflight_pid")
+bg_call stopinflight_pid stopinflight "+14155550144" 2003
 for _ in $(seq 50); do grep -aq 'call-id: nbx-stopinflight-' "$fs_log" && break; sleep 0.1; done
 sleep 1
 t0=$(date +%s%3N)
