@@ -616,8 +616,10 @@ if [ -n "$esl_pid" ]; then
     check "… and one with SF-Status: $s" grep -aq "^SF-Status: $s" "$work/events.txt"
   done
   # shellcheck disable=SC2154
-  check "the found call's event carries its Unique-ID and SF-Source: salesforce" \
-    grep -aq -A8 "^Unique-ID: $uuid_found" "$work/events.txt"
+  found_event=$(awk -v RS= -v u="Unique-ID: $uuid_found" 'index($0, u)' "$work/events.txt")
+  check "the found call's event: its Unique-ID, SF-Status found, SF-Source salesforce, the record id" \
+    has "$found_event" 'SF-Status:found' 'SF-Source:salesforce' 'SF-Record-ID:003'
+  note "event: $(grep -a '^SF-' <<<"$found_event" | tr '\n' ' ')"
   note "events received: $(grep -ac '^Event-Subclass: natterbox_sf%3A%3Alookup' "$work/events.txt")"
 fi
 
