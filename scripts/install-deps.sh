@@ -13,6 +13,8 @@ command -v npm >/dev/null || need+=(npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl)
+# The real-FreeSWITCH suite (tests/freeswitch/run.sh) places its calls with sipp.
+[ -z "${FREESWITCH_PREFIX:-}" ] || command -v sipp >/dev/null || need+=(sip-tester)
 
 if ((${#need[@]})); then
   SUDO=""
