@@ -633,7 +633,10 @@ impl Engine {
                     .send()
                     .await
                     .map_err(|e| e.without_url().to_string())?;
-                response.json::<serde_json::Value>().await.map_err(|e| e.without_url().to_string())
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| e.without_url().to_string())
             }
             .await;
             let _ = tx.send(result);

@@ -29,9 +29,29 @@ impl Level {
     }
 }
 
-const FILE: &CStr = c"mod_natterbox_sf.rs";
 const FUNC: &CStr = c"mod_natterbox_sf";
 const PERCENT_S: &CStr = c"%s";
+
+/// Where a log line comes from: the Rust file and line of the caller, for FreeSWITCH's
+/// `file:line` column.
+struct Origin {
+    file: std::ffi::CString,
+    line: i32,
+}
+
+impl Origin {
+    fn of(location: &std::panic::Location<'_>) -> Origin {
+        Origin::at(location.file(), location.line())
+    }
+
+    fn at(file: &str, line: u32) -> Origin {
+        // FreeSWITCH shows the file name; the crate-relative path says more than the basename.
+        Origin {
+            file: c_string(file),
+            line: line as i32,
+        }
+    }
+}
 
 fn line_of(message: &str) -> std::ffi::CString {
     // switch_log_printf adds no newline.
@@ -42,7 +62,12 @@ fn line_of(message: &str) -> std::ffi::CString {
 }
 
 /// A log line not tied to a call.
+#[track_caller]
 pub fn log(level: Level, message: &str) {
+    log_at(&Origin::of(std::panic::Location::caller()), level, message);
+}
+
+fn log_at(origin: &Origin, level: Level, message: &str) {
     let text = line_of(message);
     // SAFETY: every pointer is a NUL-terminated string that outlives the call, the format is the
     // constant "%s" with exactly one string argument, and SWITCH_CHANNEL_ID_LOG takes NULL
@@ -50,9 +75,9 @@ pub fn log(level: Level, message: &str) {
     unsafe {
         sys::switch_log_printf(
             sys::switch_text_channel_t_SWITCH_CHANNEL_ID_LOG,
-            FILE.as_ptr(),
+            origin.file.as_ptr(),
             FUNC.as_ptr(),
-            line!() as i32,
+            origin.line,
             std::ptr::null(),
             level.raw(),
             PERCENT_S.as_ptr(),
@@ -62,16 +87,18 @@ pub fn log(level: Level, message: &str) {
 }
 
 /// A log line of one call, carrying its UUID (`SWITCH_CHANNEL_SESSION_LOG`).
+#[track_caller]
 pub fn log_session(session: &super::session::Session<'_>, level: Level, message: &str) {
+    let origin = Origin::of(std::panic::Location::caller());
     let text = line_of(message);
     // SAFETY: as in `log`; SWITCH_CHANNEL_ID_SESSION takes the session pointer as userdata and
     // the session is alive for the duration of the callback that lent us `session`.
     unsafe {
         sys::switch_log_printf(
             sys::switch_text_channel_t_SWITCH_CHANNEL_ID_SESSION,
-            FILE.as_ptr(),
+            origin.file.as_ptr(),
             FUNC.as_ptr(),
-            line!() as i32,
+            origin.line,
             session.raw() as *const std::os::raw::c_char,
             level.raw(),
             PERCENT_S.as_ptr(),
@@ -105,7 +132,14 @@ impl tracing::field::Visit for MessageVisitor {
 
 impl tracing::Subscriber for FreeswitchLogger {
     fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= tracing::Level::DEBUG
+        // Our crates down to DEBUG; dependencies (hyper's connection chatter) only WARN and up.
+        let ours = metadata.target().starts_with("natterbox");
+        *metadata.level()
+            <= if ours {
+                tracing::Level::DEBUG
+            } else {
+                tracing::Level::WARN
+            }
     }
 
     fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
@@ -125,7 +159,12 @@ impl tracing::Subscriber for FreeswitchLogger {
             tracing::Level::INFO => Level::Info,
             _ => Level::Debug,
         };
-        log(level, &visitor.0);
+        let metadata = event.metadata();
+        let origin = Origin::at(
+            metadata.file().unwrap_or("mod_natterbox_sf"),
+            metadata.line().unwrap_or(0),
+        );
+        log_at(&origin, level, &visitor.0);
     }
 
     fn enter(&self, _: &tracing::span::Id) {}
