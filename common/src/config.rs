@@ -332,7 +332,7 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         cache_ttl: p.secs("cache-ttl-s", 300, 0, 86_400)?,
         cache_negative_ttl: p.secs("cache-negative-ttl-s", 30, 0, 86_400)?,
         cache_max_stale: p.secs("cache-max-stale-s", 3600, 0, 7 * 86_400)?,
-        runtime_threads: p.number("runtime-threads", 2usize, 1, 64)?,
+        runtime_threads: p.number("runtime-threads", 1usize, 1, 64)?,
         token_dir: p.path("token-dir", "/var/lib/natterbox-sf/tokens"),
         event_socket: p.path("event-socket", "/run/natterbox-sf/events.sock"),
         spool_dir: p.path("spool-dir", "/var/spool/natterbox-sf"),
