@@ -495,6 +495,8 @@ fn a_bad_config_fails_the_load_cleanly() {
         ..Options::default()
     });
     f.write_config("<configuration name=\"natterbox_sf.conf\"><orgs></orgs></configuration>");
+    // FreeSWITCH (and the shim) read config files into memory: reloadxml picks the new one up.
+    f.shim.ok("reloadxml");
     let reply = f.shim.cmd(&format!(
         "load {} mod_natterbox_sf",
         support::module_path().display()
