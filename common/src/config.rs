@@ -34,6 +34,8 @@ pub struct Settings {
     pub spool_dir: PathBuf,
     pub event_queue_capacity: usize,
     pub ca_file: Option<PathBuf>,
+    /// Ask Salesforce for gzip'd responses.
+    pub http_gzip: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,6 +340,7 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         spool_dir: p.path("spool-dir", "/var/spool/natterbox-sf"),
         event_queue_capacity: p.number("event-queue-capacity", 10_000usize, 1, 10_000_000)?,
         ca_file: p.get("ca-file").map(PathBuf::from),
+        http_gzip: parse_bool(p.get("http-gzip").unwrap_or("true"), "<settings> http-gzip")?,
     })
 }
 

@@ -114,6 +114,7 @@ fn build_http(config: &Config) -> Result<reqwest::Client, String> {
     };
     http_client(&ClientOptions {
         connect_timeout: config.settings.http_connect_timeout,
+        gzip: config.settings.http_gzip,
         extra_ca_pem,
         ..ClientOptions::default()
     })

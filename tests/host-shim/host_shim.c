@@ -19,6 +19,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -3528,6 +3529,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "host-shim: cannot open %s: %s\n", script, strerror(errno));
 		return 2;
 	}
+	/* As FreeSWITCH does at startup: a write to a closed socket is an error, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	if (gethostname(g_hostname, sizeof(g_hostname) - 1) != 0) {
 		strcpy(g_hostname, "localhost");

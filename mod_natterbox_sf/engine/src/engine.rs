@@ -144,6 +144,7 @@ fn client_options(settings: &Settings) -> Result<ClientOptions, String> {
     };
     Ok(ClientOptions {
         connect_timeout: settings.http_connect_timeout,
+        gzip: settings.http_gzip,
         extra_ca_pem,
         ..ClientOptions::default()
     })
@@ -237,6 +238,7 @@ impl Engine {
         let http = http_client(&options)?;
         let same_http = previous.is_some_and(|p| {
             p.config.settings.ca_file == config.settings.ca_file
+                && p.config.settings.http_gzip == config.settings.http_gzip
                 && p.config.settings.http_connect_timeout == config.settings.http_connect_timeout
         });
         let mut orgs = HashMap::new();
