@@ -480,3 +480,65 @@ fn the_module_keeps_serving_while_the_sidecar_is_stopped() {
     let after = p.lookup("after", "+1 (212) 555-0147");
     assert_eq!(after["sf_lookup_status"], "found", "{after:?}");
 }
+
+/// A pop made while the sidecar is dead waits in the module (within its TTL) and reaches the
+/// agent's console once the sidecar is back.
+#[test]
+fn a_screen_pop_made_while_the_sidecar_is_down_arrives_when_it_returns() {
+    const TOKEN: &str = "agent-1002-console-token";
+    let mut p = Product::start(ProductOptions {
+        agents: vec![Agent {
+            user_id: "005Em00000000AlAAA".into(),
+            extension: "1002".into(),
+            token: TOKEN.into(),
+        }],
+        ..ProductOptions::default()
+    });
+    let jane_or_john = p.lookup("away-1", "+44 20 7946 0958");
+    assert_eq!(jane_or_john["sf_lookup_status"], "multiple");
+    p.sidecar.kill9();
+    p.shim.ok("app away-1 sf_screen_pop extension=1002");
+    assert_eq!(p.shim.vars("away-1")["sf_screen_pop"], "sent");
+    p.sidecar.restart();
+    let mut console = connect_agent(p.sidecar.http, TOKEN).expect("agent 1002 connects");
+    assert_eq!(
+        next_json(&mut console, Duration::from_secs(5)).unwrap()["type"],
+        "hello"
+    );
+    // The module reconnects with a backoff of at most 5 s.
+    let pop = next_json(&mut console, Duration::from_secs(15)).expect("the pop, late but in time");
+    assert_eq!(pop["call_uuid"], "away-1");
+    let ids: Vec<&str> = pop["record_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = jane_or_john["sf_record_ids"].split(',').collect();
+    let mut got = ids.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "both tied records are popped");
+}
+
+/// Sessions revoked again and again (an admin clearing sessions, a security policy): each time the
+/// tokens worked for lookups before they were refused, so each refresh must happen at once.
+#[test]
+fn sessions_expired_repeatedly_after_working_are_refreshed_at_once_each_time() {
+    let mut p = Product::start(ProductOptions::default());
+    let ids = create_stream_contacts(&p, 120);
+    let tokens_before = token_requests(&p);
+    for round in 0..6 {
+        // A few lookups that work with the current token, then the org drops every session.
+        stream_round(&mut p, round * 20..round * 20 + 10, &ids, |_| {});
+        assert!(p.emulator.admin().expire_sessions() > 0);
+        stream_round(&mut p, round * 20 + 10..round * 20 + 20, &ids, |_| {});
+        assert_eq!(
+            p.sidecar.generation("acme"),
+            round as u64 + 2,
+            "round {round}\n{}",
+            p.sidecar.log()
+        );
+    }
+    assert_eq!(token_requests(&p) - tokens_before, 6);
+}
