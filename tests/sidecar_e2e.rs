@@ -542,3 +542,44 @@ fn sessions_expired_repeatedly_after_working_are_refreshed_at_once_each_time() {
     }
     assert_eq!(token_requests(&p) - tokens_before, 6);
 }
+
+/// Hangups racing a `systemctl stop` (SIGTERM): each call log is either committed by the stopping
+/// sidecar or still spooled by the module, and each becomes exactly one Task after the restart.
+#[test]
+fn call_logs_racing_a_sigterm_become_tasks_exactly_once() {
+    let mut p = Product::start(ProductOptions::default());
+    let uuids: Vec<String> = (0..12).map(|i| format!("term-{i}")).collect();
+    for (i, uuid) in uuids.iter().enumerate() {
+        let vars = p.lookup(uuid, &stream_number(i));
+        assert_eq!(vars["sf_lookup_status"], "not_found", "{vars:?}");
+        p.shim.ok(&format!("answer {uuid}"));
+    }
+    // Half the hangups before the signal, half while the sidecar drains and after it is gone.
+    for uuid in &uuids[..6] {
+        p.shim.ok(&format!("hangup {uuid} NORMAL_CLEARING"));
+    }
+    let pid = p.sidecar.pid().unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    for uuid in &uuids[6..] {
+        p.shim.ok(&format!("hangup {uuid} NORMAL_CLEARING"));
+    }
+    let status = p.sidecar.stop_after_signal();
+    assert!(status.success(), "{status}\n{}", p.sidecar.log());
+    p.sidecar.restart();
+    poll(Duration::from_secs(30), "a Task for every call", || {
+        uuids
+            .iter()
+            .all(|u| !p.tasks_for(u).is_empty())
+            .then_some(())
+    });
+    poll(Duration::from_secs(15), "the spool to empty", || {
+        p.spooled().is_empty().then_some(())
+    });
+    poll(Duration::from_secs(10), "an empty outbox", || {
+        (p.sidecar.metric("natterbox_sidecar_outbox_pending") == Some(0)).then_some(())
+    });
+    for uuid in &uuids {
+        assert_eq!(p.tasks_for(uuid).len(), 1, "{uuid}");
+    }
+}

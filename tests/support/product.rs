@@ -148,10 +148,16 @@ impl Sidecar {
 
     /// SIGTERM and a clean exit within 30 s.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("a running sidecar");
+        let pid = self.pid().expect("a running sidecar");
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
         assert_eq!(rc, 0, "kill(SIGTERM)");
+        self.stop_after_signal()
+    }
+
+    /// Waits (30 s at most) for the exit after a signal the test sent.
+    pub fn stop_after_signal(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running sidecar");
         poll(Duration::from_secs(30), "the sidecar to exit", || {
             child.try_wait().unwrap()
         })
