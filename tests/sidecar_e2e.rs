@@ -166,6 +166,12 @@ fn expired_sessions_mid_stream_cost_one_token_request_and_no_failed_lookup() {
             "a burst of 401s must make one token request\n{}",
             p.sidecar.log()
         );
+        // The module reported each refusal; the sidecar absorbed all but the first.
+        poll(
+            Duration::from_secs(5),
+            "refused - 1 coalesced reports",
+            || (p.sidecar.metric(COALESCED) == Some(refused - 1)).then_some(()),
+        );
         assert_eq!(p.sidecar.generation("acme"), 2);
         assert_eq!(p.module_generation(), 2);
     }
