@@ -9,10 +9,14 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
-    /// Module → sidecar: Salesforce refused this generation's token with 401.
+    /// Module → sidecar: Salesforce refused this generation's token with 401. `worked`: the
+    /// token had served requests before (revoked or expired, not dead on arrival); left out
+    /// when false, and false when absent.
     TokenRefresh {
         org: String,
         generation: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        worked: bool,
     },
     ScreenPop(ScreenPop),
     CallLog(CallLog),
@@ -85,6 +89,7 @@ mod tests {
         let message = Message::TokenRefresh {
             org: "acme".into(),
             generation: 3,
+            worked: false,
         };
         let line = message.to_line();
         assert_eq!(
@@ -92,6 +97,16 @@ mod tests {
             "{\"type\":\"token_refresh\",\"org\":\"acme\",\"generation\":3}\n"
         );
         assert_eq!(Message::from_line(&line).unwrap(), message);
+        let worked = Message::TokenRefresh {
+            org: "acme".into(),
+            generation: 3,
+            worked: true,
+        };
+        assert_eq!(
+            std::str::from_utf8(&worked.to_line()).unwrap(),
+            "{\"type\":\"token_refresh\",\"org\":\"acme\",\"generation\":3,\"worked\":true}\n"
+        );
+        assert_eq!(Message::from_line(&worked.to_line()).unwrap(), worked);
         assert!(Message::from_line(b"{\"type\":\"nope\"}").is_err());
         assert!(Message::from_line(&vec![b' '; MAX_LINE_BYTES + 1]).is_err());
     }

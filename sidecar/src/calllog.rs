@@ -322,7 +322,7 @@ where
                     return Err(ChunkError::NoSession);
                 }
                 refreshed = true;
-                app.tokens.report_rejected(org, generation);
+                app.tokens.report_rejected(org, generation, false);
                 if !app
                     .tokens
                     .wait_newer(org, generation, Duration::from_secs(15))

@@ -440,7 +440,7 @@ async fn publish_one(app: &App, pop: &ScreenPop) {
             }
             Err(SfError::Api(e)) if e.is_invalid_session() && !refreshed => {
                 refreshed = true;
-                app.tokens.report_rejected(&org.name, generation);
+                app.tokens.report_rejected(&org.name, generation, false);
                 if !app
                     .tokens
                     .wait_newer(&org.name, generation, Duration::from_secs(5))

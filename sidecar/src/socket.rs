@@ -165,8 +165,12 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
     };
     app.metrics.events_received.inc();
     match message {
-        Message::TokenRefresh { org, generation } => {
-            if app.tokens.report_rejected(&org, generation) {
+        Message::TokenRefresh {
+            org,
+            generation,
+            worked,
+        } => {
+            if app.tokens.report_rejected(&org, generation, worked) {
                 tracing::info!(%org, generation, "module reports its token refused; refreshing");
             }
         }

@@ -259,7 +259,9 @@ impl TokenManager {
 
     /// The token of `generation` was refused with 401. Returns true when this report caused a
     /// refresh, false when it was coalesced or ignored.
-    pub fn report_rejected(&self, org: &str, generation: u64) -> bool {
+    /// `worked`: the token served requests before it was refused (revoked or expired since),
+    /// so however young it is, it is not a dead token.
+    pub fn report_rejected(&self, org: &str, generation: u64, worked: bool) -> bool {
         let Some(org) = self.org(org) else {
             return false;
         };
@@ -271,7 +273,7 @@ impl TokenManager {
         // A generation we have not written (a module that kept a token file from before the
         // token directory was lost) is a report about the current token.
         let generation = generation.min(state.generation);
-        let fresh = state.issued_at.is_some_and(|t| t.elapsed() < FRESH_WINDOW);
+        let fresh = !worked && state.issued_at.is_some_and(|t| t.elapsed() < FRESH_WINDOW);
         if fresh {
             state.fresh_rejections += 1;
             org.counters.tokens_rejected_fresh.inc();

@@ -159,6 +159,7 @@ async fn refresh_token_flow_and_a_revoked_refresh_token() {
         .send(&Message::TokenRefresh {
             org: "acme".into(),
             generation: token.generation,
+            worked: false,
         })
         .await;
     eventually(Duration::from_secs(10), "the refusal", || async {
@@ -368,6 +369,7 @@ async fn a_thousand_401_reports_make_one_refresh() {
             .send(&Message::TokenRefresh {
                 org: "acme".into(),
                 generation: 1,
+                worked: false,
             })
             .await;
     }
@@ -399,6 +401,7 @@ async fn a_thousand_401_reports_make_one_refresh() {
             .send(&Message::TokenRefresh {
                 org: "acme".into(),
                 generation: 1,
+                worked: false,
             })
             .await;
     }
@@ -411,6 +414,7 @@ async fn a_thousand_401_reports_make_one_refresh() {
         .send(&Message::TokenRefresh {
             org: "acme".into(),
             generation: 50,
+            worked: false,
         })
         .await;
     eventually(Duration::from_secs(10), "generation 3", || async {
@@ -459,6 +463,7 @@ async fn tokens_that_are_dead_on_arrival_do_not_loop() {
             .send(&Message::TokenRefresh {
                 org: "acme".into(),
                 generation,
+                worked: false,
             })
             .await;
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -481,6 +486,59 @@ async fn tokens_that_are_dead_on_arrival_do_not_loop() {
             .metric("natterbox_sidecar_org_tokens_rejected_fresh_total{org=\"acme\"}")
             .await
             >= 4
+    );
+}
+
+/// Young tokens that served lookups and were then revoked (the module says `worked`) are not
+/// dead tokens: every such report is refreshed at once, however many in a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_that_worked_are_refreshed_at_once_every_time() {
+    let emu = emulator().await;
+    let setup = Setup::new();
+    let key = key_file("test-jwt-private-key.pem");
+    setup.write_config(
+        &org_xml(
+            "acme",
+            &emu.login_url(),
+            &jwt_auth(JWT_CLIENT, INTEGRATION_USER, &key, LOGIN),
+            "",
+        ),
+        "",
+    );
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "a token", || async {
+        setup.token_file("acme").is_some()
+    })
+    .await;
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    for generation in 1..=6 {
+        module
+            .send(&Message::TokenRefresh {
+                org: "acme".into(),
+                generation,
+                worked: true,
+            })
+            .await;
+        // At once: well inside the 5 s first step of the dead-token back-off.
+        eventually(
+            Duration::from_secs(2),
+            &format!("generation {}", generation + 1),
+            || async {
+                setup
+                    .token_file("acme")
+                    .is_some_and(|t| t.generation == generation + 1)
+            },
+        )
+        .await;
+    }
+    assert_eq!(token_requests(&emu), 7);
+    let status = org_status(&running, "acme").await;
+    assert_eq!(status["healthy"], true, "{status}");
+    assert_eq!(
+        running
+            .metric("natterbox_sidecar_org_tokens_rejected_fresh_total{org=\"acme\"}")
+            .await,
+        0
     );
 }
 
@@ -637,6 +695,7 @@ async fn rotated_refresh_tokens_are_used_and_survive_a_restart() {
         .send(&Message::TokenRefresh {
             org: "acme".into(),
             generation: 1,
+            worked: false,
         })
         .await;
     eventually(Duration::from_secs(10), "generation 2", || async {

@@ -271,7 +271,9 @@ fn spawn_sidecar(dir: &Path, orgs: Vec<Arc<Org>>, received: Arc<Mutex<Received>>
                         continue;
                     };
                     match &message {
-                        Message::TokenRefresh { org, generation } => {
+                        Message::TokenRefresh {
+                            org, generation, ..
+                        } => {
                             if let Some(o) = orgs.iter().find(|o| &o.name == org) {
                                 // Coalesced like the sidecar: only a report about the current token refreshes.
                                 if *generation >= o.generation.load(Ordering::SeqCst)

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod product;
 pub mod shim;
 
 use std::path::PathBuf;

@@ -61,6 +61,8 @@ pub struct OrgRuntime {
     limit_max: AtomicU64,
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
+    /// The newest token generation a search succeeded with.
+    worked_generation: AtomicU64,
 }
 
 impl OrgRuntime {
@@ -286,6 +288,7 @@ impl Engine {
                     limit_max: AtomicU64::new(0),
                     requests: AtomicU64::new(0),
                     unauthorized: AtomicU64::new(0),
+                    worked_generation: AtomicU64::new(0),
                 }),
             );
         }
@@ -813,7 +816,7 @@ async fn fetch_admitted(
     let profile = &org.config.profiles[profile_index];
     let sosl = build_sosl(profile, caller);
     let Some(mut credential) = org.tokens.credential() else {
-        outbox.token_refresh(&org.config.name, 0);
+        outbox.token_refresh(&org.config.name, 0, false);
         org.unauthorized.fetch_add(1, Ordering::Relaxed);
         return Err((
             LookupStatus::Unauthorized,
@@ -833,6 +836,8 @@ async fn fetch_admitted(
         match answer {
             Ok((records, limit)) => {
                 org.record_limit(limit);
+                org.worked_generation
+                    .fetch_max(credential.generation, Ordering::Relaxed);
                 return match decide(profile, names, caller, org.config.default_country, &records) {
                     Ok(outcome) => {
                         org.breaker.on_success();
@@ -852,7 +857,10 @@ async fn fetch_admitted(
                         "the new token was refused too".into(),
                     ));
                 }
-                outbox.token_refresh(&org.config.name, credential.generation);
+                // Whether this token served a search before: then it was revoked or expired,
+                // not refused as soon as it was issued, and the sidecar refreshes at once.
+                let worked = org.worked_generation.load(Ordering::Relaxed) == credential.generation;
+                outbox.token_refresh(&org.config.name, credential.generation, worked);
                 // Stop waiting a little before the deadline, so the caller hears "unauthorized"
                 // rather than a bare timeout.
                 let wait_until = deadline.checked_sub(TOKEN_WAIT_MARGIN).unwrap_or(deadline);

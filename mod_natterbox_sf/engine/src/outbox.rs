@@ -134,10 +134,12 @@ impl Outbox {
         }
     }
 
-    pub fn token_refresh(&self, org: &str, generation: u64) {
+    /// `worked`: the refused token had served requests before.
+    pub fn token_refresh(&self, org: &str, generation: u64, worked: bool) {
         self.offer(Message::TokenRefresh {
             org: org.to_string(),
             generation,
+            worked,
         });
     }
 
@@ -455,12 +457,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!spool_path(&spool_dir, "uuid-1").exists(), "deleted on ack");
 
-        outbox.token_refresh("acme", 3);
+        outbox.token_refresh("acme", 3, true);
         assert_eq!(
             next_message(&mut lines).await,
             Message::TokenRefresh {
                 org: "acme".into(),
-                generation: 3
+                generation: 3,
+                worked: true,
             }
         );
         stop_tx.send(true).unwrap();
