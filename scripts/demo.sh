@@ -7,6 +7,8 @@
 #      sf_screen_pop and hangup, exactly as a dialplan would run them;
 #   4. the call log arriving in the org as a Task.
 # Nothing leaves the machine. With a real org, the same config points at login.salesforce.com.
+# With FREESWITCH_PREFIX pointing at an installed FreeSWITCH, it then runs tests/freeswitch/run.sh:
+# the module in that FreeSWITCH, taking real SIP calls from sipp.
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
@@ -140,4 +142,8 @@ echo
 echo "== sidecar: screen pops and call logs"
 curl -s "http://127.0.0.1:$sidecar_port/metrics" | grep -E '^natterbox_sidecar_(pops|call_logs|outbox)[a-z_]*' | head -8 || true
 echo
+if [ -n "${FREESWITCH_PREFIX:-}" ] && [ -x "$FREESWITCH_PREFIX/bin/freeswitch" ]; then
+  echo "== FREESWITCH_PREFIX is set: the same against the real FreeSWITCH, with SIP calls (sipp)"
+  "$top/tests/freeswitch/run.sh"
+fi
 echo "demo: ok"
