@@ -17,9 +17,9 @@ use natterbox_engine::outcome::{Outcome, PackedVars, VarNames};
 use natterbox_engine::{Engine, LookupRequest, LookupStatus};
 use sf_emulator::{Emulator, EmulatorOptions, FaultRule};
 
-fn token(emulator: &Emulator) -> TokenResponse {
+fn token(instance_url: &str) -> TokenResponse {
     reqwest::blocking::Client::new()
-        .post(format!("{}/services/oauth2/token", emulator.instance_url()))
+        .post(format!("{instance_url}/services/oauth2/token"))
         .basic_auth("3MVG9Emu.CC.ClientId.natterbox", Some("cc-app-secret"))
         .form(&[("grant_type", "client_credentials")])
         .send()
@@ -30,7 +30,8 @@ fn token(emulator: &Emulator) -> TokenResponse {
 
 struct Setup {
     _dir: tempfile::TempDir,
-    emulator: Emulator,
+    /// In this process; `None` when BENCH_EMULATOR_INSTANCE names one running elsewhere.
+    emulator: Option<Emulator>,
     engine: Engine,
     token: TokenResponse,
 }
@@ -42,8 +43,15 @@ fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
         .unwrap_or(1);
     let gzip = std::env::var("BENCH_HTTP_GZIP").unwrap_or_else(|_| "true".into());
     let dir = tempfile::tempdir().unwrap();
-    let emulator = Emulator::start_background(EmulatorOptions::default_seed()).unwrap();
-    let token = token(&emulator);
+    let (emulator, instance_url) = match std::env::var("BENCH_EMULATOR_INSTANCE") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let emulator = Emulator::start_background(EmulatorOptions::default_seed()).unwrap();
+            let url = emulator.instance_url();
+            (Some(emulator), url)
+        }
+    };
+    let token = token(&instance_url);
     let tokens = dir.path().join("tokens");
     std::fs::create_dir_all(&tokens).unwrap();
     handoff::write(
@@ -73,7 +81,7 @@ fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
         tokens.display(),
         dir.path().join("spool").display(),
         dir.path().join("events.sock").display(),
-        emulator.login_url()
+        instance_url
     );
     let engine = Engine::start(Config::parse(&xml).unwrap()).unwrap();
     Setup {
@@ -282,7 +290,8 @@ fn miss_cpu(s: &Setup) {
 
 fn concurrent_misses(max_concurrent: usize, count: usize, latency_ms: u64) {
     let s = setup(max_concurrent, 30_000);
-    s.emulator.admin().add_fault(FaultRule {
+    let emulator = s.emulator.as_ref().expect("an in-process emulator");
+    emulator.admin().add_fault(FaultRule {
         path_prefix: "/services/data".into(),
         latency_ms,
         ..FaultRule::default()
@@ -307,8 +316,8 @@ fn concurrent_misses(max_concurrent: usize, count: usize, latency_ms: u64) {
     );
     println!(
         "|   (Salesforce requests seen, warm-up round included: {}; peak concurrent at Salesforce: {}) | | | |",
-        s.emulator.admin().endpoint_count("search"),
-        s.emulator.admin().peak_in_flight()
+        emulator.admin().endpoint_count("search"),
+        emulator.admin().peak_in_flight()
     );
 }
 
@@ -410,6 +419,12 @@ fn fresh_http_per_call(s: &Setup) {
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would pass nothing: run only for bench.
     if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if std::env::var("BENCH_EMULATOR_INSTANCE").is_ok() {
+        // Salesforce in another process (pin it to another core): only the miss path's CPU.
+        let s = setup(50, 5000);
+        miss_cpu(&s);
         return;
     }
     if let Ok(n) = std::env::var("BENCH_ONLY_MISS") {
