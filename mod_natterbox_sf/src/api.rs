@@ -82,7 +82,7 @@ fn answer_json(answer: &LookupAnswer) -> serde_json::Value {
         "status": answer.status.as_str(),
         "source": answer.source.map(|s| s.as_str()),
         "ms": answer.elapsed.as_millis() as u64,
-        "org": answer.org.as_deref(),
+        "org": answer.org,
         "e164": answer.e164.as_deref(),
         "match_count": answer.outcome.as_ref().map(|o| o.match_count).unwrap_or(0),
         "variables": vars,

@@ -90,14 +90,14 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
     let ms = answer.elapsed.as_millis().to_string();
     session.set_var("sf_lookup_status", Some(answer.status.as_str()));
     session.set_var("sf_lookup_ms", Some(&ms));
-    if let Some(org) = &answer.org {
+    if let Some(org) = answer.org {
         // Marks the call for call logging at hangup.
-        session.set_var("sf_lookup_org", Some(&**org));
+        session.set_var("sf_lookup_org", Some(org));
     }
     if let Some(source) = answer.source {
         session.set_var("sf_lookup_source", Some(source.as_str()));
     }
-    if let Some(e164) = &answer.e164 {
+    if let Some(e164) = answer.e164.as_deref() {
         session.set_var("sf_caller_e164", Some(e164));
     }
     let mut record_id = String::new();
@@ -135,7 +135,7 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
         level,
         &format!(
             "sf_lookup org={} number={number} status={} source={} ms={ms}{}",
-            answer.org.as_deref().unwrap_or("-"),
+            answer.org.unwrap_or("-"),
             answer.status,
             answer.source.map_or("-", |s| s.as_str()),
             answer
@@ -150,7 +150,7 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
         LOOKUP_EVENT,
         &[
             ("Unique-ID", &uuid),
-            ("SF-Org", answer.org.as_deref().unwrap_or("")),
+            ("SF-Org", answer.org.unwrap_or("")),
             ("SF-Number", &number),
             ("SF-Status", answer.status.as_str()),
             ("SF-Source", answer.source.map_or("", |s| s.as_str())),

@@ -265,6 +265,34 @@ fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
     per_s
 }
 
+/// Two FreeSWITCH threads hitting the same hot numbers at once (this machine has 2 cores).
+fn hit_throughput_two_readers(s: &Setup) {
+    let numbers: Vec<String> = (0..1000).map(|i| format!("+1212555{:04}", i)).collect();
+    let stop = AtomicBool::new(false);
+    let ops = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for offset in 0..2usize {
+            let (stop, ops, numbers, engine) = (&stop, &ops, &numbers, &s.engine);
+            scope.spawn(move || {
+                let mut i = offset;
+                let mut local = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    engine.lookup_blocking(&request(&numbers[i % numbers.len()]));
+                    i = i.wrapping_add(7);
+                    local += 1;
+                }
+                ops.fetch_add(local, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+    });
+    println!(
+        "| hit throughput, 2 reader threads on the same 1000 numbers, no writer | {:.2} M lookups/s | | |",
+        ops.load(Ordering::Relaxed) as f64 / 3e6
+    );
+}
+
 fn miss_cpu(s: &Setup) {
     s.engine.cache().flush(None);
     let n = 3000u64;
@@ -442,6 +470,7 @@ fn main() {
     let s = setup(50, 5000);
     hit_latency(&s);
     let alone = hit_throughput(&s, Storm::None);
+    hit_throughput_two_readers(&s);
     let new_keys = hit_throughput(&s, Storm::NewKeys);
     let hot_keys = hit_throughput(&s, Storm::NewAndHotKeys);
     let paced = hit_throughput(&s, Storm::Paced);

@@ -21,6 +21,7 @@ use crate::flight::{Flights, Joined};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::search::{build_sosl, decide};
+use crate::striped::StripedCounter;
 use crate::tokens::{Credential, TokenSlot};
 
 /// What the dialplan asked for.
@@ -38,8 +39,9 @@ pub struct LookupAnswer {
     pub status: LookupStatus,
     pub source: Option<Source>,
     pub elapsed: Duration,
-    pub org: Option<Arc<str>>,
-    pub e164: Option<Arc<str>>,
+    /// The org's name (interned: no reference count to bump on a hit).
+    pub org: Option<&'static str>,
+    pub e164: Option<E164Text>,
     pub outcome: Option<Arc<Outcome>>,
     /// Why, for logs, when the status is not a settled answer.
     pub detail: Option<String>,
@@ -49,7 +51,7 @@ type FlightResult = Result<Arc<Outcome>, (LookupStatus, String)>;
 
 /// One org as the running config sees it.
 pub struct OrgRuntime {
-    pub name: Arc<str>,
+    pub name: &'static str,
     pub config: OrgConfig,
     client: SalesforceClient,
     concurrency: Semaphore,
@@ -98,7 +100,55 @@ struct ProfileRuntime {
 #[derive(Debug)]
 struct ParsedCaller {
     caller: CallerNumber,
-    e164: Arc<str>,
+    e164: E164Text,
+}
+
+/// An E.164 number (`+` and at most 15 digits) held inline: copied into an answer without an
+/// allocation or a shared reference count.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct E164Text {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl E164Text {
+    fn new(text: &str) -> E164Text {
+        let mut bytes = [0u8; 16];
+        let len = text.len().min(16);
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        E164Text {
+            bytes,
+            len: len as u8,
+        }
+    }
+}
+
+impl std::ops::Deref for E164Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Built from a &str cut at most at 16 bytes of ASCII ('+' and digits).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for E164Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// Org names live as long as the process: a config reload reuses the name, a new name leaks a
+/// few bytes once. Answers then carry a plain `&'static str`.
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
 }
 
 /// Per org (the org's country decides how a number parses), keyed by the text as received.
@@ -125,7 +175,7 @@ pub struct Engine {
     next_scope: AtomicU32,
     /// Token slots by org name, kept across reloads so the last good token survives them.
     token_slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
-    pub lookups: AtomicU64,
+    pub lookups: StripedCounter,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -196,7 +246,7 @@ impl Engine {
             stop,
             next_scope: AtomicU32::new(1),
             token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
-            lookups: AtomicU64::new(0),
+            lookups: StripedCounter::default(),
         };
         let snapshot = engine.build_snapshot(config, None)?;
         for org in snapshot.orgs.values() {
@@ -276,7 +326,7 @@ impl Engine {
             orgs.insert(
                 org.name.clone(),
                 Arc::new(OrgRuntime {
-                    name: org.name.as_str().into(),
+                    name: intern(&org.name),
                     config: org.clone(),
                     client: SalesforceClient::new(http.clone(), &org.api_version),
                     concurrency: Semaphore::new(org.max_concurrent),
@@ -437,7 +487,7 @@ impl Engine {
         }
         let parsed = CallerNumber::parse(number, org.config.default_country).map(|caller| {
             Arc::new(ParsedCaller {
-                e164: caller.e164().into(),
+                e164: E164Text::new(caller.e164()),
                 caller,
             })
         });
@@ -456,13 +506,13 @@ impl Engine {
         request: &LookupRequest,
         started: Instant,
     ) -> Result<LookupAnswer, (Prepared, Arc<crate::flight::Flight<FlightResult>>)> {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.lookups.add(1);
         let snapshot = self.snapshot.load();
-        let fail = |status, org: Option<&Arc<str>>, detail: String| LookupAnswer {
+        let fail = |status, org: Option<&'static str>, detail: String| LookupAnswer {
             status,
             source: None,
             elapsed: started.elapsed(),
-            org: org.cloned(),
+            org,
             e164: None,
             outcome: None,
             detail: Some(detail),
@@ -484,7 +534,7 @@ impl Engine {
         let Some(profile) = org.profiles.get(profile_name) else {
             return Ok(fail(
                 LookupStatus::Error,
-                Some(&org.name),
+                Some(org.name),
                 format!(
                     "org \"{}\" has no profile \"{}\"",
                     org.name,
@@ -497,7 +547,7 @@ impl Engine {
             Err(reason) => {
                 return Ok(fail(
                     LookupStatus::InvalidNumber,
-                    Some(&org.name),
+                    Some(org.name),
                     format!(
                         "\"{}\" is not a phone number ({})",
                         crate::args::printable(&request.number),
@@ -519,8 +569,8 @@ impl Engine {
             status: outcome.status,
             source: Some(source),
             elapsed: started.elapsed(),
-            org: Some(org.name.clone()),
-            e164: Some(parsed.e164.clone()),
+            org: Some(org.name),
+            e164: Some(parsed.e164),
             outcome: Some(outcome),
             detail: None,
         };
@@ -696,7 +746,7 @@ impl Engine {
         let c = self.outbox.counters();
         serde_json::json!({
             "orgs": orgs,
-            "lookups": self.lookups.load(Ordering::Relaxed),
+            "lookups": self.lookups.sum(),
             "cache": {
                 "entries": cache.entries, "hits": cache.hits, "stale_hits": cache.stale_hits,
                 "misses": cache.misses, "inserts": cache.inserts, "evictions": cache.evictions,
@@ -756,8 +806,8 @@ impl Prepared {
             status,
             source,
             elapsed: started.elapsed(),
-            org: Some(self.org.name.clone()),
-            e164: Some(self.caller.e164.clone()),
+            org: Some(self.org.name),
+            e164: Some(self.caller.e164),
             outcome,
             detail,
         }

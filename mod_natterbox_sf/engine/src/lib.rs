@@ -9,8 +9,8 @@ pub mod flight;
 pub mod outbox;
 pub mod outcome;
 pub mod search;
-mod striped;
+pub mod striped;
 pub mod tokens;
 
-pub use engine::{Engine, LookupAnswer, LookupRequest, ReloadReport};
+pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};
