@@ -3,8 +3,7 @@
 //! is away.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -70,29 +69,9 @@ pub fn read(path: &Path) -> Result<TokenFile, String> {
 /// chowned to `owner` when given, renamed over the old file, directory fsynced.
 pub fn write(dir: &Path, token: &TokenFile, owner: Option<(u32, u32)>) -> Result<(), String> {
     let path = token_path(dir, &token.org);
-    let tmp = dir.join(format!(".{}.json.tmp", token.org));
     let body = serde_json::to_vec(token).map_err(|e| e.to_string())?;
-    let result = (|| -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The mode is only applied on creation; a leftover temporary file keeps its own.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-        }
-        fs::rename(&tmp, &path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("writing {}: {e}", path.display())
-    })
+    crate::atomic_file::write(&path, &body, owner)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]

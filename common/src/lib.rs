@@ -1,6 +1,7 @@
 //! What mod_natterbox_sf and the sidecar share, so that each exists once: the config file, the
 //! Salesforce protocol, phone-number parsing, the token hand-off files and the event wire format.
 
+pub mod atomic_file;
 pub mod config;
 pub mod handoff;
 pub mod phone;

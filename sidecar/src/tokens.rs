@@ -71,6 +71,28 @@ struct OrgState {
     next_refresh_at: Option<Instant>,
 }
 
+impl OrgState {
+    /// An org with no token yet, continuing from `generation`.
+    fn new(config: OrgConfig, generation: u64, rotated_refresh_token: Option<String>) -> OrgState {
+        OrgState {
+            config,
+            session: None,
+            generation,
+            issued_at: None,
+            issued_at_ms: None,
+            requested: None,
+            fresh_rejections: 0,
+            failures: 0,
+            not_before: None,
+            last_error: None,
+            dead_tokens: false,
+            attempts: 0,
+            rotated_refresh_token,
+            next_refresh_at: None,
+        }
+    }
+}
+
 pub struct OrgTokens {
     name: String,
     state: Mutex<OrgState>,
@@ -198,22 +220,7 @@ impl TokenManager {
             }
             let tokens = Arc::new(OrgTokens {
                 name: org.name.clone(),
-                state: Mutex::new(OrgState {
-                    config: org.clone(),
-                    session: None,
-                    generation,
-                    issued_at: None,
-                    issued_at_ms: None,
-                    requested: None,
-                    fresh_rejections: 0,
-                    failures: 0,
-                    not_before: None,
-                    last_error: None,
-                    dead_tokens: false,
-                    attempts: 0,
-                    rotated_refresh_token: rotated,
-                    next_refresh_at: None,
-                }),
+                state: Mutex::new(OrgState::new(org.clone(), generation, rotated)),
                 wake: Notify::new(),
                 generation_tx: watch::channel(generation).0,
                 attempts_tx: watch::channel(0).0,
@@ -583,8 +590,6 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
 /// and used after a restart as long as the configured token is still that one; an operator who
 /// puts a new token in the configured file wins.
 mod rotated {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     use std::path::{Path, PathBuf};
 
     use natterbox_common::config::{AuthConfig, OrgConfig};
@@ -625,23 +630,8 @@ mod rotated {
         })
         .map_err(|e| e.to_string())?;
         let target = path(dir, &org.name);
-        let tmp = dir.join(format!(".rotated-refresh-{}.tmp", org.name));
-        let result = (|| -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&body)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &target)?;
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        result.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("saving {}: {e}", target.display())
-        })
+        natterbox_common::atomic_file::write(&target, &body, None)
+            .map_err(|e| format!("saving {}: {e}", target.display()))
     }
 }
 
@@ -668,22 +658,7 @@ mod tests {
                <profile name="default"><object name="Contact"/></profile></org></orgs></configuration>"#
         );
         let config = natterbox_common::config::Config::parse(&xml).unwrap();
-        OrgState {
-            config: config.orgs[0].clone(),
-            session: None,
-            generation: 0,
-            issued_at: None,
-            issued_at_ms: None,
-            requested: None,
-            fresh_rejections: 0,
-            failures: 0,
-            not_before: None,
-            last_error: None,
-            dead_tokens: false,
-            attempts: 0,
-            rotated_refresh_token: None,
-            next_refresh_at: None,
-        }
+        OrgState::new(config.orgs[0].clone(), 0, None)
     }
 
     fn session() -> Option<Session> {

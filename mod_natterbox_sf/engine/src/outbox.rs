@@ -60,19 +60,8 @@ fn spool_path(dir: &Path, call_uuid: &str) -> PathBuf {
 }
 
 fn spool(dir: &Path, log: &CallLog) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = spool_path(dir, &log.call_uuid);
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(&Message::CallLog(log.clone()).to_line())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    natterbox_common::atomic_file::write(&path, &Message::CallLog(log.clone()).to_line(), None)?;
     Ok(path)
 }
 
@@ -126,17 +115,23 @@ impl Outbox {
         match self.queue.try_send(message) {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => {
-                self.counters
-                    .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
                 Some(m)
             }
         }
     }
 
+    /// Queues a message that may be lost, counting it when it is.
+    fn offer_or_drop(&self, message: Message) {
+        if self.offer(message).is_some() {
+            self.counters
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// `worked`: the refused token had served requests before.
     pub fn token_refresh(&self, org: &str, generation: u64, worked: bool) {
-        self.offer(Message::TokenRefresh {
+        self.offer_or_drop(Message::TokenRefresh {
             org: org.to_string(),
             generation,
             worked,
@@ -144,16 +139,12 @@ impl Outbox {
     }
 
     pub fn screen_pop(&self, pop: ScreenPop) {
-        self.offer(Message::ScreenPop(pop));
+        self.offer_or_drop(Message::ScreenPop(pop));
     }
 
     /// Never loses the record: if the queue is full it is spooled here and now.
     pub fn call_log(&self, log: CallLog) {
         if let Some(Message::CallLog(log)) = self.offer(Message::CallLog(log)) {
-            // Not a drop: it is spooled below.
-            self.counters
-                .dropped_queue_full
-                .fetch_sub(1, Ordering::Relaxed);
             match spool(&self.spool_dir, &log) {
                 Ok(_) => {
                     self.counters
