@@ -34,7 +34,7 @@ pub struct Settings {
     pub spool_dir: PathBuf,
     pub event_queue_capacity: usize,
     pub ca_file: Option<PathBuf>,
-    /// Ask Salesforce for gzip'd responses.
+    /// Ask Salesforce for gzip'd responses (all calls but the lookup's search).
     pub http_gzip: bool,
 }
 

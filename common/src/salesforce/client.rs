@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -27,6 +29,13 @@ impl std::fmt::Debug for Session {
             .field("access_token", &"<redacted>")
             .finish()
     }
+}
+
+/// Whether a call lets the client ask for gzip'd answers (`ClientOptions::gzip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    AsConfigured,
+    Identity,
 }
 
 /// What a call returned: the JSON body (or `Null` for 204) and the org's API usage, if sent.
@@ -55,7 +64,8 @@ pub struct ClientOptions {
     /// `Sforce-Call-Options: client=…`: how API usage is attributed in the org.
     pub call_options_client: String,
     pub pool_max_idle_per_host: usize,
-    /// Ask for gzip'd responses (`Accept-Encoding: gzip`). Saves bytes on large answers; on a
+    /// Ask for gzip'd responses (`Accept-Encoding: gzip`) on every call but the lookup's search
+    /// (see `search`). Saves bytes on large answers; on a
     /// small lookup answer it costs more CPU (both ends) than it saves time.
     pub gzip: bool,
 }
@@ -111,20 +121,54 @@ fn transport_error(e: reqwest::Error) -> SfError {
     }
 }
 
-/// RFC 3986 percent-encoding of a query value (unreserved characters kept).
-fn percent_encode(text: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(text.len() * 3);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
+/// A query-string value, encoded once: `application/x-www-form-urlencoded` as Salesforce
+/// decodes it (a space is `+`), leaving unencoded only characters that mean nothing in a query
+/// (letters, digits, `-._~*` and the RFC 3986 sub-delimiters `( ) ,`). Short matters: reqwest
+/// re-parses the whole URL of every request, so each byte of a query costs three passes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryValue(String);
+
+impl QueryValue {
+    pub fn with_capacity(capacity: usize) -> QueryValue {
+        QueryValue(String::with_capacity(capacity))
     }
-    out
+
+    /// Text encoded onto the end.
+    pub fn push_text(&mut self, text: &str) -> &mut QueryValue {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.' | b'~' | b'*' | b'(' | b')' | b',')
+            {
+                self.0.push(b as char);
+            } else if b == b' ' {
+                self.0.push('+');
+            } else {
+                self.0.push('%');
+                self.0.push(HEX[(b >> 4) as usize] as char);
+                self.0.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+        self
+    }
+
+    /// An encoded value onto the end.
+    pub fn push_encoded(&mut self, encoded: &QueryValue) -> &mut QueryValue {
+        self.0.push_str(&encoded.0);
+        self
+    }
+
+    pub fn encoded(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for QueryValue {
+    fn from(text: &str) -> QueryValue {
+        let mut value = QueryValue::with_capacity(text.len() * 2);
+        value.push_text(text);
+        value
+    }
 }
 
 impl SalesforceClient {
@@ -154,7 +198,7 @@ impl SalesforceClient {
         &self,
         session: &Session,
         resource: &str,
-        query: &str,
+        query: &QueryValue,
     ) -> Result<reqwest::Url, SfError> {
         let mut cached = self.data_base.lock().unwrap_or_else(|e| e.into_inner());
         let base = match cached.as_ref() {
@@ -173,7 +217,10 @@ impl SalesforceClient {
             .pop_if_empty()
             .push(resource)
             .push("");
-        url.set_query(Some(&format!("q={}", percent_encode(query))));
+        let mut q = String::with_capacity(query.encoded().len() + 2);
+        q.push_str("q=");
+        q.push_str(query.encoded());
+        url.set_query(Some(&q));
         Ok(url)
     }
 
@@ -185,10 +232,26 @@ impl SalesforceClient {
         url: impl reqwest::IntoUrl,
         body: Option<&Value>,
     ) -> Result<Answer, SfError> {
+        self.send(session, method, url, body, Compression::AsConfigured)
+            .await
+    }
+
+    async fn send(
+        &self,
+        session: &Session,
+        method: Method,
+        url: impl reqwest::IntoUrl,
+        body: Option<&Value>,
+        compression: Compression,
+    ) -> Result<Answer, SfError> {
         let mut request = self
             .http
             .request(method, url)
             .header(AUTHORIZATION, format!("Bearer {}", session.access_token));
+        if compression == Compression::Identity {
+            // reqwest adds `Accept-Encoding: gzip` only when the request has none.
+            request = request.header(ACCEPT_ENCODING, "identity");
+        }
         if let Some(body) = body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
@@ -228,13 +291,20 @@ impl SalesforceClient {
     }
 
     /// `GET /search?q=<SOSL>`: the `searchRecords` array.
+    ///
+    /// Asked for uncompressed: a lookup's answer is a few records (hundreds of bytes to a few
+    /// kilobytes, within one TCP window), so gzip saves no round trip, while inflating it costs
+    /// a 47 KB decompressor state per answer, the largest single cost of a miss
+    /// (docs/benchmarks.md).
     pub async fn search(
         &self,
         session: &Session,
-        sosl: &str,
+        sosl: &QueryValue,
     ) -> Result<(Vec<Value>, Option<LimitInfo>), SfError> {
         let url = self.data_query_url(session, "search", sosl)?;
-        let answer = self.call(session, Method::GET, url, None).await?;
+        let answer = self
+            .send(session, Method::GET, url, None, Compression::Identity)
+            .await?;
         let limit = answer.limit;
         match answer.body {
             Value::Object(mut map) => match map.remove("searchRecords") {
@@ -256,7 +326,10 @@ impl SalesforceClient {
         soql: &str,
         max_records: usize,
     ) -> Result<(Vec<Value>, Option<LimitInfo>), SfError> {
-        let mut url = self.data_url(session, &format!("query/?q={}", percent_encode(soql)));
+        let mut url = self.data_url(
+            session,
+            &format!("query/?q={}", QueryValue::from(soql).encoded()),
+        );
         let mut records = Vec::new();
         loop {
             let answer = self.call(session, Method::GET, &url, None).await?;
@@ -342,11 +415,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_text_is_percent_encoded() {
+    fn query_values_are_form_encoded_and_decode_to_the_text() {
+        let text = "FIND {a b}+&=%#'\"é RETURNING Contact(Id, Name LIMIT 2)";
+        let value = QueryValue::from(text);
         assert_eq!(
-            percent_encode("FIND {a b}+&é"),
-            "FIND%20%7Ba%20b%7D%2B%26%C3%A9"
+            value.encoded(),
+            "FIND+%7Ba+b%7D%2B%26%3D%25%23%27%22%C3%A9+RETURNING+Contact(Id,+Name+LIMIT+2)"
         );
+        let url = reqwest::Url::parse(&format!("http://x/?q={}", value.encoded())).unwrap();
+        let decoded: Vec<_> = url.query_pairs().collect();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].0, "q");
+        assert_eq!(decoded[0].1, text);
+        let mut joined = QueryValue::from("FIND {1}");
+        joined.push_encoded(&QueryValue::from(" IN PHONE FIELDS"));
+        assert_eq!(joined.encoded(), "FIND+%7B1%7D+IN+PHONE+FIELDS");
     }
 
     #[test]
@@ -357,13 +440,76 @@ mod tests {
             access_token: "t".into(),
         };
         let url = client
-            .data_query_url(&session, "search", "FIND {1}")
+            .data_query_url(&session, "search", &"FIND {1}".into())
             .unwrap();
         assert_eq!(
             url.as_str(),
-            "https://acme.my.salesforce.com/prefix/services/data/v68.0/search/?q=FIND%20%7B1%7D"
+            "https://acme.my.salesforce.com/prefix/services/data/v68.0/search/?q=FIND+%7B1%7D"
         );
-        let again = client.data_query_url(&session, "search", "x").unwrap();
+        let again = client
+            .data_query_url(&session, "search", &"x".into())
+            .unwrap();
         assert_eq!(again.query(), Some("q=x"));
+    }
+
+    /// Answers each request on one connection with a canned body chosen by path, and sends
+    /// back every request head it read.
+    fn canned_server() -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (heads, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            loop {
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line.to_ascii_lowercase());
+                }
+                let body = if head.contains("/search/") {
+                    r#"{"searchRecords":[]}"#
+                } else {
+                    r#"{"totalSize":0,"done":true,"records":[]}"#
+                };
+                write!(
+                    writer,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                heads.send(head).unwrap();
+            }
+        });
+        (url, received)
+    }
+
+    #[tokio::test]
+    async fn lookups_ask_for_identity_and_other_calls_for_gzip() {
+        let (instance_url, heads) = canned_server();
+        let http = http_client(&ClientOptions::default()).unwrap();
+        let client = SalesforceClient::new(http, "68.0");
+        let session = Session {
+            instance_url,
+            access_token: "t".into(),
+        };
+        client.search(&session, &"FIND {1}".into()).await.unwrap();
+        let search = heads.recv().unwrap();
+        assert!(search.contains("accept-encoding: identity\r\n"), "{search}");
+        assert!(!search.contains("gzip"), "{search}");
+        client
+            .query(&session, "SELECT Id FROM Contact", 10)
+            .await
+            .unwrap();
+        let query = heads.recv().unwrap();
+        assert!(query.contains("accept-encoding: gzip\r\n"), "{query}");
     }
 }

@@ -6,5 +6,5 @@ pub mod error;
 pub mod escape;
 pub mod oauth;
 
-pub use client::{SalesforceClient, Session};
+pub use client::{QueryValue, SalesforceClient, Session};
 pub use error::{ApiError, LimitInfo, SfError};

@@ -143,6 +143,42 @@ fn cpu_of_threads(names: &[&str]) -> Duration {
     Duration::from_nanos(total_ns)
 }
 
+/// The same threads' user and kernel time (clock ticks, /proc/<tid>/stat fields 14 and 15:
+/// the split of `cpu_of_threads`' total, sampled at the tick) and minor page faults (field 10).
+fn user_kernel_ticks_and_faults(names: &[&str]) -> (u64, u64, u64) {
+    let me = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let (mut user, mut kernel, mut faults) = (0u64, 0u64, 0u64);
+    for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if entry.file_name().to_string_lossy() != me && !names.contains(&comm.trim()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised command name, which may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15; `fields[0]` is field 3.
+        user += fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+        kernel += fields
+            .get(12)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+        faults += fields
+            .get(7)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (user, kernel, faults)
+}
+
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
@@ -299,6 +335,7 @@ fn miss_cpu(s: &Setup) {
     // Warm the connection pool.
     s.engine.lookup_blocking(&request("+13105550000"));
     let before = cpu_of_threads(&["sf-runtime"]);
+    let ticks_before = user_kernel_ticks_and_faults(&["sf-runtime"]);
     let t = Instant::now();
     for i in 0..n {
         // Distinct numbers nobody has: the full miss path, a search that finds nothing.
@@ -309,10 +346,22 @@ fn miss_cpu(s: &Setup) {
     }
     let wall = t.elapsed();
     let cpu = cpu_of_threads(&["sf-runtime"]) - before;
+    let ticks_after = user_kernel_ticks_and_faults(&["sf-runtime"]);
+    let (user, kernel) = (
+        ticks_after.0 - ticks_before.0,
+        ticks_after.1 - ticks_before.1,
+    );
+    let user_share = user as f64 / (user + kernel).max(1) as f64;
     println!(
         "| miss path CPU per lookup (engine threads + caller; emulator at zero latency, {n} sequential misses) | {} | wall {} per lookup | |",
         fmt(cpu / n as u32),
         fmt(wall / n as u32)
+    );
+    println!(
+        "|   of which user / kernel (tick-sampled split); minor page faults per lookup | {} | {} | {:.1} |",
+        fmt(cpu.mul_f64(user_share) / n as u32),
+        fmt(cpu.mul_f64(1.0 - user_share) / n as u32),
+        (ticks_after.2 - ticks_before.2) as f64 / n as f64
     );
 }
 
@@ -326,8 +375,34 @@ fn concurrent_misses(max_concurrent: usize, count: usize, latency_ms: u64) {
     });
     // A running switch has its connections open: one unmeasured round opens them.
     run_concurrent(&s.engine, count, 5000);
-    let spans = run_concurrent(&s.engine, count, 0);
+    // FreeSWITCH's way: one thread per call. The span includes the OS waking `count` threads.
+    let threads = run_concurrent(&s.engine, count, 0);
+    report_concurrent(
+        "one thread per lookup",
+        &threads,
+        max_concurrent,
+        count,
+        latency_ms,
+    );
+    // All `count` lookups issued at one instant (the engine's async entry, one thread).
+    let issued = run_concurrent_async(&s.engine, count, 2000);
+    report_concurrent("issued at once", &issued, max_concurrent, count, latency_ms);
+    println!(
+        "|   (Salesforce requests seen, warm-up round included: {}; peak concurrent at Salesforce: {}) | | | |",
+        emulator.admin().endpoint_count("search"),
+        emulator.admin().peak_in_flight()
+    );
+}
+
+fn report_concurrent(
+    how: &str,
+    spans: &[(Instant, Instant)],
+    max_concurrent: usize,
+    count: usize,
+    latency_ms: u64,
+) {
     let first = spans.iter().map(|(start, _)| *start).min().unwrap();
+    let last_start = spans.iter().map(|(start, _)| *start).max().unwrap();
     let last = spans.iter().map(|(_, end)| *end).max().unwrap();
     let wall = last - first;
     let mut sorted: Vec<Duration> = spans.iter().map(|(start, end)| *end - *start).collect();
@@ -335,18 +410,51 @@ fn concurrent_misses(max_concurrent: usize, count: usize, latency_ms: u64) {
     let throughput = count as f64 / wall.as_secs_f64();
     let ideal = max_concurrent.min(count) as f64 / (latency_ms as f64 / 1000.0);
     println!(
-        "| {count} distinct concurrent misses, {latency_ms} ms Salesforce latency, cap {max_concurrent} | all done in {} | p50 {} p99 {} | {:.0}/s = {:.0} % of cap ÷ latency |",
+        "| {count} distinct concurrent misses ({how}), {latency_ms} ms Salesforce latency, cap {max_concurrent} | all done in {} (last issued at +{}) | each p50 {} p99 {} max {} | {:.0}/s = {:.0} % of cap ÷ latency |",
         fmt(wall),
+        fmt(last_start - first),
         fmt(percentile(&sorted, 0.5)),
         fmt(percentile(&sorted, 0.99)),
+        fmt(*sorted.last().unwrap()),
         throughput,
         100.0 * throughput / ideal
     );
-    println!(
-        "|   (Salesforce requests seen, warm-up round included: {}; peak concurrent at Salesforce: {}) | | | |",
-        emulator.admin().endpoint_count("search"),
-        emulator.admin().peak_in_flight()
-    );
+}
+
+/// `count` lookups of distinct numbers issued from one thread at one instant, awaited
+/// together; when each started and ended.
+fn run_concurrent_async(
+    engine: &Engine,
+    count: usize,
+    first_number: usize,
+) -> Vec<(Instant, Instant)> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let requests: Vec<LookupRequest> = (0..count)
+        .map(|i| request(&format!("+1646555{:04}", first_number + i)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut pending: FuturesUnordered<_> = requests
+            .iter()
+            .map(|req| async move {
+                let t = Instant::now();
+                let answer = engine.lookup(req).await;
+                assert!(
+                    matches!(answer.status, LookupStatus::NotFound | LookupStatus::Found),
+                    "{answer:?}"
+                );
+                (t, Instant::now())
+            })
+            .collect();
+        let mut spans = Vec::with_capacity(count);
+        while let Some(span) = pending.next().await {
+            spans.push(span);
+        }
+        spans
+    })
 }
 
 /// `count` threads each look a distinct number up at once; returns when each started and ended
@@ -453,6 +561,24 @@ fn main() {
         // Salesforce in another process (pin it to another core): only the miss path's CPU.
         let s = setup(50, 5000);
         miss_cpu(&s);
+        return;
+    }
+    if std::env::var("BENCH_ONLY_STORM").is_ok() {
+        // Only hit throughput with and without the writer storms (for repeated runs).
+        let s = setup(50, 5000);
+        let alone = hit_throughput(&s, Storm::None);
+        let new_keys = hit_throughput(&s, Storm::NewKeys);
+        let hot_keys = hit_throughput(&s, Storm::NewAndHotKeys);
+        println!(
+            "|   ratio with storm / without | {:.2} (new keys, full speed) | {:.2} (new and hot keys, full speed) | |",
+            new_keys / alone,
+            hot_keys / alone
+        );
+        return;
+    }
+    if std::env::var("BENCH_ONLY_CONCURRENT").is_ok() {
+        // Only the 1000 concurrent misses, cap 1000 (for repeated runs).
+        concurrent_misses(1000, 1000, 100);
         return;
     }
     if let Ok(n) = std::env::var("BENCH_ONLY_MISS") {

@@ -20,7 +20,7 @@ use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, Scope
 use crate::flight::{Flights, Joined};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
-use crate::search::{build_sosl, decide};
+use crate::search::{decide, SearchTemplate};
 use crate::striped::StripedCounter;
 use crate::tokens::{Credential, TokenSlot};
 
@@ -58,6 +58,8 @@ pub struct OrgRuntime {
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
     profiles: HashMap<String, ProfileRuntime>,
+    /// Each profile's search, in the order of `config.profiles`.
+    searches: Vec<SearchTemplate>,
     parsed: ParseMemo,
     limit_used: AtomicU64,
     limit_max: AtomicU64,
@@ -333,6 +335,7 @@ impl Engine {
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, &org.name),
                     profiles,
+                    searches: org.profiles.iter().map(SearchTemplate::new).collect(),
                     parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),
                     limit_max: AtomicU64::new(0),
@@ -864,7 +867,7 @@ async fn fetch_admitted(
         ));
     };
     let profile = &org.config.profiles[profile_index];
-    let sosl = build_sosl(profile, caller);
+    let sosl = org.searches[profile_index].query(caller);
     let Some(mut credential) = org.tokens.credential() else {
         outbox.token_refresh(&org.config.name, 0, false);
         org.unauthorized.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,7 @@
 use natterbox_common::config::{LookupProfile, ObjectLookup};
 use natterbox_common::phone::{CallerNumber, Country};
 use natterbox_common::salesforce::escape::sosl_term;
+use natterbox_common::salesforce::QueryValue;
 use serde_json::Value;
 
 use std::sync::Arc;
@@ -16,30 +17,50 @@ const RECORDS_PER_OBJECT: usize = 20;
 /// Ids listed in `sf_record_ids` when several records match.
 const MAX_LISTED_IDS: usize = 10;
 
-/// `FIND {4155550123} IN PHONE FIELDS RETURNING Contact(Id,Name,…,Phone,… LIMIT 20), Lead(…)`.
-/// The search term is the parsed number's digits, escaped all the same; object and field names
-/// were validated when the config was parsed.
-pub fn build_sosl(profile: &LookupProfile, caller: &CallerNumber) -> String {
-    let mut sosl = format!(
-        "FIND {{{}}} IN PHONE FIELDS RETURNING ",
-        sosl_term(caller.search_digits())
-    );
-    for (i, object) in profile.objects.iter().enumerate() {
-        if i > 0 {
-            sosl.push_str(", ");
-        }
-        sosl.push_str(&object.object);
-        sosl.push('(');
-        let mut fields: Vec<&str> = vec!["Id"];
-        for f in object.fields.iter().chain(&object.phone_fields) {
-            if !fields.iter().any(|x| x.eq_ignore_ascii_case(f)) {
-                fields.push(f);
+/// One profile's search, built when the config is loaded: everything after the search term,
+/// already encoded for the URL, so a lookup only encodes the caller's digits.
+#[derive(Debug, Clone)]
+pub struct SearchTemplate {
+    returning: QueryValue,
+}
+
+impl SearchTemplate {
+    /// `… IN PHONE FIELDS RETURNING Contact(Id,Name,…,Phone,… LIMIT 20),Lead(…)`: object and
+    /// field names were validated when the config was parsed.
+    pub fn new(profile: &LookupProfile) -> SearchTemplate {
+        let mut text = String::from(" IN PHONE FIELDS RETURNING ");
+        for (i, object) in profile.objects.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
             }
+            text.push_str(&object.object);
+            text.push('(');
+            let mut fields: Vec<&str> = vec!["Id"];
+            for f in object.fields.iter().chain(&object.phone_fields) {
+                if !fields.iter().any(|x| x.eq_ignore_ascii_case(f)) {
+                    fields.push(f);
+                }
+            }
+            text.push_str(&fields.join(","));
+            text.push_str(&format!(" LIMIT {RECORDS_PER_OBJECT})"));
         }
-        sosl.push_str(&fields.join(", "));
-        sosl.push_str(&format!(" LIMIT {RECORDS_PER_OBJECT})"));
+        SearchTemplate {
+            returning: QueryValue::from(text.as_str()),
+        }
     }
-    sosl
+
+    /// `FIND {4155550123} IN PHONE FIELDS RETURNING …`, encoded. The search term is the parsed
+    /// number's digits, escaped all the same.
+    pub fn query(&self, caller: &CallerNumber) -> QueryValue {
+        let term = sosl_term(caller.search_digits());
+        let mut query = QueryValue::with_capacity(self.returning.encoded().len() + 32);
+        query
+            .push_text("FIND {")
+            .push_text(&term)
+            .push_text("}")
+            .push_encoded(&self.returning);
+        query
+    }
 }
 
 /// A field path (`Owner.Extension`) read from a record with nested parent objects.
@@ -187,11 +208,12 @@ mod tests {
     #[test]
     fn builds_one_escaped_search_over_the_profile() {
         let caller = CallerNumber::parse("+1 (415) 555-0123", us()).unwrap();
+        let query = SearchTemplate::new(&profile()).query(&caller);
         assert_eq!(
-            build_sosl(&profile(), &caller),
-            "FIND {4155550123} IN PHONE FIELDS RETURNING \
-             Contact(Id, Name, OwnerId, Owner.Extension, Phone, MobilePhone, HomePhone, OtherPhone, AssistantPhone LIMIT 20), \
-             Lead(Id, Name, Company, Phone, MobilePhone LIMIT 20)"
+            query.encoded(),
+            "FIND+%7B4155550123%7D+IN+PHONE+FIELDS+RETURNING+\
+             Contact(Id,Name,OwnerId,Owner.Extension,Phone,MobilePhone,HomePhone,OtherPhone,AssistantPhone+LIMIT+20),\
+             Lead(Id,Name,Company,Phone,MobilePhone+LIMIT+20)"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The org's object model: which sObjects exist, their fields and how describe reports them.
 
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -271,18 +272,26 @@ impl ObjectDef {
 
 #[derive(Debug, Clone)]
 pub struct Schema {
-    pub objects: Vec<ObjectDef>,
+    /// Shared: a parsed query holds its objects' definitions without copying them.
+    pub objects: Vec<Arc<ObjectDef>>,
 }
 
 impl Schema {
     pub fn object(&self, name: &str) -> Option<&ObjectDef> {
+        self.object_shared(name).map(Arc::as_ref)
+    }
+
+    pub fn object_shared(&self, name: &str) -> Option<&Arc<ObjectDef>> {
         self.objects
             .iter()
             .find(|o| o.name.eq_ignore_ascii_case(name))
     }
 
     pub fn by_prefix(&self, prefix: &str) -> Option<&ObjectDef> {
-        self.objects.iter().find(|o| o.key_prefix == prefix)
+        self.objects
+            .iter()
+            .find(|o| o.key_prefix == prefix)
+            .map(Arc::as_ref)
     }
 
     /// The built-in object model (see README "Objects").
@@ -583,7 +592,10 @@ impl Schema {
             true,
         );
         Schema {
-            objects: vec![account, contact, lead, user, case, task, rule, pop],
+            objects: [account, contact, lead, user, case, task, rule, pop]
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
         }
     }
 }
@@ -599,6 +611,7 @@ impl Schema {
                 .objects
                 .iter_mut()
                 .find(|o| o.name.eq_ignore_ascii_case(object))
+                .map(Arc::make_mut)
                 .ok_or_else(|| format!("custom_fields: unknown object {object}"))?;
             for f in fields {
                 if !f.name.ends_with("__c")

@@ -11,6 +11,7 @@ use crate::soql::QueryError;
 use crate::store::{Record, Store};
 use crate::util::digits;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Characters that must be backslash-escaped inside `{…}` (besides `*`/`?` wildcards and `"`
 /// phrase quotes, which keep their meaning).
@@ -72,7 +73,7 @@ impl Term {
 }
 
 pub struct Target {
-    pub def: ObjectDef,
+    pub def: Arc<ObjectDef>,
     pub fields: Vec<Path>,
     pub filter: Option<CCond>,
     pub order: Vec<(Path, bool, bool)>,
@@ -83,9 +84,25 @@ pub struct Target {
 pub struct Search {
     pub term: Term,
     pub scope: Scope,
-    pub targets: Vec<Target>,
+    pub targets: Arc<Vec<Target>>,
     pub limit: Option<usize>,
 }
+
+/// What follows the search term, compiled: scope, RETURNING targets, LIMIT.
+#[derive(Clone)]
+struct Plan {
+    scope: Scope,
+    targets: Arc<Vec<Target>>,
+    limit: Option<usize>,
+}
+
+/// Compiled plans by the text after the search term. A client sends the same RETURNING clause
+/// with every caller's number, and compiling it is most of a search's cost.
+#[derive(Default)]
+pub struct PlanCache(std::sync::Mutex<std::collections::HashMap<String, Plan>>);
+
+/// Plans kept before the cache starts over.
+const MAX_CACHED_PLANS: usize = 256;
 
 fn malformed(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request("MALFORMED_SEARCH", msg)
@@ -95,7 +112,7 @@ fn malformed(msg: impl Into<String>) -> ApiError {
 pub const DEFAULT_OBJECTS: &[&str] = &["Account", "Contact", "Lead", "Case", "Routing_Rule__c"];
 
 pub fn default_target(schema: &Schema, name: &str) -> Option<Target> {
-    let def = schema.object(name)?.clone();
+    let def = schema.object_shared(name)?.clone();
     let id = eval::resolve(
         schema,
         &def,
@@ -117,6 +134,15 @@ pub fn default_target(schema: &Schema, name: &str) -> Option<Target> {
 
 /// Parses a SOSL string; also returns the unescaped term (for the query log).
 pub fn parse(schema: &Schema, src: &str) -> Result<Search, ApiError> {
+    parse_with(schema, None, src)
+}
+
+/// `parse`, reusing what `cache` compiled for the same text after the term.
+pub fn parse_cached(schema: &Schema, cache: &PlanCache, src: &str) -> Result<Search, ApiError> {
+    parse_with(schema, Some(cache), src)
+}
+
+fn parse_with(schema: &Schema, cache: Option<&PlanCache>, src: &str) -> Result<Search, ApiError> {
     let trimmed = src.trim_start();
     let lead = src.len() - trimmed.len();
     if !trimmed
@@ -138,6 +164,40 @@ pub fn parse(schema: &Schema, src: &str) -> Result<Search, ApiError> {
     }
     let term_start = src.len() - open.len() + 1;
     let (term, end) = scan_term(src, term_start)?;
+    let plan = match cache {
+        None => compile(schema, src, end)?,
+        Some(cache) => {
+            let rest = &src[end..];
+            let cached = cache
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(rest)
+                .cloned();
+            match cached {
+                Some(plan) => plan,
+                None => {
+                    let plan = compile(schema, src, end)?;
+                    let mut plans = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+                    if plans.len() >= MAX_CACHED_PLANS {
+                        plans.clear();
+                    }
+                    plans.insert(rest.to_string(), plan.clone());
+                    plan
+                }
+            }
+        }
+    };
+    Ok(Search {
+        term,
+        scope: plan.scope,
+        targets: plan.targets,
+        limit: plan.limit,
+    })
+}
+
+/// Compiles what follows the term (`src[end..]`); error carets point into `src`.
+fn compile(schema: &Schema, src: &str, end: usize) -> Result<Plan, ApiError> {
     let rest_src = &src[end..];
     let mut p = Parser::new(rest_src).map_err(|e| qerr(src, end, e, "MALFORMED_SEARCH"))?;
     let mut scope = Scope::All;
@@ -183,10 +243,9 @@ pub fn parse(schema: &Schema, src: &str) -> Result<Search, ApiError> {
     }
     p.expect_eof()
         .map_err(|e| qerr(src, end, e, "MALFORMED_SEARCH"))?;
-    Ok(Search {
-        term,
+    Ok(Plan {
         scope,
-        targets,
+        targets: Arc::new(targets),
         limit,
     })
 }
@@ -204,8 +263,9 @@ fn qerr(src: &str, offset: usize, e: QueryError, syntax_code: &str) -> ApiError 
 
 fn returning(schema: &Schema, p: &mut Parser) -> Result<Target, QueryError> {
     let obj = p.field()?;
-    let def = eval::object(schema, &obj.path, obj.pos)?.clone();
-    let mut t = default_target(schema, &def.name).ok_or_else(|| p.unexpected())?;
+    let name = &eval::object(schema, &obj.path, obj.pos)?.name;
+    let mut t = default_target(schema, name).ok_or_else(|| p.unexpected())?;
+    let def = t.def.clone();
     if p.peek().tok == Tok::LParen {
         p.bump();
         let list = p.field_list()?;
@@ -350,21 +410,36 @@ fn text_fields(def: &ObjectDef, scope: Scope) -> Vec<&str> {
         .collect()
 }
 
+/// The term as phone matching sees it, worked out once per search.
+struct PhoneTerm {
+    /// The term's digits, when the scope searches phone fields and the term is a number.
+    digits: Option<String>,
+}
+
+impl PhoneTerm {
+    fn new(term: &Term, scope: Scope) -> PhoneTerm {
+        let term_digits = digits(&term.text);
+        let phone_scope = matches!(scope, Scope::All | Scope::Phone | Scope::Sidebar);
+        let numeric_term = !term.text.chars().any(char::is_alphabetic);
+        PhoneTerm {
+            digits: (phone_scope && numeric_term && !term_digits.is_empty()).then_some(term_digits),
+        }
+    }
+}
+
 fn record_matches(
     def: &ObjectDef,
     rec: &Record,
     term: &Term,
+    phone_term: &PhoneTerm,
     scope: Scope,
     phone: &PhoneMatch,
 ) -> bool {
-    let term_digits = digits(&term.text);
-    let phone_scope = matches!(scope, Scope::All | Scope::Phone | Scope::Sidebar);
-    let numeric_term = !term.text.chars().any(char::is_alphabetic);
-    if phone_scope && numeric_term && !term_digits.is_empty() {
+    if let Some(term_digits) = &phone_term.digits {
         let hit = def
             .phone_fields()
             .filter_map(|f| rec.get(&f.name).as_str())
-            .any(|v| phone.matches(&digits(v), &term_digits));
+            .any(|v| phone.matches(&digits(v), term_digits));
         if hit {
             return true;
         }
@@ -382,10 +457,11 @@ fn record_matches(
 /// Runs a search; returns the `searchRecords` array.
 pub fn run(store: &Store, s: &Search, phone: &PhoneMatch, version: &str) -> Vec<Value> {
     let mut out = vec![];
-    for t in &s.targets {
+    let phone_term = PhoneTerm::new(&s.term, s.scope);
+    for t in s.targets.iter() {
         let mut recs: Vec<&Record> = store
             .iter_object(&t.def.name, false)
-            .filter(|r| record_matches(&t.def, r, &s.term, s.scope, phone))
+            .filter(|r| record_matches(&t.def, r, &s.term, &phone_term, s.scope, phone))
             .filter(|r| t.filter.as_ref().is_none_or(|f| eval::matches(store, r, f)))
             .collect();
         eval::sort(store, &mut recs, &t.order);

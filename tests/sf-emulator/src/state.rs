@@ -75,6 +75,8 @@ pub struct Org {
     pub limits: Mutex<Limits>,
     pub stats: Stats,
     pub faults: Faults,
+    /// SOSL plans compiled for this org's schema.
+    pub search_plans: crate::sosl::PlanCache,
 }
 
 pub const MAX_CURSORS_PER_USER: usize = 10;
@@ -147,6 +149,7 @@ impl Org {
             limits: Mutex::new(limits),
             stats: Stats::default(),
             faults: Faults::default(),
+            search_plans: Default::default(),
             seed,
         })
     }

@@ -27,7 +27,7 @@ fn respond(ctx: &Ctx, s: &Search) -> Response {
 pub fn search(ctx: &Ctx) -> HandlerResult {
     ctx.org.stats.endpoint("search");
     let q = ctx.req.query_param("q").unwrap_or_default();
-    let parsed = sosl::parse(&ctx.org.schema, &q);
+    let parsed = sosl::parse_cached(&ctx.org.schema, &ctx.org.search_plans, &q);
     ctx.org.stats.query(QueryLogEntry {
         kind: "sosl".into(),
         text: q.clone(),
@@ -178,7 +178,7 @@ pub fn parameterized(ctx: &Ctx, m: &Method) -> HandlerResult {
     let s = Search {
         term: Term::literal(&q),
         scope,
-        targets,
+        targets: std::sync::Arc::new(targets),
         limit: overall,
     };
     Ok(respond(ctx, &s))
