@@ -179,6 +179,22 @@ fn user_kernel_ticks_and_faults(names: &[&str]) -> (u64, u64, u64) {
     (user, kernel, faults)
 }
 
+/// On-CPU nanoseconds (schedstat) of this process's threads, summed by thread name.
+fn cpu_by_thread_name() -> std::collections::HashMap<String, u64> {
+    let mut by_name = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let schedstat = std::fs::read_to_string(entry.path().join("schedstat")).unwrap_or_default();
+        let ns: u64 = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0);
+        *by_name.entry(comm.trim().to_string()).or_insert(0) += ns;
+    }
+    by_name
+}
+
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
@@ -385,8 +401,26 @@ fn concurrent_misses(max_concurrent: usize, count: usize, latency_ms: u64) {
         latency_ms,
     );
     // All `count` lookups issued at one instant (the engine's async entry, one thread).
+    let cpu_before = cpu_by_thread_name();
     let issued = run_concurrent_async(&s.engine, count, 2000);
+    let cpu_after = cpu_by_thread_name();
     report_concurrent("issued at once", &issued, max_concurrent, count, latency_ms);
+    let spent = |engine: bool| -> Duration {
+        cpu_after
+            .iter()
+            .filter(|(name, _)| {
+                (name.as_str() == "sf-runtime" || name.starts_with("lookup-")) == engine
+            })
+            .map(|(name, ns)| Duration::from_nanos(ns - cpu_before.get(name).copied().unwrap_or(0)))
+            .sum()
+    };
+    println!(
+        "|   CPU during that run: engine (its runtime and the issuing thread) / Salesforce stand-in | {} / {} | {} per lookup / {} per search | |",
+        fmt(spent(true)),
+        fmt(spent(false)),
+        fmt(spent(true) / count as u32),
+        fmt(spent(false) / count as u32)
+    );
     println!(
         "|   (Salesforce requests seen, warm-up round included: {}; peak concurrent at Salesforce: {}) | | | |",
         emulator.admin().endpoint_count("search"),

@@ -436,10 +436,15 @@ fn record_matches(
     phone: &PhoneMatch,
 ) -> bool {
     if let Some(term_digits) = &phone_term.digits {
+        let mut stored = String::new();
         let hit = def
             .phone_fields()
             .filter_map(|f| rec.get(&f.name).as_str())
-            .any(|v| phone.matches(&digits(v), term_digits));
+            .any(|v| {
+                stored.clear();
+                stored.extend(v.chars().filter(char::is_ascii_digit));
+                phone.matches(&stored, term_digits)
+            });
         if hit {
             return true;
         }

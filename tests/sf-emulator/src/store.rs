@@ -25,8 +25,8 @@ impl Record {
 #[derive(Debug, Clone)]
 pub struct Store {
     records: HashMap<String, Record>,
-    /// Ids in insertion order (queries without ORDER BY return this order).
-    order: Vec<String>,
+    /// Object names and ids in insertion order (queries without ORDER BY return this order).
+    order: Vec<(String, String)>,
     idgen: IdGen,
     case_number: u64,
 }
@@ -147,8 +147,9 @@ impl Store {
     ) -> impl Iterator<Item = &'a Record> + 'a {
         self.order
             .iter()
-            .filter_map(|id| self.records.get(id))
-            .filter(move |r| r.object == object && (include_deleted || !r.deleted))
+            .filter(move |(of, _)| of == object)
+            .filter_map(|(_, id)| self.records.get(id))
+            .filter(move |r| include_deleted || !r.deleted)
     }
 
     /// Inserts a validated record (fields in canonical case), filling defaults and system fields.
@@ -200,7 +201,7 @@ impl Store {
         }
         rec.fields = ordered;
         self.records.insert(id.clone(), rec);
-        self.order.push(id);
+        self.order.push((def.name.clone(), id));
     }
 
     /// Computed fields: Name from first/last name, Task.IsClosed and Task.AccountId.
