@@ -234,14 +234,19 @@ enum Storm {
     /// Inserts of new numbers as fast as one thread can: every insert takes the writers' lock
     /// and evicts.
     NewKeys,
-    /// As NewKeys, and every other write replaces one of the entries being read (a refresher
-    /// rewriting the hot set continuously).
+    /// As NewKeys, and every other write revalidates one of the entries being read with the
+    /// answer it already holds (a refresher going over the hot set continuously).
     NewAndHotKeys,
-    /// NewAndHotKeys at 50 000 writes/s: far above what Salesforce can answer.
+    /// As NewAndHotKeys, but every revalidation brings a changed answer, so it replaces the
+    /// entry (data changing in Salesforce continuously: the worst case).
+    NewAndChangedHotKeys,
+    /// NewAndChangedHotKeys at 50 000 writes/s: far above what Salesforce can answer.
     Paced,
 }
 
-fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
+/// Hits per second of one reader thread over `slice`, with `storm` on another thread; and the
+/// storm's writes per second.
+fn hit_throughput(s: &Setup, storm: Storm, slice: Duration) -> (f64, f64) {
     // 1000 cached numbers.
     let numbers: Vec<String> = (0..1000).map(|i| format!("+1212555{:04}", i)).collect();
     for n in &numbers {
@@ -272,8 +277,8 @@ fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
             let cache = s.engine.cache();
             scope_threads.spawn(move || {
                 // Writers and refreshers: new answers for the same numbers (replacing entries)
-                // and for new numbers (inserting, evicting), as fast as one core allows.
-                let outcome = Arc::new(Outcome::not_found());
+                // and for new numbers (inserting, evicting), as fast as one core allows. Each
+                // answer is its own allocation, as each answer from Salesforce is.
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let number = if storm != Storm::NewKeys && n.is_multiple_of(2) {
@@ -281,7 +286,18 @@ fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
                     } else {
                         19995550000 + n
                     };
-                    cache.insert(CacheKey { scope, number }, outcome.clone());
+                    let outcome = if matches!(storm, Storm::NewAndChangedHotKeys | Storm::Paced)
+                        && number < 19995550000
+                    {
+                        // A different answer from the one cached (they alternate).
+                        Outcome {
+                            match_count: 1 + (n / 2000) as u32 % 2,
+                            ..Outcome::not_found()
+                        }
+                    } else {
+                        Outcome::not_found()
+                    };
+                    cache.insert(CacheKey { scope, number }, Arc::new(outcome));
                     n += 1;
                     if storm == Storm::Paced && n.is_multiple_of(50) {
                         std::thread::sleep(Duration::from_millis(1));
@@ -290,31 +306,68 @@ fn hit_throughput(s: &Setup, storm: Storm) -> f64 {
                 inserts.fetch_add(n, Ordering::Relaxed);
             });
         }
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(slice);
         stop.store(true, Ordering::Relaxed);
         let _ = reader;
     });
-    let per_s = ops.load(Ordering::Relaxed) as f64 / 3.0;
+    (
+        ops.load(Ordering::Relaxed) as f64 / slice.as_secs_f64(),
+        inserts.load(Ordering::Relaxed) as f64 / slice.as_secs_f64(),
+    )
+}
+
+/// Hit throughput with `storm` against hit throughput without, measured in alternating slices
+/// (the host's own noise drifts over seconds); prints both and the median of the pairs' ratios.
+fn storm_ratio(s: &Setup, storm: Storm) -> f64 {
+    const PAIRS: usize = 6;
+    let slice = Duration::from_millis(500);
+    let (mut alone, mut with, mut writes, mut ratios) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..PAIRS {
+        let (a, _) = hit_throughput(s, Storm::None, slice);
+        let (b, w) = hit_throughput(s, storm, slice);
+        alone.push(a);
+        with.push(b);
+        writes.push(w);
+        ratios.push(b / a);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (min, max) = (
+        ratios.iter().copied().fold(f64::MAX, f64::min),
+        ratios.iter().copied().fold(f64::MIN, f64::max),
+    );
+    let ratio = median(&mut ratios);
+    let writes = median(&mut writes);
     let what = match storm {
-        Storm::None => "no writer".to_string(),
+        Storm::None => unreachable!("a storm is needed"),
         Storm::NewKeys => format!(
-            "with a writer thread inserting new numbers at full speed ({:.2} M inserts/s, evicting)",
-            inserts.load(Ordering::Relaxed) as f64 / 3e6
+            "a writer inserting new numbers at full speed, evicting once the cache is full ({:.2} M inserts/s)",
+            writes / 1e6
         ),
         Storm::NewAndHotKeys => format!(
-            "with a writer/refresher thread at full speed, half its writes replacing the entries being read ({:.2} M inserts/s)",
-            inserts.load(Ordering::Relaxed) as f64 / 3e6
+            "a writer/refresher at full speed, half its writes revalidating the entries being read with the answers they hold ({:.2} M writes/s)",
+            writes / 1e6
+        ),
+        Storm::NewAndChangedHotKeys => format!(
+            "a writer/refresher at full speed, half its writes replacing the entries being read with changed answers ({:.2} M writes/s)",
+            writes / 1e6
         ),
         Storm::Paced => format!(
-            "with the same writer/refresher paced ({:.0} inserts/s)",
-            inserts.load(Ordering::Relaxed) as f64 / 3.0
+            "the changing writer/refresher paced ({:.0} writes/s)",
+            writes
         ),
     };
     println!(
-        "| hit throughput, 1 reader thread, {what} | {:.2} M lookups/s | | |",
-        per_s / 1e6
+        "| hit throughput of 1 reader with {what} | {:.2} M lookups/s (without: {:.2} M/s) | ratio {:.2} | (median of {PAIRS} alternating 0.5 s pairs; {:.2}–{:.2}) |",
+        median(&mut with) / 1e6,
+        median(&mut alone) / 1e6,
+        ratio,
+        min,
+        max
     );
-    per_s
+    ratio
 }
 
 /// Two FreeSWITCH threads hitting the same hot numbers at once (this machine has 2 cores).
@@ -600,14 +653,14 @@ fn main() {
     if std::env::var("BENCH_ONLY_STORM").is_ok() {
         // Only hit throughput with and without the writer storms (for repeated runs).
         let s = setup(50, 5000);
-        let alone = hit_throughput(&s, Storm::None);
-        let new_keys = hit_throughput(&s, Storm::NewKeys);
-        let hot_keys = hit_throughput(&s, Storm::NewAndHotKeys);
-        println!(
-            "|   ratio with storm / without | {:.2} (new keys, full speed) | {:.2} (new and hot keys, full speed) | |",
-            new_keys / alone,
-            hot_keys / alone
-        );
+        for storm in [
+            Storm::NewKeys,
+            Storm::NewAndHotKeys,
+            Storm::NewAndChangedHotKeys,
+            Storm::Paced,
+        ] {
+            storm_ratio(&s, storm);
+        }
         return;
     }
     if std::env::var("BENCH_ONLY_CONCURRENT").is_ok() {
@@ -629,17 +682,20 @@ fn main() {
     println!("|---|---|---|---|");
     let s = setup(50, 5000);
     hit_latency(&s);
-    let alone = hit_throughput(&s, Storm::None);
-    hit_throughput_two_readers(&s);
-    let new_keys = hit_throughput(&s, Storm::NewKeys);
-    let hot_keys = hit_throughput(&s, Storm::NewAndHotKeys);
-    let paced = hit_throughput(&s, Storm::Paced);
+    let (alone, _) = hit_throughput(&s, Storm::None, Duration::from_secs(3));
     println!(
-        "|   ratio with storm / without | {:.2} (new keys, full speed) | {:.2} (new and hot keys, full speed) | {:.2} (paced) |",
-        new_keys / alone,
-        hot_keys / alone,
-        paced / alone
+        "| hit throughput, 1 reader thread, no writer | {:.2} M lookups/s | | |",
+        alone / 1e6
     );
+    hit_throughput_two_readers(&s);
+    for storm in [
+        Storm::NewKeys,
+        Storm::NewAndHotKeys,
+        Storm::NewAndChangedHotKeys,
+        Storm::Paced,
+    ] {
+        storm_ratio(&s, storm);
+    }
     miss_cpu(&s);
     fresh_http_per_call(&s);
     drop(s);

@@ -37,8 +37,9 @@ pub struct CachePolicy {
 
 struct Entry {
     outcome: Arc<Outcome>,
-    fresh_until: u64,
-    stale_until: u64,
+    /// Extended in place when Salesforce gives the same answer again (see `insert`).
+    fresh_until: AtomicU64,
+    stale_until: AtomicU64,
     referenced: AtomicBool,
     refreshing: AtomicBool,
 }
@@ -68,13 +69,20 @@ pub struct CacheStats {
 
 pub struct LookupCache {
     map: papaya::HashMap<CacheKey, Entry>,
-    /// Keys in CLOCK order; only writers touch it.
-    clock: Mutex<VecDeque<CacheKey>>,
-    policy: parking_lot::RwLock<CachePolicy>,
     epoch: Instant,
     hits: StripedCounter,
     stale_hits: StripedCounter,
     misses: StripedCounter,
+    writers: WriterSide,
+}
+
+/// What only writers change, on cache lines of its own: a writer's lock and counters must not
+/// share a line with what every hit reads (the map's handle, the epoch).
+#[repr(align(128))]
+struct WriterSide {
+    /// Keys in CLOCK order.
+    clock: Mutex<VecDeque<CacheKey>>,
+    policy: parking_lot::RwLock<CachePolicy>,
     inserts: AtomicU64,
     evictions: AtomicU64,
 }
@@ -86,14 +94,16 @@ impl LookupCache {
                 .capacity(policy.max_entries.min(1 << 20))
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
-            clock: Mutex::new(VecDeque::new()),
-            policy: parking_lot::RwLock::new(policy),
             epoch: Instant::now(),
             hits: StripedCounter::default(),
             stale_hits: StripedCounter::default(),
             misses: StripedCounter::default(),
-            inserts: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
+            writers: WriterSide {
+                clock: Mutex::new(VecDeque::new()),
+                policy: parking_lot::RwLock::new(policy),
+                inserts: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+            },
         }
     }
 
@@ -109,14 +119,14 @@ impl LookupCache {
             self.misses.add(1);
             return Cached::Miss;
         };
-        if now < entry.fresh_until {
+        if now < entry.fresh_until.load(Ordering::Relaxed) {
             if !entry.referenced.load(Ordering::Relaxed) {
                 entry.referenced.store(true, Ordering::Relaxed);
             }
             self.hits.add(1);
             return Cached::Fresh(entry.outcome.clone());
         }
-        if now < entry.stale_until {
+        if now < entry.stale_until.load(Ordering::Relaxed) {
             entry.referenced.store(true, Ordering::Relaxed);
             self.stale_hits.add(1);
             let claimed_refresh = !entry.refreshing.swap(true, Ordering::AcqRel);
@@ -139,7 +149,7 @@ impl LookupCache {
 
     /// Stores a settled answer. Only found / not found / multiple are cacheable.
     pub fn insert(&self, key: CacheKey, outcome: Arc<Outcome>) {
-        let policy = *self.policy.read();
+        let policy = *self.writers.policy.read();
         let ttl = match outcome.status {
             LookupStatus::Found | LookupStatus::Multiple => policy.ttl,
             LookupStatus::NotFound => policy.negative_ttl,
@@ -150,17 +160,37 @@ impl LookupCache {
         }
         let now = self.now_ms();
         let fresh_until = now + ttl.as_millis() as u64;
+        let stale_until = fresh_until + policy.max_stale.as_millis() as u64;
+        let map = self.map.pin();
+        if let Some(existing) = map.get(&key) {
+            if *existing.outcome == *outcome {
+                // The same answer again, as most revalidations are: the entry is extended in
+                // place. Readers keep sharing its answer, nothing is allocated or retired, and
+                // the eviction lock is not taken.
+                // An extension by less than 1/64 of the TTL is not worth dirtying a cache line
+                // that every call thread reads.
+                let slack = ttl.as_millis() as u64 / 64;
+                if fresh_until > existing.fresh_until.load(Ordering::Relaxed) + slack {
+                    existing.stale_until.store(stale_until, Ordering::Relaxed);
+                    existing.fresh_until.store(fresh_until, Ordering::Relaxed);
+                }
+                if existing.refreshing.load(Ordering::Relaxed) {
+                    existing.refreshing.store(false, Ordering::Release);
+                }
+                self.writers.inserts.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
         let entry = Entry {
             outcome,
-            fresh_until,
-            stale_until: fresh_until + policy.max_stale.as_millis() as u64,
+            fresh_until: AtomicU64::new(fresh_until),
+            stale_until: AtomicU64::new(stale_until),
             referenced: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
         };
-        let map = self.map.pin();
-        let mut clock = self.clock.lock();
+        let mut clock = self.writers.clock.lock();
         let replaced = map.insert(key, entry).is_some();
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        self.writers.inserts.fetch_add(1, Ordering::Relaxed);
         if replaced {
             return;
         }
@@ -172,12 +202,15 @@ impl LookupCache {
             match map.get(&candidate) {
                 // Flushed or already evicted: its place in the queue was stale.
                 None => continue,
-                Some(e) if e.referenced.swap(false, Ordering::Relaxed) && now < e.stale_until => {
+                Some(e)
+                    if e.referenced.swap(false, Ordering::Relaxed)
+                        && now < e.stale_until.load(Ordering::Relaxed) =>
+                {
                     clock.push_back(candidate);
                 }
                 Some(_) => {
                     map.remove(&candidate);
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                    self.writers.evictions.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -199,7 +232,7 @@ impl LookupCache {
     }
 
     pub fn set_policy(&self, policy: CachePolicy) {
-        *self.policy.write() = policy;
+        *self.writers.policy.write() = policy;
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -208,8 +241,8 @@ impl LookupCache {
             hits: self.hits.sum(),
             stale_hits: self.stale_hits.sum(),
             misses: self.misses.sum(),
-            inserts: self.inserts.load(Ordering::Relaxed),
-            evictions: self.evictions.load(Ordering::Relaxed),
+            inserts: self.writers.inserts.load(Ordering::Relaxed),
+            evictions: self.writers.evictions.load(Ordering::Relaxed),
         }
     }
 
@@ -290,7 +323,7 @@ mod tests {
             }
         }
         assert_eq!(cache.stats().entries, 100);
-        assert!(cache.clock.lock().len() <= 2 * 1024);
+        assert!(cache.writers.clock.lock().len() <= 2 * 1024);
     }
 
     #[test]
@@ -356,5 +389,47 @@ mod tests {
         assert_eq!(cache.flush(Some(&[ScopeId(1)])), 1);
         assert!(matches!(cache.get(&key(2, 1)), Cached::Fresh(_)));
         assert_eq!(cache.flush(None), 1);
+    }
+
+    #[test]
+    fn the_same_answer_again_extends_the_entry_and_keeps_its_outcome() {
+        let cache = LookupCache::new(CachePolicy {
+            max_entries: 10,
+            ttl: Duration::from_millis(200),
+            negative_ttl: Duration::from_millis(200),
+            max_stale: Duration::from_secs(60),
+        });
+        let first = found("003000000000001AAA");
+        cache.insert(key(1, 14155550123), first.clone());
+        std::thread::sleep(Duration::from_millis(250));
+        let Cached::Stale {
+            claimed_refresh: true,
+            ..
+        } = cache.get(&key(1, 14155550123))
+        else {
+            panic!("expected a stale entry with the refresh claimed");
+        };
+        // The revalidation brings the same record back in a new allocation.
+        cache.insert(key(1, 14155550123), found("003000000000001AAA"));
+        let Cached::Fresh(outcome) = cache.get(&key(1, 14155550123)) else {
+            panic!("expected the entry fresh again");
+        };
+        assert!(Arc::ptr_eq(&outcome, &first));
+        // The refresh claim was given back with the new answer.
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(matches!(
+            cache.get(&key(1, 14155550123)),
+            Cached::Stale {
+                claimed_refresh: true,
+                ..
+            }
+        ));
+        // A different answer replaces the entry.
+        cache.insert(key(1, 14155550123), found("003000000000002AAA"));
+        let Cached::Fresh(outcome) = cache.get(&key(1, 14155550123)) else {
+            panic!("expected the new answer");
+        };
+        assert_eq!(outcome.vars.get("sf_record_id"), Some("003000000000002AAA"));
+        assert_eq!(cache.stats().entries, 1);
     }
 }
