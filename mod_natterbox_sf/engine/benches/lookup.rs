@@ -41,7 +41,6 @@ fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);
-    let gzip = std::env::var("BENCH_HTTP_GZIP").unwrap_or_else(|_| "true".into());
     let dir = tempfile::tempdir().unwrap();
     let (emulator, instance_url) = match std::env::var("BENCH_EMULATOR_INSTANCE") {
         Ok(url) => (None, url),
@@ -71,7 +70,6 @@ fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
              <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
              <param name="event-socket" value="{}"/><param name="lookup-timeout-ms" value="{timeout_ms}"/>
              <param name="cache-max-entries" value="2000000"/><param name="runtime-threads" value="{threads}"/>
-             <param name="http-gzip" value="{gzip}"/>
            </settings><orgs><org name="acme" login-url="{}" max-concurrent="{max_concurrent}">
              <profile name="default">
                <object name="Contact" fields="Id,Name,OwnerId,Owner.Extension"><map field="Owner.Extension" variable="sf_owner_extension"/></object>
