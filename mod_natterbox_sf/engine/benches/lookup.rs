@@ -368,6 +368,18 @@ fn storm_ratio(s: &Setup, storm: Storm) -> f64 {
     ratio
 }
 
+/// Every storm's ratio.
+fn storm_ratios(s: &Setup) {
+    for storm in [
+        Storm::NewKeys,
+        Storm::NewAndHotKeys,
+        Storm::NewAndChangedHotKeys,
+        Storm::Paced,
+    ] {
+        storm_ratio(s, storm);
+    }
+}
+
 /// Two FreeSWITCH threads hitting the same hot numbers at once (this machine has 2 cores).
 fn hit_throughput_two_readers(s: &Setup) {
     let numbers: Vec<String> = (0..1000).map(|i| format!("+1212555{:04}", i)).collect();
@@ -651,14 +663,7 @@ fn main() {
     if std::env::var("BENCH_ONLY_STORM").is_ok() {
         // Only hit throughput with and without the writer storms (for repeated runs).
         let s = setup(50, 5000);
-        for storm in [
-            Storm::NewKeys,
-            Storm::NewAndHotKeys,
-            Storm::NewAndChangedHotKeys,
-            Storm::Paced,
-        ] {
-            storm_ratio(&s, storm);
-        }
+        storm_ratios(&s);
         return;
     }
     if std::env::var("BENCH_ONLY_CONCURRENT").is_ok() {
@@ -686,14 +691,7 @@ fn main() {
         alone / 1e6
     );
     hit_throughput_two_readers(&s);
-    for storm in [
-        Storm::NewKeys,
-        Storm::NewAndHotKeys,
-        Storm::NewAndChangedHotKeys,
-        Storm::Paced,
-    ] {
-        storm_ratio(&s, storm);
-    }
+    storm_ratios(&s);
     miss_cpu(&s);
     fresh_http_per_call(&s);
     drop(s);
