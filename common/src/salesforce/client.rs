@@ -65,8 +65,8 @@ pub struct ClientOptions {
     pub call_options_client: String,
     pub pool_max_idle_per_host: usize,
     /// Ask for gzip'd responses (`Accept-Encoding: gzip`) on every call but the lookup's search
-    /// (see `search`). Saves bytes on large answers; on a
-    /// small lookup answer it costs more CPU (both ends) than it saves time.
+    /// (see `search`): it saves bytes on large answers, while on a small answer it costs more
+    /// CPU (both ends) than it saves time.
     pub gzip: bool,
 }
 
