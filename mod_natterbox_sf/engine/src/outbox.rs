@@ -352,17 +352,23 @@ async fn handle(
                     .fetch_add(1, Ordering::Relaxed);
                 return true;
             }
-            match connection {
-                Some(c) => write(c, &Message::ScreenPop(pop), counters).await,
-                None => {
-                    if waiting_pops.len() >= MAX_WAITING_POPS {
-                        counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        waiting_pops.push_back(pop);
+            // Without a sidecar, or when the write finds it gone (killed before its end of the
+            // socket was noticed), the pop waits for the next connection, within its TTL.
+            let keep = match connection {
+                Some(c) => {
+                    if write(c, &Message::ScreenPop(pop.clone()), counters).await {
+                        return true;
                     }
-                    true
+                    false
                 }
+                None => true,
+            };
+            if waiting_pops.len() >= MAX_WAITING_POPS {
+                counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+            } else {
+                waiting_pops.push_back(pop);
             }
+            keep
         }
         other => match connection {
             Some(c) => write(c, &other, counters).await,
@@ -491,6 +497,64 @@ mod tests {
                 .load(Ordering::Relaxed),
             1
         );
+    }
+
+    fn pop(call_uuid: &str) -> ScreenPop {
+        ScreenPop {
+            org: "acme".into(),
+            call_uuid: call_uuid.into(),
+            agent_user_id: None,
+            agent_extension: Some("1001".into()),
+            caller_number: "+14155550123".into(),
+            record_ids: vec![],
+            direction: Direction::Inbound,
+            created_at_ms: now_ms(),
+            ttl_ms: 30_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pop_written_to_a_sidecar_already_gone_waits_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A connection whose far end was killed before its end of the socket was noticed.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let (_reader, writer) = ours.into_split();
+        let (_ack_tx, acks) = mpsc::unbounded_channel();
+        let mut connection = Connection {
+            writer,
+            acks,
+            unacked: HashSet::new(),
+        };
+        let mut waiting = VecDeque::new();
+        let counters = OutboxCounters::default();
+        let keep = handle(
+            Message::ScreenPop(pop("gone-1")),
+            dir.path(),
+            Some(&mut connection),
+            &mut waiting,
+            &counters,
+        )
+        .await;
+        assert!(!keep, "the broken connection is given up");
+        assert_eq!(
+            waiting
+                .iter()
+                .map(|p| p.call_uuid.as_str())
+                .collect::<Vec<_>>(),
+            ["gone-1"]
+        );
+        // Without a connection the pop waits too, and nothing is reported broken.
+        let keep = handle(
+            Message::ScreenPop(pop("away-2")),
+            dir.path(),
+            None,
+            &mut waiting,
+            &counters,
+        )
+        .await;
+        assert!(keep);
+        assert_eq!(waiting.len(), 2);
     }
 
     #[test]
