@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod calllog;
 pub mod check;
+pub mod dirs;
 pub mod http;
 pub mod metrics;
 pub mod notify;

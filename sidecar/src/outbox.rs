@@ -43,16 +43,7 @@ fn db_err(e: rusqlite::Error) -> String {
 
 impl Outbox {
     pub fn open(path: &Path) -> Result<Arc<Outbox>, String> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            use std::os::unix::fs::DirBuilderExt;
-            if !parent.is_dir() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o750)
-                    .create(parent)
-                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-            }
-        }
+        crate::dirs::ensure_parent(path)?;
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;

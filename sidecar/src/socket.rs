@@ -5,7 +5,7 @@
 //! screen pops go to the in-memory hub, token reports to the token task. Acks go back through a
 //! per-connection writer task.
 
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,15 +29,7 @@ pub struct Accepted {
 /// Binds the socket: parent directory created 0750 if missing, a stale socket file removed (one a
 /// live sidecar answers on is not), mode 0660.
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        }
-    }
+    crate::dirs::ensure_parent(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {

@@ -528,7 +528,7 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
                 .clone();
             let owner = *manager.owner.read().unwrap_or_else(|e| e.into_inner());
             let written = tokio::task::spawn_blocking(move || {
-                ensure_dir(&dir)?;
+                crate::dirs::ensure(&dir)?;
                 handoff::write(&dir, &file, owner)
             })
             .await
@@ -633,18 +633,6 @@ mod rotated {
         natterbox_common::atomic_file::write(&target, &body, None)
             .map_err(|e| format!("saving {}: {e}", target.display()))
     }
-}
-
-fn ensure_dir(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ enum Storm {
 /// storm's writes per second.
 fn hit_throughput(s: &Setup, storm: Storm, slice: Duration) -> (f64, f64) {
     // 1000 cached numbers.
-    let numbers: Vec<String> = (0..1000).map(|i| format!("+1212555{:04}", i)).collect();
+    let numbers = hot_numbers();
     for n in &numbers {
         s.engine.lookup_blocking(&request(n));
     }
@@ -259,16 +259,7 @@ fn hit_throughput(s: &Setup, storm: Storm, slice: Duration) -> (f64, f64) {
             let (stop, ops) = (stop.clone(), ops.clone());
             let numbers = &numbers;
             let engine = &s.engine;
-            scope_threads.spawn(move || {
-                let mut i = 0usize;
-                let mut local = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    engine.lookup_blocking(&request(&numbers[i % numbers.len()]));
-                    i = i.wrapping_add(7);
-                    local += 1;
-                }
-                ops.fetch_add(local, Ordering::Relaxed);
-            })
+            scope_threads.spawn(move || read_hot_numbers(engine, numbers, 0, &stop, &ops))
         };
         if storm != Storm::None {
             let (stop, inserts) = (stop.clone(), inserts.clone());
@@ -316,7 +307,7 @@ fn hit_throughput(s: &Setup, storm: Storm, slice: Duration) -> (f64, f64) {
 
 /// Hit throughput with `storm` against hit throughput without, measured in alternating slices
 /// (the host's own noise drifts over seconds); prints both and the median of the pairs' ratios.
-fn storm_ratio(s: &Setup, storm: Storm) -> f64 {
+fn storm_ratio(s: &Setup, storm: Storm) {
     const PAIRS: usize = 6;
     let slice = Duration::from_millis(500);
     let (mut alone, mut with, mut writes, mut ratios) = (vec![], vec![], vec![], vec![]);
@@ -365,7 +356,30 @@ fn storm_ratio(s: &Setup, storm: Storm) -> f64 {
         min,
         max
     );
-    ratio
+}
+
+/// The 1000 numbers the hit-throughput readers look up (cached by the first look).
+fn hot_numbers() -> Vec<String> {
+    (0..1000).map(|i| format!("+1212555{:04}", i)).collect()
+}
+
+/// One FreeSWITCH thread's hits: the hot numbers in a stride from `start` until `stop`, counted
+/// into `ops`.
+fn read_hot_numbers(
+    engine: &Engine,
+    numbers: &[String],
+    start: usize,
+    stop: &AtomicBool,
+    ops: &AtomicU64,
+) {
+    let mut i = start;
+    let mut local = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        engine.lookup_blocking(&request(&numbers[i % numbers.len()]));
+        i = i.wrapping_add(7);
+        local += 1;
+    }
+    ops.fetch_add(local, Ordering::Relaxed);
 }
 
 /// Every storm's ratio.
@@ -382,22 +396,13 @@ fn storm_ratios(s: &Setup) {
 
 /// Two FreeSWITCH threads hitting the same hot numbers at once (this machine has 2 cores).
 fn hit_throughput_two_readers(s: &Setup) {
-    let numbers: Vec<String> = (0..1000).map(|i| format!("+1212555{:04}", i)).collect();
+    let numbers = hot_numbers();
     let stop = AtomicBool::new(false);
     let ops = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for offset in 0..2usize {
             let (stop, ops, numbers, engine) = (&stop, &ops, &numbers, &s.engine);
-            scope.spawn(move || {
-                let mut i = offset;
-                let mut local = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    engine.lookup_blocking(&request(&numbers[i % numbers.len()]));
-                    i = i.wrapping_add(7);
-                    local += 1;
-                }
-                ops.fetch_add(local, Ordering::Relaxed);
-            });
+            scope.spawn(move || read_hot_numbers(engine, numbers, offset, stop, ops));
         }
         std::thread::sleep(Duration::from_secs(3));
         stop.store(true, Ordering::Relaxed);
