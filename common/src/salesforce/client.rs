@@ -171,6 +171,21 @@ impl From<&str> for QueryValue {
     }
 }
 
+/// The records of a `/search` answer: its `searchRecords` array.
+pub fn search_records(body: Value) -> Result<Vec<Value>, SfError> {
+    match body {
+        Value::Object(mut map) => match map.remove("searchRecords") {
+            Some(Value::Array(records)) => Ok(records),
+            _ => Err(SfError::Garbage(
+                "search response has no searchRecords array".into(),
+            )),
+        },
+        // Before v36 the answer was a bare array.
+        Value::Array(records) => Ok(records),
+        _ => Err(SfError::Garbage("search response is not an object".into())),
+    }
+}
+
 impl SalesforceClient {
     pub fn new(http: reqwest::Client, api_version: &str) -> SalesforceClient {
         SalesforceClient {
@@ -305,18 +320,7 @@ impl SalesforceClient {
         let answer = self
             .send(session, Method::GET, url, None, Compression::Identity)
             .await?;
-        let limit = answer.limit;
-        match answer.body {
-            Value::Object(mut map) => match map.remove("searchRecords") {
-                Some(Value::Array(records)) => Ok((records, limit)),
-                _ => Err(SfError::Garbage(
-                    "search response has no searchRecords array".into(),
-                )),
-            },
-            // Before v36 the answer was a bare array.
-            Value::Array(records) => Ok((records, limit)),
-            _ => Err(SfError::Garbage("search response is not an object".into())),
-        }
+        Ok((search_records(answer.body)?, answer.limit))
     }
 
     /// `GET /query?q=<SOQL>`, following `nextRecordsUrl` until done or `max_records`.
