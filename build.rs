@@ -145,15 +145,27 @@ fn main() {
 
 /// Compiles tests/host-shim against the same headers, as an executable that exports the core
 /// functions (`-rdynamic`) so the module's undefined symbols resolve against it.
+///
+/// `NATTERBOX_HOST_SHIM_SANITIZER=address|thread` (scripts/sanitize.sh) builds it instrumented,
+/// linked with the sanitizer runtime of the rustc building the module rather than the C
+/// compiler's: a cdylib does not carry the runtime, it calls the host's, and GCC's older runtime
+/// lacks entry points that rustc's LLVM emits (`__tsan_memcpy`). `-rdynamic` exports the runtime
+/// to the module as it exports the core functions.
 fn build_host_shim(manifest: &Path, out: &Path, headers: &Headers) {
     let source = manifest.join("tests/host-shim/host_shim.c");
     if !source.is_file() {
         return;
     }
+    println!("cargo:rerun-if-env-changed=NATTERBOX_HOST_SHIM_SANITIZER");
+    let sanitizer = env::var("NATTERBOX_HOST_SHIM_SANITIZER")
+        .ok()
+        .filter(|s| !s.is_empty());
     let compiler = cc::Build::new().get_compiler();
     let exe = out.join("host-shim");
-    let mut cmd = compiler.to_command();
-    cmd.arg("-std=gnu99")
+    let object = out.join("host-shim.o");
+    let mut compile = compiler.to_command();
+    compile
+        .arg("-std=gnu99")
         .arg("-O1")
         .arg("-g")
         .arg("-Wall")
@@ -164,16 +176,74 @@ fn build_host_shim(manifest: &Path, out: &Path, headers: &Headers) {
                 .iter()
                 .map(|d| format!("-I{}", d.display())),
         )
-        .arg("-rdynamic")
+        .arg("-c")
         .arg("-o")
-        .arg(&exe)
-        .arg(&source)
-        .args(["-ldl", "-lpthread"]);
+        .arg(&object)
+        .arg(&source);
+    if let Some(sanitizer) = &sanitizer {
+        compile
+            .arg(format!("-fsanitize={sanitizer}"))
+            .arg("-fno-omit-frame-pointer")
+            .arg("-DSHIM_SANITIZER");
+    }
+    run(compile, &source);
+    let mut link = compiler.to_command();
+    link.arg("-rdynamic").arg("-o").arg(&exe).arg(&object);
+    if let Some(sanitizer) = &sanitizer {
+        // cc passes -fsanitize=address on its own under -Zsanitizer=address, which would link
+        // GCC's runtime next to rustc's.
+        link.arg("-fno-sanitize=all")
+            .arg("-Wl,--whole-archive")
+            .arg(sanitizer_runtime(sanitizer))
+            .arg("-Wl,--no-whole-archive")
+            .args(["-lm", "-lrt"]);
+    }
+    link.args(["-ldl", "-lpthread"]);
+    run(link, &source);
+    println!("cargo:rustc-env=NATTERBOX_HOST_SHIM={}", exe.display());
+}
+
+fn run(mut cmd: Command, source: &Path) {
     let status = cmd
         .status()
         .expect("cannot run the C compiler for the host shim");
     if !status.success() {
         panic!("compiling {} failed", source.display());
     }
-    println!("cargo:rustc-env=NATTERBOX_HOST_SHIM={}", exe.display());
+}
+
+/// `librustc-<channel>_rt.<asan|tsan>.a` in the sysroot of the rustc cargo runs.
+fn sanitizer_runtime(sanitizer: &str) -> PathBuf {
+    let short = match sanitizer {
+        "address" => "asan",
+        "thread" => "tsan",
+        other => panic!("NATTERBOX_HOST_SHIM_SANITIZER={other}: expected address or thread"),
+    };
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("run rustc --print sysroot");
+    let dir = Path::new(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("lib/rustlib")
+        .join(env::var("TARGET").unwrap())
+        .join("lib");
+    let suffix = format!("_rt.{short}.a");
+    std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("librustc-") && n.ends_with(&suffix))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {short} runtime (librustc-*{suffix}) in {}: sanitizers need a nightly rustc",
+                dir.display()
+            )
+        })
 }

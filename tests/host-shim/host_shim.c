@@ -1792,6 +1792,21 @@ typedef struct known_path {
 static pthread_mutex_t g_mod_lock = PTHREAD_MUTEX_INITIALIZER;
 static shim_module_t *g_modules;
 static shim_module_t *g_perm_modules; /* NOUNLOAD modules after shutdown */
+/* Pools of modules stopped at process shutdown: the core keeps a module's pool until the process
+ * ends (do_shutdown without unload), so they stay reachable here too. */
+static struct kept_pool {
+	switch_memory_pool_t *pool;
+	struct kept_pool *next;
+} *g_kept_pools;
+
+/* Built for a sanitizer (scripts/sanitize.sh), modules stay mapped after dlclose: a Rust cdylib's
+ * statics own heap memory (tracing's dispatcher registry) that LeakSanitizer would report once
+ * the image is gone, and frames in an unmapped image cannot be symbolized in any other report. */
+#ifdef SHIM_SANITIZER
+#define SHIM_DLOPEN_KEEP RTLD_NODELETE
+#else
+#define SHIM_DLOPEN_KEEP 0
+#endif
 static reg_entry_t *g_registry;
 static known_path_t *g_known_paths;
 
@@ -2036,7 +2051,7 @@ static shim_module_t *module_load(const char *path, const char *name, const char
 	remember_path(name, path);
 	sym = xasprintf("%s_module_interface", name);
 	for (;;) {
-		dl = dlopen(path, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL));
+		dl = dlopen(path, RTLD_NOW | SHIM_DLOPEN_KEEP | (global ? RTLD_GLOBAL : RTLD_LOCAL));
 		if (!dl) {
 			const char *e = dlerror();
 			SHIM_LOG(SWITCH_LOG_CRIT, "Error Loading module %s\n**%s**\n", path, e ? e : "dlopen failed");
@@ -2299,6 +2314,10 @@ static switch_status_t module_unload(const char *name, int force, int unload, co
 		}
 	} else {
 		/* kept mapped: its code may still run (NOUNLOAD, or process shutdown) */
+		struct kept_pool *kept = xcalloc(sizeof(*kept));
+		kept->pool = m->pool;
+		kept->next = g_kept_pools;
+		g_kept_pools = kept;
 		sb_puts(out, "dlclose no\n");
 	}
 	free(m->name);

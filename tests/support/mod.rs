@@ -10,7 +10,20 @@ use std::path::PathBuf;
 /// The module as cargo builds it now (target/<profile>/libmod_natterbox_sf.so). `cargo test`
 /// does not build a cdylib-only library for integration tests, so the first caller builds it,
 /// with the same cargo, profile and target directory: a test never loads a stale module.
+///
+/// `NATTERBOX_TEST_MODULE` names a module built elsewhere instead: scripts/sanitize.sh builds one
+/// with AddressSanitizer or ThreadSanitizer (nightly, its own target directory) and runs these
+/// tests against it, with the matching shim from `NATTERBOX_TEST_HOST_SHIM`.
 pub fn module_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATTERBOX_TEST_MODULE") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "NATTERBOX_TEST_MODULE={}: no such file",
+            path.display()
+        );
+        return path;
+    }
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -39,5 +52,8 @@ pub fn module_path() -> PathBuf {
 }
 
 pub fn shim_path() -> PathBuf {
-    PathBuf::from(env!("NATTERBOX_HOST_SHIM"))
+    match std::env::var_os("NATTERBOX_TEST_HOST_SHIM") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("NATTERBOX_HOST_SHIM")),
+    }
 }
