@@ -26,10 +26,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// Builds the error from a status and body. Bodies that are not Salesforce's error array
-    /// (an HTML error page from a proxy, a truncated body) keep the status and say so.
+    /// (an HTML error page from a proxy, a truncated body, an array whose first entry has no
+    /// error code) keep the status and say so.
     pub fn from_response(status: u16, body: &[u8]) -> ApiError {
         match serde_json::from_slice::<Vec<ApiErrorEntry>>(body) {
-            Ok(entries) if !entries.is_empty() => ApiError {
+            Ok(entries) if entries.first().is_some_and(|e| !e.error_code.is_empty()) => ApiError {
                 status,
                 code: entries[0].error_code.clone(),
                 message: entries[0].message.clone(),
@@ -139,6 +140,17 @@ mod tests {
         assert_eq!(e.code, "HTTP_503");
         assert!(e.is_server_side());
         let e = ApiError::from_response(400, br#"{"error":"x"}"#);
+        assert_eq!(e.code, "HTTP_400");
+    }
+
+    #[test]
+    fn an_error_array_without_an_error_code_is_not_salesforce_s() {
+        // Found by fuzz/salesforce_bodies: such a 401 gave an empty code, which is neither
+        // INVALID_SESSION_ID nor HTTP_401, so the token was never refreshed.
+        let e = ApiError::from_response(401, br#"[{"message":"Session expired"}]"#);
+        assert_eq!(e.code, "HTTP_401");
+        assert!(e.is_invalid_session());
+        let e = ApiError::from_response(400, b"[{}]");
         assert_eq!(e.code, "HTTP_400");
     }
 
