@@ -73,8 +73,14 @@ impl CallerNumber {
         if number.is_possible_with_reason().is_err() {
             return Err(InvalidNumber::NotPossible);
         }
+        let e164 = number.format_as(PhoneNumberFormat::E164).into_owned();
+        // E.164 numbers have at most 15 digits, which `key` relies on; some plans in
+        // libphonenumber admit national numbers long enough to pass that.
+        if e164.len() > 1 + 15 {
+            return Err(InvalidNumber::NotPossible);
+        }
         Ok(CallerNumber {
-            e164: number.format_as(PhoneNumberFormat::E164).into_owned(),
+            e164,
             national: number.get_national_significant_number(),
         })
     }
@@ -160,6 +166,17 @@ mod tests {
         assert_eq!(e164("123", "US"), Err(InvalidNumber::NotPossible));
         assert_eq!(e164(&"9".repeat(80), "US"), Err(InvalidNumber::TooLong));
         assert!(e164("+999 123 4567", "US").is_err());
+    }
+
+    #[test]
+    fn numbers_longer_than_e164_allows_are_not_possible() {
+        // Found by fuzz/caller_number: libphonenumber's German plan admits 15 national digits,
+        // so this parsed to 17 E.164 digits, past the 15 that `key` relies on.
+        assert_eq!(
+            e164("20 49 0 49 30 971820;ext=1901820", "DE"),
+            Err(InvalidNumber::NotPossible)
+        );
+        assert_eq!(e164("+49 30 901820", "US").unwrap(), "+4930901820");
     }
 
     #[test]
