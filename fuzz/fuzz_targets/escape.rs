@@ -1,0 +1,109 @@
+//! The escapers every piece of call text goes through on its way into a query
+//! (common/src/salesforce/escape.rs) and the URL encoding of queries (`QueryValue`).
+//!
+//! Properties: a SOQL literal is one literal (quoted at both ends, every quote, double quote and
+//! backslash inside escaped, only SOQL's escape sequences) that reads back as the value less the
+//! control characters SOQL cannot carry; a SOSL term has every reserved character escaped and
+//! reads back the same way; a query value contains only unreserved characters, `+` and `%XX`, and
+//! decodes to the text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use natterbox_common::salesforce::escape::{soql_string, sosl_term};
+use natterbox_common::salesforce::QueryValue;
+
+const SOSL_RESERVED: &str = "?&|!{}[]()^~*:\\\"'+-";
+
+/// The value a SOQL string literal stands for, or None if it is not exactly one literal.
+fn read_soql_literal(literal: &str) -> Option<String> {
+    let inner = literal.strip_prefix('\'')?.strip_suffix('\'')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(match chars.next()? {
+                '\'' => '\'',
+                '"' => '"',
+                '\\' => '\\',
+                'n' => '\n',
+                'r' => '\r',
+                't' => '\t',
+                'b' => '\u{8}',
+                'f' => '\u{c}',
+                _ => return None,
+            }),
+            '\'' | '"' => return None,
+            c if c.is_control() => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// The text a SOSL term stands for, or None if a reserved character is unescaped.
+fn read_sosl_term(term: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = term.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let escaped = chars.next()?;
+                if !SOSL_RESERVED.contains(escaped) {
+                    return None;
+                }
+                out.push(escaped);
+            }
+            c if SOSL_RESERVED.contains(c) || c.is_control() => return None,
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+fn form_decode(encoded: &str) -> Option<Vec<u8>> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b if b.is_ascii_alphanumeric() || b"-_.~*(),".contains(&b) => out.push(b),
+            _ => return None,
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let soql_keeps = |c: &char| !c.is_control() || "\n\r\t\u{8}\u{c}".contains(*c);
+    let literal = soql_string(text);
+    assert_eq!(
+        read_soql_literal(&literal),
+        Some(text.chars().filter(soql_keeps).collect()),
+        "SOQL literal {literal:?}"
+    );
+
+    let term = sosl_term(text);
+    assert_eq!(
+        read_sosl_term(&term),
+        Some(text.chars().filter(|c| !c.is_control()).collect()),
+        "SOSL term {term:?}"
+    );
+
+    let value = QueryValue::from(text);
+    assert_eq!(
+        form_decode(value.encoded()).as_deref(),
+        Some(text.as_bytes()),
+        "{:?}",
+        value.encoded()
+    );
+});
