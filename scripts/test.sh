@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the workspace's unit and integration tests (the module loaded
-# into the host shim, the sidecar, the emulator), the third-party client conformance suites, and
+# into the host shim, the sidecar, the emulator), the third-party client conformance suites, a
+# short run of every fuzz target, the shim tests under AddressSanitizer and ThreadSanitizer, and
 # the real-FreeSWITCH suite when FREESWITCH_PREFIX points at an installed FreeSWITCH.
 set -uo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,6 +42,16 @@ if [ -x "$top/scripts/conformance.sh" ]; then
   read -r p f <<<"$(grep -hoE '^[0-9]+ passed, [0-9]+ failed$' "$log_dir/conformance.log" | tail -1 | awk '{print $1, $3}')"
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 fi
+
+# Every fuzz target for FUZZ_SECONDS each (cargo-fuzz, nightly; fuzz/README.md).
+step fuzz "$top/scripts/fuzz.sh" "${FUZZ_SECONDS:-20}"
+read -r p f <<<"$(grep -hoE '^fuzz: [0-9]+ passed, [0-9]+ failed' "$log_dir/fuzz.log" | tail -1 | awk '{print $2, $4}')"
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+
+# The shim tests against the module and host shim built with AddressSanitizer and ThreadSanitizer.
+step sanitizers "$top/scripts/sanitize.sh"
+read -r p f <<<"$(grep -hoE '^sanitizers: [0-9]+ passed, [0-9]+ failed' "$log_dir/sanitizers.log" | tail -1 | awk '{print $2, $4}')"
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 
 if [ -n "${FREESWITCH_PREFIX:-}" ]; then
   step freeswitch "$top/tests/freeswitch/run.sh"
