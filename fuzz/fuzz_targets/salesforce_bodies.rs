@@ -48,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
 
     let api = ApiError::from_response(status, body);
     assert_eq!(api.status, status);
-    let is_array = matches!(serde_json::from_slice::<Value>(body), Ok(Value::Array(_)));
+    // (Not a Value parse: serde_json skips unknown fields without checking their UTF-8.)
+    let is_array = body.trim_ascii_start().starts_with(b"[");
     if api.code != format!("HTTP_{status}") {
         // Salesforce's code, taken from an error array in the body: never empty, so a 401 is
         // either INVALID_SESSION_ID, HTTP_401 or another code Salesforce named.
