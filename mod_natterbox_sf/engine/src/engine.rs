@@ -559,6 +559,7 @@ impl Engine {
                             InvalidNumber::TooLong => "too long",
                             InvalidNumber::NotANumber => "not a number",
                             InvalidNumber::NotPossible => "wrong length for its country",
+                            InvalidNumber::LocalOnly => "a local number without its area code",
                         }
                     ),
                 ))
