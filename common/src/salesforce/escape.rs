@@ -45,6 +45,12 @@ pub fn sosl_term(value: &str) -> String {
     out
 }
 
+/// A SOSL quoted phrase for `FIND {"…" OR "…"}`: the term's escaping inside double quotes, so
+/// the value is searched as one phrase and cannot close the quotes or the braces.
+pub fn sosl_phrase(value: &str) -> String {
+    format!("\"{}\"", sosl_term(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +72,12 @@ mod tests {
         let escaped = sosl_term(all);
         assert_eq!(escaped.len(), all.len() * 2);
         assert!(escaped.chars().step_by(2).all(|c| c == '\\'));
+    }
+
+    #[test]
+    fn sosl_phrases_are_quoted_terms() {
+        assert_eq!(sosl_phrase("442079460958"), r#""442079460958""#);
+        assert_eq!(sosl_phrase(r#"a" OR "b"#), r#""a\" OR \"b""#);
+        assert_eq!(sosl_phrase("x}"), r#""x\}""#);
     }
 }
