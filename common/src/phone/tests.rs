@@ -340,3 +340,63 @@ fn country_codes_are_validated() {
     assert!(Country::parse("XX").is_none());
     assert!(Country::parse("USA").is_none());
 }
+
+/// The table in docs/design.md ("Which record is the caller"), row for row.
+const DESIGN_TABLE: &[(&str, &str, &str, bool)] = &[
+    // (caller, org default country, stored text, is the caller)
+    ("+1 415 555 0123", "US", "(415) 555-0123", true),
+    ("+1 415 555 0123", "US", "1 (415) 555-0123", true),
+    ("+1 416 555 0199", "US", "416-555-0199", true),
+    ("+1 415 555 0123", "GB", "(415) 555-0123", true),
+    ("+1 415 555 0123", "DE", "(415) 555-0123", true),
+    ("+49 4155 550123", "DE", "(415) 555-0123", false),
+    ("+49 4155 550123", "DE", "04155 550123", true),
+    ("+49 4155 550123", "US", "04155 550123", true),
+    ("+44 20 7946 0958", "GB", "020 7946 0958", true),
+    ("+44 20 7946 0958", "GB", "20 7946 0958", false),
+    ("+44 20 7946 0958", "US", "020 7946 0958", true),
+    ("+44 20 7946 0958", "US", "+44 (0)20 7946 0958", true),
+    ("+44 20 7946 0958", "US", "011 44 20 7946 0958", true),
+    ("+44 20 7946 0958", "DE", "0044 20 7946 0958", true),
+    ("+44 20 7946 0958", "US", "(207) 946-0958", false),
+    ("+1 207 946 0958", "GB", "020 7946 0958", false),
+    ("+33 1 23 45 67 89", "FR", "01 23 45 67 89", true),
+    ("+33 1 23 45 67 89", "US", "+33 (0)1 23 45 67 89", true),
+    ("+33 2 93 74 40 00", "FR", "02 93 74 40 00", true),
+    ("+61 2 9374 4000", "FR", "02 93 74 40 00", false),
+    ("+61 2 9374 4000", "AU", "(02) 9374 4000", true),
+    ("+33 2 93 74 40 00", "AU", "(02) 9374 4000", false),
+    ("+44 20 7946 0958", "AU", "0011 44 20 7946 0958", true),
+    ("+91 98765 43210", "IN", "098765 43210", true),
+    ("+91 98765 43210", "US", "+91 98765 43210", true),
+    ("+91 20 7946 0958", "IN", "020 7946 0958", true),
+    ("+91 20 7946 0958", "GB", "020 7946 0958", false),
+    ("+44 20 7946 0958", "IN", "020 7946 0958", false),
+    // Neither country's org: the text is both callers' national form (see the design note).
+    ("+91 20 7946 0958", "US", "020 7946 0958", true),
+    ("+39 06 6982 1234", "IT", "06 6982 1234", true),
+    ("+39 06 6982 1234", "US", "+39 06 6982 1234", true),
+    ("+39 347 555 0123", "IT", "347 555 0123", true),
+    ("+1 347 555 0123", "IT", "(347) 555-0123", false),
+    ("+1 347 555 0123", "US", "(347) 555-0123", true),
+    ("+39 347 555 0123", "US", "347 555 0123", false),
+    ("+81 3-1234-5678", "JP", "03-1234-5678", true),
+    ("+81 3-1234-5678", "US", "03-1234-5678", true),
+    ("+81 3-1234-5678", "US", "+81 3 1234 5678", true),
+    ("+81 3-1234-5678", "US", "+44 3 1234 5678", false),
+];
+
+#[test]
+fn the_design_table_holds() {
+    let mut wrong = Vec::new();
+    for &(number, org, stored, expected) in DESIGN_TABLE {
+        let org_country = country(org);
+        let caller = CallerNumber::parse(number, org_country).unwrap();
+        if caller.matches_stored(stored, org_country) != expected {
+            wrong.push(format!(
+                "{number} in {org} vs {stored:?}: expected {expected}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
