@@ -108,7 +108,8 @@ impl CallerNumber {
 
     /// Every digit string the caller's number may be stored as, for the search: the E.164
     /// digits, the national format's digits (with the trunk prefix where the country dials
-    /// one), the international form dialled from the org's country and the `00` form.
+    /// one), the country code before that trunk prefix (`+44 (0)20…`), the international form
+    /// dialled from the org's country and the `00` form.
     pub fn search_forms(&self) -> &[String] {
         &self.forms
     }
@@ -242,7 +243,14 @@ fn national_digits(number: &PhoneNumber) -> String {
 
 fn stored_forms(number: &PhoneNumber, e164: &str, org_country: Country) -> Vec<String> {
     let e164_digits = &e164[1..];
-    let mut forms = vec![e164_digits.to_string(), national_digits(number)];
+    let national = national_digits(number);
+    let mut forms = vec![e164_digits.to_string(), national.clone()];
+    // `+44 (0)20 7946 0958`: the country code before the national form with its trunk `0`.
+    // No number has a significant part starting with 0 after such a country code, so these
+    // digits name this number only.
+    if national.starts_with('0') && national != number.get_national_significant_number() {
+        forms.push(format!("{}{national}", number.country_code));
+    }
     // As dialled from the org's country (`011 44 …` in the US, `0011 44 …` in Australia):
     // that prefix never starts a national number there.
     let dialled = PHONE_NUMBER_UTIL.format_out_of_country_calling_number(number, org_country.0);
