@@ -43,10 +43,12 @@ fn found_by_national_and_international_forms_then_served_from_cache() {
     assert_eq!(again["sf_record_id"], vars["sf_record_id"]);
     assert_eq!(f.acme().admin().endpoint_count("search"), 1);
 
-    // The search asked for digits only, escaped as SOSL requires.
+    // The search asked for every digit form the number may be stored as, each a quoted phrase.
     let queries = sosl_queries(f.acme());
     assert!(
-        queries[0].starts_with("FIND {4155550123} IN PHONE FIELDS RETURNING Contact("),
+        queries[0].starts_with(
+            "FIND {\"14155550123\" OR \"4155550123\" OR \"0014155550123\"} IN PHONE FIELDS RETURNING Contact("
+        ),
         "{queries:?}"
     );
 
@@ -77,11 +79,19 @@ fn not_found_multiple_and_priority() {
     assert_eq!(tie["sf_record_ids"].split(',').count(), 2);
     assert!(!tie.contains_key("sf_record_id"));
 
-    // A Contact and a Lead share 415.555.0199: the profile puts Contact first.
+    // A Contact and a Lead share 415.555.0199: the profile puts Contact first, and both count.
     let shared = f.lookup("p", "4155550199", "");
     assert_eq!(shared["sf_lookup_status"], "found");
     assert_eq!(shared["sf_record_type"], "Contact");
     assert_eq!(shared["sf_record_name"], "Bob Jones");
+    assert_eq!(shared["sf_match_count"], "2");
+    let ids: Vec<&str> = shared["sf_record_ids"].split(',').collect();
+    assert_eq!(ids.len(), 2, "{shared:?}");
+    assert_eq!(ids[0], shared["sf_record_id"]);
+    assert!(
+        ids[1].starts_with("00Q"),
+        "the Lead after the Contact: {ids:?}"
+    );
 
     // A foreign number under a US default country keeps its digits (the phonenumber-crate bug).
     let dublin = f.lookup("d", "+353 1 555 0142", "");
@@ -160,7 +170,8 @@ fn hostile_caller_numbers_and_arguments_never_escape_a_literal() {
             escape_arg(caller)
         ));
     }
-    // Every search the emulator received is digits in braces and the profile's fixed list.
+    // Every search the emulator received is quoted digit phrases joined by OR in braces, and the
+    // profile's fixed list.
     let queries = sosl_queries(f.acme());
     assert!(!queries.is_empty());
     for q in &queries {
@@ -169,7 +180,16 @@ fn hostile_caller_numbers_and_arguments_never_escape_a_literal() {
             .and_then(|r| r.split_once('}'))
             .map(|(t, _)| t)
             .unwrap();
-        assert!(term.bytes().all(|b| b.is_ascii_digit()), "{q}");
+        for phrase in term.split(" OR ") {
+            let digits = phrase
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("{q}"));
+            assert!(
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+                "{q}"
+            );
+        }
         assert!(q.ends_with("LIMIT 20)"), "{q}");
     }
     for entry in f.acme().admin().queries() {
