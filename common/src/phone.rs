@@ -135,7 +135,7 @@ impl CallerNumber {
             return explicit == self.e164;
         }
         let digits = stored_digits(text, parsed.as_ref().ok());
-        if !self.forms.iter().any(|f| *f == digits) {
+        if !self.forms.contains(&digits) {
             return false;
         }
         if org_country.calling_code() == Some(self.country_code) {
@@ -238,7 +238,7 @@ fn without_plus_reading(text: &str, national: &PhoneNumber) -> Option<PhoneNumbe
 /// The national format's digits: `02079460958` for +44 20 7946 0958, `4155550123` for
 /// +1 415 555 0123, `0669821234` for +39 06 6982 1234.
 fn national_digits(number: &PhoneNumber) -> String {
-    PHONE_NUMBER_UTIL.normalize_digits_only(&number.format_as(PhoneNumberFormat::National))
+    PHONE_NUMBER_UTIL.normalize_digits_only(number.format_as(PhoneNumberFormat::National))
 }
 
 fn stored_forms(number: &PhoneNumber, e164: &str, org_country: Country) -> Vec<String> {
