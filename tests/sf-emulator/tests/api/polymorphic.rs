@@ -243,3 +243,65 @@ async fn describe_reports_references_and_polymorphism() {
     let rule = describe("Routing_Rule__c").await;
     assert_eq!(field(&rule, "Phone__c")["type"], "phone");
 }
+
+#[tokio::test]
+async fn queues_can_own_leads_but_not_contacts() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let id_of = |b: &Value| b["records"][0]["Id"].as_str().unwrap().to_string();
+    let support = id_of(
+        &query(
+            &emu,
+            &tok,
+            "SELECT Id FROM Group WHERE Name = 'Support Queue'",
+        )
+        .await,
+    );
+    let agents = id_of(&query(&emu, &tok, "SELECT Id FROM Group WHERE Name = 'All Agents'").await);
+    let create = |object: &'static str, body: Value| {
+        let emu = &emu;
+        let tok = &tok;
+        async move {
+            send(
+                emu,
+                tok,
+                reqwest::Method::POST,
+                &format!("/services/data/{V}/sobjects/{object}"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (s, b) = create(
+        "Lead",
+        json!({"LastName": "Queued", "Company": "Q Ltd", "OwnerId": support}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let lead = query(
+        &emu,
+        &tok,
+        &format!(
+            "SELECT Owner.Type, Owner.Name FROM Lead WHERE Id = '{}'",
+            b["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(lead["records"][0]["Owner"]["Type"], "Queue");
+    let (s, b) = create(
+        "Lead",
+        json!({"LastName": "Grouped", "Company": "G Ltd", "OwnerId": agents}),
+    )
+    .await;
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("INVALID_CROSS_REFERENCE_KEY")),
+        "{b}"
+    );
+    let (s, b) = create("Contact", json!({"LastName": "Queued", "OwnerId": support})).await;
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("FIELD_INTEGRITY_EXCEPTION")),
+        "{b}"
+    );
+}
