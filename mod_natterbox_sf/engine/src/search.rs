@@ -52,7 +52,9 @@ impl SearchTemplate {
     /// `FIND {4155550123} IN PHONE FIELDS RETURNING …`, encoded. The search term is the parsed
     /// number's digits, escaped all the same.
     pub fn query(&self, caller: &CallerNumber) -> QueryValue {
-        let term = sosl_term(caller.search_digits());
+        // A parsed number's digits: never empty, nothing SOSL refuses; were it refused, the
+        // empty term makes Salesforce answer MALFORMED_SEARCH, an `error` lookup.
+        let term = sosl_term(caller.search_digits()).unwrap_or_default();
         let mut query = QueryValue::with_capacity(self.returning.encoded().len() + 32);
         query
             .push_text("FIND {")
