@@ -6,36 +6,12 @@ use natterbox_common::salesforce::escape::{
     soql_like, soql_string, sosl_any_phrase, sosl_phrase, sosl_term, LikeMatch, SoslError,
 };
 use proptest::prelude::*;
-use sf_emulator::schema::Schema;
-use sf_emulator::soql::lexer::{lex, LikeChar, StrLit, Tok};
+use sf_emulator::search_term::{decode_search_term, TermExpr};
+use sf_emulator::soql::{decode_like_pattern, decode_string_literal, LikeChar};
 
-/// The string literal of `SELECT Id FROM Contact WHERE Name = <literal>`, as the emulator reads it.
-fn soql_decode(literal: &str) -> Result<StrLit, String> {
-    let query = format!("SELECT Id FROM Contact WHERE Name = {literal}");
-    let tokens = lex(&query).map_err(|e| format!("{e:?}"))?;
-    let strings: Vec<StrLit> = tokens
-        .into_iter()
-        .filter_map(|t| match t.tok {
-            Tok::Str(s) => Some(s),
-            _ => None,
-        })
-        .collect();
-    match <[StrLit; 1]>::try_from(strings) {
-        Ok([only]) => Ok(only),
-        Err(all) => Err(format!(
-            "{literal} is {} string literals, not one",
-            all.len()
-        )),
-    }
-}
-
-/// The search term of `FIND {<term>} IN PHONE FIELDS RETURNING Contact(Id)`, unescaped, as the
-/// emulator reads it.
-fn sosl_decode(term: &str) -> Result<String, String> {
-    let query = format!("FIND {{{term}}} IN PHONE FIELDS RETURNING Contact(Id)");
-    sf_emulator::sosl::parse(&Schema::standard(), &query)
-        .map(|search| search.term.text)
-        .map_err(|e| format!("{} {}", e.code, e.message))
+/// Characters that count towards SOSL's two-character minimum (whitespace does not).
+fn significant(value: &str) -> usize {
+    value.chars().filter(|c| !c.is_whitespace()).count()
 }
 
 /// Strings that stress the escapers: quotes, backslashes, LIKE wildcards, SOSL reserved
@@ -77,8 +53,7 @@ proptest! {
 
     #[test]
     fn soql_literals_decode_to_the_input(value in hostile_text()) {
-        let decoded = soql_decode(&soql_string(&value));
-        prop_assert_eq!(decoded.map(|s| s.value), Ok(value));
+        prop_assert_eq!(decode_string_literal(&soql_string(&value)), Ok(value));
     }
 
     #[test]
@@ -88,17 +63,22 @@ proptest! {
             LikeMatch::Exactly, LikeMatch::StartsWith, LikeMatch::EndsWith, LikeMatch::Contains,
         ]),
     ) {
-        let decoded = soql_decode(&soql_like(&value, how)).map(|s| s.pattern);
-        prop_assert_eq!(decoded, Ok(like_pattern(&value, how)));
+        prop_assert_eq!(decode_like_pattern(&soql_like(&value, how)), Ok(like_pattern(&value, how)));
     }
 
     #[test]
-    fn sosl_phrases_decode_to_the_input_or_are_refused_for_a_control_character(
+    fn a_sosl_phrase_searches_exactly_the_input_or_is_refused_for_a_control_character(
         value in hostile_text(),
     ) {
-        // A second phrase makes every term long enough for SOSL's two-character minimum.
-        match sosl_any_phrase(["zz", value.as_str()]) {
-            Ok(term) => prop_assert_eq!(sosl_decode(&term), Ok(format!("\"zz\" OR \"{value}\""))),
+        match sosl_phrase(&value) {
+            Ok(phrase) => match decode_search_term(&phrase) {
+                Ok(term) => prop_assert_eq!(term.single_literal(), Some(value.as_str())),
+                // SOSL's own rule, not the escaper's: a term needs two non-space characters.
+                Err(e) => {
+                    prop_assert_eq!(e.code, "INVALID_SEARCH");
+                    prop_assert!(significant(&value) < 2);
+                }
+            },
             Err(SoslError::Empty) => prop_assert!(value.trim().is_empty()),
             Err(SoslError::Unsearchable { character, at }) => {
                 prop_assert!(character.is_control());
@@ -110,15 +90,48 @@ proptest! {
     }
 
     #[test]
-    fn sosl_terms_decode_to_the_input_or_are_refused_with_the_reason(value in hostile_text()) {
-        match sosl_term(&value) {
+    fn any_phrase_searches_each_input_as_one_alternative(
+        values in prop::collection::vec(hostile_text(), 1..4),
+    ) {
+        // A leading two-letter phrase keeps every term above SOSL's minimum length.
+        let mut all = vec!["zz".to_string()];
+        all.extend(values);
+        match sosl_any_phrase(&all) {
             Ok(term) => {
-                // The term is searched for as words, so it is padded to SOSL's minimum length.
-                prop_assert_eq!(sosl_decode(&format!("zz {term}")), Ok(format!("zz {value}")));
+                let term = decode_search_term(&term).map_err(|e| TestCaseError::fail(e.message))?;
+                prop_assert_eq!(term.literals(), all.clone());
+                prop_assert!(term.operands().iter().all(|o| o.phrase && !o.has_wildcards()));
+                prop_assert!(matches!(term.expr, TermExpr::Or(_)));
             }
+            Err(SoslError::Empty) => prop_assert!(all.iter().any(|v| v.trim().is_empty())),
+            Err(SoslError::Unsearchable { character, .. }) => {
+                prop_assert!(character.is_control());
+                prop_assert!(all.iter().any(|v| v.contains(character)));
+            }
+            Err(e) => prop_assert!(false, "phrases refused for {e}"),
+        }
+    }
+
+    #[test]
+    fn a_sosl_term_searches_the_input_words_or_is_refused_with_the_reason(
+        value in hostile_text(),
+    ) {
+        match sosl_term(&value) {
+            Ok(term) => match decode_search_term(&term) {
+                Ok(decoded) => {
+                    let words: Vec<&str> = value.split_whitespace().collect();
+                    prop_assert_eq!(decoded.literals(), words);
+                    prop_assert!(decoded.operands().iter().all(|o| !o.has_wildcards()));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.code, "INVALID_SEARCH");
+                    prop_assert!(significant(&value) < 2);
+                }
+            },
             Err(SoslError::Empty) => prop_assert!(value.trim().is_empty()),
             Err(SoslError::OperatorWord(word)) => {
                 prop_assert!(["AND", "OR", "NOT"].contains(&word.to_ascii_uppercase().as_str()));
+                prop_assert!(value.split_whitespace().any(|w| w == word));
             }
             Err(SoslError::Unsearchable { character, .. }) => {
                 prop_assert!(character.is_control());
@@ -130,9 +143,15 @@ proptest! {
 #[test]
 fn the_phrase_builder_gives_what_a_lookup_searches() {
     let term = sosl_any_phrase(["442079460958", "02079460958"]).unwrap();
+    assert_eq!(term, r#""442079460958" OR "02079460958""#);
     assert_eq!(
-        sosl_decode(&term),
-        Ok("\"442079460958\" OR \"02079460958\"".to_string())
+        decode_search_term(&term).unwrap().literals(),
+        ["442079460958", "02079460958"]
     );
-    assert_eq!(sosl_phrase("+44 20-7946").unwrap(), r#""\+44 20\-7946""#);
+    let phrase = sosl_phrase("+44 20-7946").unwrap();
+    assert_eq!(phrase, r#""\+44 20\-7946""#);
+    assert_eq!(
+        decode_search_term(&phrase).unwrap().single_literal(),
+        Some("+44 20-7946")
+    );
 }
