@@ -260,7 +260,10 @@ fn config_xml(
 /// Writes a fresh token for the org, as the sidecar does.
 pub fn write_token(dir: &Path, org: &Org) {
     let token = fetch_token(&org.emulator);
-    let issued_at_ms = token.issued_at_ms().unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let issued_at_ms = token.issued_at_ms_or(now_ms);
     let generation = org.generation.fetch_add(1, Ordering::SeqCst) + 1;
     handoff::write(
         &dir.join("tokens"),

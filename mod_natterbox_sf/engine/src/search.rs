@@ -4,7 +4,7 @@
 
 use natterbox_common::config::{LookupProfile, ObjectLookup};
 use natterbox_common::phone::{CallerNumber, Country};
-use natterbox_common::salesforce::escape::sosl_phrase;
+use natterbox_common::salesforce::escape::sosl_any_phrase;
 use natterbox_common::salesforce::QueryValue;
 use serde_json::Value;
 
@@ -53,13 +53,9 @@ impl SearchTemplate {
     /// digit form the caller may be stored as, each an escaped phrase (digits need no escaping;
     /// the escaper keeps it that way whatever the parser lets through).
     pub fn query(&self, caller: &CallerNumber) -> QueryValue {
-        let mut term = String::with_capacity(96);
-        for (i, form) in caller.search_forms().iter().enumerate() {
-            if i > 0 {
-                term.push_str(" OR ");
-            }
-            term.push_str(&sosl_phrase(form));
-        }
+        // Digit strings only: never empty, nothing SOSL refuses; were one refused, the empty
+        // term makes Salesforce answer MALFORMED_SEARCH, an `error` lookup.
+        let term = sosl_any_phrase(caller.search_forms()).unwrap_or_default();
         let mut query = QueryValue::with_capacity(self.returning.encoded().len() + 128);
         query
             .push_text("FIND {")
