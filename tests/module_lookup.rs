@@ -72,11 +72,16 @@ fn not_found_multiple_and_priority() {
         "not_found"
     );
 
-    // Jane and John Smith share a number: reported, not hidden.
+    // Jane and John Smith share a number: reported, not hidden. Lead Bennett has it too, typed
+    // the British way (020 7946 0958): counted and listed after the tied Contacts. Lead Walsh's
+    // (207) 946-0958 has the same last ten digits and is a Maine number: not the caller.
     let tie = f.lookup("m", "+44 20 7946 0958", "");
     assert_eq!(tie["sf_lookup_status"], "multiple", "{tie:?}");
-    assert_eq!(tie["sf_match_count"], "2");
-    assert_eq!(tie["sf_record_ids"].split(',').count(), 2);
+    assert_eq!(tie["sf_record_type"], "Contact");
+    assert_eq!(tie["sf_match_count"], "3");
+    let ids: Vec<&str> = tie["sf_record_ids"].split(',').collect();
+    assert_eq!(ids.len(), 3, "{tie:?}");
+    assert!(ids[0].starts_with("003") && ids[1].starts_with("003") && ids[2].starts_with("00Q"));
     assert!(!tie.contains_key("sf_record_id"));
 
     // A Contact and a Lead share 415.555.0199: the profile puts Contact first, and both count.
