@@ -240,6 +240,43 @@ async fn describe_reports_references_and_polymorphism() {
     assert_eq!(field(&contact, "Phone")["type"], "phone");
     assert_eq!(field(&contact, "Name")["type"], "string");
     assert_eq!(field(&contact, "AccountId")["relationshipName"], "Account");
+    // The Name entity itself: describe only, its documented fields.
+    let name = describe("Name").await;
+    let names: Vec<&str> = name["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Id",
+            "Alias",
+            "Email",
+            "FirstName",
+            "IsActive",
+            "LastName",
+            "LastReferencedDate",
+            "LastViewedDate",
+            "Name",
+            "NameOrAlias",
+            "Phone",
+            "ProfileId",
+            "RecordTypeId",
+            "Title",
+            "Type",
+            "UserRoleId",
+            "Username"
+        ]
+    );
+    assert_eq!(
+        (&name["queryable"], &name["keyPrefix"]),
+        (&json!(false), &Value::Null)
+    );
+    assert!(!names.contains(&"Extension"));
+    let (status, code, _) = query_err(&emu, &tok, "SELECT Id FROM Name").await;
+    assert_eq!((status, code.as_str()), (400, "INVALID_TYPE"));
     let rule = describe("Routing_Rule__c").await;
     assert_eq!(field(&rule, "Phone__c")["type"], "phone");
 }
