@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
-use crate::flight::{Flights, Joined};
+use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::search::{decide, SearchTemplate};
@@ -597,9 +597,9 @@ impl Engine {
                 claimed_refresh,
             } => {
                 if claimed_refresh {
-                    if let Joined::Leader(_) = self.flights.join(&key) {
+                    if let Joined::Leader(flight) = self.flights.join(&key) {
                         let p = prepare();
-                        self.spawn_fetch(&p, Instant::now() + p.refresh_timeout);
+                        self.spawn_fetch(&p, flight, Instant::now() + p.refresh_timeout);
                     }
                 }
                 Ok(hit(outcome, Source::Stale))
@@ -607,7 +607,7 @@ impl Engine {
             Cached::Miss => match self.flights.join(&key) {
                 Joined::Leader(flight) => {
                     let p = prepare();
-                    self.spawn_fetch(&p, p.deadline);
+                    self.spawn_fetch(&p, flight.clone(), p.deadline);
                     Err((p, flight))
                 }
                 Joined::Follower(flight) => Err((prepare(), flight)),
@@ -615,12 +615,21 @@ impl Engine {
         }
     }
 
-    fn spawn_fetch(&self, p: &Prepared, deadline: Instant) {
+    /// Starts the leader's request. The flight is finished by a guard that goes with the task:
+    /// a task that panics or is dropped ends its flight with an error instead of leaving every
+    /// later miss of the number waiting on it.
+    fn spawn_fetch(&self, p: &Prepared, flight: Arc<Flight<FlightResult>>, deadline: Instant) {
+        let guard = FlightGuard::new(
+            self.flights.clone(),
+            p.key,
+            flight,
+            Err((
+                LookupStatus::Error,
+                "the lookup task ended without an answer".into(),
+            )),
+        );
         let Some(runtime) = &self.runtime else {
-            self.flights.finish(
-                &p.key,
-                Err((LookupStatus::Error, "module is stopping".into())),
-            );
+            guard.finish(Err((LookupStatus::Error, "module is stopping".into())));
             return;
         };
         let org = p.org.clone();
@@ -629,9 +638,16 @@ impl Engine {
         let key = p.key;
         let profile_index = p.profile_index;
         let cache = self.cache.clone();
-        let flights = self.flights.clone();
         let outbox = self.outbox.clone();
         runtime.spawn(async move {
+            // Released if the task ends without inserting (panic, drop) so a later stale hit
+            // can claim the refresh again.
+            let refresh_claim = RefreshClaim {
+                cache: &cache,
+                key,
+            };
+            #[cfg(test)]
+            test_hooks::before_fetch();
             let deadline = tokio::time::Instant::from_std(deadline);
             let result = fetch(
                 &org,
@@ -642,11 +658,11 @@ impl Engine {
                 &outbox,
             )
             .await;
-            match &result {
-                Ok(outcome) => cache.insert(key, outcome.clone()),
-                Err(_) => cache.release_refresh(&key),
+            if let Ok(outcome) = &result {
+                cache.insert(key, outcome.clone());
+                std::mem::forget(refresh_claim);
             }
-            flights.finish(&key, result);
+            guard.finish(result);
         });
     }
 
@@ -817,6 +833,33 @@ impl Prepared {
     }
 }
 
+/// A stale entry's refresh claim, released unless the fetch inserted a new answer.
+struct RefreshClaim<'a> {
+    cache: &'a LookupCache,
+    key: CacheKey,
+}
+
+impl Drop for RefreshClaim<'_> {
+    fn drop(&mut self) {
+        self.cache.release_refresh(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod test_hooks {
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// Runs in the next fetch task before it asks Salesforce (e.g. to make it panic).
+    pub static BEFORE_NEXT_FETCH: std::sync::Mutex<Option<Hook>> = std::sync::Mutex::new(None);
+
+    pub fn before_fetch() {
+        let hook = BEFORE_NEXT_FETCH.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
 /// Asks Salesforce, once, retrying once on a refused token within the deadline.
 async fn fetch(
     org: &OrgRuntime,
@@ -982,6 +1025,113 @@ async fn watch_tokens(
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natterbox_common::handoff::{self, TokenFile};
+    use natterbox_common::salesforce::oauth::TokenResponse;
+    use sf_emulator::{Emulator, EmulatorOptions};
+
+    fn engine_for(emulator: &Emulator, dir: &std::path::Path) -> Engine {
+        let token: TokenResponse = reqwest::blocking::Client::new()
+            .post(format!(
+                "{}/services/oauth2/token",
+                emulator.instance_url()
+            ))
+            .basic_auth("3MVG9Emu.CC.ClientId.natterbox", Some("cc-app-secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        handoff::write(
+            &tokens,
+            &TokenFile {
+                org: "acme".into(),
+                access_token: token.access_token,
+                instance_url: token.instance_url,
+                issued_at_ms: 0,
+                generation: 1,
+            },
+            None,
+        )
+        .unwrap();
+        let xml = format!(
+            r#"<configuration name="natterbox_sf.conf"><settings>
+                 <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
+                 <param name="event-socket" value="{}"/>
+               </settings><orgs><org name="acme" login-url="{}">
+                 <profile name="default"><object name="Contact" fields="Id,Name"/></profile>
+               </org></orgs></configuration>"#,
+            tokens.display(),
+            dir.join("spool").display(),
+            dir.join("events.sock").display(),
+            emulator.login_url(),
+        );
+        Engine::start(Config::parse(&xml).unwrap()).unwrap()
+    }
+
+    fn request(timeout: Duration) -> LookupRequest {
+        LookupRequest {
+            org: None,
+            number: "+14155550123".into(),
+            profile: None,
+            timeout: Some(timeout),
+        }
+    }
+
+    /// Issue 10: a fetch task that panics must not leave its flight open: the leader and the
+    /// followers hear an error at once, and the next miss starts a new flight.
+    #[test]
+    fn a_panicking_fetch_task_ends_its_flight_for_every_waiter() {
+        let emulator = Emulator::start_background(EmulatorOptions::default_seed()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(engine_for(&emulator, dir.path()));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        *test_hooks::BEFORE_NEXT_FETCH.lock().unwrap() = Some(Box::new(move || {
+            let _ = released.recv();
+            panic!("injected: the fetch task panicked");
+        }));
+        let started = Instant::now();
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let engine = engine.clone();
+                std::thread::spawn(move || engine.lookup_blocking(&request(Duration::from_secs(10))))
+            })
+            .collect();
+        // The leader's task waits in the hook until every caller holds the flight: the map,
+        // the task's guard and three callers.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while engine.flights.holders() < 5 {
+            assert!(Instant::now() < deadline, "three callers on one flight");
+            std::thread::yield_now();
+        }
+        release.send(()).unwrap();
+        for caller in callers {
+            let answer = caller.join().unwrap();
+            assert_eq!(answer.status, LookupStatus::Error, "{answer:?}");
+            assert_eq!(
+                answer.detail.as_deref(),
+                Some("the lookup task ended without an answer")
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waiters heard before their 10 s deadline: {:?}",
+            started.elapsed()
+        );
+        assert!(engine.flights.is_empty());
+        let again = engine.lookup_blocking(&request(Duration::from_secs(5)));
+        assert_eq!(again.status, LookupStatus::Found, "{again:?}");
+        assert_eq!(again.source, Some(Source::Salesforce));
+        if let Ok(engine) = Arc::try_unwrap(engine) {
+            assert!(engine.shutdown(Duration::from_secs(5)));
         }
     }
 }
