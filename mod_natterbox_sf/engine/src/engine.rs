@@ -18,10 +18,10 @@ use tokio::sync::{watch, Semaphore};
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
 use crate::flight::{Flight, FlightGuard, Flights, Joined};
+use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::search::{decide, SearchTemplate};
-use crate::striped::StripedCounter;
 use crate::tokens::{Credential, TokenSlot};
 
 /// What the dialplan asked for.
@@ -153,12 +153,15 @@ fn intern(name: &str) -> &'static str {
     leaked
 }
 
-/// Per org (the org's country decides how a number parses), keyed by the text as received.
-type ParseMemo = papaya::HashMap<Box<str>, Result<Arc<ParsedCaller>, InvalidNumber>>;
+/// Per org (the org's country decides how a number parses), keyed by the text as received. Only
+/// numbers that parse are remembered: caller text that is not a number (anything a SIP header
+/// can carry) is parsed again each time and never takes memory here.
+type ParseMemo = papaya::HashMap<Box<str>, Arc<ParsedCaller>>;
 
-/// Parsed numbers remembered; past this the memo starts over (callers from anywhere must not
-/// grow it without bound).
-const PARSE_MEMO_MAX: usize = 100_000;
+/// Valid numbers remembered per org; past this the memo starts over.
+const PARSE_MEMO_MAX: usize = 65_536;
+/// Longer caller text is parsed each time: a number with a few separators fits.
+const PARSE_MEMO_KEY_MAX: usize = 32;
 
 /// An immutable view of the config, swapped in whole by a reload.
 pub struct Snapshot {
@@ -169,15 +172,19 @@ pub struct Snapshot {
 pub struct Engine {
     runtime: Option<tokio::runtime::Runtime>,
     live_threads: Arc<AtomicUsize>,
-    snapshot: ArcSwap<Snapshot>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<LookupCache>,
     flights: Arc<Flights<CacheKey, FlightResult>>,
     outbox: Outbox,
+    /// The `sf-spool` thread: it ends after the outbox's last sender, and is waited for.
+    spool_thread: Option<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     next_scope: AtomicU32,
     /// Token slots by org name, kept across reloads so the last good token survives them.
     token_slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
-    pub lookups: StripedCounter,
+    /// Finished lookups by status and source, and their latency: counted on the caller's
+    /// thread, striped.
+    lookup_metrics: Arc<LookupMetrics>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -228,40 +235,51 @@ impl Engine {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let (stop, stop_rx) = watch::channel(false);
-        let (outbox, outbox_task) = Outbox::new(
-            settings.event_socket.clone(),
-            settings.spool_dir.clone(),
-            settings.event_queue_capacity,
-            stop_rx.clone(),
-        );
-        let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
-        let mut engine = Engine {
-            runtime: None,
-            live_threads,
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                config: config.clone(),
-                orgs: HashMap::new(),
-            }),
-            cache,
-            flights: Arc::new(Flights::new()),
-            outbox,
-            stop,
-            next_scope: AtomicU32::new(1),
-            token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
-            lookups: StripedCounter::default(),
-        };
-        let snapshot = engine.build_snapshot(config, None)?;
-        for org in snapshot.orgs.values() {
-            org.tokens.poll(&org.config.name);
-        }
-        engine.snapshot.store(Arc::new(snapshot));
         if let Err(e) = std::fs::create_dir_all(&settings.spool_dir) {
             tracing::warn!(
                 "cannot create spool dir {}: {e}",
                 settings.spool_dir.display()
             );
         }
+        let (outbox, outbox_task, spool_thread) = Outbox::new(
+            settings.event_socket.clone(),
+            settings.spool_dir.clone(),
+            settings.event_queue_capacity,
+            stop_rx.clone(),
+        )
+        .map_err(|e| format!("cannot start the spool writer thread: {e}"))?;
+        let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
+        let mut engine = Engine {
+            runtime: None,
+            live_threads,
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
+                config: config.clone(),
+                orgs: HashMap::new(),
+            })),
+            cache,
+            flights: Arc::new(Flights::new()),
+            outbox,
+            spool_thread: Some(spool_thread),
+            stop,
+            next_scope: AtomicU32::new(1),
+            token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
+            lookup_metrics: Arc::new(LookupMetrics::default()),
+        };
+        let snapshot = match engine.build_snapshot(config, None) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                // The spool thread must end before a failed load lets the library be unloaded.
+                drop(outbox_task);
+                engine.shutdown(Duration::from_secs(5));
+                return Err(e);
+            }
+        };
+        for org in snapshot.orgs.values() {
+            org.tokens.poll(&org.config.name);
+        }
+        engine.snapshot.store(Arc::new(snapshot));
         runtime.spawn(outbox_task);
+        runtime.spawn(push_metrics(engine.metrics_view(), stop_rx.clone()));
         runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx));
         engine.runtime = Some(runtime);
         Ok(engine)
@@ -460,19 +478,22 @@ impl Engine {
     /// The lookup, for FreeSWITCH's threads: returns by the deadline whatever happens.
     pub fn lookup_blocking(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
-        match self.cached_or_flight(request, started) {
+        let answer = match self.cached_or_flight(request, started) {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight.wait_until(prepared.deadline);
                 prepared.answer_from_flight(result, started)
             }
-        }
+        };
+        self.lookup_metrics
+            .record(answer.status, answer.source, answer.elapsed);
+        answer
     }
 
     /// The same lookup for async callers (tests, benchmarks).
     pub async fn lookup(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
-        match self.cached_or_flight(request, started) {
+        let answer = match self.cached_or_flight(request, started) {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight
@@ -480,25 +501,57 @@ impl Engine {
                     .await;
                 prepared.answer_from_flight(result, started)
             }
+        };
+        self.lookup_metrics
+            .record(answer.status, answer.source, answer.elapsed);
+        answer
+    }
+
+    /// The module's figures in the Prometheus text format (`sf metrics`; pushed to the sidecar).
+    pub fn metrics_text(&self) -> String {
+        self.metrics_view().render()
+    }
+
+    fn metrics_view(&self) -> MetricsView {
+        MetricsView {
+            snapshot: self.snapshot.clone(),
+            cache: self.cache.clone(),
+            flights: self.flights.clone(),
+            lookups: self.lookup_metrics.clone(),
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    /// Runs `work` on the runtime's blocking pool (joined at shutdown), for work FreeSWITCH's
+    /// event thread must not do itself. False when the module is stopping.
+    pub fn run_blocking(&self, work: impl FnOnce() + Send + 'static) -> bool {
+        match &self.runtime {
+            Some(runtime) => {
+                runtime.spawn_blocking(work);
+                true
+            }
+            None => false,
         }
     }
 
     fn parse(org: &OrgRuntime, number: &str) -> Result<Arc<ParsedCaller>, InvalidNumber> {
         let memo = org.parsed.pin();
         if let Some(parsed) = memo.get(number) {
-            return parsed.clone();
+            return Ok(parsed.clone());
         }
-        let parsed = CallerNumber::parse(number, org.config.default_country).map(|caller| {
-            Arc::new(ParsedCaller {
+        let parsed = Arc::new(CallerNumber::parse(number, org.config.default_country).map(
+            |caller| ParsedCaller {
                 e164: E164Text::new(caller.e164()),
                 caller,
-            })
-        });
-        if memo.len() >= PARSE_MEMO_MAX {
-            memo.clear();
+            },
+        )?);
+        if number.len() <= PARSE_MEMO_KEY_MAX {
+            if memo.len() >= PARSE_MEMO_MAX {
+                memo.clear();
+            }
+            memo.insert(number.into(), parsed.clone());
         }
-        memo.insert(number.into(), parsed.clone());
-        parsed
+        Ok(parsed)
     }
 
     /// Everything up to the cache: a settled answer (hit, stale hit, or a refusal), or the
@@ -509,7 +562,6 @@ impl Engine {
         request: &LookupRequest,
         started: Instant,
     ) -> Result<LookupAnswer, (Prepared, Arc<crate::flight::Flight<FlightResult>>)> {
-        self.lookups.add(1);
         let snapshot = self.snapshot.load();
         let fail = |status, org: Option<&'static str>, detail: String| LookupAnswer {
             status,
@@ -642,10 +694,7 @@ impl Engine {
         runtime.spawn(async move {
             // Released if the task ends without inserting (panic, drop) so a later stale hit
             // can claim the refresh again.
-            let refresh_claim = RefreshClaim {
-                cache: &cache,
-                key,
-            };
+            let refresh_claim = RefreshClaim { cache: &cache, key };
             #[cfg(test)]
             test_hooks::before_fetch();
             let deadline = tokio::time::Instant::from_std(deadline);
@@ -669,16 +718,34 @@ impl Engine {
     /// Stops the outbox and the token watcher, then the runtime, and waits until every thread it
     /// started has ended. Returns false if some did not end in time (the module must then not be
     /// unloaded).
-    pub fn shutdown(mut self, wait: Duration) -> bool {
-        let _ = self.stop.send(true);
-        if let Some(runtime) = self.runtime.take() {
+    pub fn shutdown(self, wait: Duration) -> bool {
+        let Engine {
+            runtime,
+            live_threads,
+            outbox,
+            spool_thread,
+            stop,
+            ..
+        } = self;
+        let _ = stop.send(true);
+        let deadline = Instant::now() + wait;
+        if let Some(runtime) = runtime {
             runtime.shutdown_timeout(wait);
         }
-        let deadline = Instant::now() + wait;
-        while self.live_threads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        // The spool thread writes what it was handed, then ends with its last sender.
+        drop(outbox);
+        while live_threads.load(Ordering::SeqCst) > 0
+            || spool_thread.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.live_threads.load(Ordering::SeqCst) == 0
+        if let Some(thread) = spool_thread {
+            let _ = thread.join();
+        }
+        true
     }
 
     /// The sidecar's own view (`GET /status` on its loopback listener): token health per org,
@@ -765,7 +832,7 @@ impl Engine {
         let c = self.outbox.counters();
         serde_json::json!({
             "orgs": orgs,
-            "lookups": self.lookups.sum(),
+            "lookups": self.lookup_metrics.total(),
             "cache": {
                 "entries": cache.entries, "hits": cache.hits, "stale_hits": cache.stale_hits,
                 "misses": cache.misses, "inserts": cache.inserts, "evictions": cache.evictions,
@@ -779,6 +846,8 @@ impl Engine {
                 "call_logs_spooled": c.call_logs_spooled.load(Ordering::Relaxed),
                 "call_logs_acked": c.call_logs_acked.load(Ordering::Relaxed),
                 "spool_errors": c.spool_errors.load(Ordering::Relaxed),
+                "spool_depth": c.spool_depth.load(Ordering::Relaxed),
+                "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
             },
             "flights": self.flights.len(),
         })
@@ -1004,6 +1073,53 @@ async fn fetch_admitted(
     }
 }
 
+/// What the metrics are read from, for the push task and `sf metrics`.
+struct MetricsView {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    cache: Arc<LookupCache>,
+    flights: Arc<Flights<CacheKey, FlightResult>>,
+    lookups: Arc<LookupMetrics>,
+    outbox: Outbox,
+}
+
+impl MetricsView {
+    fn render(&self) -> String {
+        let snapshot = self.snapshot.load();
+        crate::metrics::render(&MetricsSources {
+            lookups: &self.lookups,
+            snapshot: &snapshot,
+            cache: self.cache.stats(),
+            flights: self.flights.len(),
+            outbox: self.outbox.counters(),
+        })
+    }
+}
+
+const METRICS_PUSH_FIRST: Duration = Duration::from_secs(1);
+const METRICS_PUSH_EVERY: Duration = Duration::from_secs(10);
+
+/// Pushes the module's figures to the sidecar, which serves them on its `/metrics`.
+async fn push_metrics(view: MetricsView, mut stop: watch::Receiver<bool>) {
+    let mut pause = METRICS_PUSH_FIRST;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+        let text = view.render();
+        // The line carries the text as a JSON string (quotes and newlines escaped).
+        let line_len = serde_json::to_string(&text).map_or(usize::MAX, |j| j.len() + 40);
+        if line_len < natterbox_common::wire::MAX_LINE_BYTES {
+            view.outbox.module_metrics(text);
+        } else {
+            tracing::warn!(
+                "module metrics of {line_len} bytes are over the event socket's line limit; not pushed"
+            );
+        }
+        pause = METRICS_PUSH_EVERY;
+    }
+}
+
 /// Re-reads token files when they change; faster while some org waits for a new token.
 async fn watch_tokens(
     slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
@@ -1038,10 +1154,7 @@ mod tests {
 
     fn engine_for(emulator: &Emulator, dir: &std::path::Path) -> Engine {
         let token: TokenResponse = reqwest::blocking::Client::new()
-            .post(format!(
-                "{}/services/oauth2/token",
-                emulator.instance_url()
-            ))
+            .post(format!("{}/services/oauth2/token", emulator.instance_url()))
             .basic_auth("3MVG9Emu.CC.ClientId.natterbox", Some("cc-app-secret"))
             .form(&[("grant_type", "client_credentials")])
             .send()
@@ -1102,7 +1215,9 @@ mod tests {
         let callers: Vec<_> = (0..3)
             .map(|_| {
                 let engine = engine.clone();
-                std::thread::spawn(move || engine.lookup_blocking(&request(Duration::from_secs(10))))
+                std::thread::spawn(move || {
+                    engine.lookup_blocking(&request(Duration::from_secs(10)))
+                })
             })
             .collect();
         // The leader's task waits in the hook until every caller holds the flight: the map,

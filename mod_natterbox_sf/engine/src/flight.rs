@@ -269,7 +269,10 @@ mod tests {
         );
         assert!(start.elapsed() < Duration::from_secs(1));
         assert!(flights.is_empty());
-        assert!(matches!(flights.join(&3), Joined::Leader(_)), "a new flight");
+        assert!(
+            matches!(flights.join(&3), Joined::Leader(_)),
+            "a new flight"
+        );
     }
 
     #[tokio::test]
