@@ -12,7 +12,7 @@ use crate::breaker::BreakerView;
 use crate::engine::Snapshot;
 use crate::outbox::OutboxCounters;
 use crate::outcome::{LookupStatus, Source};
-use crate::striped::StripedCounter;
+use crate::striped::{Stripe, StripedCounter};
 
 const STATUSES: [LookupStatus; 8] = [
     LookupStatus::Found,
@@ -40,12 +40,18 @@ const BUCKETS_US: [u64; 13] = [
     5_000_000,
 ];
 
+/// `STATUSES` lists the variants in declaration order.
 fn status_index(status: LookupStatus) -> usize {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(0)
+    status as usize
 }
 
 fn source_index(source: Option<Source>) -> usize {
-    SOURCES.iter().position(|s| *s == source).unwrap_or(3)
+    match source {
+        Some(Source::Cache) => 0,
+        Some(Source::Stale) => 1,
+        Some(Source::Salesforce) => 2,
+        None => 3,
+    }
 }
 
 /// Counts of finished lookups and their latency.
@@ -68,14 +74,15 @@ impl Default for LookupMetrics {
 
 impl LookupMetrics {
     pub fn record(&self, status: LookupStatus, source: Option<Source>, elapsed: Duration) {
-        self.by_outcome[status_index(status)][source_index(source)].add(1);
+        let stripe = Stripe::current();
+        self.by_outcome[status_index(status)][source_index(source)].add_on(stripe, 1);
         let us = elapsed.as_micros() as u64;
         let bucket = BUCKETS_US
             .iter()
             .position(|b| us <= *b)
             .unwrap_or(BUCKETS_US.len());
-        self.buckets[bucket].add(1);
-        self.sum_us.add(us);
+        self.buckets[bucket].add_on(stripe, 1);
+        self.sum_us.add_on(stripe, us);
     }
 
     pub fn total(&self) -> u64 {
@@ -374,6 +381,16 @@ mod tests {
         assert_eq!(m.buckets[3].sum(), 1, "3 ms: the 5 ms bucket");
         assert_eq!(m.buckets[BUCKETS_US.len()].sum(), 1, "9 s: above all");
         assert_eq!(m.total(), 3);
+    }
+
+    #[test]
+    fn indexes_match_the_label_lists() {
+        for (i, status) in STATUSES.iter().enumerate() {
+            assert_eq!(status_index(*status), i);
+        }
+        for (i, source) in SOURCES.iter().enumerate() {
+            assert_eq!(source_index(*source), i);
+        }
     }
 
     #[test]
