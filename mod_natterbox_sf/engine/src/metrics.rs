@@ -55,21 +55,12 @@ fn source_index(source: Option<Source>) -> usize {
 }
 
 /// Counts of finished lookups and their latency.
+#[derive(Default)]
 pub struct LookupMetrics {
     by_outcome: [[StripedCounter; SOURCES.len()]; STATUSES.len()],
     /// Non-cumulative: lookups whose latency fell in each bucket; the last is above them all.
     buckets: [StripedCounter; BUCKETS_US.len() + 1],
     sum_us: StripedCounter,
-}
-
-impl Default for LookupMetrics {
-    fn default() -> Self {
-        LookupMetrics {
-            by_outcome: Default::default(),
-            buckets: Default::default(),
-            sum_us: StripedCounter::default(),
-        }
-    }
 }
 
 impl LookupMetrics {
