@@ -144,9 +144,9 @@ impl SpoolWriter {
                 self.write(&log);
             }
             SpoolOp::Overflow(log) => {
-                if self.write(&log) {
-                    self.overflowed.push(log);
-                }
+                // Sent even when it could not be spooled: the sidecar's outbox keeps it then.
+                self.write(&log);
+                self.overflowed.push(log);
             }
             SpoolOp::Remove(call_uuid) => {
                 match fs::remove_file(spool_path(&self.dir, &call_uuid)) {
@@ -161,7 +161,7 @@ impl SpoolWriter {
         }
     }
 
-    fn write(&mut self, log: &CallLog) -> bool {
+    fn write(&mut self, log: &CallLog) {
         match write_unsynced_dir(&self.dir, log) {
             Ok(new) => {
                 self.dir_dirty = true;
@@ -171,12 +171,10 @@ impl SpoolWriter {
                 self.counters
                     .call_logs_spooled
                     .fetch_add(1, Ordering::Relaxed);
-                true
             }
             Err(e) => {
                 self.counters.spool_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("cannot spool call log {}: {e}", log.call_uuid);
-                false
             }
         }
     }
