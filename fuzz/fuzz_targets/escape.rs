@@ -1,15 +1,17 @@
 //! The escapers every piece of call text goes through on its way into a query
 //! (common/src/salesforce/escape.rs) and the URL encoding of queries (`QueryValue`).
 //!
-//! Properties: a SOQL literal is one literal (quoted at both ends, every quote, double quote and
-//! backslash inside escaped, only SOQL's escape sequences) that reads back as the value less the
-//! control characters SOQL cannot carry; a SOSL term has every reserved character escaped and
-//! reads back the same way; a query value contains only unreserved characters, `+` and `%XX`, and
-//! decodes to the text.
+//! Properties (the escapers drop nothing: they write the text back exactly or refuse it): a SOQL
+//! literal is one literal (quoted at both ends, every quote, double quote and backslash inside
+//! escaped, only SOQL's escape sequences, no raw control character) that reads back as the
+//! value; a SOSL term and a SOSL phrase have every reserved character escaped and read back as
+//! the value, and are refused only for a control character, an empty text or (a term) an
+//! operator word; a query value contains only unreserved characters, `+` and `%XX`, and decodes
+//! to the text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natterbox_common::salesforce::escape::{soql_string, sosl_term};
+use natterbox_common::salesforce::escape::{soql_string, sosl_phrase, sosl_term};
 use natterbox_common::salesforce::QueryValue;
 
 const SOSL_RESERVED: &str = "?&|!{}[]()^~*:\\\"'+-";
@@ -30,6 +32,13 @@ fn read_soql_literal(literal: &str) -> Option<String> {
                 't' => '\t',
                 'b' => '\u{8}',
                 'f' => '\u{c}',
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    if hex.len() != 4 {
+                        return None;
+                    }
+                    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
+                }
                 _ => return None,
             }),
             '\'' | '"' => return None,
@@ -84,20 +93,45 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let soql_keeps = |c: &char| !c.is_control() || "\n\r\t\u{8}\u{c}".contains(*c);
     let literal = soql_string(text);
     assert_eq!(
-        read_soql_literal(&literal),
-        Some(text.chars().filter(soql_keeps).collect()),
+        read_soql_literal(&literal).as_deref(),
+        Some(text),
         "SOQL literal {literal:?}"
     );
 
-    let term = sosl_term(text);
-    assert_eq!(
-        read_sosl_term(&term),
-        Some(text.chars().filter(|c| !c.is_control()).collect()),
-        "SOSL term {term:?}"
-    );
+    let has_control = text.chars().any(char::is_control);
+    let blank = text.trim().is_empty();
+    match sosl_term(text) {
+        Ok(term) => assert_eq!(
+            read_sosl_term(&term).as_deref(),
+            Some(text),
+            "SOSL term {term:?}"
+        ),
+        Err(_) => {
+            let operator = text
+                .split_whitespace()
+                .any(|w| ["and", "or", "not"].contains(&w.to_ascii_lowercase().as_str()));
+            assert!(
+                has_control || blank || operator,
+                "SOSL term refused {text:?}"
+            );
+        }
+    }
+    match sosl_phrase(text) {
+        Ok(phrase) => {
+            let inner = phrase
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .expect("a quoted phrase");
+            assert_eq!(
+                read_sosl_term(inner).as_deref(),
+                Some(text),
+                "SOSL phrase {phrase:?}"
+            );
+        }
+        Err(_) => assert!(has_control || blank, "SOSL phrase refused {text:?}"),
+    }
 
     let value = QueryValue::from(text);
     assert_eq!(

@@ -2,7 +2,7 @@
 //! records are Salesforce's, the caller number is the caller's.
 //!
 //! Properties: no answer panics `decide`; a Found outcome names a record of the winning type
-//! whose Id it reports; Multiple means at least two matches; every channel variable value is
+//! whose Id it reports and counts at least that match; Multiple means at least two matches; every channel variable value is
 //! free of control characters and within the size limit.
 #![no_main]
 
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     }
     match outcome.status {
         LookupStatus::Found => {
-            assert_eq!(outcome.match_count, 1);
+            assert!(outcome.match_count >= 1);
             let kind = outcome
                 .vars
                 .get("sf_record_type")

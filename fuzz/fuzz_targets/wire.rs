@@ -50,6 +50,9 @@ enum AnyMessage {
         what_id: Option<String>,
         hangup_cause: String,
     },
+    ModuleMetrics {
+        text: String,
+    },
     Ack {
         call_uuid: String,
     },
@@ -124,6 +127,7 @@ fn message(any: AnyMessage) -> Message {
             what_id,
             hangup_cause,
         }),
+        AnyMessage::ModuleMetrics { text } => Message::ModuleMetrics { text },
         AnyMessage::Ack { call_uuid } => Message::Ack { call_uuid },
     }
 }
