@@ -430,7 +430,10 @@ fn numbers_longer_than_e164_allows_are_not_possible() {
 #[test]
 fn a_number_reads_back_from_its_e164_form() {
     // Found by fuzz/caller_number: read as +490001620, written so, read back as +49001620.
-    assert_eq!(e164("00 001620;ext=12", "DE"), Err(InvalidNumber::NotPossible));
+    assert_eq!(
+        e164("00 001620;ext=12", "DE"),
+        Err(InvalidNumber::NotPossible)
+    );
     // Italy's leading zero is part of the number and survives the round trip.
     assert_eq!(e164("+39 06 6988 4821", "US").unwrap(), "+390669884821");
     assert_eq!(e164("+390669884821", "IT").unwrap(), "+390669884821");
