@@ -114,7 +114,11 @@ fn invalid_numbers_never_reach_salesforce() {
             "{caller}: {vars:?}"
         );
     }
-    let vars = f.lookup("bad-args", "+14155550123", "number=+14155550123 evil=1");
+    // number= takes the rest of the data: text after it is part of the number.
+    let vars = f.lookup("in-number", "+14155550123", "number=+14155550123 evil=1");
+    assert_eq!(vars["sf_lookup_status"], "invalid_number");
+    // An unknown argument in the dialplan's own text is an error.
+    let vars = f.lookup("bad-args", "+14155550123", "evil=1 number=+14155550123");
     assert_eq!(vars["sf_lookup_status"], "error");
     assert_eq!(f.acme().admin().endpoint_count("search"), 0);
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use natterbox_common::wire::{Direction, ScreenPop};
-use natterbox_engine::args::{printable, AppArgs};
+use natterbox_engine::args::{printable, AppArgs, ArgSpec};
 use natterbox_engine::outbox::now_ms;
 use natterbox_engine::outcome::has_variable_expansion;
 use natterbox_engine::{LookupAnswer, LookupRequest, LookupStatus};
@@ -27,6 +27,22 @@ const RESULT_VARS: &[&str] = &[
     "sf_caller_e164",
 ];
 
+/// `sf_lookup [org=…] [profile=…] [timeout_ms=…] [number_var=<variable>] [number=<rest>]`: a
+/// caller's number either comes from a channel variable (`number_var=`, or `caller_id_number`
+/// by default) or is the last argument, so no number can add or repeat an argument.
+const LOOKUP_ARGS: ArgSpec = ArgSpec {
+    settings: &["org", "profile", "timeout_ms", "number_var"],
+    last: &["number"],
+};
+
+/// `sf_screen_pop [org=…] [direction=…] [agent=<rest> | extension=<rest>]`: the agent's id or
+/// extension may come from data (a Salesforce field, a SIP header), so it is the last argument;
+/// to give both, set `sf_agent_user_id` / `sf_agent_extension` and name the other one.
+const SCREEN_POP_ARGS: ArgSpec = ArgSpec {
+    settings: &["org", "direction"],
+    last: &["agent", "extension"],
+};
+
 fn parse_direction(text: &str) -> Option<Direction> {
     match text {
         "inbound" => Some(Direction::Inbound),
@@ -41,7 +57,7 @@ pub fn sf_lookup(session: &Session<'_>, data: &str) {
         session.set_var("sf_lookup_status", Some(LookupStatus::Error.as_str()));
         return;
     };
-    let args = match AppArgs::parse(data, &["org", "number", "profile", "timeout_ms"]) {
+    let args = match AppArgs::parse(data, &LOOKUP_ARGS) {
         Ok(args) => args,
         Err(e) => {
             log_session(session, Level::Error, &format!("sf_lookup: {e}"));
@@ -62,16 +78,27 @@ pub fn sf_lookup(session: &Session<'_>, data: &str) {
             return;
         }
     };
+    let number = match (args.last(), args.get("number_var")) {
+        (Some(_), Some(_)) => {
+            log_session(
+                session,
+                Level::Error,
+                "sf_lookup: give number= or number_var=, not both",
+            );
+            session.set_var("sf_lookup_status", Some(LookupStatus::Error.as_str()));
+            return;
+        }
+        // Verbatim, even when empty: an empty number is an invalid one, not the channel's.
+        (Some((_, number)), None) => number.to_string(),
+        (None, Some(variable)) => session.var(variable).unwrap_or_default(),
+        (None, None) => session.var("caller_id_number").unwrap_or_default(),
+    };
     let request = LookupRequest {
         org: args
             .get("org")
             .map(str::to_string)
             .or_else(|| session.var("sf_org")),
-        number: args
-            .get("number")
-            .map(str::to_string)
-            .or_else(|| session.var("caller_id_number"))
-            .unwrap_or_default(),
+        number,
         profile: args
             .get("profile")
             .map(str::to_string)
@@ -162,7 +189,7 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
 
 pub fn sf_screen_pop(session: &Session<'_>, data: &str) {
     let Some(state) = module::state() else { return };
-    let args = match AppArgs::parse(data, &["org", "agent", "extension", "direction"]) {
+    let args = match AppArgs::parse(data, &SCREEN_POP_ARGS) {
         Ok(args) => args,
         Err(e) => {
             log_session(session, Level::Error, &format!("sf_screen_pop: {e}"));
@@ -182,14 +209,13 @@ pub fn sf_screen_pop(session: &Session<'_>, data: &str) {
         );
         return;
     };
-    let agent_user_id = args
-        .get("agent")
-        .map(str::to_string)
-        .or_else(|| session.var("sf_agent_user_id"));
-    let agent_extension = args
-        .get("extension")
-        .map(str::to_string)
-        .or_else(|| session.var("sf_agent_extension"));
+    let given = |key: &str| {
+        args.last()
+            .filter(|(k, v)| *k == key && !v.is_empty())
+            .map(|(_, v)| v.to_string())
+    };
+    let agent_user_id = given("agent").or_else(|| session.var("sf_agent_user_id"));
+    let agent_extension = given("extension").or_else(|| session.var("sf_agent_extension"));
     if agent_user_id.is_none() && agent_extension.is_none() {
         log_session(
             session,

@@ -30,6 +30,7 @@ pub struct LookupRequest {
     pub org: Option<String>,
     pub number: String,
     pub profile: Option<String>,
+    /// Shortens the configured `lookup-timeout-ms` for this lookup; never lengthens it.
     pub timeout: Option<Duration>,
 }
 
@@ -583,11 +584,13 @@ impl Engine {
             names: profile.names.clone(),
             caller: parsed.clone(),
             key,
+            // A request may shorten the configured deadline, never lengthen it.
             deadline: started
                 + request
                     .timeout
-                    .unwrap_or(snapshot.config.settings.lookup_timeout)
-                    .min(Duration::from_secs(60)),
+                    .map_or(snapshot.config.settings.lookup_timeout, |t| {
+                        t.min(snapshot.config.settings.lookup_timeout)
+                    }),
             refresh_timeout: snapshot.config.settings.lookup_timeout,
         };
         match self.cache.get(&key) {
