@@ -329,3 +329,33 @@ fn a_screen_pop_target_from_data_never_chooses_the_org() {
     );
     assert_eq!(both.agent_extension, None);
 }
+
+#[test]
+fn the_sf_lookup_command_takes_the_number_as_the_rest_of_the_line() {
+    // A dialplan may run it as `${sf(lookup acme ${caller_id_number})}`: the number is last.
+    let mut f = two_tenants(Vec::new());
+    let answer: serde_json::Value =
+        serde_json::from_str(&f.shim.api("lookup acme 4155550123 rules")).unwrap();
+    assert_eq!(answer["status"], "invalid_number", "{answer}");
+    let answer: serde_json::Value =
+        serde_json::from_str(&f.shim.api("lookup acme +1 415 555 0123")).unwrap();
+    assert_eq!(answer["status"], "found", "{answer}");
+    assert!(f
+        .acme()
+        .admin()
+        .queries()
+        .iter()
+        .all(|q| !q.text.contains("Routing_Rule__c")));
+    // The profile is named with the org, where no number reaches.
+    let answer: serde_json::Value =
+        serde_json::from_str(&f.shim.api("lookup acme/rules +14155550123")).unwrap();
+    assert_ne!(answer["status"], "error", "{answer}");
+    assert!(f
+        .acme()
+        .admin()
+        .queries()
+        .iter()
+        .any(|q| q.text.contains("Routing_Rule__c")));
+    assert!(f.shim.api("lookup acme").starts_with("-ERR"));
+    assert_eq!(globex_data_requests(&f), 0);
+}

@@ -418,7 +418,7 @@ fn the_sf_command() {
     assert_eq!(answer["status"], "found");
     assert_eq!(answer["source"], "salesforce");
     assert_eq!(answer["variables"]["sf_record_name"], "Ada Lovelace");
-    let again: Value = serde_json::from_str(&f.shim.api("lookup acme 4155550123 default")).unwrap();
+    let again: Value = serde_json::from_str(&f.shim.api("lookup acme/default 4155550123")).unwrap();
     assert_eq!(again["source"], "cache");
     let status: Value = serde_json::from_str(&f.shim.api("status")).unwrap();
     assert_eq!(status["orgs"][0]["org"], "acme");
