@@ -214,9 +214,10 @@ fn no_argument_and_no_caller_lengthens_the_configured_deadline() {
     let mut held_calls = 0;
     let cases: Vec<(String, &str)> = [
         // The dialplan asks for more than the configured deadline: it gets the configured one.
+        // (Two numbers: a lookup that joined the other's request would share its deadline.)
         ("+14155550123", "org=acme timeout_ms=5000"),
         (
-            "+14155550123",
+            "+14155550124",
             "org=acme timeout_ms=60000 number=${caller_id_number}",
         ),
     ]
@@ -250,18 +251,18 @@ fn no_argument_and_no_caller_lengthens_the_configured_deadline() {
             held < configured + Duration::from_millis(1400),
             "{data} / {caller:?}: held the call {held:?}, configured {configured:?}"
         );
-        if status == "timeout" {
+        // The dialplan's own long timeouts, each its own request: held to the configured one.
+        // (A caller's text is at most a number, looked up or not, under the same bound.)
+        if i < 2 {
+            assert_eq!(status, "timeout", "{data}: {got:?}");
             held_calls += 1;
             let ms: u64 = got["sf_lookup_ms"].parse().unwrap();
             assert!((550..2000).contains(&ms), "{data}: sf_lookup_ms={ms}");
         }
     }
-    assert!(
-        held_calls >= 2,
-        "the dialplan's long timeouts were tried against a slow org"
-    );
+    assert_eq!(held_calls, 2);
     // A shorter timeout_ms still shortens it.
-    f.shim.ok("call short caller_id_number=+14155550123");
+    f.shim.ok("call short caller_id_number=+14155550125");
     let started = Instant::now();
     f.shim.ok("app short sf_lookup org=acme timeout_ms=200");
     assert!(started.elapsed() < configured);
