@@ -63,20 +63,20 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"sf_lookup",
         c"Look the caller up in Salesforce",
         c"Looks a phone number up in Salesforce (cached) and sets sf_* channel variables. Never answers the call.",
-        c"[org=<org>] [number=<number>] [profile=<profile>] [timeout_ms=<ms>]",
+        c"[org=<org>] [profile=<profile>] [timeout_ms=<ms>] [number_var=<variable> | number=<rest of the data>]",
         sf_lookup_app,
         flags(),
     ) && interface.add_app(
         c"sf_screen_pop",
         c"Pop the caller's Salesforce record on an agent's console",
         c"Sends a screen pop for this call to the sidecar, addressed to an agent's Salesforce user id and/or extension.",
-        c"[org=<org>] [agent=<user id>] [extension=<ext>] [direction=inbound|outbound|internal]",
+        c"[org=<org>] [direction=inbound|outbound|internal] [agent=<user id> | extension=<ext>] (last, takes the rest of the data)",
         sf_screen_pop_app,
         flags(),
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, lookup, cache, reload",
-        c"status | lookup <org> <number> [profile] | cache stats|flush [org] | reload",
+        c"status | lookup <org>[/<profile>] <number> | cache stats|flush [org] | reload",
         sf_api,
     );
     if !registered {
