@@ -10,7 +10,7 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf lookup <org>[/<profile>] <number> | sf cache stats | sf cache flush [org] | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf cache stats | sf cache flush [org] | sf reload\n";
 
 /// `lookup <org>[/<profile>] <number…>`: as with the dialplan applications, the number (which a
 /// dialplan may expand into `${sf(lookup acme ${caller_id_number})}`) comes last and is the rest
@@ -65,6 +65,8 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
                     status["sidecar"] = state.engine.sidecar_status(SIDECAR_STATUS_TIMEOUT);
                     pretty(&status)
                 }
+                // The Prometheus text format, as the sidecar's /metrics serves it.
+                ["metrics"] => state.engine.metrics_text(),
                 ["lookup", ..] => match lookup_request(cmd) {
                     Some(request) => pretty(&answer_json(&state.engine.lookup_blocking(&request))),
                     None => format!("-ERR sf lookup <org>[/<profile>] <number>\n{USAGE}"),
