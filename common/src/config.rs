@@ -36,6 +36,8 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     /// Ask Salesforce for gzip'd responses (all calls but the lookup's search).
     pub http_gzip: bool,
+    /// How often the module reloads each org's owner directory (Users and Queues).
+    pub owner_refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,8 @@ pub struct OrgConfig {
     pub profiles: Vec<LookupProfile>,
     pub call_log: CallLogConfig,
     pub screen_pop: ScreenPopConfig,
+    /// What the owner directory keeps of each User beyond the built-in fields.
+    pub owners: OwnersConfig,
 }
 
 impl OrgConfig {
@@ -163,6 +167,26 @@ pub struct FieldMapping {
     /// The channel variable it becomes.
     pub variable: String,
 }
+
+/// `<owners>`: extra User fields the owner directory loads, each becoming a channel variable
+/// when that user owns the caller's record.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OwnersConfig {
+    pub user_fields: Vec<FieldMapping>,
+}
+
+/// Variables the owner directory always sets (see docs/design.md, "Owners").
+pub const OWNER_VARIABLES: [&str; 6] = [
+    "sf_owner_id",
+    "sf_owner_type",
+    "sf_owner_name",
+    "sf_owner_extension",
+    "sf_owner_email",
+    "sf_owner_queue",
+];
+
+/// User fields the owner directory always loads.
+pub const OWNER_USER_FIELDS: [&str; 4] = ["Id", "Name", "Extension", "Email"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLogConfig {
@@ -341,6 +365,7 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         event_queue_capacity: p.number("event-queue-capacity", 10_000usize, 1, 10_000_000)?,
         ca_file: p.get("ca-file").map(PathBuf::from),
         http_gzip: parse_bool(p.get("http-gzip").unwrap_or("true"), "<settings> http-gzip")?,
+        owner_refresh: p.secs("owner-refresh-s", 300, 1, 86_400)?,
     })
 }
 
@@ -504,6 +529,12 @@ fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
         }
     };
 
+    let owners = element
+        .child("owners")
+        .map(|o| parse_owners(o, &ctx))
+        .transpose()?
+        .unwrap_or_default();
+
     Ok(OrgConfig {
         name,
         api_version,
@@ -515,7 +546,42 @@ fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
         profiles,
         call_log,
         screen_pop,
+        owners,
     })
+}
+
+fn parse_owners(element: &Element, org_ctx: &str) -> Result<OwnersConfig, ConfigError> {
+    let ctx = format!("{org_ctx} <owners>");
+    let mut user_fields: Vec<FieldMapping> = Vec::new();
+    for map in element.children_named("map") {
+        let field = required(map, "field", &ctx)?.to_string();
+        let variable = required(map, "variable", &ctx)?.to_string();
+        if !is_field_path(&field) {
+            return err(format!("{ctx}: map field \"{field}\" is not a User field path"));
+        }
+        if !is_variable_name(&variable) {
+            return err(format!(
+                "{ctx}: map variable \"{variable}\": use letters, digits and '_'"
+            ));
+        }
+        if OWNER_USER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(&field)) {
+            return err(format!(
+                "{ctx}: User.{field} is always loaded (sf_owner_*); map another field"
+            ));
+        }
+        if OWNER_VARIABLES.contains(&variable.as_str())
+            || user_fields.iter().any(|m| m.variable == variable)
+        {
+            return err(format!(
+                "{ctx}: variable \"{variable}\" is already set by the owner directory"
+            ));
+        }
+        if user_fields.iter().any(|m| m.field.eq_ignore_ascii_case(&field)) {
+            return err(format!("{ctx}: User field {field} is mapped twice"));
+        }
+        user_fields.push(FieldMapping { field, variable });
+    }
+    Ok(OwnersConfig { user_fields })
 }
 
 fn parse_bool(text: &str, ctx: &str) -> Result<bool, ConfigError> {
@@ -634,6 +700,20 @@ fn parse_profile(element: &Element, org_ctx: &str) -> Result<LookupProfile, Conf
             }
             if !fields.iter().any(|f| f.eq_ignore_ascii_case(field)) {
                 fields.push(field.to_string());
+            }
+        }
+        // The owner directory answers for OwnerId; objects without one say owner="none".
+        match object.attr("owner").unwrap_or("OwnerId") {
+            "none" => {}
+            "OwnerId" => {
+                if !fields.iter().any(|f| f.eq_ignore_ascii_case("OwnerId")) {
+                    fields.push("OwnerId".to_string());
+                }
+            }
+            other => {
+                return err(format!(
+                    "{ctx}: {api_name} owner=\"{other}\": expected OwnerId (the default) or none"
+                ))
             }
         }
         let mut mappings = Vec::new();

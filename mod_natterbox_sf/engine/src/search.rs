@@ -213,7 +213,7 @@ mod tests {
             query.encoded(),
             "FIND+%7B4155550123%7D+IN+PHONE+FIELDS+RETURNING+\
              Contact(Id,Name,OwnerId,Owner.Extension,Phone,MobilePhone,HomePhone,OtherPhone,AssistantPhone+LIMIT+20),\
-             Lead(Id,Name,Company,Phone,MobilePhone+LIMIT+20)"
+             Lead(Id,Name,Company,OwnerId,Phone,MobilePhone+LIMIT+20)"
         );
     }
 
