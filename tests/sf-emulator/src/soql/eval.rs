@@ -231,7 +231,7 @@ fn check_literal(p: &Path, name: &str, v: &Lit, pos: usize) -> Result<Lit, Query
     match (p.ftype, v) {
         (_, Lit::Null) => Ok(Lit::Null),
         (FieldType::Id | FieldType::Reference, Lit::Str(s)) => match ids::to18(&s.value) {
-            Some(id) => Ok(Lit::Str(super::lexer::StrLit { value: id, pattern: s.pattern.clone() })),
+            Some(id) => Ok(Lit::Str(super::lexer::StrLit { value: id, pattern: s.pattern.clone(), like_escape_at: None, raw: s.raw.clone() })),
             None => Err(QueryError::new("INVALID_QUERY_FILTER_OPERATOR", pos, format!("invalid ID field: {}", s.value))),
         },
         (FieldType::Id | FieldType::Reference, _) => Err(bad("id", true)),

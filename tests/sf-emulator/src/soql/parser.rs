@@ -399,6 +399,9 @@ impl<'a> Parser<'a> {
     fn literal(&mut self) -> Result<Lit, QueryError> {
         let lit = match self.peek().tok.clone() {
             Tok::Str(s) => {
+                if let Some(at) = s.like_escape_at {
+                    return Err(like_only_escape(self.src, at, &s.raw));
+                }
                 self.literals.push(s.value.clone());
                 Lit::Str(s)
             }
@@ -412,6 +415,18 @@ impl<'a> Parser<'a> {
         self.bump();
         Ok(lit)
     }
+}
+
+/// `\%` and `\_` outside a LIKE pattern: "If you use a backslash character in any other
+/// context, an error occurs" (SOQL, Quoted String Escape Sequences).
+pub fn like_only_escape(src: &str, at: usize, raw: &str) -> QueryError {
+    let seq = src.get(at..at + 2).unwrap_or("\\");
+    QueryError::malformed(
+        at,
+        format!(
+            "Invalid string literal '{raw}'. Illegal character sequence '{seq}' in string literal."
+        ),
+    )
 }
 
 #[cfg(test)]
