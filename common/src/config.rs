@@ -556,8 +556,10 @@ fn parse_owners(element: &Element, org_ctx: &str) -> Result<OwnersConfig, Config
     for map in element.children_named("map") {
         let field = required(map, "field", &ctx)?.to_string();
         let variable = required(map, "variable", &ctx)?.to_string();
-        if !is_field_path(&field) {
-            return err(format!("{ctx}: map field \"{field}\" is not a User field path"));
+        if !is_api_name(&field) {
+            return err(format!(
+                "{ctx}: map field \"{field}\" is not a User field name (relationship paths are not loaded)"
+            ));
         }
         if !is_variable_name(&variable) {
             return err(format!(
@@ -865,6 +867,42 @@ mod tests {
         );
         let unknown_default = SAMPLE.replace("value=\"acme\"", "value=\"initech\"");
         assert!(error_of(&unknown_default).contains("default-org"));
+    }
+
+    #[test]
+    fn owners_and_owner_ids() {
+        let config = Config::parse(SAMPLE).unwrap();
+        let acme = config.org("acme").unwrap();
+        assert_eq!(config.settings.owner_refresh, Duration::from_secs(300));
+        assert!(acme.owners.user_fields.is_empty());
+        // OwnerId is asked for on every object unless it says owner="none".
+        let lead = &acme.profile("default").unwrap().objects[1];
+        assert_eq!(lead.fields, ["Id", "Name", "OwnerId"]);
+        let no_owner = SAMPLE.replace(
+            "phone-fields=\"Phone__c\"",
+            "phone-fields=\"Phone__c\" owner=\"none\"",
+        );
+        let rule = &Config::parse(&no_owner).unwrap().orgs[0].profiles[0].objects[2];
+        assert_eq!(rule.fields, ["Queue__c"]);
+
+        let with_owners = SAMPLE.replace(
+            "<call-log enabled=\"false\"/>",
+            "<owners><map field=\"Department\" variable=\"sf_owner_department\"/></owners><call-log enabled=\"false\"/>",
+        );
+        let config = Config::parse(&with_owners).unwrap();
+        let owners = &config.org("acme").unwrap().owners;
+        assert_eq!(owners.user_fields[0].field, "Department");
+        assert_eq!(owners.user_fields[0].variable, "sf_owner_department");
+
+        let refused = |from: &str, to: &str| error_of(&with_owners.replace(from, to));
+        assert!(refused("sf_owner_department", "sf_owner_name").contains("already set"));
+        assert!(refused("Department", "Extension").contains("always loaded"));
+        assert!(refused("Department", "Manager.Extension").contains("not a User field name"));
+        assert!(refused("Department", "Dept FROM User--").contains("not a User field name"));
+        assert!(error_of(&SAMPLE.replace("<object name=\"Lead\"/>", "<object name=\"Lead\" owner=\"Owner\"/>"))
+            .contains("owner=\"Owner\""));
+        assert!(error_of(&SAMPLE.replace("value=\"1000\"/>", "value=\"1000\"/><param name=\"owner-refresh-s\" value=\"0\"/>"))
+            .contains("owner-refresh-s"));
     }
 
     #[test]

@@ -81,6 +81,11 @@ async fn load_owners(org: Arc<OrgRuntime>, session: Session, interval: Duration)
             } else {
                 tracing::debug!("{line}");
             }
+            for field in &snapshot.unknown_fields {
+                tracing::warn!(
+                    "org {name}: <owners> field User.{field}: the org's User object has no such field; left out of the owner directory"
+                );
+            }
             if let Some(e) = &snapshot.queue_error {
                 tracing::warn!("org {name}: owner directory has no queues: {e}");
             }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use natterbox_common::config::{OwnersConfig, OWNER_USER_FIELDS};
+use natterbox_common::config::{FieldMapping, OwnersConfig, OWNER_USER_FIELDS};
 use natterbox_common::salesforce::{SalesforceClient, Session, SfError};
 use serde_json::Value;
 
@@ -109,6 +109,8 @@ pub struct OwnerSnapshot {
     /// Why the queues could not be read, when the users could (the directory still serves).
     pub queue_error: Option<String>,
     pub truncated: bool,
+    /// `<owners>` fields the org's User object does not have: left out of the load.
+    pub unknown_fields: Vec<String>,
     pub loaded_at: Instant,
     pub took: Duration,
 }
@@ -202,6 +204,7 @@ impl OwnerDirectory {
             "load_ms": snapshot.as_ref().map(|s| s.took.as_millis() as u64),
             "truncated": snapshot.as_ref().is_some_and(|s| s.truncated),
             "queue_error": snapshot.as_ref().and_then(|s| s.queue_error.clone()),
+            "unknown_user_fields": snapshot.as_ref().map(|s| s.unknown_fields.clone()),
             "loading": state.loading,
             "error": state.last_error,
             "next_in_s": state.next_due.map(|d| d.saturating_duration_since(now).as_secs()),
@@ -210,9 +213,9 @@ impl OwnerDirectory {
 }
 
 /// `SELECT Id, Name, Extension, Email, <extras> FROM User`.
-pub fn user_query(config: &OwnersConfig) -> String {
+pub fn user_query(extras: &[FieldMapping]) -> String {
     let mut fields: Vec<&str> = OWNER_USER_FIELDS.to_vec();
-    fields.extend(config.user_fields.iter().map(|m| m.field.as_str()));
+    fields.extend(extras.iter().map(|m| m.field.as_str()));
     format!("SELECT {} FROM User", fields.join(", "))
 }
 
@@ -228,13 +231,24 @@ pub async fn load(
 ) -> Result<OwnerSnapshot, String> {
     let started = Instant::now();
     let describe = |e: SfError| e.to_string();
+    // One field the org lacks would make Salesforce refuse the whole query: ask only for the
+    // configured fields the User object has.
+    let user = client
+        .describe(session, "User")
+        .await
+        .map_err(|e| format!("describing User: {}", describe(e)))?;
+    let (extras, unknown): (Vec<&FieldMapping>, Vec<&FieldMapping>) = config
+        .user_fields
+        .iter()
+        .partition(|m| user.field(&m.field).is_some());
+    let extras: Vec<FieldMapping> = extras.into_iter().cloned().collect();
     let (users, _) = client
-        .query(session, &user_query(config), MAX_OWNERS)
+        .query(session, &user_query(&extras), MAX_OWNERS)
         .await
         .map_err(|e| format!("reading Users: {}", describe(e)))?;
     let queues = client.query(session, QUEUE_QUERY, MAX_OWNERS).await;
     let mut names: Vec<Box<str>> = DIRECTORY_VARS.iter().map(|n| Box::from(*n)).collect();
-    names.extend(config.user_fields.iter().map(|m| m.variable.as_str().into()));
+    names.extend(extras.iter().map(|m| m.variable.as_str().into()));
     let names: Arc<[Box<str>]> = Arc::from(names);
     let mut owners = HashMap::with_capacity(users.len());
     let mut truncated = users.len() >= MAX_OWNERS;
@@ -248,12 +262,7 @@ pub async fn load(
             field_text(record, "Email"),
             None,
         ];
-        values.extend(
-            config
-                .user_fields
-                .iter()
-                .map(|m| field_text(record, &m.field)),
-        );
+        values.extend(extras.iter().map(|m| field_text(record, &m.field)));
         let owner = Owner {
             id: id.clone(),
             kind: Some(OwnerKind::User),
@@ -299,6 +308,7 @@ pub async fn load(
         queues: queue_count,
         queue_error,
         truncated,
+        unknown_fields: unknown.iter().map(|m| m.field.clone()).collect(),
         loaded_at: Instant::now(),
         took: started.elapsed(),
     })
@@ -336,7 +346,6 @@ fn field_text(record: &Value, path: &str) -> Option<Box<str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use natterbox_common::config::FieldMapping;
     use serde_json::json;
 
     #[test]
@@ -360,14 +369,12 @@ mod tests {
 
     #[test]
     fn queries_name_the_configured_fields() {
-        let config = OwnersConfig {
-            user_fields: vec![FieldMapping {
-                field: "Department".into(),
-                variable: "sf_owner_department".into(),
-            }],
-        };
+        let extras = [FieldMapping {
+            field: "Department".into(),
+            variable: "sf_owner_department".into(),
+        }];
         assert_eq!(
-            user_query(&config),
+            user_query(&extras),
             "SELECT Id, Name, Extension, Email, Department FROM User"
         );
     }
