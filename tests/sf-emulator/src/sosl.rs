@@ -227,7 +227,7 @@ fn qerr(src: &str, offset: usize, e: QueryError, syntax_code: &str) -> ApiError 
 }
 
 fn returning(schema: &Schema, p: &mut Parser) -> Result<Target, QueryError> {
-    let obj = p.field()?;
+    let obj = p.object_name()?;
     let name = &eval::object(schema, &obj.path, obj.pos)?.name;
     let mut t = default_target(schema, name).ok_or_else(|| p.unexpected())?;
     let def = t.def.clone();

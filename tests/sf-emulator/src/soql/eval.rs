@@ -4,16 +4,27 @@ use super::lexer::LikeChar;
 use super::parser::{Cond, FieldRef, Lit, OrderItem, Query, Select};
 use super::QueryError;
 use crate::ids;
-use crate::schema::{FieldType, ObjectDef, Schema};
+use crate::schema::{name_entity, name_entity_value, FieldType, ObjectDef, Schema};
 use crate::store::{Record, Store};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::cmp::Ordering;
+
+/// One lookup followed by a field path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    /// The foreign-key field (`OwnerId`).
+    pub fk: String,
+    /// The relationship name (`Owner`): the key of the nested parent object.
+    pub rel: String,
+    /// The reference is polymorphic: the parent is seen through the `Name` entity.
+    pub polymorphic: bool,
+}
 
 /// A field path checked against the schema, in canonical case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
-    /// (foreign-key field, relationship name) for each hop.
-    pub hops: Vec<(String, String)>,
+    pub hops: Vec<Hop>,
     pub field: String,
     pub ftype: FieldType,
 }
@@ -70,15 +81,19 @@ pub fn resolve(schema: &Schema, def: &ObjectDef, f: &FieldRef) -> Result<Path, Q
                 format!("Didn't understand relationship '{seg}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."),
             )
         })?;
-        hops.push((
-            rel.name.clone(),
-            rel.relationship_name.clone().unwrap_or_default(),
-        ));
-        defs = rel
-            .reference_to
-            .iter()
-            .filter_map(|t| schema.object(t))
-            .collect();
+        hops.push(Hop {
+            fk: rel.name.clone(),
+            rel: rel.relationship_name.clone().unwrap_or_default(),
+            polymorphic: rel.is_polymorphic(),
+        });
+        defs = if rel.is_polymorphic() {
+            vec![name_entity()]
+        } else {
+            rel.reference_to
+                .iter()
+                .filter_map(|t| schema.object(t))
+                .collect()
+        };
     }
     let last = segs[segs.len() - 1];
     let fd = defs.iter().find_map(|d| d.field(last)).ok_or_else(|| {
@@ -250,16 +265,23 @@ fn check_literal(p: &Path, name: &str, v: &Lit, pos: usize) -> Result<Lit, Query
     }
 }
 
-/// The value at `path` for `rec`, following lookups (a null link gives null).
-pub fn value<'a>(store: &'a Store, rec: &'a Record, path: &Path) -> &'a Value {
+/// The value at `path` for `rec`, following lookups (a null link gives null; a polymorphic
+/// link gives the parent's `Name` entity view).
+pub fn value<'a>(store: &'a Store, rec: &'a Record, path: &Path) -> Cow<'a, Value> {
     let mut cur = rec;
-    for (fk, _) in &path.hops {
-        match cur.get(fk).as_str().and_then(|id| store.get(id)) {
-            Some(r) => cur = r,
-            None => return &Value::Null,
+    let mut through_name = false;
+    for hop in &path.hops {
+        match cur.get(&hop.fk).as_str().and_then(|id| store.get(id)) {
+            Some(r) if !through_name => cur = r,
+            _ => return Cow::Owned(Value::Null),
         }
+        through_name = hop.polymorphic;
     }
-    cur.get(&path.field)
+    if through_name {
+        Cow::Owned(name_entity_value(cur, &path.field))
+    } else {
+        Cow::Borrowed(cur.get(&path.field))
+    }
 }
 
 pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
@@ -276,7 +298,7 @@ pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
                     _ => false,
                 },
                 (true, _) => *op == "!=",
-                (false, _) => match compare(p.ftype, v, lit) {
+                (false, _) => match compare(p.ftype, &v, lit) {
                     Some(ord) => match *op {
                         "=" => ord == Ordering::Equal,
                         "!=" => ord != Ordering::Equal,
@@ -294,11 +316,11 @@ pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
             let v = value(store, rec, p);
             let hit = lits.iter().any(|l| match l {
                 Lit::Null => v.is_null(),
-                _ => !v.is_null() && compare(p.ftype, v, l) == Some(Ordering::Equal),
+                _ => !v.is_null() && compare(p.ftype, &v, l) == Some(Ordering::Equal),
             });
             hit != *negated
         }
-        CCond::Like(p, pattern) => match value(store, rec, p) {
+        CCond::Like(p, pattern) => match value(store, rec, p).as_ref() {
             Value::String(s) => like(
                 &s.to_lowercase().chars().collect::<Vec<_>>(),
                 &lower_pattern(pattern),
@@ -380,6 +402,7 @@ pub fn sort(store: &Store, recs: &mut [&Record], order: &[(Path, bool, bool)]) {
     recs.sort_by(|a, b| {
         for (p, desc, nulls_last) in order {
             let (va, vb) = (value(store, a, p), value(store, b, p));
+            let (va, vb) = (va.as_ref(), vb.as_ref());
             let ord = match (va.is_null(), vb.is_null()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => {
@@ -427,7 +450,7 @@ pub fn project(store: &Store, rec: &Record, paths: &[Path], version: &str) -> Va
     );
     let mut keys: Vec<String> = vec![];
     for p in paths {
-        let key = p.hops.first().map_or(&p.field, |h| &h.1).clone();
+        let key = p.hops.first().map_or(&p.field, |h| &h.rel).clone();
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -440,22 +463,41 @@ pub fn project(store: &Store, rec: &Record, paths: &[Path], version: &str) -> Va
         }
         let sub: Vec<Path> = paths
             .iter()
-            .filter(|p| p.hops.first().is_some_and(|h| h.1 == key))
+            .filter(|p| p.hops.first().is_some_and(|h| h.rel == key))
             .map(|p| Path {
                 hops: p.hops[1..].to_vec(),
                 field: p.field.clone(),
                 ftype: p.ftype,
             })
             .collect();
-        let fk = paths
+        let Some(hop) = paths
             .iter()
-            .find_map(|p| p.hops.first().filter(|h| h.1 == key))
-            .map(|h| h.0.clone())
-            .unwrap_or_default();
-        let parent = rec.get(&fk).as_str().and_then(|id| store.get(id));
+            .find_map(|p| p.hops.first().filter(|h| h.rel == key))
+        else {
+            continue;
+        };
+        let parent = rec.get(&hop.fk).as_str().and_then(|id| store.get(id));
+        let nested = match parent {
+            None => Value::Null,
+            Some(r) if hop.polymorphic => project_name(r, &sub, version),
+            Some(r) => project(store, r, &sub, version),
+        };
+        out.insert(key, nested);
+    }
+    Value::Object(out)
+}
+
+/// A polymorphic parent as Salesforce returns it: `attributes.type` is `Name` and
+/// `attributes.url` the real record's URL; the fields are the `Name` entity's view of it.
+fn project_name(rec: &Record, paths: &[Path], version: &str) -> Value {
+    let mut attrs = attributes(&rec.object, &rec.id, version);
+    attrs["type"] = Value::from("Name");
+    let mut out = Map::new();
+    out.insert("attributes".into(), attrs);
+    for p in paths {
         out.insert(
-            key,
-            parent.map_or(Value::Null, |r| project(store, r, &sub, version)),
+            p.field.clone(),
+            typed(p.ftype, &name_entity_value(rec, &p.field)),
         );
     }
     Value::Object(out)

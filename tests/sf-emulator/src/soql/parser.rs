@@ -193,6 +193,21 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An object name after FROM or RETURNING: a field-like name, or `Group` (the object whose
+    /// name is also a keyword).
+    pub fn object_name(&mut self) -> Result<FieldRef, QueryError> {
+        if let Tok::Ident(s) = &self.peek().tok {
+            if s.eq_ignore_ascii_case("Group") {
+                let t = self.bump();
+                let Tok::Ident(path) = t.tok else {
+                    return Err(self.unexpected());
+                };
+                return Ok(FieldRef { path, pos: t.pos });
+            }
+        }
+        self.field()
+    }
+
     fn query(&mut self) -> Result<Query, QueryError> {
         self.expect_kw("SELECT")?;
         let select = if self.is_kw("COUNT") {
@@ -204,7 +219,7 @@ impl<'a> Parser<'a> {
             Select::Fields(self.field_list()?)
         };
         self.expect_kw("FROM")?;
-        let obj = self.field()?;
+        let obj = self.object_name()?;
         if obj.path.contains('.') {
             return Err(QueryError::malformed(
                 obj.pos,

@@ -3,6 +3,7 @@
 mod common;
 mod faults;
 mod oauth;
+mod polymorphic;
 mod query;
 mod search;
 mod server;

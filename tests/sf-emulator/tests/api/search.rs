@@ -92,26 +92,61 @@ async fn phone_match_modes_are_configurable() {
     // exact (default): the NANP trunk 1 is the only folding.
     let (_, b) = sosl(&emu, &tok, &find("14155550123")).await;
     assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
+    // The GB national significant number is stored by nobody in GB; the US record whose
+    // digits are the same is found, the GB records are not.
     let (_, b) = sosl(&emu, &tok, &find("2079460958")).await;
-    assert!(
-        hits(&b).is_empty(),
-        "national significant number is not stored"
-    );
+    assert_eq!(hits(&b), ["Lead:Emma Walsh"]);
+    let us = find("\"14155550123\" OR \"4155550123\"");
+    let (_, b) = sosl(&emu, &tok, &us).await;
+    assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
     emu.admin().set_phone_match(PhoneMatch::suffix(7));
     let (_, b) = sosl(&emu, &tok, &find("5550123")).await;
-    assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Ada Lovelace",
+            "Lead:Lukas Becker",
+            "Lead:Hannah Schmidt"
+        ]
+    );
+    // Suffix matching walks into the collision traps: other countries' numbers whose
+    // national digits end the same way.
     let (_, b) = sosl(&emu, &tok, &find("2079460958")).await;
-    assert_eq!(hits(&b), ["Contact:Jane Smith", "Contact:John Smith"]);
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Jane Smith",
+            "Contact:John Smith",
+            "Lead:Oliver Bennett",
+            "Lead:Emma Walsh"
+        ]
+    );
+    let (_, b) = sosl(&emu, &tok, &us).await;
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Ada Lovelace",
+            "Lead:Lukas Becker",
+            "Lead:Hannah Schmidt"
+        ]
+    );
     emu.admin().set_phone_match(PhoneMatch::last10());
     let (_, b) = sosl(&emu, &tok, &find("5550123")).await;
     assert!(hits(&b).is_empty());
     let (_, b) = sosl(&emu, &tok, &find("14155550123")).await;
-    assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Ada Lovelace",
+            "Lead:Lukas Becker",
+            "Lead:Hannah Schmidt"
+        ]
+    );
     // The options field picks the mode at start.
     let emu = start_with(|o| o.phone_match = Some(PhoneMatch::suffix(7))).await;
     let tok = token(&emu).await;
     let (_, b) = sosl(&emu, &tok, &find("5550123")).await;
-    assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
+    assert_eq!(hits(&b).len(), 3);
 }
 
 #[tokio::test]
@@ -125,7 +160,14 @@ async fn one_search_for_every_stored_digit_form() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(found(&b), ["Contact:Jane Smith", "Contact:John Smith"]);
+    assert_eq!(
+        found(&b),
+        [
+            "Contact:Jane Smith",
+            "Contact:John Smith",
+            "Lead:Oliver Bennett"
+        ]
+    );
     let log = emu.admin().queries();
     assert_eq!(
         log.last().unwrap().literals,
