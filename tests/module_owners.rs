@@ -14,12 +14,18 @@ use support::fixture::{fetch_token, Fixture, Options};
 fn config(f: &Fixture, org_body: &str, settings: &[(&str, &str)]) -> String {
     let dir = f.path();
     let mut params = vec![
-        ("token-dir".to_string(), dir.join("tokens").display().to_string()),
+        (
+            "token-dir".to_string(),
+            dir.join("tokens").display().to_string(),
+        ),
         (
             "event-socket".to_string(),
             dir.join("events.sock").display().to_string(),
         ),
-        ("spool-dir".to_string(), dir.join("spool").display().to_string()),
+        (
+            "spool-dir".to_string(),
+            dir.join("spool").display().to_string(),
+        ),
         ("lookup-timeout-ms".to_string(), "2000".to_string()),
         ("default-org".to_string(), "acme".to_string()),
     ];
@@ -93,7 +99,10 @@ fn checked(f: &mut Fixture) -> Value {
 fn rest(emulator: &Emulator, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
     let token = fetch_token(emulator);
     let mut request = reqwest::blocking::Client::new()
-        .request(method, format!("{}/services/data/v68.0/{path}", token.instance_url))
+        .request(
+            method,
+            format!("{}/services/data/v68.0/{path}", token.instance_url),
+        )
         .bearer_auth(&token.access_token);
     if let Some(body) = body {
         request = request.json(&body);
@@ -183,7 +192,10 @@ fn owners_come_from_the_directory_and_a_renamed_owner_shows_after_a_refresh() {
         if vars.get("sf_owner_name").map(String::as_str) == Some("Grace Hopper-Murray") {
             break vars;
         }
-        assert!(Instant::now() < deadline, "the rename never showed: {vars:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the rename never showed: {vars:?}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     };
     assert_eq!(renamed["sf_owner_extension"], "2001");
@@ -369,4 +381,127 @@ fn the_config_check_leaves_out_what_the_org_does_not_have() {
         .logs_containing("profile \"broken\" has no object the org can search")
         .first()
         .is_some());
+}
+
+/// The shipped example config, pointed at the test's directories and emulated org.
+fn shipped_config(f: &Fixture) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/freeswitch-conf/autoload_configs/natterbox_sf.conf.xml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let dir = f.path().display().to_string();
+    let replaced = [
+        ("/var/lib/natterbox-sf/tokens", format!("{dir}/tokens")),
+        (
+            "/run/natterbox-sf/events.sock",
+            format!("{dir}/events.sock"),
+        ),
+        ("/var/spool/natterbox-sf", format!("{dir}/spool")),
+        (
+            "https://login.salesforce.com\" max",
+            format!("{}\" max", f.acme().login_url()),
+        ),
+    ]
+    .iter()
+    .fold(text, |text, (from, to)| {
+        assert!(
+            text.contains(from),
+            "the shipped config no longer has {from}"
+        );
+        text.replace(from, to)
+    });
+    replaced
+}
+
+#[test]
+fn the_shipped_example_config_routes_by_owner_against_the_strict_org() {
+    let mut f = fixture(EmulatorOptions::default_seed());
+    let xml = shipped_config(&f);
+    load(&mut f, &xml);
+    let org = checked(&mut f);
+    assert_eq!(org["config_check"]["state"], "ok", "{org:#}");
+    let owners = directory_loaded(&mut f)["owners"].clone();
+    let queues = f
+        .acme()
+        .admin()
+        .records("Group")
+        .into_iter()
+        .filter(|g| g["Type"] == "Queue")
+        .count();
+    assert!(queues > 0, "the seed has queues");
+    assert_eq!(owners["queues"], queues as u64, "{owners:#}");
+    assert!(owners["queue_error"].is_null(), "{owners:#}");
+
+    // A Contact owned by a user: the user's extension.
+    let contact = f.lookup("c1", "+14155550123", "");
+    assert_eq!(contact["sf_lookup_status"], "found", "{contact:?}");
+    assert_eq!(contact["sf_record_type"], "Contact");
+    assert_eq!(contact["sf_owner_type"], "User");
+    assert_eq!(contact["sf_owner_extension"], "1001");
+    assert_eq!(contact["sf_owner_name"], "Grace Hopper");
+    assert_eq!(contact["sf_account_name"], "Acme Corporation");
+
+    // A Lead owned by a queue: the queue, no extension.
+    let lead = f.lookup("c2", "+1 604 555 0188", "");
+    assert_eq!(lead["sf_lookup_status"], "found", "{lead:?}");
+    assert_eq!(lead["sf_record_type"], "Lead");
+    assert_eq!(lead["sf_record_name"], "Noah Tremblay");
+    assert!(lead["sf_owner_id"].starts_with("00G"), "{lead:?}");
+    assert_eq!(lead["sf_owner_type"], "Queue");
+    assert_eq!(lead["sf_owner_name"], "Support Queue");
+    assert_eq!(lead["sf_owner_queue"], "Support_Queue");
+    assert_eq!(lead["sf_owner_email"], "support@acme.example");
+    assert!(!lead.contains_key("sf_owner_extension"), "{lead:?}");
+    assert!(!lead["sf_company"].is_empty());
+
+    for entry in f.acme().admin().queries() {
+        assert!(entry.error.is_none(), "{entry:?}");
+    }
+}
+
+#[test]
+fn owner_extension_on_a_lead_is_a_clear_check_failure_and_the_rest_still_answers() {
+    let mut f = fixture(EmulatorOptions::default_seed());
+    let body = r#"
+      <profile name="default">
+        <object name="Contact" fields="Id,Name,Owner.Extension">
+          <map field="Owner.Extension" variable="sf_contact_owner_extension"/>
+        </object>
+        <object name="Lead" fields="Id,Name,Company,Owner.Name,Owner.Extension">
+          <map field="Owner.Extension" variable="sf_owner_extension"/>
+          <map field="Owner.Name" variable="sf_lead_owner_name"/>
+        </object>
+      </profile>"#;
+    let xml = config(&f, body, &[]);
+    load(&mut f, &xml);
+    let check = checked(&mut f)["config_check"].clone();
+    assert_eq!(check["state"], "problems", "{check:#}");
+    let problems = check["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{check:#}");
+    let problem = problems[0].as_str().unwrap();
+    assert!(
+        problem.starts_with("profile default: Lead field Owner.Extension: Lead.OwnerId can be a ")
+            && problem.contains("Name entity, which has no field Extension"),
+        "{problem}"
+    );
+    let logged = f
+        .shim
+        .logs_containing("org acme: profile default: Lead field Owner.Extension:")
+        .len();
+    assert_eq!(logged, 1, "one log line per problem");
+
+    // Owner.Extension through a Contact (owned by users only) is fine; through a Lead it is
+    // left out, Owner.Name stays, and the lead is still found with its queue owner.
+    let contact = f.lookup("c1", "+14155550123", "");
+    assert_eq!(contact["sf_contact_owner_extension"], "1001", "{contact:?}");
+    directory_loaded(&mut f);
+    let lead = f.lookup("c2", "+1 604 555 0188", "");
+    assert_eq!(lead["sf_lookup_status"], "found", "{lead:?}");
+    assert_eq!(lead["sf_lead_owner_name"], "Support Queue");
+    assert_eq!(lead["sf_owner_type"], "Queue");
+    assert!(!lead.contains_key("sf_owner_extension"));
+    for entry in f.acme().admin().queries() {
+        assert!(entry.kind != "sosl" || entry.error.is_none(), "{entry:?}");
+    }
 }

@@ -566,7 +566,10 @@ fn parse_owners(element: &Element, org_ctx: &str) -> Result<OwnersConfig, Config
                 "{ctx}: map variable \"{variable}\": use letters, digits and '_'"
             ));
         }
-        if OWNER_USER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(&field)) {
+        if OWNER_USER_FIELDS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(&field))
+        {
             return err(format!(
                 "{ctx}: User.{field} is always loaded (sf_owner_*); map another field"
             ));
@@ -578,7 +581,10 @@ fn parse_owners(element: &Element, org_ctx: &str) -> Result<OwnersConfig, Config
                 "{ctx}: variable \"{variable}\" is already set by the owner directory"
             ));
         }
-        if user_fields.iter().any(|m| m.field.eq_ignore_ascii_case(&field)) {
+        if user_fields
+            .iter()
+            .any(|m| m.field.eq_ignore_ascii_case(&field))
+        {
             return err(format!("{ctx}: User field {field} is mapped twice"));
         }
         user_fields.push(FieldMapping { field, variable });
@@ -899,10 +905,16 @@ mod tests {
         assert!(refused("Department", "Extension").contains("always loaded"));
         assert!(refused("Department", "Manager.Extension").contains("not a User field name"));
         assert!(refused("Department", "Dept FROM User--").contains("not a User field name"));
-        assert!(error_of(&SAMPLE.replace("<object name=\"Lead\"/>", "<object name=\"Lead\" owner=\"Owner\"/>"))
-            .contains("owner=\"Owner\""));
-        assert!(error_of(&SAMPLE.replace("value=\"1000\"/>", "value=\"1000\"/><param name=\"owner-refresh-s\" value=\"0\"/>"))
-            .contains("owner-refresh-s"));
+        assert!(error_of(&SAMPLE.replace(
+            "<object name=\"Lead\"/>",
+            "<object name=\"Lead\" owner=\"Owner\"/>"
+        ))
+        .contains("owner=\"Owner\""));
+        assert!(error_of(&SAMPLE.replace(
+            "value=\"1000\"/>",
+            "value=\"1000\"/><param name=\"owner-refresh-s\" value=\"0\"/>"
+        ))
+        .contains("owner-refresh-s"));
     }
 
     #[test]

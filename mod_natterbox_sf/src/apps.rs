@@ -86,7 +86,12 @@ pub fn sf_lookup(session: &Session<'_>, data: &str) {
         .orgs
         .iter()
         .flat_map(|o| o.owners.user_fields.iter().map(|m| m.variable.as_str()));
-    for name in RESULT_VARS.iter().copied().chain(OWNER_VARIABLES).chain(owner_extras) {
+    for name in RESULT_VARS
+        .iter()
+        .copied()
+        .chain(OWNER_VARIABLES)
+        .chain(owner_extras)
+    {
         session.set_var(name, None);
     }
     publish(session, &request, &answer);
@@ -98,7 +103,9 @@ fn set_from_salesforce(session: &Session<'_>, name: &str, value: &str) -> bool {
         log_session(
             session,
             Level::Warning,
-            &format!("sf_lookup: not setting {name}: the Salesforce value contains a variable expansion"),
+            &format!(
+                "sf_lookup: not setting {name}: the Salesforce value contains a variable expansion"
+            ),
         );
         return false;
     }

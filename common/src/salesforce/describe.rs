@@ -113,14 +113,24 @@ impl SObjectDescribe {
         .into_iter()
         .map(|(name, t)| field(name, t, &[], None))
         .collect();
-        fields.push(field("ProfileId", "reference", &["Profile"], Some("Profile")));
+        fields.push(field(
+            "ProfileId",
+            "reference",
+            &["Profile"],
+            Some("Profile"),
+        ));
         fields.push(field(
             "RecordTypeId",
             "reference",
             &["RecordType"],
             Some("RecordType"),
         ));
-        fields.push(field("UserRoleId", "reference", &["UserRole"], Some("UserRole")));
+        fields.push(field(
+            "UserRoleId",
+            "reference",
+            &["UserRole"],
+            Some("UserRole"),
+        ));
         SObjectDescribe {
             name: "Name".into(),
             fields,

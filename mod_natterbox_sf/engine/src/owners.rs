@@ -220,7 +220,8 @@ pub fn user_query(extras: &[FieldMapping]) -> String {
 }
 
 /// Queues are Groups of type Queue; their `DeveloperName` is the stable name to route on.
-pub const QUEUE_QUERY: &str = "SELECT Id, Name, DeveloperName, Email FROM Group WHERE Type = 'Queue'";
+pub const QUEUE_QUERY: &str =
+    "SELECT Id, Name, DeveloperName, Email FROM Group WHERE Type = 'Queue'";
 
 /// Loads the org's Users and Queues (every page). A failure to read Users fails the load; a
 /// failure to read Queues is reported and the Users still serve.
@@ -402,7 +403,10 @@ mod tests {
         assert!(directory.claim_load(Instant::now() + RETRY_AFTER_FAILURE));
         directory.finish_load(Err("again".into()), Duration::from_secs(300));
         directory.request_refresh();
-        assert!(directory.claim_load(Instant::now()), "a reload forces a load");
+        assert!(
+            directory.claim_load(Instant::now()),
+            "a reload forces a load"
+        );
         assert_eq!(directory.status(now)["error"], "again");
     }
 }

@@ -72,14 +72,8 @@ impl CheckedProfiles {
 #[derive(Debug, Clone)]
 enum CheckState {
     Pending,
-    Checked {
-        at: Instant,
-        problems: Vec<Problem>,
-    },
-    Failed {
-        at: Instant,
-        error: String,
-    },
+    Checked { at: Instant, problems: Vec<Problem> },
+    Failed { at: Instant, error: String },
 }
 
 /// One org's check: the searches lookups use, the last result and whether a new check is due.
@@ -200,16 +194,17 @@ impl Describes<'_> {
     }
 
     /// Follows a field path from `object`: None when it leads somewhere, else why not.
-    async fn resolve(&mut self, object: &Arc<SObjectDescribe>, path: &str) -> Result<Option<String>, String> {
+    async fn resolve(
+        &mut self,
+        object: &Arc<SObjectDescribe>,
+        path: &str,
+    ) -> Result<Option<String>, String> {
         let parts: Vec<&str> = path.split('.').collect();
         let mut entity = object.clone();
         let mut through_polymorphic: Option<String> = None;
         for rel in &parts[..parts.len() - 1] {
             let Some((field, parent)) = entity.relationship(rel) else {
-                return Ok(Some(format!(
-                    "{} has no relationship {rel}",
-                    entity.name
-                )));
+                return Ok(Some(format!("{} has no relationship {rel}", entity.name)));
             };
             entity = match parent {
                 Parent::NameEntity => {
