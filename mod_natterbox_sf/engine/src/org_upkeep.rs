@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use natterbox_common::salesforce::Session;
 use tokio::sync::watch;
 
+use crate::breaker::BreakerView;
 use crate::engine::{OrgRuntime, Snapshot};
 use crate::owners;
 use crate::schema_check;
@@ -25,6 +26,10 @@ pub(crate) async fn upkeep(snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watch::Re
             let Some(credential) = org.tokens.credential() else {
                 continue;
             };
+            // While the org is over its API limits or failing, background work waits too.
+            if !matches!(org.breaker.view(now), BreakerView::Closed) {
+                continue;
+            }
             if org.schema.claim(now) {
                 tokio::spawn(check_org(org.clone(), credential.session.clone()));
             }
