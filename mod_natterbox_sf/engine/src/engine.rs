@@ -366,7 +366,10 @@ impl Engine {
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, &org.name),
                     profiles,
-                    schema: SchemaCheck::new(&org.profiles),
+                    schema: match previous.and_then(|p| p.orgs.get(&org.name)) {
+                        Some(old) => SchemaCheck::after(&old.schema, &org.profiles),
+                        None => SchemaCheck::new(&org.profiles),
+                    },
                     owners: self.owner_directory(&org.name),
                     parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),

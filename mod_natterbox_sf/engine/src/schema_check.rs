@@ -96,6 +96,18 @@ impl SchemaCheck {
         }
     }
 
+    /// A check for a reloaded org: when its profiles did not change, the previous check's
+    /// searches serve until the new check (requested by the reload) has run, so a reload never
+    /// brings back a field the org was found not to have.
+    pub fn after(previous: &SchemaCheck, profiles: &[LookupProfile]) -> SchemaCheck {
+        let check = SchemaCheck::new(profiles);
+        if previous.configured == profiles {
+            check.current.store(previous.current.load_full());
+            *check.state.lock() = previous.state.lock().clone();
+        }
+        check
+    }
+
     pub fn current(&self) -> Arc<CheckedProfiles> {
         self.current.load_full()
     }
@@ -336,4 +348,77 @@ pub async fn check(
         }
     }
     Ok((problems, CheckedProfiles { profiles: checked }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natterbox_common::config::Config;
+
+    fn profiles(lead_fields: &str) -> Vec<LookupProfile> {
+        let xml = format!(
+            r#"<configuration name="natterbox_sf.conf"><orgs><org name="acme"><profile name="default">
+                 <object name="Contact"/><object name="Lead" fields="{lead_fields}"/>
+               </profile></org></orgs></configuration>"#
+        );
+        Config::parse(&xml).unwrap().orgs[0].profiles.clone()
+    }
+
+    fn checked_without_lead(profiles: &[LookupProfile]) -> CheckedProfiles {
+        let mut profile = profiles[0].clone();
+        profile.objects.truncate(1);
+        let search = SearchTemplate::new(&profile);
+        CheckedProfiles {
+            profiles: vec![Ok((profile, search))],
+        }
+    }
+
+    #[test]
+    fn a_check_runs_once_per_request_and_a_reload_keeps_what_it_found() {
+        let configured = profiles("Id,Name,Owner.Extension");
+        let check = SchemaCheck::new(&configured);
+        let now = Instant::now();
+        assert!(check.claim(now), "due as soon as the org has a token");
+        assert!(!check.claim(now), "one at a time");
+        let problem = Problem {
+            profile: "default".into(),
+            object: "Lead".into(),
+            field: None,
+            reason: "test".into(),
+        };
+        check.finish(Ok((vec![problem], checked_without_lead(&configured))));
+        assert!(!check.claim(Instant::now()), "not due again until asked");
+        assert_eq!(check.status(now)["state"], "problems");
+
+        // Reloaded with the same profiles: the checked search serves until the new check.
+        let same = SchemaCheck::after(&check, &configured);
+        assert_eq!(
+            same.current().profiles[0].as_ref().unwrap().0.objects.len(),
+            1
+        );
+        assert_eq!(same.status(now)["state"], "problems");
+        assert!(same.claim(now), "a reload asks for a new check");
+        // Other profiles: as configured until checked.
+        let changed = SchemaCheck::after(&check, &profiles("Id,Name"));
+        assert_eq!(
+            changed.current().profiles[0]
+                .as_ref()
+                .unwrap()
+                .0
+                .objects
+                .len(),
+            2
+        );
+        assert_eq!(changed.status(now)["state"], "pending");
+
+        // A check that cannot run keeps the searches and is tried again later.
+        same.finish(Err("describe Contact: timed out".into()));
+        assert_eq!(same.status(now)["state"], "not_checked");
+        assert_eq!(
+            same.current().profiles[0].as_ref().unwrap().0.objects.len(),
+            1
+        );
+        assert!(!same.claim(Instant::now()));
+        assert!(same.claim(Instant::now() + RETRY_AFTER_FAILURE));
+    }
 }
