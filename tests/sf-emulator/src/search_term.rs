@@ -526,6 +526,28 @@ mod tests {
     }
 
     #[test]
+    fn every_character_round_trips_as_one_phrase() {
+        let escape = |s: &str| {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                if RESERVED.contains(&c) {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+            out
+        };
+        let mut all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        all.push_str("😀𝔘 OR AND NOT");
+        for chunk in all.chars().collect::<Vec<_>>().chunks(89) {
+            let text: String = chunk.iter().collect();
+            let term = decode_search_term(&escape(&text)).unwrap();
+            assert_eq!(term.single_literal(), Some(text.as_str()));
+        }
+    }
+
+    #[test]
     fn wildcards_and_text_matching() {
         let t = decode_search_term("Dupl*").unwrap();
         assert!(t.operands()[0].has_wildcards());

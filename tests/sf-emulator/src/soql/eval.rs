@@ -39,11 +39,21 @@ pub enum CCond {
     Like(Path, Vec<LikeChar>),
 }
 
+/// A compiled `TYPEOF`: per parent type the fields to return, else the Name entity's.
+#[derive(Debug, Clone)]
+pub struct CTypeOf {
+    pub hop: Hop,
+    pub whens: Vec<(String, Vec<Path>)>,
+    pub otherwise: Option<Vec<Path>>,
+    pub fields_before: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub object: String,
     pub count: bool,
     pub fields: Vec<Path>,
+    pub typeofs: Vec<CTypeOf>,
     pub filter: Option<CCond>,
     pub order: Vec<(Path, bool, bool)>,
     pub limit: Option<usize>,
@@ -113,9 +123,16 @@ pub fn resolve(schema: &Schema, def: &ObjectDef, f: &FieldRef) -> Result<Path, Q
 
 pub fn compile(schema: &Schema, q: &Query) -> Result<Compiled, QueryError> {
     let def = object(schema, &q.object, q.object_pos)?;
-    let (count, fields) = match &q.select {
-        Select::Count => (true, vec![]),
-        Select::Fields(list) => (false, compile_fields(schema, def, list)?),
+    let (count, fields, typeofs) = match &q.select {
+        Select::Count => (true, vec![], vec![]),
+        Select::Fields(list, typeofs) => {
+            let fields = compile_fields(schema, def, list)?;
+            let typeofs = typeofs
+                .iter()
+                .map(|t| compile_type_of(schema, def, t, &fields))
+                .collect::<Result<Vec<_>, _>>()?;
+            (false, fields, typeofs)
+        }
     };
     let filter = q
         .filter
@@ -134,10 +151,76 @@ pub fn compile(schema: &Schema, q: &Query) -> Result<Compiled, QueryError> {
         object: def.name.clone(),
         count,
         fields,
+        typeofs,
         filter,
         order,
         limit: q.limit,
         offset: q.offset,
+    })
+}
+
+/// `TYPEOF` works on polymorphic relationships only; each WHEN names one of its types and its
+/// fields are that type's; ELSE fields are the Name entity's.
+fn compile_type_of(
+    schema: &Schema,
+    def: &ObjectDef,
+    t: &super::parser::TypeOf,
+    fields: &[Path],
+) -> Result<CTypeOf, QueryError> {
+    let rel = &t.relationship;
+    let fd = def
+        .relationship(&rel.path)
+        .filter(|f| f.is_polymorphic())
+        .ok_or_else(|| {
+            QueryError::new(
+                "INVALID_FIELD",
+                rel.pos,
+                format!("TYPEOF is only supported on polymorphic relationships; '{}' on entity '{}' is not one", rel.path, def.name),
+            )
+        })?;
+    let hop = Hop {
+        fk: fd.name.clone(),
+        rel: fd.relationship_name.clone().unwrap_or_default(),
+        polymorphic: true,
+    };
+    if fields
+        .iter()
+        .any(|p| p.hops.first().is_some_and(|h| h.rel == hop.rel))
+    {
+        return Err(QueryError::malformed(
+            rel.pos,
+            format!("duplicate field selected: {}", rel.path),
+        ));
+    }
+    let mut whens = vec![];
+    for (object, list) in &t.whens {
+        let target = fd
+            .reference_to
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(&object.path))
+            .and_then(|r| schema.object(r))
+            .ok_or_else(|| {
+                QueryError::new(
+                    "INVALID_FIELD",
+                    object.pos,
+                    format!(
+                        "'{}' is not a type of the '{}' relationship",
+                        object.path, hop.rel
+                    ),
+                )
+            })?;
+        whens.push((target.name.clone(), compile_fields(schema, target, list)?));
+    }
+    let otherwise = t
+        .otherwise
+        .as_ref()
+        .map(|list| compile_fields(schema, name_entity(), list))
+        .transpose()?;
+    Ok(CTypeOf {
+        hop,
+        whens,
+        otherwise,
+        fields_before: t.fields_before,
     })
 }
 
@@ -487,6 +570,52 @@ pub fn project(store: &Store, rec: &Record, paths: &[Path], version: &str) -> Va
     Value::Object(out)
 }
 
+/// Adds the `TYPEOF` parents to a projected record: the matching WHEN's fields under the parent's
+/// real type, else the ELSE fields under the Name entity (only `attributes` without ELSE); a
+/// null link is `null`.
+fn with_type_ofs(store: &Store, rec: &Record, row: Value, c: &Compiled, version: &str) -> Value {
+    if c.typeofs.is_empty() {
+        return row;
+    }
+    let Value::Object(row) = row else {
+        return row;
+    };
+    let nested = |t: &CTypeOf| {
+        let Some(parent) = rec.get(&t.hop.fk).as_str().and_then(|id| store.get(id)) else {
+            return Value::Null;
+        };
+        match t.whens.iter().find(|(ty, _)| *ty == parent.object) {
+            Some((_, paths)) => project(store, parent, paths, version),
+            None => project_name(parent, t.otherwise.as_deref().unwrap_or(&[]), version),
+        }
+    };
+    // Keys before each TYPEOF: "attributes" plus the distinct keys of the fields before it.
+    let mut out = Map::new();
+    let mut entries = row.into_iter().peekable();
+    let mut seen_fields: Vec<&str> = vec![];
+    let mut typeofs = c.typeofs.iter().peekable();
+    if let Some((k, v)) = entries.next() {
+        out.insert(k, v);
+    }
+    for (i, p) in c.fields.iter().enumerate() {
+        while let Some(t) = typeofs.next_if(|t| t.fields_before == i) {
+            out.insert(t.hop.rel.clone(), nested(t));
+        }
+        let key = p.hops.first().map_or(p.field.as_str(), |h| h.rel.as_str());
+        if !seen_fields.contains(&key) {
+            seen_fields.push(key);
+            if let Some((k, v)) = entries.next() {
+                out.insert(k, v);
+            }
+        }
+    }
+    for t in typeofs {
+        out.insert(t.hop.rel.clone(), nested(t));
+    }
+    out.extend(entries);
+    Value::Object(out)
+}
+
 /// A polymorphic parent as Salesforce returns it: `attributes.type` is `Name` and
 /// `attributes.url` the real record's URL; the fields are the `Name` entity's view of it.
 fn project_name(rec: &Record, paths: &[Path], version: &str) -> Value {
@@ -534,7 +663,7 @@ pub fn run(store: &Store, c: &Compiled, include_deleted: bool, version: &str) ->
     }
     let rows: Vec<Value> = recs
         .iter()
-        .map(|r| project(store, r, &c.fields, version))
+        .map(|r| with_type_ofs(store, r, project(store, r, &c.fields, version), c, version))
         .collect();
     Outcome {
         total: rows.len(),

@@ -130,6 +130,36 @@ mod tests {
         );
     }
 
+    /// A reference escaper: the documented escapes, `\uXXXX` for other controls.
+    fn escape(s: &str) -> String {
+        let mut out = String::from("'");
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
+    }
+
+    #[test]
+    fn every_character_round_trips_through_the_decoder() {
+        let mut all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        all.push_str("😀𝔘\u{10FFFF}%_'\\\"");
+        for chunk in all.chars().collect::<Vec<_>>().chunks(97) {
+            let text: String = chunk.iter().collect();
+            assert_eq!(
+                decode_string_literal(&escape(&text)).as_deref(),
+                Ok(text.as_str())
+            );
+        }
+        assert_eq!(decode_string_literal("''").as_deref(), Ok(""));
+    }
+
     #[test]
     fn like_patterns_take_percent_and_underscore_escapes() {
         use LikeChar::*;

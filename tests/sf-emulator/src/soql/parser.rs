@@ -17,7 +17,18 @@ pub struct Query {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Select {
     Count,
-    Fields(Vec<FieldRef>),
+    /// Plain field paths, and the `TYPEOF` clauses among them.
+    Fields(Vec<FieldRef>, Vec<TypeOf>),
+}
+
+/// `TYPEOF Rel WHEN Type THEN f, … [WHEN …] [ELSE f, …] END` in a SELECT list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeOf {
+    pub relationship: FieldRef,
+    pub whens: Vec<(FieldRef, Vec<FieldRef>)>,
+    pub otherwise: Option<Vec<FieldRef>>,
+    /// How many plain fields precede it in the SELECT list (keeps the output's key order).
+    pub fields_before: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +79,7 @@ pub enum Cond {
 const RESERVED: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET",
     "ASC", "DESC", "NULLS", "GROUP", "HAVING", "WITH", "FOR", "USING", "INCLUDES", "EXCLUDES",
-    "TYPEOF", "NULL", "TRUE", "FALSE",
+    "TYPEOF", "WHEN", "THEN", "ELSE", "END", "NULL", "TRUE", "FALSE",
 ];
 
 /// `(ORDER BY items, LIMIT, OFFSET)`
@@ -216,7 +227,7 @@ impl<'a> Parser<'a> {
             self.expect(Tok::RParen)?;
             Select::Count
         } else {
-            Select::Fields(self.field_list()?)
+            self.select_list()?
         };
         self.expect_kw("FROM")?;
         let obj = self.object_name()?;
@@ -240,6 +251,50 @@ impl<'a> Parser<'a> {
             order,
             limit,
             offset,
+        })
+    }
+
+    /// A SOQL SELECT list: fields and `TYPEOF` clauses.
+    fn select_list(&mut self) -> Result<Select, QueryError> {
+        let mut fields = vec![];
+        let mut typeofs = vec![];
+        loop {
+            if self.is_kw("TYPEOF") {
+                self.bump();
+                typeofs.push(self.type_of(fields.len())?);
+            } else {
+                fields.push(self.field()?);
+            }
+            if self.peek().tok != Tok::Comma {
+                break;
+            }
+            self.bump();
+        }
+        Ok(Select::Fields(fields, typeofs))
+    }
+
+    fn type_of(&mut self, fields_before: usize) -> Result<TypeOf, QueryError> {
+        let relationship = self.field()?;
+        let mut whens = vec![];
+        while self.eat_kw("WHEN") {
+            let object = self.object_name()?;
+            self.expect_kw("THEN")?;
+            whens.push((object, self.field_list()?));
+        }
+        if whens.is_empty() {
+            return Err(self.unexpected());
+        }
+        let otherwise = if self.eat_kw("ELSE") {
+            Some(self.field_list()?)
+        } else {
+            None
+        };
+        self.expect_kw("END")?;
+        Ok(TypeOf {
+            relationship,
+            whens,
+            otherwise,
+            fields_before,
         })
     }
 

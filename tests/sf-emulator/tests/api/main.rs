@@ -1,5 +1,6 @@
 //! Integration tests: the emulator over real HTTP(S) with reqwest.
 
+mod binary;
 mod common;
 mod faults;
 mod oauth;

@@ -240,6 +240,184 @@ async fn describe_reports_references_and_polymorphism() {
     assert_eq!(field(&contact, "Phone")["type"], "phone");
     assert_eq!(field(&contact, "Name")["type"], "string");
     assert_eq!(field(&contact, "AccountId")["relationshipName"], "Account");
+    // The Name entity itself: describe only, its documented fields.
+    let name = describe("Name").await;
+    let names: Vec<&str> = name["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Id",
+            "Alias",
+            "Email",
+            "FirstName",
+            "IsActive",
+            "LastName",
+            "LastReferencedDate",
+            "LastViewedDate",
+            "Name",
+            "NameOrAlias",
+            "Phone",
+            "ProfileId",
+            "RecordTypeId",
+            "Title",
+            "Type",
+            "UserRoleId",
+            "Username"
+        ]
+    );
+    assert_eq!(
+        (&name["queryable"], &name["keyPrefix"]),
+        (&json!(false), &Value::Null)
+    );
+    assert!(!names.contains(&"Extension"));
+    let (status, code, _) = query_err(&emu, &tok, "SELECT Id FROM Name").await;
+    assert_eq!((status, code.as_str()), (400, "INVALID_TYPE"));
     let rule = describe("Routing_Rule__c").await;
     assert_eq!(field(&rule, "Phone__c")["type"], "phone");
+}
+
+#[tokio::test]
+async fn queues_can_own_leads_but_not_contacts() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let id_of = |b: &Value| b["records"][0]["Id"].as_str().unwrap().to_string();
+    let support = id_of(
+        &query(
+            &emu,
+            &tok,
+            "SELECT Id FROM Group WHERE Name = 'Support Queue'",
+        )
+        .await,
+    );
+    let agents = id_of(&query(&emu, &tok, "SELECT Id FROM Group WHERE Name = 'All Agents'").await);
+    let create = |object: &'static str, body: Value| {
+        let emu = &emu;
+        let tok = &tok;
+        async move {
+            send(
+                emu,
+                tok,
+                reqwest::Method::POST,
+                &format!("/services/data/{V}/sobjects/{object}"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (s, b) = create(
+        "Lead",
+        json!({"LastName": "Queued", "Company": "Q Ltd", "OwnerId": support}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let lead = query(
+        &emu,
+        &tok,
+        &format!(
+            "SELECT Owner.Type, Owner.Name FROM Lead WHERE Id = '{}'",
+            b["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(lead["records"][0]["Owner"]["Type"], "Queue");
+    let (s, b) = create(
+        "Lead",
+        json!({"LastName": "Grouped", "Company": "G Ltd", "OwnerId": agents}),
+    )
+    .await;
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("INVALID_CROSS_REFERENCE_KEY")),
+        "{b}"
+    );
+    let (s, b) = create("Contact", json!({"LastName": "Queued", "OwnerId": support})).await;
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("FIELD_INTEGRITY_EXCEPTION")),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn typeof_selects_per_parent_type_in_soql_only() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let b = query(
+        &emu,
+        &tok,
+        "SELECT Id, TYPEOF Owner WHEN User THEN Name, Extension WHEN Group THEN Name, Email END, Name FROM Lead WHERE LastName IN ('Bennett', 'Walsh') ORDER BY LastName",
+    )
+    .await;
+    let bennett = &b["records"][0];
+    let keys: Vec<&str> = bennett
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["attributes", "Id", "Owner", "Name"]);
+    let owner = &bennett["Owner"];
+    assert_eq!(owner["attributes"]["type"], "Group");
+    assert!(owner["attributes"]["url"]
+        .as_str()
+        .unwrap()
+        .contains("/sobjects/Group/00G"));
+    assert_eq!(
+        (&owner["Name"], &owner["Email"]),
+        (&json!("Support Queue"), &json!("support@acme.example"))
+    );
+    let owner = &b["records"][1]["Owner"];
+    assert_eq!(owner["attributes"]["type"], "User");
+    assert_eq!(
+        (&owner["Name"], &owner["Extension"]),
+        (&json!("Grace Hopper"), &json!("1001"))
+    );
+    // ELSE: the Name entity's fields for the other types.
+    let b = query(
+        &emu,
+        &tok,
+        "SELECT TYPEOF What WHEN Case THEN Subject ELSE Name, Type END FROM Task WHERE CallObject = 'seed-call-0001'",
+    )
+    .await;
+    let what = &b["records"][0]["What"];
+    assert_eq!(what["attributes"]["type"], "Name");
+    assert_eq!(
+        (&what["Name"], &what["Type"]),
+        (&json!("Acme Corporation"), &json!("Account"))
+    );
+    for bad in [
+        "SELECT TYPEOF Account WHEN Account THEN Name END FROM Contact",
+        "SELECT TYPEOF Owner WHEN Contact THEN Name END FROM Lead",
+        "SELECT TYPEOF Owner WHEN User THEN Bogus END FROM Lead",
+        "SELECT TYPEOF Owner WHEN Group THEN Extension END FROM Lead",
+        "SELECT TYPEOF Owner WHEN User THEN Name ELSE Extension END FROM Lead",
+    ] {
+        let (status, code, _) = query_err(&emu, &tok, bad).await;
+        assert_eq!((status, code.as_str()), (400, "INVALID_FIELD"), "{bad}");
+    }
+    for bad in [
+        "SELECT TYPEOF Owner END FROM Lead",
+        "SELECT TYPEOF Owner WHEN User THEN Name FROM Lead",
+        "SELECT Owner.Name, TYPEOF Owner WHEN User THEN Name END FROM Lead",
+    ] {
+        let (status, code, _) = query_err(&emu, &tok, bad).await;
+        assert_eq!((status, code.as_str()), (400, "MALFORMED_QUERY"), "{bad}");
+    }
+    let sosl = "FIND {4155550123} RETURNING Lead(TYPEOF Owner WHEN User THEN Name END)";
+    let (status, _, b) = get(
+        &emu,
+        &tok,
+        &format!("/services/data/{V}/search?q={}", url_encode(sosl)),
+    )
+    .await;
+    assert_eq!(
+        (status, b[0]["errorCode"].as_str()),
+        (400, Some("MALFORMED_SEARCH")),
+        "{b}"
+    );
 }
