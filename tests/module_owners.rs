@@ -451,6 +451,24 @@ fn the_shipped_example_config_routes_by_owner_against_the_strict_org() {
     assert!(!lead.contains_key("sf_owner_extension"), "{lead:?}");
     assert!(!lead["sf_company"].is_empty());
 
+    // A second lookup in the same call leaves none of the first owner's variables behind.
+    f.shim.ok("app c2 sf_lookup number=+14155550123");
+    let again = f.shim.vars("c2");
+    assert_eq!(again["sf_owner_type"], "User", "{again:?}");
+    assert_eq!(again["sf_owner_extension"], "1001");
+    assert!(!again.contains_key("sf_owner_queue"), "{again:?}");
+    f.shim.ok("app c2 sf_lookup number=+14155550999");
+    let none = f.shim.vars("c2");
+    assert_eq!(none["sf_lookup_status"], "not_found", "{none:?}");
+    for gone in [
+        "sf_owner_id",
+        "sf_owner_type",
+        "sf_owner_name",
+        "sf_owner_extension",
+    ] {
+        assert!(!none.contains_key(gone), "{gone}: {none:?}");
+    }
+
     for entry in f.acme().admin().queries() {
         assert!(entry.error.is_none(), "{entry:?}");
     }
