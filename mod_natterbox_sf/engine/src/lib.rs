@@ -6,12 +6,14 @@ pub mod breaker;
 pub mod cache;
 pub mod engine;
 pub mod flight;
+pub mod metrics;
 mod org_upkeep;
 pub mod outbox;
 pub mod outcome;
 pub mod owners;
 pub mod schema_check;
 pub mod search;
+pub mod spool;
 pub mod striped;
 pub mod tokens;
 
