@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use natterbox_common::config::OWNER_VARIABLES;
 use natterbox_common::wire::{Direction, ScreenPop};
 use natterbox_engine::args::{printable, AppArgs, ArgSpec};
 use natterbox_engine::outbox::now_ms;
@@ -15,13 +16,13 @@ use crate::ffi::session::Session;
 use crate::module::{self, LOOKUP_EVENT};
 
 /// Result variables cleared before each lookup, so a second lookup in a call never leaves the
-/// first one's answer behind.
+/// first one's answer behind (the `sf_owner_*` ones too: `OWNER_VARIABLES` and each org's
+/// `<owners>` maps).
 const RESULT_VARS: &[&str] = &[
     "sf_record_id",
     "sf_record_ids",
     "sf_record_type",
     "sf_record_name",
-    "sf_owner_id",
     "sf_match_count",
     "sf_lookup_source",
     "sf_caller_e164",
@@ -106,14 +107,41 @@ pub fn sf_lookup(session: &Session<'_>, data: &str) {
         timeout,
     };
     let answer = state.engine.lookup_blocking(&request);
+    let snapshot = state.engine.snapshot();
+    let owner_extras = snapshot
+        .config
+        .orgs
+        .iter()
+        .flat_map(|o| o.owners.user_fields.iter().map(|m| m.variable.as_str()));
+    for name in RESULT_VARS
+        .iter()
+        .copied()
+        .chain(OWNER_VARIABLES)
+        .chain(owner_extras)
+    {
+        session.set_var(name, None);
+    }
     publish(session, &request, &answer);
+}
+
+/// Sets a variable whose value came from Salesforce, unless FreeSWITCH would expand it.
+fn set_from_salesforce(session: &Session<'_>, name: &str, value: &str) -> bool {
+    if has_variable_expansion(value) {
+        log_session(
+            session,
+            Level::Warning,
+            &format!(
+                "sf_lookup: not setting {name}: the Salesforce value contains a variable expansion"
+            ),
+        );
+        return false;
+    }
+    session.set_var(name, Some(value));
+    true
 }
 
 /// Channel variables, the CUSTOM event and the log line for one answer.
 fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer) {
-    for name in RESULT_VARS {
-        session.set_var(name, None);
-    }
     let ms = answer.elapsed.as_millis().to_string();
     session.set_var("sf_lookup_status", Some(answer.status.as_str()));
     session.set_var("sf_lookup_ms", Some(&ms));
@@ -131,18 +159,14 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
     if let Some(outcome) = &answer.outcome {
         session.set_var("sf_match_count", Some(&outcome.match_count.to_string()));
         for (name, value) in outcome.vars.iter() {
-            if has_variable_expansion(value) {
-                log_session(
-                    session,
-                    Level::Warning,
-                    &format!("sf_lookup: not setting {name}: the Salesforce value contains a variable expansion"),
-                );
-                continue;
-            }
-            session.set_var(name, Some(value));
-            if name == "sf_record_id" {
+            if set_from_salesforce(session, name, value) && name == "sf_record_id" {
                 record_id = value.to_string();
             }
+        }
+        // The directory's view of the owner wins over a profile's own Owner.* mappings: it is
+        // newer than a cached record.
+        for (name, value) in answer.owner.iter().flat_map(|o| o.vars()) {
+            set_from_salesforce(session, name, value);
         }
     } else {
         session.set_var("sf_match_count", Some("0"));

@@ -227,9 +227,8 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
           <map field="Owner.Extension" variable="sf_owner_extension"/>
           <map field="Account.Name" variable="sf_account_name"/>
         </object>
-        <object name="Lead" fields="Id,Name,OwnerId,Company,Owner.Extension">
-          <map field="Owner.Extension" variable="sf_owner_extension"/>
-        </object>
+        <!-- A Lead's owner can be a queue: no Owner.Extension here (the owner directory sets sf_owner_*). -->
+        <object name="Lead" fields="Id,Name,OwnerId,Company"/>
         <object name="Account" fields="Id,Name,OwnerId"/>
       </profile>
       <call-log enabled="true" subject="Call {direction} {from}" status="Completed"/>

@@ -21,7 +21,9 @@ use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
-use crate::search::{decide, SearchTemplate};
+use crate::owners::{Owner, OwnerDirectory};
+use crate::schema_check::SchemaCheck;
+use crate::search::decide;
 use crate::tokens::{Credential, TokenSlot};
 
 /// What the dialplan asked for.
@@ -44,6 +46,9 @@ pub struct LookupAnswer {
     pub org: Option<&'static str>,
     pub e164: Option<E164Text>,
     pub outcome: Option<Arc<Outcome>>,
+    /// The winning record's owner, from the owner directory at the time of the answer (so a
+    /// cached answer shows the owner's current name and extension).
+    pub owner: Option<Arc<Owner>>,
     /// Why, for logs, when the status is not a settled answer.
     pub detail: Option<String>,
 }
@@ -59,8 +64,10 @@ pub struct OrgRuntime {
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
     profiles: HashMap<String, ProfileRuntime>,
-    /// Each profile's search, in the order of `config.profiles`.
-    searches: Vec<SearchTemplate>,
+    /// Each profile's search, in the order of `config.profiles`, as checked against the org.
+    pub schema: SchemaCheck,
+    /// The org's Users and Queues (kept across reloads).
+    pub owners: Arc<OwnerDirectory>,
     parsed: ParseMemo,
     limit_used: AtomicU64,
     limit_max: AtomicU64,
@@ -88,6 +95,18 @@ impl OrgRuntime {
 
     pub fn scopes(&self) -> impl Iterator<Item = ScopeId> + '_ {
         self.profiles.values().map(|p| p.scope)
+    }
+
+    pub(crate) fn client(&self) -> &SalesforceClient {
+        &self.client
+    }
+
+    /// The owner of a settled answer's record, from memory.
+    fn owner_of(&self, outcome: &Outcome) -> Option<Arc<Owner>> {
+        outcome
+            .vars
+            .get("sf_owner_id")
+            .map(|id| self.owners.resolve(id))
     }
 }
 
@@ -183,6 +202,8 @@ pub struct Engine {
     next_scope: AtomicU32,
     /// Token slots by org name, kept across reloads so the last good token survives them.
     token_slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
+    /// Owner directories by org name, kept across reloads like the token slots.
+    owner_directories: parking_lot::Mutex<HashMap<String, Arc<OwnerDirectory>>>,
     /// Finished lookups by status and source, and their latency: counted on the caller's
     /// thread, striped.
     lookup_metrics: Arc<LookupMetrics>,
@@ -264,6 +285,7 @@ impl Engine {
             stop,
             next_scope: AtomicU32::new(1),
             token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
+            owner_directories: parking_lot::Mutex::new(HashMap::new()),
             lookup_metrics: Arc::new(LookupMetrics::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {
@@ -281,7 +303,8 @@ impl Engine {
         engine.snapshot.store(Arc::new(snapshot));
         runtime.spawn(outbox_task);
         runtime.spawn(push_metrics(engine.metrics_view(), stop_rx.clone()));
-        runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx));
+        runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx.clone()));
+        runtime.spawn(crate::org_upkeep::upkeep(engine.snapshot.clone(), stop_rx));
         engine.runtime = Some(runtime);
         Ok(engine)
     }
@@ -298,6 +321,14 @@ impl Engine {
                 slot
             }
         }
+    }
+
+    fn owner_directory(&self, org: &str) -> Arc<OwnerDirectory> {
+        self.owner_directories
+            .lock()
+            .entry(org.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Builds the per-org state for `config`, reusing the previous org state (and so its cache
@@ -354,7 +385,11 @@ impl Engine {
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, &org.name),
                     profiles,
-                    searches: org.profiles.iter().map(SearchTemplate::new).collect(),
+                    schema: match previous.and_then(|p| p.orgs.get(&org.name)) {
+                        Some(old) => SchemaCheck::after(&old.schema, &org.profiles),
+                        None => SchemaCheck::new(&org.profiles),
+                    },
+                    owners: self.owner_directory(&org.name),
                     parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),
                     limit_max: AtomicU64::new(0),
@@ -407,7 +442,14 @@ impl Engine {
                 changed_orgs.push(name.clone());
             }
             org.tokens.poll(name);
+            // The org may have changed since it was last looked at: check the profiles against
+            // it again and reload its owners, in the background.
+            org.schema.request();
+            org.owners.request_refresh();
         }
+        self.owner_directories
+            .lock()
+            .retain(|name, _| new.orgs.contains_key(name));
         self.cache.set_policy(cache_policy(&new.config.settings));
         self.token_slots
             .lock()
@@ -571,6 +613,7 @@ impl Engine {
             org,
             e164: None,
             outcome: None,
+            owner: None,
             detail: Some(detail),
         };
         let Some(org_config) = snapshot.config.resolve_org(request.org.as_deref()) else {
@@ -628,6 +671,7 @@ impl Engine {
             elapsed: started.elapsed(),
             org: Some(org.name),
             e164: Some(parsed.e164),
+            owner: org.owner_of(&outcome),
             outcome: Some(outcome),
             detail: None,
         };
@@ -829,6 +873,8 @@ impl Engine {
                     "unauthorized": org.unauthorized.load(Ordering::Relaxed),
                     "in_flight": org.config.max_concurrent - org.concurrency.available_permits().min(org.config.max_concurrent),
                     "cached_entries": org.scopes().map(|s| self.cache.scope_entries(s)).sum::<usize>(),
+                    "owners": org.owners.status(now),
+                    "config_check": org.schema.status(now),
                 })
             })
             .collect();
@@ -900,6 +946,7 @@ impl Prepared {
             elapsed: started.elapsed(),
             org: Some(self.org.name),
             e164: Some(self.caller.e164),
+            owner: outcome.as_ref().and_then(|o| self.org.owner_of(o)),
             outcome,
             detail,
         }
@@ -982,8 +1029,13 @@ async fn fetch_admitted(
             "waited for a free request slot until the deadline".into(),
         ));
     };
-    let profile = &org.config.profiles[profile_index];
-    let sosl = org.searches[profile_index].query(caller);
+    // The profile as checked against the org: what the org does not have is left out.
+    let checked = org.schema.current();
+    let (profile, search) = match &checked.profiles[profile_index] {
+        Ok(checked) => checked,
+        Err(reason) => return Err((LookupStatus::Error, reason.clone())),
+    };
+    let sosl = search.query(caller);
     let Some(mut credential) = org.tokens.credential() else {
         outbox.token_refresh(&org.config.name, 0, false);
         org.unauthorized.fetch_add(1, Ordering::Relaxed);
