@@ -20,6 +20,7 @@ use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, Scope
 use crate::flight::{Flights, Joined};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
+use crate::overload::{timeout_is_salesforces, RuntimeQueue};
 use crate::search::{decide, SearchTemplate};
 use crate::striped::StripedCounter;
 use crate::tokens::{Credential, TokenSlot};
@@ -168,6 +169,7 @@ pub struct Snapshot {
 
 pub struct Engine {
     runtime: Option<tokio::runtime::Runtime>,
+    runtime_threads: usize,
     live_threads: Arc<AtomicUsize>,
     snapshot: ArcSwap<Snapshot>,
     cache: Arc<LookupCache>,
@@ -178,6 +180,8 @@ pub struct Engine {
     /// Token slots by org name, kept across reloads so the last good token survives them.
     token_slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
     pub lookups: StripedCounter,
+    /// How long requests wait for the runtime (the host's load), see `overload`.
+    queue: Arc<RuntimeQueue>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -237,6 +241,7 @@ impl Engine {
         let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
         let mut engine = Engine {
             runtime: None,
+            runtime_threads: settings.runtime_threads,
             live_threads,
             snapshot: ArcSwap::from_pointee(Snapshot {
                 config: config.clone(),
@@ -249,6 +254,7 @@ impl Engine {
             next_scope: AtomicU32::new(1),
             token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
             lookups: StripedCounter::default(),
+            queue: Arc::new(RuntimeQueue::default()),
         };
         let snapshot = engine.build_snapshot(config, None)?;
         for org in snapshot.orgs.values() {
@@ -464,7 +470,7 @@ impl Engine {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight.wait_until(prepared.deadline);
-                prepared.answer_from_flight(result, started)
+                prepared.answer_from_flight(result, started, &self.queue)
             }
         }
     }
@@ -478,7 +484,7 @@ impl Engine {
                 let result = flight
                     .wait(tokio::time::Instant::from_std(prepared.deadline))
                     .await;
-                prepared.answer_from_flight(result, started)
+                prepared.answer_from_flight(result, started, &self.queue)
             }
         }
     }
@@ -577,17 +583,18 @@ impl Engine {
             outcome: Some(outcome),
             detail: None,
         };
+        let deadline = started
+            + request
+                .timeout
+                .unwrap_or(snapshot.config.settings.lookup_timeout)
+                .min(Duration::from_secs(60));
         let prepare = || Prepared {
             org: org.clone(),
             profile_index: profile.index,
             names: profile.names.clone(),
             caller: parsed.clone(),
             key,
-            deadline: started
-                + request
-                    .timeout
-                    .unwrap_or(snapshot.config.settings.lookup_timeout)
-                    .min(Duration::from_secs(60)),
+            deadline,
             refresh_timeout: snapshot.config.settings.lookup_timeout,
         };
         match self.cache.get(&key) {
@@ -604,14 +611,40 @@ impl Engine {
                 }
                 Ok(hit(outcome, Source::Stale))
             }
-            Cached::Miss => match self.flights.join(&key) {
-                Joined::Leader(flight) => {
-                    let p = prepare();
-                    self.spawn_fetch(&p, p.deadline);
-                    Err((p, flight))
+            Cached::Miss => {
+                if let Some(delay) = self.queue.would_miss(Instant::now(), deadline) {
+                    self.queue.overloaded.fetch_add(1, Ordering::Relaxed);
+                    return Ok(LookupAnswer {
+                        e164: Some(parsed.e164),
+                        ..fail(
+                            LookupStatus::Overloaded,
+                            Some(org.name),
+                            format!(
+                                "requests wait {} ms for the module's runtime (host overloaded), past this call's deadline",
+                                delay.as_millis()
+                            ),
+                        )
+                    });
                 }
-                Joined::Follower(flight) => Err((prepare(), flight)),
-            },
+                self.miss(key, prepare)
+            }
+        }
+    }
+
+    /// A miss: join the flight for the key, starting the request when first.
+    #[allow(clippy::type_complexity)]
+    fn miss(
+        &self,
+        key: CacheKey,
+        prepare: impl Fn() -> Prepared,
+    ) -> Result<LookupAnswer, (Prepared, Arc<crate::flight::Flight<FlightResult>>)> {
+        match self.flights.join(&key) {
+            Joined::Leader(flight) => {
+                let p = prepare();
+                self.spawn_fetch(&p, p.deadline);
+                Err((p, flight))
+            }
+            Joined::Follower(flight) => Err((prepare(), flight)),
         }
     }
 
@@ -631,23 +664,52 @@ impl Engine {
         let cache = self.cache.clone();
         let flights = self.flights.clone();
         let outbox = self.outbox.clone();
+        let handed_off = Instant::now();
+        let ticket = self.queue.hand_off(handed_off);
         runtime.spawn(async move {
-            let deadline = tokio::time::Instant::from_std(deadline);
-            let result = fetch(
-                &org,
-                profile_index,
-                &names,
-                &caller.caller,
-                deadline,
-                &outbox,
-            )
-            .await;
+            let started = Instant::now();
+            let waited = ticket.start(started);
+            let result = if started >= deadline {
+                // The host kept the runtime from running it in time: Salesforce is not asked,
+                // and nothing counts against it.
+                Err((
+                    LookupStatus::Overloaded,
+                    format!(
+                        "the module's runtime ran the request {} ms after the hand-off, past the deadline (host overloaded)",
+                        waited.as_millis()
+                    ),
+                ))
+            } else {
+                let times = Times {
+                    budget: deadline.saturating_duration_since(handed_off),
+                    started,
+                    deadline,
+                };
+                fetch(&org, profile_index, &names, &caller.caller, times, &outbox).await
+            };
             match &result {
                 Ok(outcome) => cache.insert(key, outcome.clone()),
                 Err(_) => cache.release_refresh(&key),
             }
             flights.finish(&key, result);
         });
+    }
+
+    /// Test hook: occupies every thread of the runtime for `how_long`, as a host that keeps the
+    /// CPUs busy starves it; returns once all of them are occupied.
+    #[doc(hidden)]
+    pub fn stall_runtime(&self, how_long: Duration) {
+        let Some(runtime) = &self.runtime else { return };
+        let all_in = Arc::new(std::sync::Barrier::new(self.runtime_threads + 1));
+        for _ in 0..self.runtime_threads {
+            let all_in = all_in.clone();
+            runtime.spawn(async move {
+                // Blocking a runtime thread on purpose: that is the hook's job.
+                all_in.wait();
+                std::thread::sleep(how_long);
+            });
+        }
+        all_in.wait();
     }
 
     /// Stops the outbox and the token watcher, then the runtime, and waits until every thread it
@@ -765,6 +827,11 @@ impl Engine {
                 "spool_errors": c.spool_errors.load(Ordering::Relaxed),
             },
             "flights": self.flights.len(),
+            "overloaded": self.queue.overloaded.load(Ordering::Relaxed),
+            "runtime_queue_ms": {
+                "now": self.queue.delay(now).as_millis() as u64,
+                "longest": self.queue.longest_wait().as_millis() as u64,
+            },
         })
     }
 }
@@ -789,7 +856,12 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn answer_from_flight(&self, result: Option<FlightResult>, started: Instant) -> LookupAnswer {
+    fn answer_from_flight(
+        &self,
+        result: Option<FlightResult>,
+        started: Instant,
+        queue: &RuntimeQueue,
+    ) -> LookupAnswer {
         let (status, source, outcome, detail) = match result {
             Some(Ok(outcome)) => (
                 outcome.status,
@@ -798,13 +870,33 @@ impl Prepared {
                 None,
             ),
             Some(Err((status, detail))) => (status, None, None, Some(detail)),
-            None => (
-                LookupStatus::Timeout,
-                None,
-                None,
-                Some("deadline passed before Salesforce answered".to_string()),
-            ),
+            None => {
+                // A request has waited for the runtime for at least half of this call's time: the
+                // local queue, not Salesforce, kept this call from its answer.
+                let delay = queue.delay(Instant::now());
+                if delay * 2 >= started.elapsed() {
+                    (
+                        LookupStatus::Overloaded,
+                        None,
+                        None,
+                        Some(format!(
+                            "requests wait {} ms for the module's runtime (host overloaded)",
+                            delay.as_millis()
+                        )),
+                    )
+                } else {
+                    (
+                        LookupStatus::Timeout,
+                        None,
+                        None,
+                        Some("deadline passed before Salesforce answered".to_string()),
+                    )
+                }
+            }
         };
+        if status == LookupStatus::Overloaded {
+            queue.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
         LookupAnswer {
             status,
             source,
@@ -818,12 +910,21 @@ impl Prepared {
 }
 
 /// Asks Salesforce, once, retrying once on a refused token within the deadline.
+/// When a request was handed off, started and must end.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    /// From the hand-off to the deadline.
+    budget: Duration,
+    started: Instant,
+    deadline: Instant,
+}
+
 async fn fetch(
     org: &OrgRuntime,
     profile_index: usize,
     names: &Arc<VarNames>,
     caller: &CallerNumber,
-    deadline: tokio::time::Instant,
+    times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
     let probe = match org.breaker.admit(Instant::now()) {
@@ -842,9 +943,11 @@ async fn fetch(
             ))
         }
     };
-    let result = fetch_admitted(org, profile_index, names, caller, deadline, outbox).await;
+    let result = fetch_admitted(org, profile_index, names, caller, times, outbox).await;
     match &result {
-        Err((LookupStatus::Timeout, _)) | Err((LookupStatus::Unauthorized, _)) if probe => {
+        Err((LookupStatus::Timeout | LookupStatus::Unauthorized | LookupStatus::Overloaded, _))
+            if probe =>
+        {
             org.breaker.on_inconclusive()
         }
         _ => {}
@@ -857,9 +960,10 @@ async fn fetch_admitted(
     profile_index: usize,
     names: &Arc<VarNames>,
     caller: &CallerNumber,
-    deadline: tokio::time::Instant,
+    times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
+    let deadline = tokio::time::Instant::from_std(times.deadline);
     let Ok(_permit) = tokio::time::timeout_at(deadline, org.concurrency.acquire()).await else {
         return Err((
             LookupStatus::Timeout,
@@ -947,7 +1051,18 @@ async fn fetch_admitted(
             // config is wrong, not Salesforce; no back-off would help.
             Err(SfError::Api(e)) => return Err((LookupStatus::Error, e.to_string())),
             Err(SfError::Timeout) => {
-                org.breaker.on_failure(Failure::Unhealthy, Instant::now());
+                let noticed = Instant::now();
+                if !timeout_is_salesforces(times.budget, times.started, times.deadline, noticed) {
+                    return Err((
+                        LookupStatus::Overloaded,
+                        format!(
+                            "no answer by the deadline, but the module's runtime started the request {} ms late and noticed the deadline {} ms late (host overloaded)",
+                            times.budget.saturating_sub(times.deadline.saturating_duration_since(times.started)).as_millis(),
+                            noticed.saturating_duration_since(times.deadline).as_millis()
+                        ),
+                    ));
+                }
+                org.breaker.on_failure(Failure::Unhealthy, noticed);
                 return Err((
                     LookupStatus::Timeout,
                     "Salesforce did not answer before the deadline".into(),

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod flight;
 pub mod outbox;
 pub mod outcome;
+pub mod overload;
 pub mod search;
 pub mod striped;
 pub mod tokens;
