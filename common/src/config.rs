@@ -36,6 +36,10 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     /// Ask Salesforce for gzip'd responses (all calls but the lookup's search).
     pub http_gzip: bool,
+    /// Fire the `natterbox_sf::lookup` CUSTOM event after each lookup. FreeSWITCH cannot tell
+    /// whether anyone listens (mod_event_socket binds every event), and an event costs the
+    /// calling thread and the dispatcher: off when nothing consumes it.
+    pub lookup_events: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +345,10 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         event_queue_capacity: p.number("event-queue-capacity", 10_000usize, 1, 10_000_000)?,
         ca_file: p.get("ca-file").map(PathBuf::from),
         http_gzip: parse_bool(p.get("http-gzip").unwrap_or("true"), "<settings> http-gzip")?,
+        lookup_events: parse_bool(
+            p.get("lookup-events").unwrap_or("true"),
+            "<settings> lookup-events",
+        )?,
     })
 }
 

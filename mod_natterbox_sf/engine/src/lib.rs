@@ -12,6 +12,7 @@ pub mod overload;
 pub mod search;
 pub mod striped;
 pub mod tokens;
+pub mod warnings;
 
 pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};
