@@ -16,7 +16,8 @@
 # Environment (all optional): BENCH_ROUNDS (default 12), BENCH_CALLS (calls per block, 300),
 # BENCH_RATE (calls/s, 150), BENCH_CALLGRIND=1 (also the instruction counts; slow),
 # BENCH_CALLGRIND_CALLS (calls per variant under callgrind, 20), BENCH_LOOKUP_EVENTS
-# (the module's lookup-events setting, default true), FS_CARGO_TARGET_DIR (as tests/freeswitch).
+# (the module's lookup-events setting, default true), BENCH_MODULE_SO (another build of the
+# module to measure, e.g. an earlier commit's), FS_CARGO_TARGET_DIR (as tests/freeswitch).
 # Without FREESWITCH_PREFIX it prints "bench-freeswitch: SKIPPED (…)" and exits 0.
 set -uo pipefail
 
@@ -69,6 +70,8 @@ export FREESWITCH_PREFIX="$prefix"
 export CARGO_TARGET_DIR="${FS_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-$top/target}/freeswitch}"
 (cd "$top" && cargo build --release -p mod_natterbox_sf -p sf-emulator) >"$work/build.log" 2>&1 ||
   { tail -20 "$work/build.log"; exit 1; }
+# BENCH_MODULE_SO: measure another build of the module (e.g. an earlier commit's) in the same setup.
+module_so="${BENCH_MODULE_SO:-$CARGO_TARGET_DIR/release/libmod_natterbox_sf.so}"
 
 "$CARGO_TARGET_DIR/release/sf-emulator" --bind 127.0.0.1:0 >"$work/emulator.json" 2>"$work/emulator.log" &
 emu_pid=$!
@@ -91,7 +94,7 @@ cp -a "$src_conf" "$conf"
 mkdir -p "$work"/{log,db,run,tmp,cache,storage,recordings,mod,sipp,scripts} "$conf/tls"
 for m in "$src_mod"/*.so; do ln -s "$m" "$work/mod/$(basename "$m")"; done
 rm -f "$work/mod/mod_natterbox_sf.so"
-install -m 0755 "$CARGO_TARGET_DIR/release/libmod_natterbox_sf.so" "$work/mod/mod_natterbox_sf.so"
+install -m 0755 "$module_so" "$work/mod/mod_natterbox_sf.so"
 alloc_port && sip_port=$port && alloc_port && esl_port=$port || { echo "no free ports"; exit 1; }
 
 {

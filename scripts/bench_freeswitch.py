@@ -12,6 +12,7 @@ FreeSWITCH, the module and the Salesforce stand-in up.
 import argparse
 import glob
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -76,14 +77,15 @@ class Caller:
             for i in range(calls):
                 number = HIT_NUMBER if numbering == "fixed" else fresh_number()
                 f.write("%s;%s%d;\n" % (number, name, i))
-        for old in glob.glob(os.path.join(self.args.work, "uac_caller_*_rtt.csv")):
-            os.remove(old)
+        messages = os.path.join(self.args.work, "messages-%s.log" % name)
+        if os.path.exists(messages):
+            os.remove(messages)
         command = [
             "sipp", self.args.sip, "-sf", self.args.scenario, "-inf", inf, "-s", dest,
             "-m", str(calls), "-r", str(rate), "-rp", "1000", "-l", "2000",
             "-i", "127.0.0.1", "-p", str(self.args.sipp_port), "-mp", str(self.args.media_port),
-            "-nostdin", "-timeout", "300s", "-recv_timeout", "20000", "-trace_rtt",
-            "-rtt_freq", "1", "-nr",
+            "-nostdin", "-timeout", "300s", "-recv_timeout", "20000", "-trace_msg",
+            "-message_file", messages, "-nr",
         ]
         threads = rss = 0
         proc = subprocess.Popen(command, cwd=self.args.work, stdout=subprocess.DEVNULL,
@@ -93,18 +95,50 @@ class Caller:
                 threads = max(threads, status_field(sample_pid, "Threads"))
                 rss = max(rss, status_field(sample_pid, "VmRSS"))
             time.sleep(0.05)
-        setup = []
-        for path in glob.glob(os.path.join(self.args.work, "uac_caller_*_rtt.csv")):
-            with open(path) as f:
-                for line in f:
-                    parts = line.strip().split(";")
-                    if len(parts) >= 2:
-                        try:
-                            setup.append(float(parts[1]))
-                        except ValueError:
-                            pass
+        setup = setup_times(messages)
         failed = calls - len(setup) if proc.returncode != 0 else 0
         return failed, setup, threads, rss
+
+
+STAMP = re.compile(r"^-{10,}\s+(\d{4}-\d{2}-\d{2})\s+(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)")
+
+
+def setup_times(path):
+    """Setup times in ms from sipp's message trace (-trace_msg): per Call-ID, from the INVITE
+    sent to the first 200 OK received (microsecond timestamps)."""
+    sent, answered = {}, {}
+    if not os.path.exists(path):
+        return []
+    with open(path, errors="replace") as f:
+        stamp, direction, first, call_id = None, None, None, None
+
+        def close():
+            if stamp is None or call_id is None or first is None:
+                return
+            if direction == "sent" and first.startswith("INVITE "):
+                sent.setdefault(call_id, stamp)
+            elif direction == "received" and first.startswith("SIP/2.0 200"):
+                answered.setdefault(call_id, stamp)
+
+        for line in f:
+            m = STAMP.match(line)
+            if m:
+                close()
+                h, mi, sec = int(m.group(2)), int(m.group(3)), float(m.group(4))
+                stamp, direction, first, call_id = h * 3600 + mi * 60 + sec, None, None, None
+                continue
+            text = line.strip()
+            if stamp is None or not text:
+                continue
+            if direction is None:
+                direction = "sent" if "message sent" in text else (
+                    "received" if "message received" in text else None)
+            elif first is None:
+                first = text
+            elif call_id is None and text.lower().startswith("call-id:"):
+                call_id = text.split(":", 1)[1].strip()
+        close()
+    return [(answered[c] - sent[c]) * 1000 for c in answered if c in sent]
 
 
 def settle(pid, baseline_threads):
