@@ -226,9 +226,9 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
           <map field="Owner.Extension" variable="sf_owner_extension"/>
           <map field="Account.Name" variable="sf_account_name"/>
         </object>
-        <object name="Lead" fields="Id,Name,OwnerId,Company,Owner.Extension">
-          <map field="Owner.Extension" variable="sf_owner_extension"/>
-        </object>
+        <!-- Lead.Owner is polymorphic (a user or a queue): Salesforce refuses Owner.Extension
+             on it in a search, and so does the emulator. -->
+        <object name="Lead" fields="Id,Name,OwnerId,Company"/>
         <object name="Account" fields="Id,Name,OwnerId"/>
       </profile>
       <call-log enabled="true" subject="Call {direction} {from}" status="Completed"/>
