@@ -39,6 +39,10 @@ pub struct Settings {
     pub http_gzip: bool,
     /// How often the module reloads each org's owner directory (Users and Queues).
     pub owner_refresh: Duration,
+    /// Fire the `natterbox_sf::lookup` CUSTOM event after each lookup. FreeSWITCH cannot tell
+    /// whether anyone listens (mod_event_socket binds every event), and an event costs the
+    /// calling thread and the dispatcher: off when nothing consumes it.
+    pub lookup_events: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -370,6 +374,10 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         ca_file: p.get("ca-file").map(PathBuf::from),
         http_gzip: parse_bool(p.get("http-gzip").unwrap_or("true"), "<settings> http-gzip")?,
         owner_refresh: p.secs("owner-refresh-s", 300, 1, 86_400)?,
+        lookup_events: parse_bool(
+            p.get("lookup-events").unwrap_or("true"),
+            "<settings> lookup-events",
+        )?,
     })
 }
 

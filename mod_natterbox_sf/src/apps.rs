@@ -1,19 +1,20 @@
 //! The dialplan applications. They never answer the call, and they always leave
 //! `sf_lookup_status` set so the dialplan can route on it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use natterbox_common::config::OWNER_VARIABLES;
 use natterbox_common::wire::{Direction, ScreenPop};
 use natterbox_engine::args::{printable, AppArgs, ArgSpec};
 use natterbox_engine::outbox::now_ms;
 use natterbox_engine::outcome::has_variable_expansion;
+use natterbox_engine::warnings::{Verdict, LINES_PER_WINDOW, WINDOW};
 use natterbox_engine::{LookupAnswer, LookupRequest, LookupStatus};
 
 use crate::ffi::event;
-use crate::ffi::log::{log_session, Level};
+use crate::ffi::log::{self, log_session, Level};
 use crate::ffi::session::Session;
-use crate::module::{self, LOOKUP_EVENT};
+use crate::module::{self, ModuleState, LOOKUP_EVENT};
 
 /// Result variables cleared before each lookup, so a second lookup in a call never leaves the
 /// first one's answer behind (the `sf_owner_*` ones too: `OWNER_VARIABLES` and each org's
@@ -107,24 +108,11 @@ pub fn sf_lookup(session: &Session<'_>, data: &str) {
         timeout,
     };
     let answer = state.engine.lookup_blocking(&request);
-    let snapshot = state.engine.snapshot();
-    let owner_extras = snapshot
-        .config
-        .orgs
-        .iter()
-        .flat_map(|o| o.owners.user_fields.iter().map(|m| m.variable.as_str()));
-    for name in RESULT_VARS
-        .iter()
-        .copied()
-        .chain(OWNER_VARIABLES)
-        .chain(owner_extras)
-    {
-        session.set_var(name, None);
-    }
-    publish(session, &request, &answer);
+    publish(&state, session, &request, &answer);
 }
 
-/// Sets a variable whose value came from Salesforce, unless FreeSWITCH would expand it.
+/// Sets a variable whose value came from Salesforce, unless FreeSWITCH would expand it; the
+/// value passed that check, so the core's own scan of it is skipped.
 fn set_from_salesforce(session: &Session<'_>, name: &str, value: &str) -> bool {
     if has_variable_expansion(value) {
         log_session(
@@ -136,31 +124,57 @@ fn set_from_salesforce(session: &Session<'_>, name: &str, value: &str) -> bool {
         );
         return false;
     }
-    session.set_var(name, Some(value));
+    session.set_var_prechecked(name, Some(value));
     true
 }
 
-/// Channel variables, the CUSTOM event and the log line for one answer.
-fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer) {
+/// Channel variables, the CUSTOM event and the log line for one answer. Every value set here is
+/// made by us or passed `has_variable_expansion`, so the core's scan of it is skipped; the
+/// result variables (the `sf_owner_*` ones too: `OWNER_VARIABLES` and each org's `<owners>`
+/// maps) are cleared only when an earlier lookup on this call may have set them; the log line
+/// is formatted only when the core would keep it, and failures are rate-limited per org and
+/// cause; the event is fired only when configured (`lookup-events`).
+fn publish(
+    state: &ModuleState,
+    session: &Session<'_>,
+    request: &LookupRequest,
+    answer: &LookupAnswer,
+) {
+    if session.has_var(c"sf_lookup_status") {
+        let snapshot = state.engine.snapshot();
+        let owner_extras = snapshot
+            .config
+            .orgs
+            .iter()
+            .flat_map(|o| o.owners.user_fields.iter().map(|m| m.variable.as_str()));
+        for name in RESULT_VARS
+            .iter()
+            .copied()
+            .chain(OWNER_VARIABLES)
+            .chain(owner_extras)
+        {
+            session.set_var_prechecked(name, None);
+        }
+    }
     let ms = answer.elapsed.as_millis().to_string();
-    session.set_var("sf_lookup_status", Some(answer.status.as_str()));
-    session.set_var("sf_lookup_ms", Some(&ms));
+    session.set_var_prechecked("sf_lookup_status", Some(answer.status.as_str()));
+    session.set_var_prechecked("sf_lookup_ms", Some(&ms));
     if let Some(org) = answer.org {
         // Marks the call for call logging at hangup.
-        session.set_var("sf_lookup_org", Some(org));
+        session.set_var_prechecked("sf_lookup_org", Some(org));
     }
     if let Some(source) = answer.source {
-        session.set_var("sf_lookup_source", Some(source.as_str()));
+        session.set_var_prechecked("sf_lookup_source", Some(source.as_str()));
     }
     if let Some(e164) = answer.e164.as_deref() {
-        session.set_var("sf_caller_e164", Some(e164));
+        session.set_var_prechecked("sf_caller_e164", Some(e164));
     }
-    let mut record_id = String::new();
+    let mut record_id = "";
     if let Some(outcome) = &answer.outcome {
-        session.set_var("sf_match_count", Some(&outcome.match_count.to_string()));
+        session.set_var_prechecked("sf_match_count", Some(&outcome.match_count.to_string()));
         for (name, value) in outcome.vars.iter() {
             if set_from_salesforce(session, name, value) && name == "sf_record_id" {
-                record_id = value.to_string();
+                record_id = value;
             }
         }
         // The directory's view of the owner wins over a profile's own Owner.* mappings: it is
@@ -169,46 +183,70 @@ fn publish(session: &Session<'_>, request: &LookupRequest, answer: &LookupAnswer
             set_from_salesforce(session, name, value);
         }
     } else {
-        session.set_var("sf_match_count", Some("0"));
+        session.set_var_prechecked("sf_match_count", Some("0"));
     }
-    let number = answer
-        .e164
-        .as_deref()
-        .map(str::to_string)
-        .unwrap_or_else(|| printable(&request.number));
+    let number = || {
+        answer
+            .e164
+            .as_deref()
+            .map(str::to_string)
+            .unwrap_or_else(|| printable(&request.number))
+    };
     let level = match answer.status {
         LookupStatus::Found | LookupStatus::NotFound | LookupStatus::Multiple => Level::Info,
         LookupStatus::InvalidNumber => Level::Notice,
         _ => Level::Warning,
     };
-    log_session(
-        session,
-        level,
-        &format!(
-            "sf_lookup org={} number={number} status={} source={} ms={ms}{}",
-            answer.org.unwrap_or("-"),
-            answer.status,
-            answer.source.map_or("-", |s| s.as_str()),
-            answer
-                .detail
-                .as_ref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        ),
-    );
-    let uuid = session.uuid();
-    event::fire_custom(
-        LOOKUP_EVENT,
-        &[
-            ("Unique-ID", &uuid),
-            ("SF-Org", answer.org.unwrap_or("")),
-            ("SF-Number", &number),
-            ("SF-Status", answer.status.as_str()),
-            ("SF-Source", answer.source.map_or("", |s| s.as_str())),
-            ("SF-Lookup-MS", &ms),
-            ("SF-Record-ID", &record_id),
-        ],
-    );
+    if log::enabled(level, Some(session)) {
+        let org = answer.org.unwrap_or("-");
+        let verdict = match level {
+            Level::Info => Verdict::Log { suppressed: 0 },
+            _ => state
+                .warnings
+                .check(org, answer.status.as_str(), Instant::now()),
+        };
+        if let Verdict::Log { suppressed } = verdict {
+            log_session(
+                session,
+                level,
+                &format!(
+                    "sf_lookup org={org} number={} status={} source={} ms={ms}{}{}",
+                    number(),
+                    answer.status,
+                    answer.source.map_or("-", |s| s.as_str()),
+                    answer
+                        .detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
+                    if suppressed > 0 {
+                        format!(
+                            "; {suppressed} more {} lookup(s) of org {org} not logged (at most {LINES_PER_WINDOW} lines per {} s)",
+                            answer.status,
+                            WINDOW.as_secs()
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
+    }
+    if state.engine.snapshot().config.settings.lookup_events {
+        let uuid = session.uuid();
+        event::fire_custom(
+            LOOKUP_EVENT,
+            &[
+                ("Unique-ID", &uuid),
+                ("SF-Org", answer.org.unwrap_or("")),
+                ("SF-Number", &number()),
+                ("SF-Status", answer.status.as_str()),
+                ("SF-Source", answer.source.map_or("", |s| s.as_str())),
+                ("SF-Lookup-MS", &ms),
+                ("SF-Record-ID", record_id),
+            ],
+        );
+    }
 }
 
 pub fn sf_screen_pop(session: &Session<'_>, data: &str) {

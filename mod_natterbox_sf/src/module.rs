@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use natterbox_common::config::{Config, CONFIG_NAME};
+use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
 use crate::ffi::entry::{
@@ -22,6 +23,8 @@ pub const LOOKUP_EVENT: &std::ffi::CStr = c"natterbox_sf::lookup";
 
 pub struct ModuleState {
     pub engine: Engine,
+    /// Failed-lookup warnings, rate-limited per org and cause.
+    pub warnings: WarningLimiter,
 }
 
 static STATE: ArcSwapOption<ModuleState> = ArcSwapOption::const_empty();
@@ -93,7 +96,10 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
             "natterbox_sf::lookup events are reserved by another module; not firing them",
         );
     }
-    STATE.store(Some(Arc::new(ModuleState { engine })));
+    STATE.store(Some(Arc::new(ModuleState {
+        engine,
+        warnings: WarningLimiter::default(),
+    })));
     let mut bindings = BINDINGS.lock().unwrap_or_else(|e| e.into_inner());
     for (kind, callback) in [
         (

@@ -227,7 +227,8 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
           <map field="Owner.Extension" variable="sf_owner_extension"/>
           <map field="Account.Name" variable="sf_account_name"/>
         </object>
-        <!-- A Lead's owner can be a queue: no Owner.Extension here (the owner directory sets sf_owner_*). -->
+        <!-- Lead.Owner is polymorphic (a user or a queue): Salesforce refuses Owner.Extension
+             on it in a search, and so does the emulator. -->
         <object name="Lead" fields="Id,Name,OwnerId,Company"/>
         <object name="Account" fields="Id,Name,OwnerId"/>
       </profile>

@@ -21,6 +21,7 @@ use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
+use crate::overload::{timeout_is_salesforces, RuntimeQueue};
 use crate::owners::{Owner, OwnerDirectory};
 use crate::schema_check::SchemaCheck;
 use crate::search::decide;
@@ -207,6 +208,9 @@ pub struct Engine {
     /// Finished lookups by status and source, and their latency: counted on the caller's
     /// thread, striped.
     lookup_metrics: Arc<LookupMetrics>,
+    /// How long requests wait for the runtime (the host's load), see `overload`.
+    queue: Arc<RuntimeQueue>,
+    runtime_threads: usize,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -287,6 +291,8 @@ impl Engine {
             token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
             owner_directories: parking_lot::Mutex::new(HashMap::new()),
             lookup_metrics: Arc::new(LookupMetrics::default()),
+            queue: Arc::new(RuntimeQueue::default()),
+            runtime_threads: settings.runtime_threads,
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -525,7 +531,7 @@ impl Engine {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight.wait_until(prepared.deadline);
-                prepared.answer_from_flight(result, started)
+                prepared.answer_from_flight(result, started, &self.queue)
             }
         };
         self.lookup_metrics
@@ -542,7 +548,7 @@ impl Engine {
                 let result = flight
                     .wait(tokio::time::Instant::from_std(prepared.deadline))
                     .await;
-                prepared.answer_from_flight(result, started)
+                prepared.answer_from_flight(result, started, &self.queue)
             }
         };
         self.lookup_metrics
@@ -675,19 +681,20 @@ impl Engine {
             outcome: Some(outcome),
             detail: None,
         };
+        // A request may shorten the configured deadline, never lengthen it.
+        let deadline = started
+            + request
+                .timeout
+                .map_or(snapshot.config.settings.lookup_timeout, |t| {
+                    t.min(snapshot.config.settings.lookup_timeout)
+                });
         let prepare = || Prepared {
             org: org.clone(),
             profile_index: profile.index,
             names: profile.names.clone(),
             caller: parsed.clone(),
             key,
-            // A request may shorten the configured deadline, never lengthen it.
-            deadline: started
-                + request
-                    .timeout
-                    .map_or(snapshot.config.settings.lookup_timeout, |t| {
-                        t.min(snapshot.config.settings.lookup_timeout)
-                    }),
+            deadline,
             refresh_timeout: snapshot.config.settings.lookup_timeout,
         };
         match self.cache.get(&key) {
@@ -704,14 +711,30 @@ impl Engine {
                 }
                 Ok(hit(outcome, Source::Stale))
             }
-            Cached::Miss => match self.flights.join(&key) {
-                Joined::Leader(flight) => {
-                    let p = prepare();
-                    self.spawn_fetch(&p, flight.clone(), p.deadline);
-                    Err((p, flight))
+            Cached::Miss => {
+                if let Some(delay) = self.queue.would_miss(Instant::now(), deadline) {
+                    self.queue.overloaded.fetch_add(1, Ordering::Relaxed);
+                    return Ok(LookupAnswer {
+                        e164: Some(parsed.e164),
+                        ..fail(
+                            LookupStatus::Overloaded,
+                            Some(org.name),
+                            format!(
+                                "requests wait {} ms for the module's runtime (host overloaded), past this call's deadline",
+                                delay.as_millis()
+                            ),
+                        )
+                    });
                 }
-                Joined::Follower(flight) => Err((prepare(), flight)),
-            },
+                match self.flights.join(&key) {
+                    Joined::Leader(flight) => {
+                        let p = prepare();
+                        self.spawn_fetch(&p, flight.clone(), p.deadline);
+                        Err((p, flight))
+                    }
+                    Joined::Follower(flight) => Err((prepare(), flight)),
+                }
+            }
         }
     }
 
@@ -739,28 +762,57 @@ impl Engine {
         let profile_index = p.profile_index;
         let cache = self.cache.clone();
         let outbox = self.outbox.clone();
+        let handed_off = Instant::now();
+        let ticket = self.queue.hand_off(handed_off);
         runtime.spawn(async move {
+            let started = Instant::now();
+            let waited = ticket.start(started);
             // Released if the task ends without inserting (panic, drop) so a later stale hit
             // can claim the refresh again.
             let refresh_claim = RefreshClaim { cache: &cache, key };
             #[cfg(test)]
             test_hooks::before_fetch();
-            let deadline = tokio::time::Instant::from_std(deadline);
-            let result = fetch(
-                &org,
-                profile_index,
-                &names,
-                &caller.caller,
-                deadline,
-                &outbox,
-            )
-            .await;
+            let result = if started >= deadline {
+                // The host kept the runtime from running it in time: Salesforce is not asked,
+                // and nothing counts against it.
+                Err((
+                    LookupStatus::Overloaded,
+                    format!(
+                        "the module's runtime ran the request {} ms after the hand-off, past the deadline (host overloaded)",
+                        waited.as_millis()
+                    ),
+                ))
+            } else {
+                let times = Times {
+                    budget: deadline.saturating_duration_since(handed_off),
+                    started,
+                    deadline,
+                };
+                fetch(&org, profile_index, &names, &caller.caller, times, &outbox).await
+            };
             if let Ok(outcome) = &result {
                 cache.insert(key, outcome.clone());
                 std::mem::forget(refresh_claim);
             }
             guard.finish(result);
         });
+    }
+
+    /// Test hook: occupies every thread of the runtime for `how_long`, as a host that keeps the
+    /// CPUs busy starves it; returns once all of them are occupied.
+    #[doc(hidden)]
+    pub fn stall_runtime(&self, how_long: Duration) {
+        let Some(runtime) = &self.runtime else { return };
+        let all_in = Arc::new(std::sync::Barrier::new(self.runtime_threads + 1));
+        for _ in 0..self.runtime_threads {
+            let all_in = all_in.clone();
+            runtime.spawn(async move {
+                // Blocking a runtime thread on purpose: that is the hook's job.
+                all_in.wait();
+                std::thread::sleep(how_long);
+            });
+        }
+        all_in.wait();
     }
 
     /// Stops the outbox and the token watcher, then the runtime, and waits until every thread it
@@ -900,6 +952,11 @@ impl Engine {
                 "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
             },
             "flights": self.flights.len(),
+            "overloaded": self.queue.overloaded.load(Ordering::Relaxed),
+            "runtime_queue_ms": {
+                "now": self.queue.delay(Instant::now()).as_millis() as u64,
+                "longest": self.queue.longest_wait().as_millis() as u64,
+            },
         })
     }
 }
@@ -924,7 +981,12 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn answer_from_flight(&self, result: Option<FlightResult>, started: Instant) -> LookupAnswer {
+    fn answer_from_flight(
+        &self,
+        result: Option<FlightResult>,
+        started: Instant,
+        queue: &RuntimeQueue,
+    ) -> LookupAnswer {
         let (status, source, outcome, detail) = match result {
             Some(Ok(outcome)) => (
                 outcome.status,
@@ -933,13 +995,33 @@ impl Prepared {
                 None,
             ),
             Some(Err((status, detail))) => (status, None, None, Some(detail)),
-            None => (
-                LookupStatus::Timeout,
-                None,
-                None,
-                Some("deadline passed before Salesforce answered".to_string()),
-            ),
+            None => {
+                // A request has waited for the runtime for at least half of this call's time: the
+                // local queue, not Salesforce, kept this call from its answer.
+                let delay = queue.delay(Instant::now());
+                if delay * 2 >= started.elapsed() {
+                    (
+                        LookupStatus::Overloaded,
+                        None,
+                        None,
+                        Some(format!(
+                            "requests wait {} ms for the module's runtime (host overloaded)",
+                            delay.as_millis()
+                        )),
+                    )
+                } else {
+                    (
+                        LookupStatus::Timeout,
+                        None,
+                        None,
+                        Some("deadline passed before Salesforce answered".to_string()),
+                    )
+                }
+            }
         };
+        if status == LookupStatus::Overloaded {
+            queue.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
         LookupAnswer {
             status,
             source,
@@ -981,12 +1063,21 @@ mod test_hooks {
 }
 
 /// Asks Salesforce, once, retrying once on a refused token within the deadline.
+/// When a request was handed off, started and must end.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    /// From the hand-off to the deadline.
+    budget: Duration,
+    started: Instant,
+    deadline: Instant,
+}
+
 async fn fetch(
     org: &OrgRuntime,
     profile_index: usize,
     names: &Arc<VarNames>,
     caller: &CallerNumber,
-    deadline: tokio::time::Instant,
+    times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
     let probe = match org.breaker.admit(Instant::now()) {
@@ -1005,9 +1096,11 @@ async fn fetch(
             ))
         }
     };
-    let result = fetch_admitted(org, profile_index, names, caller, deadline, outbox).await;
+    let result = fetch_admitted(org, profile_index, names, caller, times, outbox).await;
     match &result {
-        Err((LookupStatus::Timeout, _)) | Err((LookupStatus::Unauthorized, _)) if probe => {
+        Err((LookupStatus::Timeout | LookupStatus::Unauthorized | LookupStatus::Overloaded, _))
+            if probe =>
+        {
             org.breaker.on_inconclusive()
         }
         _ => {}
@@ -1020,9 +1113,10 @@ async fn fetch_admitted(
     profile_index: usize,
     names: &Arc<VarNames>,
     caller: &CallerNumber,
-    deadline: tokio::time::Instant,
+    times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
+    let deadline = tokio::time::Instant::from_std(times.deadline);
     let Ok(_permit) = tokio::time::timeout_at(deadline, org.concurrency.acquire()).await else {
         return Err((
             LookupStatus::Timeout,
@@ -1115,7 +1209,18 @@ async fn fetch_admitted(
             // config is wrong, not Salesforce; no back-off would help.
             Err(SfError::Api(e)) => return Err((LookupStatus::Error, e.to_string())),
             Err(SfError::Timeout) => {
-                org.breaker.on_failure(Failure::Unhealthy, Instant::now());
+                let noticed = Instant::now();
+                if !timeout_is_salesforces(times.budget, times.started, times.deadline, noticed) {
+                    return Err((
+                        LookupStatus::Overloaded,
+                        format!(
+                            "no answer by the deadline, but the module's runtime started the request {} ms late and noticed the deadline {} ms late (host overloaded)",
+                            times.budget.saturating_sub(times.deadline.saturating_duration_since(times.started)).as_millis(),
+                            noticed.saturating_duration_since(times.deadline).as_millis()
+                        ),
+                    ));
+                }
+                org.breaker.on_failure(Failure::Unhealthy, noticed);
                 return Err((
                     LookupStatus::Timeout,
                     "Salesforce did not answer before the deadline".into(),

@@ -12,10 +12,12 @@ pub mod outbox;
 pub mod outcome;
 pub mod owners;
 pub mod schema_check;
+pub mod overload;
 pub mod search;
 pub mod spool;
 pub mod striped;
 pub mod tokens;
+pub mod warnings;
 
 pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};
