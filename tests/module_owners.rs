@@ -54,6 +54,8 @@ fn fixture(emulator: EmulatorOptions) -> Fixture {
 
 fn load(f: &mut Fixture, xml: &str) {
     f.write_config(xml);
+    // The shim, like FreeSWITCH, serves config files from memory: reloadxml picks this one up.
+    f.shim.ok("reloadxml");
     let reply = f.shim.cmd(&format!(
         "load {} mod_natterbox_sf",
         support::module_path().display()
