@@ -467,11 +467,12 @@ mod tests {
         let task = tokio::spawn(task);
 
         outbox.call_log(log("uuid-1"));
+        // The spool thread writes the file, then counts it: wait for both.
         eventually("spooled while the sidecar is away", || {
             spool_path(&spool_dir, "uuid-1").exists()
+                && outbox.counters().spool_depth.load(Ordering::Relaxed) == 1
         })
         .await;
-        assert_eq!(outbox.counters().spool_depth.load(Ordering::Relaxed), 1);
 
         let listener = UnixListener::bind(&socket).unwrap();
         let (stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
@@ -495,9 +496,9 @@ mod tests {
             .unwrap();
         eventually("deleted on ack", || {
             !spool_path(&spool_dir, "uuid-1").exists()
+                && outbox.counters().spool_depth.load(Ordering::Relaxed) == 0
         })
         .await;
-        assert_eq!(outbox.counters().spool_depth.load(Ordering::Relaxed), 0);
 
         outbox.token_refresh("acme", 3, true);
         assert_eq!(
