@@ -2,14 +2,19 @@
 //! caller-controlled channel variables.
 //!
 //! Properties: parsing never panics; an accepted string holds only known keys, and writing its
-//! values back as `key=value` words parses to the same values; no error message and no
+//! settings back as `key=value` words followed by the last argument verbatim parses to the same
+//! values (so a caller's text in the last argument stays inside it); no error message and no
 //! `printable` text carries a control character into a log line.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natterbox_engine::args::{printable, AppArgs};
+use natterbox_engine::args::{printable, AppArgs, ArgSpec};
 
-const KNOWN: &[&str] = &["org", "number", "profile", "timeout"];
+const KNOWN: &[&str] = &["org", "profile", "timeout_ms"];
+const SPEC: ArgSpec = ArgSpec {
+    settings: KNOWN,
+    last: &["number"],
+};
 
 fn no_control(text: &str) -> bool {
     !text.chars().any(char::is_control)
@@ -24,13 +29,17 @@ fuzz_target!(|data: &[u8]| {
         no_control(&shown),
         "printable left a control character: {shown:?}"
     );
-    match AppArgs::parse(text, KNOWN) {
+    match AppArgs::parse(text, &SPEC) {
         Ok(args) => {
-            let words: Vec<String> = KNOWN
+            let mut words: Vec<String> = KNOWN
                 .iter()
                 .filter_map(|key| args.get(key).map(|value| format!("{key}={value}")))
                 .collect();
-            let again = AppArgs::parse(&words.join(" "), KNOWN).expect("written back, it parses");
+            if let Some((key, value)) = args.last() {
+                words.push(format!("{key}={value}"));
+            }
+            let again = AppArgs::parse(&words.join(" "), &SPEC).expect("written back, it parses");
+            assert_eq!(args.last(), again.last(), "the last argument changed");
             for key in KNOWN {
                 assert_eq!(
                     args.get(key),
@@ -42,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!value.contains(|c: char| c.is_ascii_whitespace()));
                 }
             }
-            for unknown in ["evil", "", "=", "org "] {
+            for unknown in ["evil", "", "=", "org ", "number"] {
                 assert_eq!(args.get(unknown), None);
             }
         }
