@@ -49,7 +49,7 @@ cat > "$work/conf/autoload_configs/natterbox_sf.conf.xml" <<XML
     <param name="outbox-db" value="$work/state/outbox.sqlite"/>
   </sidecar>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url">
+    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" allow-insecure-http="true">
       <auth flow="jwt-bearer" client-id="3MVG9Emu.JWT.ClientId.natterbox" username="integration@acme.example"
             private-key-file="$top/tests/sf-emulator/fixtures/test-jwt-private-key.pem"
             audience="https://login.salesforce.com"/>

@@ -36,6 +36,8 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     /// Ask Salesforce for gzip'd responses (all calls but the lookup's search).
     pub http_gzip: bool,
+    /// The default of every org's `allow-insecure-http` (see `https_only`).
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,8 @@ pub struct OrgConfig {
     pub default_country: Country,
     /// Where tokens are requested: login.salesforce.com, test.salesforce.com or the My Domain.
     pub login_url: String,
+    /// Lets `login_url` and the instance URL in its tokens be plain `http://` (test emulators).
+    pub allow_insecure_http: bool,
     /// Cap on concurrent Salesforce requests from this host for this org.
     pub max_concurrent: usize,
     /// The org's session timeout (Salesforce sends no `expires_in`).
@@ -206,7 +210,7 @@ impl Config {
         let mut orgs = Vec::new();
         if let Some(list) = configuration.child("orgs") {
             for org in list.children_named("org") {
-                let org = parse_org(org)?;
+                let org = parse_org(org, &settings)?;
                 if orgs.iter().any(|o: &OrgConfig| o.name == org.name) {
                     return err(format!("org \"{}\" is defined twice", org.name));
                 }
@@ -341,6 +345,10 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         event_queue_capacity: p.number("event-queue-capacity", 10_000usize, 1, 10_000_000)?,
         ca_file: p.get("ca-file").map(PathBuf::from),
         http_gzip: parse_bool(p.get("http-gzip").unwrap_or("true"), "<settings> http-gzip")?,
+        allow_insecure_http: parse_bool(
+            p.get("allow-insecure-http").unwrap_or("false"),
+            "<settings> allow-insecure-http",
+        )?,
     })
 }
 
@@ -404,7 +412,7 @@ fn required<'a>(element: &'a Element, attr: &str, context: &str) -> Result<&'a s
     }
 }
 
-fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
+fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, ConfigError> {
     let name = required(element, "name", "<orgs>")?.to_string();
     check_org_name(&name)?;
     let ctx = format!("org \"{name}\"");
@@ -429,11 +437,12 @@ fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
         .unwrap_or("https://login.salesforce.com")
         .trim_end_matches('/')
         .to_string();
-    if !(login_url.starts_with("https://") || login_url.starts_with("http://")) {
-        return err(format!(
-            "{ctx}: login-url=\"{login_url}\" must be an http(s) URL"
-        ));
-    }
+    let allow_insecure_http = match element.attr("allow-insecure-http") {
+        Some(text) => parse_bool(text, &format!("{ctx}: allow-insecure-http"))?,
+        None => settings.allow_insecure_http,
+    };
+    crate::https_only::check("login-url", &login_url, allow_insecure_http)
+        .map_err(|e| ConfigError(format!("{ctx}: {e}")))?;
     let max_concurrent = parse_attr_number(element, "max-concurrent", 50usize, 1, 10_000, &ctx)?;
     let session_timeout = Duration::from_secs(parse_attr_number(
         element,
@@ -509,6 +518,7 @@ fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
         api_version,
         default_country,
         login_url,
+        allow_insecure_http,
         max_concurrent,
         session_timeout,
         auth,
@@ -785,6 +795,25 @@ mod tests {
         );
         let unknown_default = SAMPLE.replace("value=\"acme\"", "value=\"initech\"");
         assert!(error_of(&unknown_default).contains("default-org"));
+    }
+
+    #[test]
+    fn plain_http_login_urls_need_allow_insecure_http() {
+        let http = SAMPLE.replace("https://acme.my.salesforce.com/", "http://127.0.0.1:9");
+        assert!(error_of(&http).contains("allow-insecure-http"));
+        let per_org = http.replace("login-url=", "allow-insecure-http=\"true\" login-url=");
+        let config = Config::parse(&per_org).unwrap();
+        assert!(config.org("acme").unwrap().allow_insecure_http);
+        assert!(!config.org("globex").unwrap().allow_insecure_http);
+        let in_settings = http.replace(
+            "<settings>",
+            "<settings><param name=\"allow-insecure-http\" value=\"true\"/>",
+        );
+        let config = Config::parse(&in_settings).unwrap();
+        assert!(config.org("globex").unwrap().allow_insecure_http);
+        let org_says_no = in_settings.replace("login-url=", "allow-insecure-http=\"false\" login-url=");
+        assert!(error_of(&org_says_no).contains("plain http://"));
+        assert!(!Config::parse(SAMPLE).unwrap().org("acme").unwrap().allow_insecure_http);
     }
 
     #[test]

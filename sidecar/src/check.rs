@@ -97,10 +97,10 @@ pub fn check_config(config: &Config, report: &mut Report) {
             }
             AuthConfig::RefreshToken { .. } => {}
         }
-        if !org.login_url.starts_with("https://") {
+        // The parser refused plain http:// unless allowed; say so loudly when it is.
+        if org.allow_insecure_http {
             report.warnings.push(format!(
-                "{ctx}: login-url {} is not https (fine for the emulator, not for Salesforce)",
-                org.login_url
+                "{ctx}: allow-insecure-http is on: tokens may travel over plain http:// (test emulators only, never Salesforce)"
             ));
         }
     }

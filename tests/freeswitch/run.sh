@@ -219,7 +219,7 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
     <param name="spool-dir" value="$work/spool"/>
   </settings>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" max-concurrent="50">
+    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" allow-insecure-http="true" max-concurrent="50">
       <auth flow="client-credentials" client-id="3MVG9Emu.CC.ClientId.natterbox" client-secret-env="NATTERBOX_TEST_SECRET"/>
       <profile name="default">
         <object name="Contact" fields="Id,Name,OwnerId,Owner.Name,Owner.Extension,AccountId,Account.Name">

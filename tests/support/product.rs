@@ -292,7 +292,7 @@ impl Product {
     <param name="agent-tokens-file" value="{agents}"/>
   </sidecar>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="{login}" session-timeout-s="{timeout}">
+    <org name="acme" api-version="68.0" default-country="US" login-url="{login}"{insecure} session-timeout-s="{timeout}">
       <auth flow="jwt-bearer" client-id="{JWT_CLIENT}" username="{INTEGRATION_USER}"
             private-key-file="{key}" audience="https://login.salesforce.com"/>{profile}
     </org>
@@ -301,6 +301,7 @@ impl Product {
 "#,
             agents = agents_file.display(),
             login = emulator.login_url(),
+            insecure = super::fixture::insecure_attr(&emulator.login_url()),
             timeout = options.session_timeout_s,
             profile = super::fixture::PROFILE,
         );

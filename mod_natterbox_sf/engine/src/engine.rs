@@ -267,14 +267,16 @@ impl Engine {
         Ok(engine)
     }
 
-    fn token_slot(&self, dir: &std::path::Path, org: &str) -> Arc<TokenSlot> {
+    fn token_slot(&self, dir: &std::path::Path, org: &OrgConfig) -> Arc<TokenSlot> {
         let mut slots = self.token_slots.lock();
+        let (allow_insecure_http, org) = (org.allow_insecure_http, org.name.as_str());
         match slots.get(org) {
             Some(slot) if slot.path() == natterbox_common::handoff::token_path(dir, org) => {
+                slot.set_allow_insecure_http(allow_insecure_http);
                 slot.clone()
             }
             _ => {
-                let slot = Arc::new(TokenSlot::new(dir, org));
+                let slot = Arc::new(TokenSlot::new(dir, org, allow_insecure_http));
                 slots.insert(org.to_string(), slot.clone());
                 slot
             }
@@ -333,7 +335,7 @@ impl Engine {
                     client: SalesforceClient::new(http.clone(), &org.api_version),
                     concurrency: Semaphore::new(org.max_concurrent),
                     breaker: Breaker::default(),
-                    tokens: self.token_slot(&config.settings.token_dir, &org.name),
+                    tokens: self.token_slot(&config.settings.token_dir, org),
                     profiles,
                     searches: org.profiles.iter().map(SearchTemplate::new).collect(),
                     parsed: papaya::HashMap::new(),

@@ -349,9 +349,11 @@ pub async fn emulator() -> sf_emulator::Emulator {
 }
 
 /// An org whose `<auth>` is `auth` (the element's attributes) and whose login URL is `login_url`.
+/// A plain-HTTP emulator needs `allow-insecure-http`; an HTTPS one does not get it.
 pub fn org_xml(name: &str, login_url: &str, auth: &str, extra: &str) -> String {
+    let insecure = insecure_attr(login_url);
     format!(
-        r#"<org name="{name}" login-url="{login_url}" session-timeout-s="7200">
+        r#"<org name="{name}" login-url="{login_url}"{insecure} session-timeout-s="7200">
       <auth {auth}/>
       <profile name="default"><object name="Contact"/></profile>
       {extra}
@@ -395,4 +397,13 @@ pub async fn token_works(token: &natterbox_common::handoff::TokenFile) -> bool {
         .await
         .map(|r| r.status().is_success())
         .unwrap_or(false)
+}
+
+/// ` allow-insecure-http="true"` for an `http://` login URL (the emulator's default), else nothing.
+pub fn insecure_attr(login_url: &str) -> &'static str {
+    if login_url.starts_with("http://") {
+        r#" allow-insecure-http="true""#
+    } else {
+        ""
+    }
 }
