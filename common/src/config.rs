@@ -42,7 +42,10 @@ pub struct Settings {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SidecarSettings {
-    pub http_listen: SocketAddr,
+    /// `/metrics`, `/status`, `/healthz`: operators only, loopback by default.
+    pub admin_listen: SocketAddr,
+    /// The agents' `/agent` WebSocket (and `/healthz`), TLS when the certificate is set.
+    pub agent_listen: SocketAddr,
     pub outbox_db: PathBuf,
     pub agent_tokens_file: Option<PathBuf>,
     pub token_file_owner: Option<String>,
@@ -354,14 +357,30 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
 
 fn parse_sidecar(element: Option<&Element>) -> Result<SidecarSettings, ConfigError> {
     let p = Params::of("sidecar", element)?;
-    let listen = p.get("http-listen").unwrap_or("127.0.0.1:8787");
-    let http_listen = listen.parse().or_else(|_| {
-        err(format!(
-            "<sidecar> param http-listen=\"{listen}\": expected an address such as 127.0.0.1:8787"
-        ))
-    })?;
+    if p.get("http-listen").is_some() {
+        return err(
+            "<sidecar> param http-listen was split in two: admin-listen (/metrics, /status; \
+             loopback) and agent-listen (the agents' /agent WebSocket)",
+        );
+    }
+    let address = |name: &str, default: &str| -> Result<SocketAddr, ConfigError> {
+        let text = p.get(name).unwrap_or(default);
+        text.parse().or_else(|_| {
+            err(format!(
+                "<sidecar> param {name}=\"{text}\": expected an address such as {default}"
+            ))
+        })
+    };
+    let admin_listen = address("admin-listen", "127.0.0.1:8787")?;
+    let agent_listen = address("agent-listen", "127.0.0.1:8788")?;
+    if admin_listen == agent_listen {
+        return err(format!(
+            "<sidecar> admin-listen and agent-listen are both {admin_listen}: give agents and operators separate listeners"
+        ));
+    }
     Ok(SidecarSettings {
-        http_listen,
+        admin_listen,
+        agent_listen,
         outbox_db: p.path("outbox-db", "/var/lib/natterbox-sf/outbox.sqlite"),
         agent_tokens_file: p.get("agent-tokens-file").map(PathBuf::from),
         token_file_owner: p.get("token-file-owner").map(str::to_string),
@@ -814,6 +833,26 @@ mod tests {
         let org_says_no = in_settings.replace("login-url=", "allow-insecure-http=\"false\" login-url=");
         assert!(error_of(&org_says_no).contains("plain http://"));
         assert!(!Config::parse(SAMPLE).unwrap().org("acme").unwrap().allow_insecure_http);
+    }
+
+    #[test]
+    fn agents_and_operators_get_separate_listeners() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert_eq!(config.sidecar.admin_listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(config.sidecar.agent_listen.to_string(), "127.0.0.1:8788");
+        let with = |params: &str| SAMPLE.replace("<orgs>", &format!("<sidecar>{params}</sidecar><orgs>"));
+        let config = Config::parse(&with(
+            r#"<param name="agent-listen" value="0.0.0.0:9443"/><param name="admin-listen" value="127.0.0.1:9100"/>"#,
+        ))
+        .unwrap();
+        assert_eq!(config.sidecar.agent_listen.to_string(), "0.0.0.0:9443");
+        assert_eq!(config.sidecar.admin_listen.to_string(), "127.0.0.1:9100");
+        assert!(error_of(&with(r#"<param name="http-listen" value="127.0.0.1:1"/>"#))
+            .contains("admin-listen"));
+        assert!(error_of(&with(r#"<param name="agent-listen" value="127.0.0.1:8787"/>"#))
+            .contains("separate"));
+        assert!(error_of(&with(r#"<param name="agent-listen" value="everywhere"/>"#))
+            .contains("agent-listen=\"everywhere\""));
     }
 
     #[test]

@@ -40,12 +40,12 @@ async fn notifies_systemd_ready_watchdog_and_stopping() {
         .unwrap();
     let running = Running {
         child,
-        http: setup.http,
+        admin: setup.admin,
     };
     let mut seen = Vec::new();
     collect_until(&sock, &mut seen, &["READY=1"], Duration::from_secs(30));
     // READY comes after the listeners are up.
-    let health = reqwest::get(format!("http://{}/healthz", setup.http))
+    let health = reqwest::get(format!("http://{}/healthz", setup.admin))
         .await
         .unwrap();
     assert!(health.status().is_success());

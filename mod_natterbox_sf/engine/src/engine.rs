@@ -670,9 +670,9 @@ impl Engine {
     /// The sidecar's own view (`GET /status` on its loopback listener): token health per org,
     /// with what to fix. Waits at most `timeout`; says why when it cannot tell.
     pub fn sidecar_status(&self, timeout: Duration) -> serde_json::Value {
-        let listen = self.snapshot.load().config.sidecar.http_listen;
+        let listen = self.snapshot.load().config.sidecar.admin_listen;
         if listen.port() == 0 {
-            return serde_json::json!({"reachable": false, "error": "sidecar http-listen has no fixed port"});
+            return serde_json::json!({"reachable": false, "error": "sidecar admin-listen has no fixed port"});
         }
         let host = if listen.ip().is_unspecified() {
             std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())

@@ -24,7 +24,10 @@ pub fn free_port() -> u16 {
 /// A directory with everything one sidecar needs.
 pub struct Setup {
     pub dir: tempfile::TempDir,
-    pub http: SocketAddr,
+    /// `admin-listen`: /healthz, /metrics, /status.
+    pub admin: SocketAddr,
+    /// `agent-listen`: the agents' /agent WebSocket.
+    pub agent: SocketAddr,
     pub agents: Vec<(String, String, String)>,
 }
 
@@ -33,7 +36,8 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         Setup {
             dir,
-            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            agent: SocketAddr::from(([127, 0, 0, 1], free_port())),
             agents: Vec::new(),
         }
     }
@@ -96,7 +100,8 @@ impl Setup {
     <param name="spool-dir" value="{spool}"/>
   </settings>
   <sidecar>
-    <param name="http-listen" value="{http}"/>
+    <param name="admin-listen" value="{admin}"/>
+    <param name="agent-listen" value="{agent}"/>
     <param name="outbox-db" value="{outbox}"/>
     <param name="agent-tokens-file" value="{agents}"/>
     {extra_sidecar}
@@ -108,7 +113,8 @@ impl Setup {
             tokens = self.token_dir().display(),
             socket = self.socket().display(),
             spool = self.path("spool").display(),
-            http = self.http,
+            admin = self.admin,
+            agent = self.agent,
             outbox = self.outbox().display(),
             agents = self.path("agents.json").display(),
         );
@@ -139,7 +145,7 @@ impl Setup {
         let child = self.command().spawn().expect("sidecar starts");
         let running = Running {
             child,
-            http: self.http,
+            admin: self.admin,
         };
         running.wait_healthy().await;
         running
@@ -161,7 +167,8 @@ impl Setup {
 
 pub struct Running {
     pub child: Child,
-    pub http: SocketAddr,
+    /// The admin listener, where /healthz, /metrics and /status are asked.
+    pub admin: SocketAddr,
 }
 
 impl Running {
@@ -170,7 +177,7 @@ impl Running {
         let client = reqwest::Client::new();
         loop {
             if let Ok(r) = client
-                .get(format!("http://{}/healthz", self.http))
+                .get(format!("http://{}/healthz", self.admin))
                 .send()
                 .await
             {
@@ -184,7 +191,7 @@ impl Running {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.http))
+        reqwest::get(format!("http://{}/metrics", self.admin))
             .await
             .unwrap()
             .text()
@@ -199,7 +206,7 @@ impl Running {
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        reqwest::get(format!("http://{}/status", self.http))
+        reqwest::get(format!("http://{}/status", self.admin))
             .await
             .unwrap()
             .json()
