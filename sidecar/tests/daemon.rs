@@ -367,3 +367,42 @@ fn logs_read_well_in_journald() {
     );
     assert!(!plain.contains('\u{1b}'));
 }
+
+#[test]
+fn logs_one_json_object_per_line_when_asked() {
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", "/nonexistent/natterbox_sf.conf.xml"])
+            .args(args);
+        match env {
+            Some(format) => cmd.env("NATTERBOX_LOG_FORMAT", format),
+            None => cmd.env_remove("NATTERBOX_LOG_FORMAT"),
+        };
+        cmd.output().unwrap()
+    };
+    for out in [
+        run(&["--log-format", "json"], None),
+        run(&[], Some("json")),
+    ] {
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert!(!lines.is_empty());
+        for line in lines {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+            assert_eq!(event["level"], "ERROR");
+            assert_eq!(event["message"], "cannot start: invalid configuration");
+            assert!(event["error"]
+                .as_str()
+                .unwrap()
+                .contains("/nonexistent/natterbox_sf.conf.xml"));
+            assert!(event["timestamp"].is_string());
+        }
+    }
+    // The flag wins over the environment; an unknown format is a usage error.
+    let text = run(&["--log-format", "text"], Some("json"));
+    assert!(!String::from_utf8_lossy(&text.stderr).starts_with('{'));
+    assert_eq!(run(&["--log-format", "xml"], None).status.code(), Some(2));
+    assert_eq!(run(&[], Some("yaml")).status.code(), Some(2));
+}
