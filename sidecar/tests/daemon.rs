@@ -297,9 +297,18 @@ fn systemd_unit_verifies() {
         "RuntimeDirectory=natterbox-sf",
         "StateDirectory=natterbox-sf",
         "UMask=0077",
+        // Its own user; FreeSWITCH's group only for the hand-off; no capabilities.
+        "User=natterbox-sf",
+        "Group=freeswitch",
+        "CapabilityBoundingSet=\n",
+        "AmbientCapabilities=\n",
     ] {
         assert!(text.contains(required), "unit lacks {required}");
     }
+    assert!(
+        !text.contains("User=freeswitch"),
+        "the sidecar must not run as FreeSWITCH's user"
+    );
     let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());

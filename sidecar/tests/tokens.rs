@@ -13,7 +13,7 @@ const LOGIN: &str = "https://login.salesforce.com";
 const SANDBOX: &str = "https://test.salesforce.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jwt_bearer_to_my_domain_hands_off_0600_tokens_that_survive_a_restart() {
+async fn jwt_bearer_to_my_domain_hands_off_0640_tokens_that_survive_a_restart() {
     let emu = emulator().await;
     let setup = Setup::new();
     let key = key_file("test-jwt-private-key.pem");
@@ -44,10 +44,19 @@ async fn jwt_bearer_to_my_domain_hands_off_0600_tokens_that_survive_a_restart() 
     assert_eq!(first.instance_url, emu.instance_url());
     assert!(first.access_token.starts_with(&emu.org_id()[..15]));
     assert!(token_works(&first).await, "the handed-off token works");
+    // The owner (the sidecar's user) writes, its group (FreeSWITCH's) reads, others nothing.
     let path = natterbox_common::handoff::token_path(&setup.token_dir(), "acme");
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
+        0o640
+    );
+    assert_eq!(
+        std::fs::metadata(setup.token_dir())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
     );
     assert_eq!(token_requests(&emu), 2);
     let status = org_status(&running, "acme").await;
