@@ -242,7 +242,11 @@ async fn late_pops_are_dropped_and_counted() {
             == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The late one on arrival, the short one by the sweeper once its 300 ms are up.
+    eventually(Duration::from_secs(5), "two pops expired", || async {
+        running.metric("natterbox_sidecar_pops_expired_total").await == 2
+    })
+    .await;
     let mut alice = connect(&setup, "token-alice").await.unwrap();
     assert_eq!(next_json(&mut alice).await.unwrap()["call_uuid"], "fresh");
     assert!(
@@ -369,11 +373,15 @@ async fn pops_are_published_as_platform_events() {
             1_000,
         )))
         .await;
+    // Both pops handled (the late one is never queued for publishing) and one event published.
     eventually(Duration::from_secs(10), "the platform event", || async {
-        !emu.admin().events().is_empty()
+        running.metric("natterbox_sidecar_pops_received_total").await == 2
+            && running
+                .metric("natterbox_sidecar_org_platform_events_published_total{org=\"acme\"}")
+                .await
+                == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let events = emu.admin().events();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "Screen_Pop__e");

@@ -414,3 +414,19 @@ pub fn insecure_attr(login_url: &str) -> &'static str {
         ""
     }
 }
+
+impl Running {
+    /// Waits until `n` more outbox delivery rounds have finished than when called: a round that
+    /// starts after this call sees everything committed before it, so afterwards the outbox and
+    /// Salesforce reflect it (or the loop is not doing what it should).
+    pub async fn delivery_rounds(&self, n: u64) {
+        let series = "natterbox_sidecar_outbox_delivery_rounds_total";
+        let start = self.metric(series).await;
+        eventually(
+            Duration::from_secs(10 + 2 * n),
+            "outbox delivery rounds",
+            || async { self.metric(series).await >= start + n },
+        )
+        .await;
+    }
+}
