@@ -99,7 +99,7 @@ instance_url=$(json_str instance_url <"$work/emulator.json")
 [ -n "$instance_url" ] || abort "sf-emulator started" "$(cat "$work/emulator.json" "$work/emulator.log")"
 note "emulator: login $login_url, instance $instance_url"
 
-# The token file, as the sidecar writes it (0600, temporary file + rename).
+# The token file, written as the sidecar writes it (temporary file + rename; 0600, which the module accepts as well as the sidecar's 0640).
 mkdir -p "$work/tokens" "$work/spool"
 chmod 700 "$work/tokens"
 write_token() {
