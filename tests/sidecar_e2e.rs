@@ -269,7 +269,10 @@ fn screen_pop_reaches_the_agents_websocket() {
     let agent_listen = p.sidecar.agent;
 
     // Refused before the upgrade: a wrong token, no token.
-    assert_eq!(connect_agent(agent_listen, "not-the-token").err(), Some(401));
+    assert_eq!(
+        connect_agent(agent_listen, "not-the-token").err(),
+        Some(401)
+    );
     assert_eq!(connect_agent(agent_listen, "").err(), Some(401));
     assert_eq!(
         p.sidecar.metric("natterbox_sidecar_ws_auth_failures_total"),

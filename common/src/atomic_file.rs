@@ -80,6 +80,10 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o640);
         write_with_mode(&path, b"two", 0o666, None).unwrap();
-        assert_eq!(mode(&path), 0o640, "never writable by others than the owner");
+        assert_eq!(
+            mode(&path),
+            0o640,
+            "never writable by others than the owner"
+        );
     }
 }

@@ -830,9 +830,16 @@ mod tests {
         );
         let config = Config::parse(&in_settings).unwrap();
         assert!(config.org("globex").unwrap().allow_insecure_http);
-        let org_says_no = in_settings.replace("login-url=", "allow-insecure-http=\"false\" login-url=");
+        let org_says_no =
+            in_settings.replace("login-url=", "allow-insecure-http=\"false\" login-url=");
         assert!(error_of(&org_says_no).contains("plain http://"));
-        assert!(!Config::parse(SAMPLE).unwrap().org("acme").unwrap().allow_insecure_http);
+        assert!(
+            !Config::parse(SAMPLE)
+                .unwrap()
+                .org("acme")
+                .unwrap()
+                .allow_insecure_http
+        );
     }
 
     #[test]
@@ -840,19 +847,26 @@ mod tests {
         let config = Config::parse(SAMPLE).unwrap();
         assert_eq!(config.sidecar.admin_listen.to_string(), "127.0.0.1:8787");
         assert_eq!(config.sidecar.agent_listen.to_string(), "127.0.0.1:8788");
-        let with = |params: &str| SAMPLE.replace("<orgs>", &format!("<sidecar>{params}</sidecar><orgs>"));
+        let with =
+            |params: &str| SAMPLE.replace("<orgs>", &format!("<sidecar>{params}</sidecar><orgs>"));
         let config = Config::parse(&with(
             r#"<param name="agent-listen" value="0.0.0.0:9443"/><param name="admin-listen" value="127.0.0.1:9100"/>"#,
         ))
         .unwrap();
         assert_eq!(config.sidecar.agent_listen.to_string(), "0.0.0.0:9443");
         assert_eq!(config.sidecar.admin_listen.to_string(), "127.0.0.1:9100");
-        assert!(error_of(&with(r#"<param name="http-listen" value="127.0.0.1:1"/>"#))
-            .contains("admin-listen"));
-        assert!(error_of(&with(r#"<param name="agent-listen" value="127.0.0.1:8787"/>"#))
-            .contains("separate"));
-        assert!(error_of(&with(r#"<param name="agent-listen" value="everywhere"/>"#))
-            .contains("agent-listen=\"everywhere\""));
+        assert!(
+            error_of(&with(r#"<param name="http-listen" value="127.0.0.1:1"/>"#))
+                .contains("admin-listen")
+        );
+        assert!(error_of(&with(
+            r#"<param name="agent-listen" value="127.0.0.1:8787"/>"#
+        ))
+        .contains("separate"));
+        assert!(
+            error_of(&with(r#"<param name="agent-listen" value="everywhere"/>"#))
+                .contains("agent-listen=\"everywhere\"")
+        );
     }
 
     #[test]

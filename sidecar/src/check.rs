@@ -166,7 +166,9 @@ pub fn check_config(config: &Config, report: &mut Report) {
             config.sidecar.admin_listen
         ));
     }
-    if !config.sidecar.agent_listen.ip().is_loopback() && config.sidecar.websocket_tls_cert.is_none() {
+    if !config.sidecar.agent_listen.ip().is_loopback()
+        && config.sidecar.websocket_tls_cert.is_none()
+    {
         report.warnings.push(format!(
             "agent-listen {} is not loopback and has no websocket-tls-cert: agent tokens and screen pops cross the network in clear",
             config.sidecar.agent_listen

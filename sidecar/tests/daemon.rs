@@ -389,10 +389,7 @@ fn logs_one_json_object_per_line_when_asked() {
         };
         cmd.output().unwrap()
     };
-    for out in [
-        run(&["--log-format", "json"], None),
-        run(&[], Some("json")),
-    ] {
+    for out in [run(&["--log-format", "json"], None), run(&[], Some("json"))] {
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8(out.stderr).unwrap();
         let lines: Vec<&str> = stderr.lines().collect();

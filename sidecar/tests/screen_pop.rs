@@ -375,7 +375,10 @@ async fn pops_are_published_as_platform_events() {
         .await;
     // Both pops handled (the late one is never queued for publishing) and one event published.
     eventually(Duration::from_secs(10), "the platform event", || async {
-        running.metric("natterbox_sidecar_pops_received_total").await == 2
+        running
+            .metric("natterbox_sidecar_pops_received_total")
+            .await
+            == 2
             && running
                 .metric("natterbox_sidecar_org_platform_events_published_total{org=\"acme\"}")
                 .await
@@ -526,7 +529,10 @@ async fn agents_and_operators_have_separate_listeners() {
         .insert("Authorization", "Bearer token-alice".parse().unwrap());
     match tokio_tungstenite::connect_async(on_admin).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
-        other => panic!("the admin listener took a WebSocket: {:?}", other.map(|_| ())),
+        other => panic!(
+            "the admin listener took a WebSocket: {:?}",
+            other.map(|_| ())
+        ),
     }
     assert!(connect(&setup, "token-alice").await.is_ok());
     assert!(running.stop().success());

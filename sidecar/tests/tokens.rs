@@ -202,12 +202,16 @@ async fn refresh_token_flow_and_a_revoked_refresh_token() {
     let failures_now = org_status(&running, "acme").await["consecutive_failures"]
         .as_u64()
         .unwrap();
-    eventually(Duration::from_secs(15), "two more failed attempts", || async {
-        org_status(&running, "acme").await["consecutive_failures"]
-            .as_u64()
-            .unwrap()
-            >= failures_now + 2
-    })
+    eventually(
+        Duration::from_secs(15),
+        "two more failed attempts",
+        || async {
+            org_status(&running, "acme").await["consecutive_failures"]
+                .as_u64()
+                .unwrap()
+                >= failures_now + 2
+        },
+    )
     .await;
     let elapsed = first_failure.elapsed();
     assert!(
@@ -434,12 +438,16 @@ async fn a_thousand_401_reports_make_one_refresh() {
             })
             .await;
     }
-    eventually(Duration::from_secs(10), "the late reports absorbed", || async {
-        running
-            .metric("natterbox_sidecar_org_token_reports_coalesced_total{org=\"acme\"}")
-            .await
-            == 1099
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the late reports absorbed",
+        || async {
+            running
+                .metric("natterbox_sidecar_org_token_reports_coalesced_total{org=\"acme\"}")
+                .await
+                == 1099
+        },
+    )
     .await;
     assert_eq!(token_requests(&emu), 2);
     assert_eq!(setup.token_file("acme").unwrap().generation, 2);
@@ -454,12 +462,16 @@ async fn a_thousand_401_reports_make_one_refresh() {
         .await;
     // Generation 3 is out and the org's task is back to waiting for the proactive refresh
     // (80% of the 7200 s session), so no further refresh is pending.
-    eventually(Duration::from_secs(10), "generation 3, nothing pending", || async {
-        setup.token_file("acme").is_some_and(|t| t.generation == 3)
-            && org_status(&running, "acme").await["next_refresh_in_ms"]
-                .as_u64()
-                .is_some_and(|ms| ms > 3_600_000)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "generation 3, nothing pending",
+        || async {
+            setup.token_file("acme").is_some_and(|t| t.generation == 3)
+                && org_status(&running, "acme").await["next_refresh_in_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms > 3_600_000)
+        },
+    )
     .await;
     assert_eq!(token_requests(&emu), 3);
     assert_eq!(setup.token_file("acme").unwrap().generation, 3);

@@ -313,12 +313,7 @@ impl Product {
         );
         let config_path = conf_dir.join("autoload_configs/natterbox_sf.conf.xml");
         std::fs::write(&config_path, config).unwrap();
-        let sidecar = Sidecar::start(
-            &config_path,
-            &dir.path().join("sidecar.log"),
-            admin,
-            agent,
-        );
+        let sidecar = Sidecar::start(&config_path, &dir.path().join("sidecar.log"), admin, agent);
         let token_file = dir.path().join("tokens/acme.json");
         poll(
             Duration::from_secs(20),
