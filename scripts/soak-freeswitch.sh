@@ -50,10 +50,11 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 die() { echo "soak: $*" >&2; exit 1; }
 
-# 1. Build: the module against this FreeSWITCH's headers (a target dir of its own, as in
-#    tests/freeswitch/run.sh), the emulator and the sidecar.
+# 1. Build: the module against this FreeSWITCH's headers, the emulator and the sidecar, in the
+#    usual target dir (only the module crate itself depends on the headers: switching between
+#    them rebuilds that crate alone); SOAK_CARGO_TARGET_DIR to use another.
 export FREESWITCH_PREFIX="$prefix"
-export CARGO_TARGET_DIR="${FS_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-$top/target}/freeswitch}"
+export CARGO_TARGET_DIR="${SOAK_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-$top/target}}"
 echo "soak: building (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 (cd "$top" && cargo build --release -p mod_natterbox_sf -p sf-emulator -p natterbox-sidecar) \
   >"$work/build.log" 2>&1 || die "build failed: $(tail -20 "$work/build.log")"
