@@ -222,7 +222,7 @@ fn configure(org: &Org, u: &ConfigUpdate) -> Value {
             rt.batch_size = b.max(1);
         }
         if let Some(p) = &u.phone_match {
-            rt.phone_match = p.clone();
+            rt.phone_match = *p;
         }
     }
     config(org)

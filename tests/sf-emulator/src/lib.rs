@@ -9,9 +9,11 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod oauth;
+pub mod phone_match;
 pub mod rest;
 pub mod rsakey;
 pub mod schema;
+pub mod search_term;
 pub mod seed;
 pub mod server;
 pub mod sessions;
@@ -26,7 +28,8 @@ pub mod util;
 
 pub use admin::{Admin, ConfigUpdate, LimitsUpdate};
 pub use faults::FaultRule;
-pub use seed::{PhoneMatch, Seed};
+pub use phone_match::{PhoneMatch, PhoneMatchMode};
+pub use seed::Seed;
 pub use state::Limits;
 pub use stats::QueryLogEntry;
 
@@ -53,6 +56,9 @@ pub struct EmulatorOptions {
     /// The `instance_url` handed out. Default: same scheme and port, host `localhost` when bound
     /// to 127.0.0.1 (a different origin from the login URL), else the login URL.
     pub instance_url: Option<String>,
+    /// SOSL phone matching for this instance; `None` = the seed's `phone_match` (default
+    /// `exact`). See `PhoneMatch`.
+    pub phone_match: Option<PhoneMatch>,
 }
 
 impl Default for EmulatorOptions {
@@ -73,7 +79,14 @@ impl EmulatorOptions {
             query_batch_size: 2000,
             session_timeout: Duration::from_secs(7200),
             instance_url: None,
+            phone_match: None,
         }
+    }
+
+    /// The same options with another SOSL phone-matching rule.
+    pub fn with_phone_match(mut self, phone_match: PhoneMatch) -> Self {
+        self.phone_match = Some(phone_match);
+        self
     }
 
     /// Options with a seed file (see README "Seed file").
@@ -125,8 +138,12 @@ impl Emulator {
         } else {
             None
         };
+        let mut seed = opts.seed.clone();
+        if let Some(m) = opts.phone_match {
+            seed.phone_match = m;
+        }
         let org = state::Org::new(
-            opts.seed.clone(),
+            seed,
             login,
             instance,
             opts.session_timeout,

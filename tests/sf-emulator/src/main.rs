@@ -3,7 +3,7 @@
 use sf_emulator::{Emulator, EmulatorOptions};
 use std::time::Duration;
 
-const USAGE: &str = "usage: sf-emulator [--bind 127.0.0.1:8443] [--tls] [--tls-cert FILE --tls-key FILE] [--seed FILE] [--batch-size N] [--session-timeout-s N] [--instance-url URL] [--ca-out FILE] [--print-credentials]";
+const USAGE: &str = "usage: sf-emulator [--bind 127.0.0.1:8443] [--tls] [--tls-cert FILE --tls-key FILE] [--seed FILE] [--batch-size N] [--session-timeout-s N] [--instance-url URL] [--phone-match exact|last10|suffix[:N]] [--ca-out FILE] [--print-credentials]\n(env SF_EMULATOR_PHONE_MATCH = the --phone-match default)";
 
 fn fail(msg: &str) -> ! {
     eprintln!("sf-emulator: {msg}\n{USAGE}");
@@ -17,6 +17,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut cert_file = None;
     let mut key_file = None;
+    if let Ok(m) = std::env::var("SF_EMULATOR_PHONE_MATCH") {
+        opts.phone_match = Some(
+            m.parse()
+                .unwrap_or_else(|e| fail(&format!("SF_EMULATOR_PHONE_MATCH: {e}"))),
+        );
+    }
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -49,6 +55,13 @@ fn main() {
                 opts.session_timeout = Duration::from_secs_f64(s);
             }
             "--instance-url" => opts.instance_url = Some(value("--instance-url")),
+            "--phone-match" => {
+                opts.phone_match = Some(
+                    value("--phone-match")
+                        .parse()
+                        .unwrap_or_else(|e: String| fail(&e)),
+                )
+            }
             "--ca-out" => ca_out = Some(value("--ca-out")),
             "--print-credentials" => print_credentials = true,
             "-h" | "--help" => {
@@ -66,6 +79,7 @@ fn main() {
         opts.tls = true;
     }
     let seed = opts.seed.clone();
+    let phone_match = opts.phone_match.unwrap_or(seed.phone_match);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,7 +97,7 @@ fn main() {
         };
         let mut ready = serde_json::json!({
             "login_url": emu.login_url(), "instance_url": emu.instance_url(),
-            "org_id": emu.org_id(), "ca_file": ca_file,
+            "org_id": emu.org_id(), "ca_file": ca_file, "phone_match": phone_match.to_string(),
         });
         if print_credentials {
             ready["users"] = seed.users.iter().map(|u| serde_json::json!({

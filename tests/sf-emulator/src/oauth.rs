@@ -11,7 +11,17 @@ use std::time::Instant;
 
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
+/// Which flow issued a token: each answers with its own documented set of fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    JwtBearer,
+    RefreshToken,
+    ClientCredentials,
+    Password,
+}
+
 pub struct Grant {
+    pub kind: GrantKind,
     pub user_id: String,
     pub username: String,
     pub client_id: String,
@@ -86,22 +96,62 @@ fn issue(org: &Org, g: Grant, dead: bool) -> Response {
             });
         }
     }
-    let mut body = json!({
-        "access_token": token,
-        "instance_url": org.instance_url,
-        "id": id,
-        "token_type": "Bearer",
-        "issued_at": issued_at.to_string(),
-        "signature": signature,
-        "scope": g.scope,
+    let body = token_body(TokenFields {
+        kind: g.kind,
+        access_token: token,
+        instance_url: org.instance_url.clone(),
+        id,
+        issued_at: issued_at.to_string(),
+        signature,
+        scope: g.scope,
+        refresh_token: g.new_refresh,
     });
-    if let Some(rt) = g.new_refresh {
-        body["refresh_token"] = Value::from(rt);
-    }
     Response::json(200, &body).with_header(
         "Cache-Control",
         "no-cache,must-revalidate,max-age=0,no-store,private",
     )
+}
+
+struct TokenFields {
+    kind: GrantKind,
+    access_token: String,
+    instance_url: String,
+    id: String,
+    issued_at: String,
+    signature: String,
+    scope: String,
+    refresh_token: Option<String>,
+}
+
+/// The success body of one grant, with exactly the fields (and in the order) of Salesforce
+/// Help's example for that flow:
+/// - JWT bearer: `access_token, scope, instance_url, id, token_type` (no `issued_at`, no
+///   `signature`, no `refresh_token`);
+/// - client credentials: `access_token, signature, scope, instance_url, id, token_type, issued_at`;
+/// - refresh token: the client-credentials set, plus `refresh_token` only when the app rotates
+///   refresh tokens;
+/// - username-password: `access_token, instance_url, id, token_type, issued_at, signature` (no
+///   `scope`).
+fn token_body(t: TokenFields) -> Value {
+    let mut body = match t.kind {
+        GrantKind::JwtBearer => json!({
+            "access_token": t.access_token, "scope": t.scope, "instance_url": t.instance_url,
+            "id": t.id, "token_type": "Bearer",
+        }),
+        GrantKind::ClientCredentials | GrantKind::RefreshToken => json!({
+            "access_token": t.access_token, "signature": t.signature, "scope": t.scope,
+            "instance_url": t.instance_url, "id": t.id, "token_type": "Bearer",
+            "issued_at": t.issued_at,
+        }),
+        GrantKind::Password => json!({
+            "access_token": t.access_token, "instance_url": t.instance_url, "id": t.id,
+            "token_type": "Bearer", "issued_at": t.issued_at, "signature": t.signature,
+        }),
+    };
+    if let (GrantKind::RefreshToken, Some(rt)) = (t.kind, t.refresh_token) {
+        body["refresh_token"] = Value::from(rt);
+    }
+    body
 }
 
 fn jwt_bearer(org: &Org, form: &[(String, String)]) -> OAuthResult<Grant> {
@@ -174,6 +224,7 @@ fn jwt_bearer(org: &Org, form: &[(String, String)]) -> OAuthResult<Grant> {
         return Err(err("invalid_grant", "inactive user"));
     }
     Ok(Grant {
+        kind: GrantKind::JwtBearer,
         user_id,
         username: sub.to_string(),
         client_id: app.seed.client_id.clone(),
@@ -256,6 +307,7 @@ fn refresh(org: &Org, form: &[(String, String)], req: &Request) -> OAuthResult<G
         None
     };
     Ok(Grant {
+        kind: GrantKind::RefreshToken,
         user_id,
         username: rt.username,
         client_id: app.seed.client_id.clone(),
@@ -286,6 +338,7 @@ fn client_credentials(org: &Org, form: &[(String, String)], req: &Request) -> OA
         return Err(err("invalid_grant", "inactive user"));
     }
     Ok(Grant {
+        kind: GrantKind::ClientCredentials,
         user_id,
         username,
         client_id: app.seed.client_id.clone(),
@@ -309,6 +362,7 @@ fn password(org: &Org, form: &[(String, String)], req: &Request) -> OAuthResult<
         return Err(err("invalid_grant", "inactive user"));
     }
     Ok(Grant {
+        kind: GrantKind::Password,
         user_id: user.0,
         username: username.to_string(),
         client_id: app.seed.client_id.clone(),

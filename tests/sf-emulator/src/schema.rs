@@ -165,6 +165,11 @@ impl FieldDef {
         self
     }
 
+    /// A reference to more than one object type: its relationship resolves to the `Name` entity.
+    pub fn is_polymorphic(&self) -> bool {
+        self.reference_to.len() > 1
+    }
+
     pub fn describe(&self) -> Value {
         json!({
             "name": self.name,
@@ -192,7 +197,8 @@ impl FieldDef {
             "groupable": self.ftype != FieldType::Textarea,
             "referenceTo": self.reference_to,
             "relationshipName": self.relationship_name,
-            "polymorphicForeignKey": self.reference_to.len() > 1,
+            "namePointing": self.is_polymorphic(),
+            "polymorphicForeignKey": self.is_polymorphic(),
             "restrictedPicklist": self.restricted,
             "picklistValues": self.picklist.iter().map(|v| json!({
                 "active": true, "defaultValue": self.default.as_ref().and_then(Value::as_str) == Some(v.as_str()),
@@ -267,6 +273,76 @@ impl ObjectDef {
             o.insert("recordTypeInfos".into(), json!([]));
         }
         d
+    }
+}
+
+/// Salesforce's `Name` entity: what a polymorphic relationship (`Lead.Owner`, `Case.Owner`,
+/// `Task.Who`, `Task.What`, …) resolves to. Only these fields are selectable through it — the
+/// field list of the Salesforce Field Reference for `Name` (API 66.0). It is not queryable
+/// itself and not in describeGlobal.
+pub fn name_entity() -> &'static ObjectDef {
+    static NAME: std::sync::OnceLock<ObjectDef> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use FieldType as T;
+        let f = |n: &str, l: &str, t: FieldType| {
+            let mut d = FieldDef::new(n, l, t).read_only();
+            d.custom = false;
+            d
+        };
+        ObjectDef {
+            name: "Name".into(),
+            label: "Name".into(),
+            label_plural: "Names".into(),
+            key_prefix: String::new(),
+            custom: false,
+            is_event: false,
+            fields: vec![
+                f("Id", "ID", T::Id).not_null(),
+                f("Alias", "Alias", T::String).len(8),
+                f("Email", "Email", T::Email),
+                f("FirstName", "First Name", T::String).len(40),
+                f("IsActive", "Active", T::Boolean).not_null(),
+                f("LastName", "Last Name", T::String).len(80),
+                f("LastReferencedDate", "Last Referenced Date", T::DateTime),
+                f("LastViewedDate", "Last Viewed Date", T::DateTime),
+                f("Name", "Name", T::String).len(255).name_field(),
+                f("NameOrAlias", "Name or Alias", T::String).len(80),
+                f("Phone", "Phone", T::Phone),
+                f("ProfileId", "Profile ID", T::Reference).refs(&["Profile"], "Profile"),
+                f("RecordTypeId", "Record Type ID", T::Reference)
+                    .refs(&["RecordType"], "RecordType"),
+                f("Title", "Title", T::String).len(80),
+                f("Type", "Type", T::Picklist).len(40),
+                f("UserRoleId", "Role ID", T::Reference).refs(&["UserRole"], "UserRole"),
+                f("Username", "Username", T::String).len(80),
+            ],
+        }
+    })
+}
+
+/// The value a `Name` entity field takes for the real parent record `rec` (a User, a queue, a
+/// Contact, …): user-only fields are null for other parents, `Type` is the parent's type
+/// (`User`, `Queue`, `Contact`, …) and `Name` the parent's name field.
+pub fn name_entity_value(rec: &crate::store::Record, field: &str) -> Value {
+    let own = |f: &str| rec.get(f).clone();
+    let object = rec.object.as_str();
+    let is_user = object == "User";
+    match field {
+        "Id" => Value::from(rec.id.clone()),
+        "Type" => match object {
+            "Group" => own("Type"),
+            other => Value::from(other),
+        },
+        "Name" if object == "Case" => own("CaseNumber"),
+        "Name" => own("Name"),
+        "FirstName" | "LastName" if matches!(object, "User" | "Contact" | "Lead") => own(field),
+        "Email" if is_user || object == "Group" => own("Email"),
+        "IsActive" => Value::Bool(is_user && own("IsActive").as_bool().unwrap_or(false)),
+        "NameOrAlias" if is_user => own("Alias"),
+        "Alias" | "Phone" | "Title" | "Username" | "ProfileId" | "UserRoleId" if is_user => {
+            own(field)
+        }
+        _ => Value::Null,
     }
 }
 
@@ -346,9 +422,16 @@ impl Schema {
                 fields,
             }
         };
+        // Account and Contact owners are users; Lead, Case, Task and custom-object owners can be
+        // a user or a queue (Group), so their `Owner` resolves to the `Name` entity.
         let owner = || {
             f("OwnerId", "Owner ID", T::Reference)
                 .refs(&["User"], "Owner")
+                .not_null()
+        };
+        let queue_owner = || {
+            f("OwnerId", "Owner ID", T::Reference)
+                .refs(&["Group", "User"], "Owner")
                 .not_null()
         };
         let account = obj(
@@ -450,7 +533,7 @@ impl Schema {
                 f("External_Id__c", "External Id", T::String)
                     .len(50)
                     .ext_id(),
-                owner(),
+                queue_owner(),
             ],
             false,
         );
@@ -468,6 +551,7 @@ impl Schema {
                     .read_only()
                     .name_field(),
                 f("Alias", "Alias", T::String).len(8),
+                f("Title", "Title", T::String).len(80),
                 f("Email", "Email", T::Email).required(),
                 f("Phone", "Phone", T::Phone),
                 f("MobilePhone", "Mobile", T::Phone),
@@ -477,6 +561,38 @@ impl Schema {
                 f("FederationIdentifier", "SAML Federation ID", T::String).len(512),
                 f("CallCenterId", "Call Center ID", T::Reference)
                     .refs(&["CallCenter"], "CallCenter"),
+            ],
+            false,
+        );
+        // Queues are Group records with Type = Queue (Object Reference: Group).
+        let group = obj(
+            "Group",
+            "Group",
+            "Groups",
+            "00G",
+            vec![
+                f("Name", "Name", T::String).len(40).required().name_field(),
+                f("DeveloperName", "Developer Name", T::String).len(80),
+                f("Type", "Type", T::Picklist)
+                    .len(40)
+                    .picklist(
+                        &[
+                            "Regular",
+                            "Role",
+                            "RoleAndSubordinates",
+                            "Organization",
+                            "Queue",
+                        ],
+                        true,
+                    )
+                    .required(),
+                f("Email", "Email", T::Email),
+                f(
+                    "DoesSendEmailToMembers",
+                    "Send Email to Members",
+                    T::Boolean,
+                )
+                .default(Value::Bool(false)),
             ],
             false,
         );
@@ -502,7 +618,7 @@ impl Schema {
                 f("SuppliedPhone", "Web Phone", T::String).len(40),
                 f("ContactId", "Contact ID", T::Reference).refs(&["Contact"], "Contact"),
                 f("AccountId", "Account ID", T::Reference).refs(&["Account"], "Account"),
-                owner(),
+                queue_owner(),
             ],
             false,
         );
@@ -552,7 +668,7 @@ impl Schema {
                 f("ActivityDate", "Due Date Only", T::Date),
                 f("Description", "Description", T::Textarea),
                 f("IsClosed", "Closed", T::Boolean).read_only().not_null(),
-                owner(),
+                queue_owner(),
             ],
             false,
         );
@@ -569,7 +685,7 @@ impl Schema {
                 f("Queue__c", "Queue", T::String).len(80),
                 f("Priority__c", "Priority", T::Double),
                 f("Active__c", "Active", T::Boolean).default(Value::Bool(true)),
-                owner(),
+                queue_owner(),
             ],
             false,
         );
@@ -592,7 +708,7 @@ impl Schema {
             true,
         );
         Schema {
-            objects: [account, contact, lead, user, case, task, rule, pop]
+            objects: [account, contact, lead, user, group, case, task, rule, pop]
                 .into_iter()
                 .map(Arc::new)
                 .collect(),
@@ -689,6 +805,7 @@ impl Schema {
             "003" => "Contact",
             "00Q" => "Lead",
             "005" => "User",
+            "00G" => "Group",
             "500" => "Case",
             "00T" => "Task",
             "a0R" => "Routing_Rule__c",

@@ -5,6 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::Path;
 
+pub use crate::phone_match::PhoneMatch;
+
 pub const DEFAULT_SEED_JSON: &str = include_str!("../fixtures/default-seed.json");
 /// Certificate matching `fixtures/test-jwt-private-key.pem` (TEST ONLY key pair).
 pub const TEST_JWT_CERT_PEM: &str = include_str!("../fixtures/test-jwt-cert.pem");
@@ -146,55 +148,6 @@ pub struct SeedRefreshToken {
     pub username: String,
 }
 
-/// SOSL `IN PHONE FIELDS` matching rule (Salesforce's exact rule is undocumented).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PhoneMatch {
-    /// "suffix" (default): digit strings equal, or one ends with the other and the shorter has
-    /// at least `min_digits`; "last10": the last 10 digits are equal (or the whole strings when
-    /// either is shorter); "exact": digit strings equal.
-    #[serde(default = "default_mode")]
-    pub mode: String,
-    #[serde(default = "default_min_digits")]
-    pub min_digits: usize,
-}
-
-impl Default for PhoneMatch {
-    fn default() -> Self {
-        PhoneMatch {
-            mode: default_mode(),
-            min_digits: default_min_digits(),
-        }
-    }
-}
-
-impl PhoneMatch {
-    /// Both arguments are digit-only strings.
-    pub fn matches(&self, stored: &str, searched: &str) -> bool {
-        if stored.is_empty() || searched.is_empty() {
-            return false;
-        }
-        match self.mode.as_str() {
-            "exact" => stored == searched,
-            "last10" => {
-                let tail = |s: &str| s[s.len().saturating_sub(10)..].to_string();
-                tail(stored) == tail(searched)
-            }
-            _ => {
-                if stored == searched {
-                    return true;
-                }
-                let (short, long) = if stored.len() < searched.len() {
-                    (stored, searched)
-                } else {
-                    (searched, stored)
-                };
-                short.len() >= self.min_digits && long.ends_with(short)
-            }
-        }
-    }
-}
-
 fn default_org_id() -> String {
     "00DEm0000000001".into()
 }
@@ -227,12 +180,6 @@ fn default_soap_login_max() -> u32 {
 }
 fn default_scope() -> String {
     "api refresh_token".into()
-}
-fn default_mode() -> String {
-    "suffix".into()
-}
-fn default_min_digits() -> usize {
-    7
 }
 
 impl Seed {
@@ -295,26 +242,5 @@ mod tests {
         let s = Seed::default_seed();
         assert!(s.connected_apps.iter().any(|a| a.cert_pem.is_some()));
         assert!(s.users.len() >= 3);
-    }
-
-    #[test]
-    fn phone_rules() {
-        let m = PhoneMatch::default();
-        assert!(m.matches("4155550123", "14155550123"));
-        assert!(m.matches("14155550123", "4155550123"));
-        assert!(m.matches("5550123", "14155550123"));
-        assert!(!m.matches("550123", "14155550123"));
-        assert!(!m.matches("4155550124", "4155550123"));
-        let exact = PhoneMatch {
-            mode: "exact".into(),
-            min_digits: 7,
-        };
-        assert!(!exact.matches("4155550123", "14155550123"));
-        let last10 = PhoneMatch {
-            mode: "last10".into(),
-            min_digits: 7,
-        };
-        assert!(last10.matches("4155550123", "14155550123"));
-        assert!(!last10.matches("5550123", "14155550123"));
     }
 }

@@ -2,8 +2,10 @@
 //! [ORDER BY …] [LIMIT n] [OFFSET n])], …] [LIMIT n]`, and the search itself.
 
 use crate::error::{caret_message, ApiError};
+use crate::phone_match::PhoneMatch;
 use crate::schema::{FieldType, ObjectDef, Schema};
-use crate::seed::PhoneMatch;
+pub use crate::search_term::decode_search_term;
+use crate::search_term::{self, SearchTerm};
 use crate::soql::eval::{self, CCond, Path};
 use crate::soql::lexer::Tok;
 use crate::soql::parser::{FieldRef, Parser};
@@ -12,12 +14,6 @@ use crate::store::{Record, Store};
 use crate::util::digits;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// Characters that must be backslash-escaped inside `{…}` (besides `*`/`?` wildcards and `"`
-/// phrase quotes, which keep their meaning).
-const RESERVED: &[char] = &[
-    '&', '|', '!', '{', '}', '[', ']', '(', ')', '^', '~', ':', '\\', '\'', '+', '-',
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -41,37 +37,6 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Word {
-    pub text: String,
-    pub prefix: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Term {
-    /// OR of AND-groups of words.
-    pub groups: Vec<Vec<Word>>,
-    /// The whole term, unescaped.
-    pub text: String,
-}
-
-impl Term {
-    /// A literal term (parameterized search): no reserved characters, split on whitespace.
-    pub fn literal(text: &str) -> Term {
-        let words = text
-            .split_whitespace()
-            .map(|w| Word {
-                text: w.trim_end_matches('*').to_lowercase(),
-                prefix: w.ends_with('*'),
-            })
-            .collect();
-        Term {
-            groups: vec![words],
-            text: text.to_string(),
-        }
-    }
-}
-
 pub struct Target {
     pub def: Arc<ObjectDef>,
     pub fields: Vec<Path>,
@@ -82,7 +47,7 @@ pub struct Target {
 }
 
 pub struct Search {
-    pub term: Term,
+    pub term: SearchTerm,
     pub scope: Scope,
     pub targets: Arc<Vec<Target>>,
     pub limit: Option<usize>,
@@ -163,7 +128,7 @@ fn parse_with(schema: &Schema, cache: Option<&PlanCache>, src: &str) -> Result<S
         ));
     }
     let term_start = src.len() - open.len() + 1;
-    let (term, end) = scan_term(src, term_start)?;
+    let (term, end) = search_term::parse_braced(src, term_start)?;
     let plan = match cache {
         None => compile(schema, src, end)?,
         Some(cache) => {
@@ -262,7 +227,7 @@ fn qerr(src: &str, offset: usize, e: QueryError, syntax_code: &str) -> ApiError 
 }
 
 fn returning(schema: &Schema, p: &mut Parser) -> Result<Target, QueryError> {
-    let obj = p.field()?;
+    let obj = p.object_name()?;
     let name = &eval::object(schema, &obj.path, obj.pos)?.name;
     let mut t = default_target(schema, name).ok_or_else(|| p.unexpected())?;
     let def = t.def.clone();
@@ -283,118 +248,6 @@ fn returning(schema: &Schema, p: &mut Parser) -> Result<Target, QueryError> {
     Ok(t)
 }
 
-/// Reads the term after `{` up to the unescaped `}`; returns it and the byte after `}`.
-fn scan_term(src: &str, start: usize) -> Result<(Term, usize), ApiError> {
-    let mut groups: Vec<Vec<Word>> = vec![vec![]];
-    let mut text = String::new();
-    let mut word = String::new();
-    let mut word_escaped = false;
-    let mut in_phrase = false;
-    let mut chars = src[start..].char_indices();
-    let flush = |word: &mut String, escaped: &mut bool, groups: &mut Vec<Vec<Word>>| {
-        if word.is_empty() {
-            return;
-        }
-        let w = std::mem::take(word);
-        match (w.to_ascii_uppercase().as_str(), *escaped) {
-            ("OR", false) => groups.push(vec![]),
-            ("AND", false) | ("NOT", false) => {}
-            _ => {
-                let prefix = w.ends_with('*');
-                let text = w.trim_end_matches('*').to_lowercase();
-                if let Some(g) = groups.last_mut() {
-                    g.push(Word { text, prefix });
-                }
-            }
-        }
-        *escaped = false;
-    };
-    while let Some((i, c)) = chars.next() {
-        let pos = start + i;
-        match c {
-            '\\' => {
-                let Some((_, e)) = chars.next() else { break };
-                word.push(e);
-                text.push(e);
-                word_escaped = true;
-            }
-            '}' if !in_phrase => {
-                flush(&mut word, &mut word_escaped, &mut groups);
-                groups.retain(|g| !g.is_empty());
-                let significant = text
-                    .chars()
-                    .filter(|c| !matches!(c, '*' | '?' | '"') && !c.is_whitespace())
-                    .count();
-                if significant < 2 {
-                    return Err(ApiError::bad_request(
-                        "INVALID_SEARCH",
-                        "search term must be longer than one character",
-                    ));
-                }
-                return Ok((Term { groups, text }, pos + 1));
-            }
-            '"' => {
-                in_phrase = !in_phrase;
-                text.push(c);
-            }
-            c if c.is_whitespace() && !in_phrase => {
-                flush(&mut word, &mut word_escaped, &mut groups);
-                text.push(c);
-            }
-            c if RESERVED.contains(&c) => {
-                return Err(malformed(caret_message(
-                    src,
-                    pos,
-                    &format!("mismatched character '{c}': reserved characters in the search term must be escaped with a backslash"),
-                )));
-            }
-            c => {
-                word.push(c);
-                text.push(c);
-            }
-        }
-    }
-    Err(malformed(caret_message(
-        src,
-        src.len(),
-        "mismatched character '<EOF>' expecting '}'",
-    )))
-}
-
-fn tokens(s: &str) -> Vec<String> {
-    s.to_lowercase()
-        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '?'))
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-fn tok_eq(field: &str, word: &str, prefix: bool) -> bool {
-    let f: Vec<char> = field.chars().collect();
-    let w: Vec<char> = word.chars().collect();
-    if w.len() > f.len() || (!prefix && w.len() != f.len()) {
-        return false;
-    }
-    w.iter().zip(&f).all(|(a, b)| *a == '?' || a == b)
-}
-
-fn word_matches(value: &str, w: &Word) -> bool {
-    if value.to_lowercase() == w.text {
-        return true;
-    }
-    let ft = tokens(value);
-    let wt = tokens(&w.text);
-    if wt.is_empty() {
-        return false;
-    }
-    ft.windows(wt.len()).any(|win| {
-        win.iter()
-            .zip(&wt)
-            .enumerate()
-            .all(|(i, (f, x))| tok_eq(f, x, w.prefix && i == wt.len() - 1))
-    })
-}
-
 fn text_fields(def: &ObjectDef, scope: Scope) -> Vec<&str> {
     def.fields
         .iter()
@@ -410,63 +263,50 @@ fn text_fields(def: &ObjectDef, scope: Scope) -> Vec<&str> {
         .collect()
 }
 
-/// The term as phone matching sees it, worked out once per search.
-struct PhoneTerm {
-    /// The term's digits, when the scope searches phone fields and the term is a number.
-    digits: Option<String>,
-}
-
-impl PhoneTerm {
-    fn new(term: &Term, scope: Scope) -> PhoneTerm {
-        let term_digits = digits(&term.text);
-        let phone_scope = matches!(scope, Scope::All | Scope::Phone | Scope::Sidebar);
-        let numeric_term = !term.text.chars().any(char::is_alphabetic);
-        PhoneTerm {
-            digits: (phone_scope && numeric_term && !term_digits.is_empty()).then_some(term_digits),
-        }
-    }
-}
-
+/// Whether one record matches the term: each operand is a hit when (phone scopes) a number-like
+/// operand's digits match a phone field under the instance's `PhoneMatch`, or (other scopes)
+/// its words appear in a searched text field.
 fn record_matches(
     def: &ObjectDef,
     rec: &Record,
-    term: &Term,
-    phone_term: &PhoneTerm,
+    term: &SearchTerm,
     scope: Scope,
     phone: &PhoneMatch,
 ) -> bool {
-    if let Some(term_digits) = &phone_term.digits {
-        let mut stored = String::new();
-        let hit = def
-            .phone_fields()
+    let phone_scope = matches!(scope, Scope::All | Scope::Phone | Scope::Sidebar);
+    let stored: Vec<String> = if phone_scope {
+        def.phone_fields()
             .filter_map(|f| rec.get(&f.name).as_str())
-            .any(|v| {
-                stored.clear();
-                stored.extend(v.chars().filter(char::is_ascii_digit));
-                phone.matches(&stored, term_digits)
-            });
-        if hit {
-            return true;
+            .map(digits)
+            .collect()
+    } else {
+        vec![]
+    };
+    let values: Vec<&str> = if scope == Scope::Phone {
+        vec![]
+    } else {
+        text_fields(def, scope)
+            .iter()
+            .filter_map(|f| rec.get(f).as_str())
+            .collect()
+    };
+    term.expr.eval(&mut |o| {
+        if let Some(d) = o.phone_digits() {
+            if stored.iter().any(|s| phone.matches(s, &d)) {
+                return true;
+            }
         }
-    }
-    if scope == Scope::Phone {
-        return false;
-    }
-    let fields = text_fields(def, scope);
-    let values: Vec<&str> = fields.iter().filter_map(|f| rec.get(f).as_str()).collect();
-    term.groups
-        .iter()
-        .any(|g| !g.is_empty() && g.iter().all(|w| values.iter().any(|v| word_matches(v, w))))
+        values.iter().any(|v| o.matches_text(v))
+    })
 }
 
 /// Runs a search; returns the `searchRecords` array.
 pub fn run(store: &Store, s: &Search, phone: &PhoneMatch, version: &str) -> Vec<Value> {
     let mut out = vec![];
-    let phone_term = PhoneTerm::new(&s.term, s.scope);
     for t in s.targets.iter() {
         let mut recs: Vec<&Record> = store
             .iter_object(&t.def.name, false)
-            .filter(|r| record_matches(&t.def, r, &s.term, &phone_term, s.scope, phone))
+            .filter(|r| record_matches(&t.def, r, &s.term, s.scope, phone))
             .filter(|r| t.filter.as_ref().is_none_or(|f| eval::matches(store, r, f)))
             .collect();
         eval::sort(store, &mut recs, &t.order);
@@ -500,7 +340,7 @@ mod tests {
             r"FIND {415\-555\-0123} IN PHONE FIELDS RETURNING Contact(Id, Name)",
         )
         .unwrap();
-        assert_eq!(s.term.text, "415-555-0123");
+        assert_eq!(s.term.single_literal(), Some("415-555-0123"));
         assert_eq!(s.scope, Scope::Phone);
         assert_eq!(s.targets.len(), 1);
         assert!(parse(&schema(), "FIND {+14155550123}").is_err());
@@ -589,26 +429,4 @@ mod tests {
         "'; DROP TABLE x; --",
         "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
     ];
-
-    #[test]
-    fn words() {
-        let w = Word {
-            text: "o'brien".into(),
-            prefix: false,
-        };
-        assert!(word_matches("Patrick O'Brien", &w));
-        assert!(!word_matches("Patrick OBrien", &w));
-        let p = Word {
-            text: "lov".into(),
-            prefix: true,
-        };
-        assert!(word_matches("Ada Lovelace", &p));
-        assert!(!word_matches(
-            "Ada Lovelace",
-            &Word {
-                text: "lov".into(),
-                prefix: false
-            }
-        ));
-    }
 }

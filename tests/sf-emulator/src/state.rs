@@ -130,7 +130,7 @@ impl Org {
                 session_max_calls: None,
                 body_timeout: crate::server::BODY_TIMEOUT,
                 batch_size: batch_size.max(1),
-                phone_match: seed.phone_match.clone(),
+                phone_match: seed.phone_match,
             }),
             schema,
             org_id,

@@ -468,8 +468,12 @@ impl Store {
                     )
                     .with_fields(&[&fd.name]));
                 }
+                // Only a queue can own a record; other groups are no owners.
+                let not_a_queue = |r: &Record| {
+                    fd.name == "OwnerId" && r.object == "Group" && r.get("Type") != "Queue"
+                };
                 match self.records.get(&id) {
-                    Some(r) if !r.deleted => Ok(Value::from(id)),
+                    Some(r) if !r.deleted && !not_a_queue(r) => Ok(Value::from(id)),
                     _ => Err(ApiError::bad_request(
                         "INVALID_CROSS_REFERENCE_KEY",
                         "invalid cross reference id",

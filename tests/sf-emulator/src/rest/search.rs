@@ -3,15 +3,16 @@
 use super::Ctx;
 use crate::error::ApiError;
 use crate::http::{HandlerResult, Response};
+use crate::search_term::SearchTerm;
 use crate::soql::eval;
 use crate::soql::parser::FieldRef;
-use crate::sosl::{self, Scope, Search, Term};
+use crate::sosl::{self, Scope, Search};
 use crate::stats::QueryLogEntry;
 use hyper::Method;
 use serde_json::{json, Value};
 
 fn respond(ctx: &Ctx, s: &Search) -> Response {
-    let phone = ctx.org.runtime().phone_match.clone();
+    let phone = ctx.org.runtime().phone_match;
     let records = {
         let data = ctx.org.data();
         sosl::run(&data.store, s, &phone, &ctx.version)
@@ -33,7 +34,7 @@ pub fn search(ctx: &Ctx) -> HandlerResult {
         text: q.clone(),
         literals: parsed
             .as_ref()
-            .map(|s| vec![s.term.text.clone()])
+            .map(|s| s.term.literals())
             .unwrap_or_default(),
         error: parsed.as_ref().err().map(|e| e.code.clone()),
     });
@@ -176,7 +177,7 @@ pub fn parameterized(ctx: &Ctx, m: &Method) -> HandlerResult {
         targets.push(t);
     }
     let s = Search {
-        term: Term::literal(&q),
+        term: SearchTerm::literal(&q),
         scope,
         targets: std::sync::Arc::new(targets),
         limit: overall,

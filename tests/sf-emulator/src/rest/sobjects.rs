@@ -30,6 +30,10 @@ pub fn route(ctx: &Ctx, m: &Method, segs: &[&str]) -> HandlerResult {
             ))
         }
         ["composite", "sobjects"] => composite(ctx, m),
+        ["sobjects", "Name", "describe"] if *m == Method::GET => {
+            org.stats.endpoint("describe:Name");
+            Ok(Response::json(200, &name_describe(&ctx.version)))
+        }
         ["sobjects", ty, rest @ ..] => {
             let def = org
                 .schema
@@ -65,6 +69,30 @@ pub fn route(ctx: &Ctx, m: &Method, segs: &[&str]) -> HandlerResult {
         }
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// The `Name` entity supports describe only (Object Reference: "Supported Calls:
+/// describeSObjects()"): not creatable, queryable or searchable by itself, no key prefix.
+fn name_describe(version: &str) -> Value {
+    let mut d = crate::schema::name_entity().describe(version);
+    if let Some(o) = d.as_object_mut() {
+        for flag in [
+            "createable",
+            "updateable",
+            "deletable",
+            "queryable",
+            "retrieveable",
+            "searchable",
+            "layoutable",
+            "triggerable",
+            "replicateable",
+            "undeletable",
+        ] {
+            o.insert(flag.into(), Value::Bool(false));
+        }
+        o.insert("keyPrefix".into(), Value::Null);
+    }
+    d
 }
 
 fn body_object(ctx: &Ctx) -> Result<Map<String, Value>, ApiError> {

@@ -4,16 +4,27 @@ use super::lexer::LikeChar;
 use super::parser::{Cond, FieldRef, Lit, OrderItem, Query, Select};
 use super::QueryError;
 use crate::ids;
-use crate::schema::{FieldType, ObjectDef, Schema};
+use crate::schema::{name_entity, name_entity_value, FieldType, ObjectDef, Schema};
 use crate::store::{Record, Store};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::cmp::Ordering;
+
+/// One lookup followed by a field path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    /// The foreign-key field (`OwnerId`).
+    pub fk: String,
+    /// The relationship name (`Owner`): the key of the nested parent object.
+    pub rel: String,
+    /// The reference is polymorphic: the parent is seen through the `Name` entity.
+    pub polymorphic: bool,
+}
 
 /// A field path checked against the schema, in canonical case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
-    /// (foreign-key field, relationship name) for each hop.
-    pub hops: Vec<(String, String)>,
+    pub hops: Vec<Hop>,
     pub field: String,
     pub ftype: FieldType,
 }
@@ -28,11 +39,21 @@ pub enum CCond {
     Like(Path, Vec<LikeChar>),
 }
 
+/// A compiled `TYPEOF`: per parent type the fields to return, else the Name entity's.
+#[derive(Debug, Clone)]
+pub struct CTypeOf {
+    pub hop: Hop,
+    pub whens: Vec<(String, Vec<Path>)>,
+    pub otherwise: Option<Vec<Path>>,
+    pub fields_before: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub object: String,
     pub count: bool,
     pub fields: Vec<Path>,
+    pub typeofs: Vec<CTypeOf>,
     pub filter: Option<CCond>,
     pub order: Vec<(Path, bool, bool)>,
     pub limit: Option<usize>,
@@ -70,15 +91,19 @@ pub fn resolve(schema: &Schema, def: &ObjectDef, f: &FieldRef) -> Result<Path, Q
                 format!("Didn't understand relationship '{seg}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names."),
             )
         })?;
-        hops.push((
-            rel.name.clone(),
-            rel.relationship_name.clone().unwrap_or_default(),
-        ));
-        defs = rel
-            .reference_to
-            .iter()
-            .filter_map(|t| schema.object(t))
-            .collect();
+        hops.push(Hop {
+            fk: rel.name.clone(),
+            rel: rel.relationship_name.clone().unwrap_or_default(),
+            polymorphic: rel.is_polymorphic(),
+        });
+        defs = if rel.is_polymorphic() {
+            vec![name_entity()]
+        } else {
+            rel.reference_to
+                .iter()
+                .filter_map(|t| schema.object(t))
+                .collect()
+        };
     }
     let last = segs[segs.len() - 1];
     let fd = defs.iter().find_map(|d| d.field(last)).ok_or_else(|| {
@@ -98,9 +123,16 @@ pub fn resolve(schema: &Schema, def: &ObjectDef, f: &FieldRef) -> Result<Path, Q
 
 pub fn compile(schema: &Schema, q: &Query) -> Result<Compiled, QueryError> {
     let def = object(schema, &q.object, q.object_pos)?;
-    let (count, fields) = match &q.select {
-        Select::Count => (true, vec![]),
-        Select::Fields(list) => (false, compile_fields(schema, def, list)?),
+    let (count, fields, typeofs) = match &q.select {
+        Select::Count => (true, vec![], vec![]),
+        Select::Fields(list, typeofs) => {
+            let fields = compile_fields(schema, def, list)?;
+            let typeofs = typeofs
+                .iter()
+                .map(|t| compile_type_of(schema, def, t, &fields))
+                .collect::<Result<Vec<_>, _>>()?;
+            (false, fields, typeofs)
+        }
     };
     let filter = q
         .filter
@@ -119,10 +151,76 @@ pub fn compile(schema: &Schema, q: &Query) -> Result<Compiled, QueryError> {
         object: def.name.clone(),
         count,
         fields,
+        typeofs,
         filter,
         order,
         limit: q.limit,
         offset: q.offset,
+    })
+}
+
+/// `TYPEOF` works on polymorphic relationships only; each WHEN names one of its types and its
+/// fields are that type's; ELSE fields are the Name entity's.
+fn compile_type_of(
+    schema: &Schema,
+    def: &ObjectDef,
+    t: &super::parser::TypeOf,
+    fields: &[Path],
+) -> Result<CTypeOf, QueryError> {
+    let rel = &t.relationship;
+    let fd = def
+        .relationship(&rel.path)
+        .filter(|f| f.is_polymorphic())
+        .ok_or_else(|| {
+            QueryError::new(
+                "INVALID_FIELD",
+                rel.pos,
+                format!("TYPEOF is only supported on polymorphic relationships; '{}' on entity '{}' is not one", rel.path, def.name),
+            )
+        })?;
+    let hop = Hop {
+        fk: fd.name.clone(),
+        rel: fd.relationship_name.clone().unwrap_or_default(),
+        polymorphic: true,
+    };
+    if fields
+        .iter()
+        .any(|p| p.hops.first().is_some_and(|h| h.rel == hop.rel))
+    {
+        return Err(QueryError::malformed(
+            rel.pos,
+            format!("duplicate field selected: {}", rel.path),
+        ));
+    }
+    let mut whens = vec![];
+    for (object, list) in &t.whens {
+        let target = fd
+            .reference_to
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(&object.path))
+            .and_then(|r| schema.object(r))
+            .ok_or_else(|| {
+                QueryError::new(
+                    "INVALID_FIELD",
+                    object.pos,
+                    format!(
+                        "'{}' is not a type of the '{}' relationship",
+                        object.path, hop.rel
+                    ),
+                )
+            })?;
+        whens.push((target.name.clone(), compile_fields(schema, target, list)?));
+    }
+    let otherwise = t
+        .otherwise
+        .as_ref()
+        .map(|list| compile_fields(schema, name_entity(), list))
+        .transpose()?;
+    Ok(CTypeOf {
+        hop,
+        whens,
+        otherwise,
+        fields_before: t.fields_before,
     })
 }
 
@@ -231,7 +329,7 @@ fn check_literal(p: &Path, name: &str, v: &Lit, pos: usize) -> Result<Lit, Query
     match (p.ftype, v) {
         (_, Lit::Null) => Ok(Lit::Null),
         (FieldType::Id | FieldType::Reference, Lit::Str(s)) => match ids::to18(&s.value) {
-            Some(id) => Ok(Lit::Str(super::lexer::StrLit { value: id, pattern: s.pattern.clone() })),
+            Some(id) => Ok(Lit::Str(super::lexer::StrLit { value: id, pattern: s.pattern.clone(), like_escape_at: None, raw: s.raw.clone() })),
             None => Err(QueryError::new("INVALID_QUERY_FILTER_OPERATOR", pos, format!("invalid ID field: {}", s.value))),
         },
         (FieldType::Id | FieldType::Reference, _) => Err(bad("id", true)),
@@ -250,16 +348,23 @@ fn check_literal(p: &Path, name: &str, v: &Lit, pos: usize) -> Result<Lit, Query
     }
 }
 
-/// The value at `path` for `rec`, following lookups (a null link gives null).
-pub fn value<'a>(store: &'a Store, rec: &'a Record, path: &Path) -> &'a Value {
+/// The value at `path` for `rec`, following lookups (a null link gives null; a polymorphic
+/// link gives the parent's `Name` entity view).
+pub fn value<'a>(store: &'a Store, rec: &'a Record, path: &Path) -> Cow<'a, Value> {
     let mut cur = rec;
-    for (fk, _) in &path.hops {
-        match cur.get(fk).as_str().and_then(|id| store.get(id)) {
-            Some(r) => cur = r,
-            None => return &Value::Null,
+    let mut through_name = false;
+    for hop in &path.hops {
+        match cur.get(&hop.fk).as_str().and_then(|id| store.get(id)) {
+            Some(r) if !through_name => cur = r,
+            _ => return Cow::Owned(Value::Null),
         }
+        through_name = hop.polymorphic;
     }
-    cur.get(&path.field)
+    if through_name {
+        Cow::Owned(name_entity_value(cur, &path.field))
+    } else {
+        Cow::Borrowed(cur.get(&path.field))
+    }
 }
 
 pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
@@ -276,7 +381,7 @@ pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
                     _ => false,
                 },
                 (true, _) => *op == "!=",
-                (false, _) => match compare(p.ftype, v, lit) {
+                (false, _) => match compare(p.ftype, &v, lit) {
                     Some(ord) => match *op {
                         "=" => ord == Ordering::Equal,
                         "!=" => ord != Ordering::Equal,
@@ -294,11 +399,11 @@ pub fn matches(store: &Store, rec: &Record, c: &CCond) -> bool {
             let v = value(store, rec, p);
             let hit = lits.iter().any(|l| match l {
                 Lit::Null => v.is_null(),
-                _ => !v.is_null() && compare(p.ftype, v, l) == Some(Ordering::Equal),
+                _ => !v.is_null() && compare(p.ftype, &v, l) == Some(Ordering::Equal),
             });
             hit != *negated
         }
-        CCond::Like(p, pattern) => match value(store, rec, p) {
+        CCond::Like(p, pattern) => match value(store, rec, p).as_ref() {
             Value::String(s) => like(
                 &s.to_lowercase().chars().collect::<Vec<_>>(),
                 &lower_pattern(pattern),
@@ -380,6 +485,7 @@ pub fn sort(store: &Store, recs: &mut [&Record], order: &[(Path, bool, bool)]) {
     recs.sort_by(|a, b| {
         for (p, desc, nulls_last) in order {
             let (va, vb) = (value(store, a, p), value(store, b, p));
+            let (va, vb) = (va.as_ref(), vb.as_ref());
             let ord = match (va.is_null(), vb.is_null()) {
                 (true, true) => Ordering::Equal,
                 (true, false) => {
@@ -427,7 +533,7 @@ pub fn project(store: &Store, rec: &Record, paths: &[Path], version: &str) -> Va
     );
     let mut keys: Vec<String> = vec![];
     for p in paths {
-        let key = p.hops.first().map_or(&p.field, |h| &h.1).clone();
+        let key = p.hops.first().map_or(&p.field, |h| &h.rel).clone();
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -440,22 +546,87 @@ pub fn project(store: &Store, rec: &Record, paths: &[Path], version: &str) -> Va
         }
         let sub: Vec<Path> = paths
             .iter()
-            .filter(|p| p.hops.first().is_some_and(|h| h.1 == key))
+            .filter(|p| p.hops.first().is_some_and(|h| h.rel == key))
             .map(|p| Path {
                 hops: p.hops[1..].to_vec(),
                 field: p.field.clone(),
                 ftype: p.ftype,
             })
             .collect();
-        let fk = paths
+        let Some(hop) = paths
             .iter()
-            .find_map(|p| p.hops.first().filter(|h| h.1 == key))
-            .map(|h| h.0.clone())
-            .unwrap_or_default();
-        let parent = rec.get(&fk).as_str().and_then(|id| store.get(id));
+            .find_map(|p| p.hops.first().filter(|h| h.rel == key))
+        else {
+            continue;
+        };
+        let parent = rec.get(&hop.fk).as_str().and_then(|id| store.get(id));
+        let nested = match parent {
+            None => Value::Null,
+            Some(r) if hop.polymorphic => project_name(r, &sub, version),
+            Some(r) => project(store, r, &sub, version),
+        };
+        out.insert(key, nested);
+    }
+    Value::Object(out)
+}
+
+/// Adds the `TYPEOF` parents to a projected record: the matching WHEN's fields under the parent's
+/// real type, else the ELSE fields under the Name entity (only `attributes` without ELSE); a
+/// null link is `null`.
+fn with_type_ofs(store: &Store, rec: &Record, row: Value, c: &Compiled, version: &str) -> Value {
+    if c.typeofs.is_empty() {
+        return row;
+    }
+    let Value::Object(row) = row else {
+        return row;
+    };
+    let nested = |t: &CTypeOf| {
+        let Some(parent) = rec.get(&t.hop.fk).as_str().and_then(|id| store.get(id)) else {
+            return Value::Null;
+        };
+        match t.whens.iter().find(|(ty, _)| *ty == parent.object) {
+            Some((_, paths)) => project(store, parent, paths, version),
+            None => project_name(parent, t.otherwise.as_deref().unwrap_or(&[]), version),
+        }
+    };
+    // Keys before each TYPEOF: "attributes" plus the distinct keys of the fields before it.
+    let mut out = Map::new();
+    let mut entries = row.into_iter().peekable();
+    let mut seen_fields: Vec<&str> = vec![];
+    let mut typeofs = c.typeofs.iter().peekable();
+    if let Some((k, v)) = entries.next() {
+        out.insert(k, v);
+    }
+    for (i, p) in c.fields.iter().enumerate() {
+        while let Some(t) = typeofs.next_if(|t| t.fields_before == i) {
+            out.insert(t.hop.rel.clone(), nested(t));
+        }
+        let key = p.hops.first().map_or(p.field.as_str(), |h| h.rel.as_str());
+        if !seen_fields.contains(&key) {
+            seen_fields.push(key);
+            if let Some((k, v)) = entries.next() {
+                out.insert(k, v);
+            }
+        }
+    }
+    for t in typeofs {
+        out.insert(t.hop.rel.clone(), nested(t));
+    }
+    out.extend(entries);
+    Value::Object(out)
+}
+
+/// A polymorphic parent as Salesforce returns it: `attributes.type` is `Name` and
+/// `attributes.url` the real record's URL; the fields are the `Name` entity's view of it.
+fn project_name(rec: &Record, paths: &[Path], version: &str) -> Value {
+    let mut attrs = attributes(&rec.object, &rec.id, version);
+    attrs["type"] = Value::from("Name");
+    let mut out = Map::new();
+    out.insert("attributes".into(), attrs);
+    for p in paths {
         out.insert(
-            key,
-            parent.map_or(Value::Null, |r| project(store, r, &sub, version)),
+            p.field.clone(),
+            typed(p.ftype, &name_entity_value(rec, &p.field)),
         );
     }
     Value::Object(out)
@@ -492,7 +663,7 @@ pub fn run(store: &Store, c: &Compiled, include_deleted: bool, version: &str) ->
     }
     let rows: Vec<Value> = recs
         .iter()
-        .map(|r| project(store, r, &c.fields, version))
+        .map(|r| with_type_ofs(store, r, project(store, r, &c.fields, version), c, version))
         .collect();
     Outcome {
         total: rows.len(),

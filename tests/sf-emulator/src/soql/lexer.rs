@@ -23,6 +23,10 @@ pub enum Tok {
 pub struct StrLit {
     pub value: String,
     pub pattern: Vec<LikeChar>,
+    /// Byte position of the first `\%` or `\_`: SOQL allows those escapes in LIKE only.
+    pub like_escape_at: Option<usize>,
+    /// The source text between the quotes (error messages quote it).
+    pub raw: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,36 +156,55 @@ fn next_is(chars: &[(usize, char)], i: usize, c: char) -> bool {
 fn string(src: &str, chars: &[(usize, char)], open: usize) -> Result<(StrLit, usize), QueryError> {
     let mut value = String::new();
     let mut pattern = vec![];
+    let mut like_escape_at = None;
     let mut i = open + 1;
+    let illegal = |pos: usize, seq: &str| {
+        let literal_end = src[pos..].find('\'').map_or(src.len(), |k| pos + k);
+        QueryError::malformed(
+            pos,
+            format!(
+                "Invalid string literal '{}'. Illegal character sequence '{seq}' in string literal.",
+                &src[chars[open].0 + 1..literal_end]
+            ),
+        )
+    };
     while i < chars.len() {
         let (pos, c) = chars[i];
         match c {
-            '\'' => return Ok((StrLit { value, pattern }, i + 1)),
+            '\'' => {
+                let lit = StrLit {
+                    value,
+                    pattern,
+                    like_escape_at,
+                    raw: src[chars[open].0 + 1..pos].to_string(),
+                };
+                return Ok((lit, i + 1));
+            }
             '\\' => {
                 let Some(&(_, e)) = chars.get(i + 1) else {
                     break;
                 };
-                let lit = match e {
-                    'n' => '\n',
-                    'r' => '\r',
-                    't' => '\t',
-                    'b' => '\u{8}',
-                    'f' => '\u{c}',
-                    '"' | '\'' | '\\' | '%' | '_' => e,
-                    other => {
-                        let literal_end = src[pos..].find('\'').map_or(src.len(), |k| pos + k);
-                        return Err(QueryError::malformed(
-                            pos,
-                            format!(
-                                "Invalid string literal '{}'. Illegal character sequence '\\{other}' in string literal.",
-                                &src[chars[open].0 + 1..literal_end]
-                            ),
-                        ));
+                let (lit, used) = match e {
+                    'n' | 'N' => ('\n', 2),
+                    'r' | 'R' => ('\r', 2),
+                    't' | 'T' => ('\t', 2),
+                    'b' | 'B' => ('\u{8}', 2),
+                    'f' | 'F' => ('\u{c}', 2),
+                    '"' | '\'' | '\\' => (e, 2),
+                    '%' | '_' => {
+                        like_escape_at.get_or_insert(pos);
+                        (e, 2)
                     }
+                    'u' => unicode_escape(chars, i).ok_or_else(|| {
+                        let end = (i + 6).min(chars.len());
+                        let seq: String = chars[i..end].iter().map(|(_, c)| *c).collect();
+                        illegal(pos, &seq)
+                    })?,
+                    other => return Err(illegal(pos, &format!("\\{other}"))),
                 };
                 value.push(lit);
                 pattern.push(LikeChar::Lit(lit));
-                i += 2;
+                i += used;
             }
             '%' => {
                 value.push(c);
@@ -204,6 +227,34 @@ fn string(src: &str, chars: &[(usize, char)], open: usize) -> Result<(StrLit, us
         chars[open].0,
         "line 1:0 mismatched character '<EOF>' expecting '''".to_string(),
     ))
+}
+
+/// `\uXXXX` at `chars[i]` (exactly four hex digits); a UTF-16 surrogate pair written as two
+/// escapes is one character. Returns the character and how many chars the escape used. A lone
+/// surrogate is refused: it is no character.
+fn unicode_escape(chars: &[(usize, char)], i: usize) -> Option<(char, usize)> {
+    let hex4 = |at: usize| -> Option<u32> {
+        let s: String = chars.get(at..at + 4)?.iter().map(|(_, c)| *c).collect();
+        if !s.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(&s, 16).ok()
+    };
+    let high = hex4(i + 2)?;
+    if (0xD800..0xDC00).contains(&high) {
+        let escape_follows = chars.get(i + 6).map(|c| c.1) == Some('\\')
+            && chars.get(i + 7).map(|c| c.1) == Some('u');
+        if !escape_follows {
+            return None;
+        }
+        let low = hex4(i + 8)?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return None;
+        }
+        let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+        return char::from_u32(code).map(|c| (c, 12));
+    }
+    char::from_u32(high).map(|c| (c, 6))
 }
 
 fn is_date_literal(s: &str) -> bool {

@@ -17,7 +17,18 @@ pub struct Query {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Select {
     Count,
-    Fields(Vec<FieldRef>),
+    /// Plain field paths, and the `TYPEOF` clauses among them.
+    Fields(Vec<FieldRef>, Vec<TypeOf>),
+}
+
+/// `TYPEOF Rel WHEN Type THEN f, … [WHEN …] [ELSE f, …] END` in a SELECT list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeOf {
+    pub relationship: FieldRef,
+    pub whens: Vec<(FieldRef, Vec<FieldRef>)>,
+    pub otherwise: Option<Vec<FieldRef>>,
+    /// How many plain fields precede it in the SELECT list (keeps the output's key order).
+    pub fields_before: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +79,7 @@ pub enum Cond {
 const RESERVED: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET",
     "ASC", "DESC", "NULLS", "GROUP", "HAVING", "WITH", "FOR", "USING", "INCLUDES", "EXCLUDES",
-    "TYPEOF", "NULL", "TRUE", "FALSE",
+    "TYPEOF", "WHEN", "THEN", "ELSE", "END", "NULL", "TRUE", "FALSE",
 ];
 
 /// `(ORDER BY items, LIMIT, OFFSET)`
@@ -193,6 +204,21 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An object name after FROM or RETURNING: a field-like name, or `Group` (the object whose
+    /// name is also a keyword).
+    pub fn object_name(&mut self) -> Result<FieldRef, QueryError> {
+        if let Tok::Ident(s) = &self.peek().tok {
+            if s.eq_ignore_ascii_case("Group") {
+                let t = self.bump();
+                let Tok::Ident(path) = t.tok else {
+                    return Err(self.unexpected());
+                };
+                return Ok(FieldRef { path, pos: t.pos });
+            }
+        }
+        self.field()
+    }
+
     fn query(&mut self) -> Result<Query, QueryError> {
         self.expect_kw("SELECT")?;
         let select = if self.is_kw("COUNT") {
@@ -201,10 +227,10 @@ impl<'a> Parser<'a> {
             self.expect(Tok::RParen)?;
             Select::Count
         } else {
-            Select::Fields(self.field_list()?)
+            self.select_list()?
         };
         self.expect_kw("FROM")?;
-        let obj = self.field()?;
+        let obj = self.object_name()?;
         if obj.path.contains('.') {
             return Err(QueryError::malformed(
                 obj.pos,
@@ -225,6 +251,50 @@ impl<'a> Parser<'a> {
             order,
             limit,
             offset,
+        })
+    }
+
+    /// A SOQL SELECT list: fields and `TYPEOF` clauses.
+    fn select_list(&mut self) -> Result<Select, QueryError> {
+        let mut fields = vec![];
+        let mut typeofs = vec![];
+        loop {
+            if self.is_kw("TYPEOF") {
+                self.bump();
+                typeofs.push(self.type_of(fields.len())?);
+            } else {
+                fields.push(self.field()?);
+            }
+            if self.peek().tok != Tok::Comma {
+                break;
+            }
+            self.bump();
+        }
+        Ok(Select::Fields(fields, typeofs))
+    }
+
+    fn type_of(&mut self, fields_before: usize) -> Result<TypeOf, QueryError> {
+        let relationship = self.field()?;
+        let mut whens = vec![];
+        while self.eat_kw("WHEN") {
+            let object = self.object_name()?;
+            self.expect_kw("THEN")?;
+            whens.push((object, self.field_list()?));
+        }
+        if whens.is_empty() {
+            return Err(self.unexpected());
+        }
+        let otherwise = if self.eat_kw("ELSE") {
+            Some(self.field_list()?)
+        } else {
+            None
+        };
+        self.expect_kw("END")?;
+        Ok(TypeOf {
+            relationship,
+            whens,
+            otherwise,
+            fields_before,
         })
     }
 
@@ -399,6 +469,9 @@ impl<'a> Parser<'a> {
     fn literal(&mut self) -> Result<Lit, QueryError> {
         let lit = match self.peek().tok.clone() {
             Tok::Str(s) => {
+                if let Some(at) = s.like_escape_at {
+                    return Err(like_only_escape(self.src, at, &s.raw));
+                }
                 self.literals.push(s.value.clone());
                 Lit::Str(s)
             }
@@ -412,6 +485,18 @@ impl<'a> Parser<'a> {
         self.bump();
         Ok(lit)
     }
+}
+
+/// `\%` and `\_` outside a LIKE pattern: "If you use a backslash character in any other
+/// context, an error occurs" (SOQL, Quoted String Escape Sequences).
+pub fn like_only_escape(src: &str, at: usize, raw: &str) -> QueryError {
+    let seq = src.get(at..at + 2).unwrap_or("\\");
+    QueryError::malformed(
+        at,
+        format!(
+            "Invalid string literal '{raw}'. Illegal character sequence '{seq}' in string literal."
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Integration tests: the emulator over real HTTP(S) with reqwest.
 
+mod binary;
 mod common;
 mod faults;
 mod oauth;
+mod polymorphic;
 mod query;
 mod search;
 mod server;

@@ -12,6 +12,31 @@ async fn jwt_result(emu: &sf_emulator::Emulator, claims: &Value, key: &str) -> (
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
+/// The keys of a token response, in order.
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+/// `signature` = base64(HMAC-SHA256(client secret, id + issued_at)); `issued_at` in ms as text.
+fn check_signature(v: &Value, secret: &str) {
+    let issued = v["issued_at"].as_str().expect("issued_at is a string");
+    assert!(
+        issued.parse::<u64>().unwrap() > 1_700_000_000_000,
+        "milliseconds"
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let id = v["id"].as_str().unwrap();
+    let want = ring::hmac::sign(&key, format!("{id}{issued}").as_bytes());
+    assert_eq!(
+        v["signature"],
+        base64::engine::general_purpose::STANDARD.encode(want.as_ref())
+    );
+}
+
 #[tokio::test]
 async fn jwt_bearer_success_has_salesforce_fields() {
     let emu = start().await;
@@ -28,24 +53,16 @@ async fn jwt_bearer_success_has_salesforce_fields() {
     assert!(emu.instance_url().contains("localhost"));
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["scope"], "api refresh_token");
-    let issued = v["issued_at"].as_str().expect("issued_at is a string");
-    assert!(
-        issued.parse::<u64>().unwrap() > 1_700_000_000_000,
-        "milliseconds"
+    // Salesforce Help, "OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration": exactly
+    // these fields; no issued_at, no signature, no refresh_token, no expires_in.
+    assert_eq!(
+        keys(&v),
+        ["access_token", "scope", "instance_url", "id", "token_type"]
     );
-    assert!(v.get("expires_in").is_none());
-    assert!(v.get("refresh_token").is_none());
     let id = v["id"].as_str().unwrap();
     assert!(
         id.starts_with(&format!("{}/id/{}/005", emu.login_url(), emu.org_id())),
         "{id}"
-    );
-    // signature = base64(HMAC-SHA256(secret, id + issued_at))
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
-    let want = ring::hmac::sign(&key, format!("{id}{issued}").as_bytes());
-    assert_eq!(
-        v["signature"],
-        base64::engine::general_purpose::STANDARD.encode(want.as_ref())
     );
     let (s, _, _) = get(&emu, tok, &format!("/services/data/{V}/limits")).await;
     assert_eq!(s, 200);
@@ -151,11 +168,20 @@ async fn refresh_token_grant_and_rotation() {
     .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert!(
-        v.get("refresh_token").is_none(),
-        "no rotation: no new refresh token"
+    // No rotation: the client-credentials set of fields, no new refresh token.
+    assert_eq!(
+        keys(&v),
+        [
+            "access_token",
+            "signature",
+            "scope",
+            "instance_url",
+            "id",
+            "token_type",
+            "issued_at"
+        ]
     );
-    assert!(v["access_token"].as_str().is_some());
+    check_signature(&v, JWT_SECRET);
     // wrong refresh token
     let r = token_request(
         &emu,
@@ -195,6 +221,19 @@ async fn refresh_token_grant_and_rotation() {
     )
     .await;
     let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        keys(&v),
+        [
+            "access_token",
+            "signature",
+            "scope",
+            "instance_url",
+            "id",
+            "token_type",
+            "issued_at",
+            "refresh_token"
+        ]
+    );
     let new = v["refresh_token"]
         .as_str()
         .expect("rotated refresh token")
@@ -244,7 +283,19 @@ async fn client_credentials_only_on_my_domain_host() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert!(v["id"].as_str().unwrap().contains("/005"));
-    assert!(v.get("refresh_token").is_none());
+    assert_eq!(
+        keys(&v),
+        [
+            "access_token",
+            "signature",
+            "scope",
+            "instance_url",
+            "id",
+            "token_type",
+            "issued_at"
+        ]
+    );
+    check_signature(&v, CC_SECRET);
     // body credentials, wrong secret
     let r = client()
         .post(format!("{}/services/oauth2/token", emu.instance_url()))
@@ -292,6 +343,19 @@ async fn password_grant() {
     )
     .await;
     assert_eq!(ok.status(), 200);
+    let v: Value = ok.json().await.unwrap();
+    assert_eq!(
+        keys(&v),
+        [
+            "access_token",
+            "instance_url",
+            "id",
+            "token_type",
+            "issued_at",
+            "signature"
+        ]
+    );
+    check_signature(&v, JWT_SECRET);
     let bad = token_request(
         &emu,
         &[

@@ -149,7 +149,7 @@ async fn where_operators() {
         ("SELECT Name FROM Contact WHERE Phone = '+442079460958'", &[]),
         ("SELECT Name FROM Lead WHERE Name LIKE '%D\\'Angelo'", &["Maria D'Angelo"]),
         ("SELECT Name FROM Lead WHERE LastName IN ('Lee', 'Tanaka') ORDER BY LastName DESC", &["Kenji Tanaka", "Sam Lee"]),
-        ("SELECT Name FROM Lead WHERE LastName NOT IN ('Lee', 'Tanaka')", &["Maria D'Angelo"]),
+        ("SELECT Name FROM Lead WHERE LastName NOT IN ('Lee', 'Tanaka') AND Country IN ('Italy', 'Japan') AND FirstName != 'Yuki'", &["Maria D'Angelo"]),
         ("SELECT Name FROM Routing_Rule__c WHERE Priority__c > 1", &["US Sales"]),
         ("SELECT Name FROM Routing_Rule__c WHERE Priority__c <= 1", &["UK Support"]),
         ("SELECT Name FROM Contact WHERE (LastName = 'Smith' OR LastName = 'Jones') AND NOT FirstName = 'John' ORDER BY Name", &["Bob Jones", "Jane Smith"]),

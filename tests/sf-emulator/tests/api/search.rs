@@ -36,19 +36,22 @@ async fn phone_search_matches_digits_across_formats() {
     let cases: &[(&str, &[&str])] = &[
         ("4155550123", &["Contact:Ada Lovelace"]),
         ("14155550123", &["Contact:Ada Lovelace"]),
-        ("\\+1 \\(415\\) 555\\-0123", &["Contact:Ada Lovelace"]),
+        ("\"\\+1 \\(415\\) 555\\-0123\"", &["Contact:Ada Lovelace"]),
         ("4155550199", &["Contact:Bob Jones", "Lead:Sam Lee"]),
         (
             "442079460958",
             &["Contact:Jane Smith", "Contact:John Smith"],
         ),
         (
-            "\\+353 1 555 0142",
+            "\"\\+353 1 555 0142\"",
             &["Contact:Patrick O'Brien", "Account:Dublin Widgets"],
         ),
         ("4930901820", &["Contact:Hans Müller"]),
         ("2125550148", &["Contact:Chris Nolan"]),
-        ("5550123", &["Contact:Ada Lovelace"]),
+        // Exact digits (the default): a 7-digit tail is not the number.
+        ("5550123", &[]),
+        // Words next to each other are ANDed operands, not one number.
+        ("\\+353 1 555 0142", &[]),
         ("0123", &[]),
         ("9999999999", &[]),
     ];
@@ -81,44 +84,95 @@ async fn phone_search_matches_digits_across_formats() {
 
 #[tokio::test]
 async fn phone_match_modes_are_configurable() {
+    use sf_emulator::PhoneMatch;
     let emu = start().await;
     let tok = token(&emu).await;
-    emu.admin().set_phone_match(sf_emulator::PhoneMatch {
-        mode: "exact".into(),
-        min_digits: 7,
-    });
-    let (_, b) = sosl(
+    let hits = |b: &Value| found(b);
+    let find = |t: &str| format!("FIND {{{t}}} IN PHONE FIELDS {RET}");
+    // exact (default): the NANP trunk 1 is the only folding.
+    let (_, b) = sosl(&emu, &tok, &find("14155550123")).await;
+    assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
+    // The GB national significant number is stored by nobody in GB; the US record whose
+    // digits are the same is found, the GB records are not.
+    let (_, b) = sosl(&emu, &tok, &find("2079460958")).await;
+    assert_eq!(hits(&b), ["Lead:Emma Walsh"]);
+    let us = find("\"14155550123\" OR \"4155550123\"");
+    let (_, b) = sosl(&emu, &tok, &us).await;
+    assert_eq!(hits(&b), ["Contact:Ada Lovelace"]);
+    emu.admin().set_phone_match(PhoneMatch::suffix(7));
+    let (_, b) = sosl(&emu, &tok, &find("5550123")).await;
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Ada Lovelace",
+            "Lead:Lukas Becker",
+            "Lead:Hannah Schmidt"
+        ]
+    );
+    // Suffix matching walks into the collision traps: other countries' numbers whose
+    // national digits end the same way.
+    let (_, b) = sosl(&emu, &tok, &find("2079460958")).await;
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Jane Smith",
+            "Contact:John Smith",
+            "Lead:Oliver Bennett",
+            "Lead:Emma Walsh"
+        ]
+    );
+    let (_, b) = sosl(&emu, &tok, &us).await;
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Ada Lovelace",
+            "Lead:Lukas Becker",
+            "Lead:Hannah Schmidt"
+        ]
+    );
+    emu.admin().set_phone_match(PhoneMatch::last10());
+    let (_, b) = sosl(&emu, &tok, &find("5550123")).await;
+    assert!(hits(&b).is_empty());
+    let (_, b) = sosl(&emu, &tok, &find("14155550123")).await;
+    assert_eq!(
+        hits(&b),
+        [
+            "Contact:Ada Lovelace",
+            "Lead:Lukas Becker",
+            "Lead:Hannah Schmidt"
+        ]
+    );
+    // The options field picks the mode at start.
+    let emu = start_with(|o| o.phone_match = Some(PhoneMatch::suffix(7))).await;
+    let tok = token(&emu).await;
+    let (_, b) = sosl(&emu, &tok, &find("5550123")).await;
+    assert_eq!(hits(&b).len(), 3);
+}
+
+#[tokio::test]
+async fn one_search_for_every_stored_digit_form() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let (s, b) = sosl(
         &emu,
         &tok,
-        &format!("FIND {{14155550123}} IN PHONE FIELDS {RET}"),
+        &format!("FIND {{\"442079460958\" OR \"02079460958\"}} IN PHONE FIELDS {RET}"),
     )
     .await;
-    assert!(found(&b).is_empty());
-    let (_, b) = sosl(
-        &emu,
-        &tok,
-        &format!("FIND {{4155550123}} IN PHONE FIELDS {RET}"),
-    )
-    .await;
-    assert_eq!(found(&b), ["Contact:Ada Lovelace"]);
-    emu.admin().set_phone_match(sf_emulator::PhoneMatch {
-        mode: "last10".into(),
-        min_digits: 7,
-    });
-    let (_, b) = sosl(
-        &emu,
-        &tok,
-        &format!("FIND {{5550123}} IN PHONE FIELDS {RET}"),
-    )
-    .await;
-    assert!(found(&b).is_empty());
-    let (_, b) = sosl(
-        &emu,
-        &tok,
-        &format!("FIND {{14155550123}} IN PHONE FIELDS {RET}"),
-    )
-    .await;
-    assert_eq!(found(&b), ["Contact:Ada Lovelace"]);
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        found(&b),
+        [
+            "Contact:Jane Smith",
+            "Contact:John Smith",
+            "Lead:Oliver Bennett"
+        ]
+    );
+    let log = emu.admin().queries();
+    assert_eq!(
+        log.last().unwrap().literals,
+        ["442079460958", "02079460958"]
+    );
 }
 
 #[tokio::test]

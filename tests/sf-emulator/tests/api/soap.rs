@@ -150,6 +150,27 @@ async fn query_records_nested_nil_and_double_id() {
     assert!(rec.contains(r#"<sf:Account xsi:nil="true"/>"#));
     assert!(rec.contains(r#"<sf:Email xsi:nil="true"/>"#));
     assert!(body.contains("<size>1</size>"));
+    // A polymorphic owner is the Name entity here too.
+    let (_, body) = post(server.clone(), query_body(&sid, "query", "<urn:queryString>SELECT Owner.Name, Owner.Type FROM Lead WHERE LastName = 'Bennett'</urn:queryString>")).await;
+    assert!(body.contains(r#"<sf:Owner xsi:type="sf:sObject"><sf:type>Name</sf:type><sf:Id xsi:nil="true"/><sf:Name>Support Queue</sf:Name><sf:Type>Queue</sf:Type></sf:Owner>"#), "{body}");
+    let (s, body) = post(
+        server.clone(),
+        query_body(
+            &sid,
+            "query",
+            "<urn:queryString>SELECT Owner.Extension FROM Lead</urn:queryString>",
+        ),
+    )
+    .await;
+    assert_eq!(s, 500, "{body}");
+    assert!(
+        body.contains("<faultcode>sf:INVALID_FIELD</faultcode>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("No such column &apos;Extension&apos; on entity &apos;Name&apos;"),
+        "{body}"
+    );
     // apostrophes are XML-escaped
     let (_, body) = post(server, query_body(&sid, "query", "<urn:queryString>SELECT Name FROM Contact WHERE LastName = 'O\\'Brien'</urn:queryString>")).await;
     assert!(

@@ -258,7 +258,13 @@ async fn task_call_logging() {
     assert_eq!(t["IsClosed"], true);
     assert_eq!(t["AccountId"], acme.as_str());
     assert_eq!(t["Who"]["Name"], "Ada Lovelace");
-    assert_eq!(t["Who"]["attributes"]["type"], "Contact");
+    // Who is polymorphic (Contact or Lead): the parent comes back as the Name entity, with
+    // the real record's URL.
+    assert_eq!(t["Who"]["attributes"]["type"], "Name");
+    assert_eq!(
+        t["Who"]["attributes"]["url"],
+        format!("/services/data/{V}/sobjects/Contact/{ada}")
+    );
     assert_eq!(t["What"]["Name"], "Acme Corporation");
     assert_eq!(t["CallDurationInSeconds"], 42);
     let (s, _) = send(
