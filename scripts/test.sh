@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the workspace's unit and integration tests (the module loaded
-# into the host shim, the sidecar, the emulator), the third-party client conformance suites, and
-# the real-FreeSWITCH suite when FREESWITCH_PREFIX points at an installed FreeSWITCH.
+# into the host shim, the sidecar, the emulator), the third-party client conformance suites, the
+# Debian package check (as root), and the real-FreeSWITCH suite when FREESWITCH_PREFIX points at
+# an installed FreeSWITCH.
 set -uo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
@@ -40,6 +41,18 @@ if [ -x "$top/scripts/conformance.sh" ]; then
   step conformance "$top/scripts/conformance.sh"
   read -r p f <<<"$(grep -hoE '^[0-9]+ passed, [0-9]+ failed$' "$log_dir/conformance.log" | tail -1 | awk '{print $1, $3}')"
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+fi
+
+# The Debian package: built (release, lintian), installed, checked, removed and purged. Needs
+# root and dpkg; otherwise it says SKIPPED.
+if [ -x "$top/tests/package/check-deb.sh" ]; then
+  step package "$top/tests/package/check-deb.sh"
+  if grep -q '^package: SKIPPED' "$log_dir/package.log"; then
+    skipped=$((skipped + 1))
+  else
+    read -r p f <<<"$(grep -hoE '^package: [0-9]+ passed, [0-9]+ failed' "$log_dir/package.log" | tail -1 | awk '{print $2, $4}')"
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  fi
 fi
 
 if [ -n "${FREESWITCH_PREFIX:-}" ]; then
