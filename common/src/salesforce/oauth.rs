@@ -8,7 +8,9 @@ pub struct TokenResponse {
     pub instance_url: String,
     pub id: String,
     pub token_type: String,
-    /// Milliseconds since the epoch, as a string.
+    /// Milliseconds since the epoch, as a string. The JWT bearer flow's answer has none (fact
+    /// sheet: "no `issued_at`, no `signature`"): empty then, and the caller uses its own clock.
+    #[serde(default)]
     pub issued_at: String,
     #[serde(default)]
     pub signature: String,
@@ -89,6 +91,12 @@ mod tests {
             "token_type":"Bearer","issued_at":"1767225600123","signature":"kQ0n5=","scope":"api"}"#;
         let token: TokenResponse = serde_json::from_str(body).unwrap();
         assert_eq!(token.issued_at_ms(), Some(1767225600123));
+        // JWT bearer: no issued_at and no signature.
+        let jwt = r#"{"access_token":"00Dxx!AQ","instance_url":"https://acme.my.salesforce.com",
+            "id":"https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001SvLbYAK",
+            "token_type":"Bearer","scope":"api"}"#;
+        let jwt_token: TokenResponse = serde_json::from_str(jwt).unwrap();
+        assert_eq!(jwt_token.issued_at_ms(), None);
         assert_eq!(token.org_id(), Some("00DXX0000008dLkMAE"));
         assert!(!format!("{token:?}").contains("AQ0AQ"));
     }
