@@ -24,10 +24,15 @@ fi
 # Both artefacts in one build; cargo-deb packs them without building again.
 cargo build --release -p mod_natterbox_sf -p natterbox-sidecar
 rm -f "$target"/debian/natterbox-sf_*.deb
-cargo deb -p natterbox-sidecar --no-build --output "$target/debian/"
+mkdir -p "$target/debian-man"
+for page in "$top"/packaging/deb/man/*.[18]; do
+  gzip -9n <"$page" >"$target/debian-man/$(basename "$page").gz"
+done
+# --strip: the release profile keeps debug info for benchmarks and backtraces; the package does not.
+cargo deb -p natterbox-sidecar --no-build --strip --output "$target/debian/"
 deb=$(ls "$target"/debian/natterbox-sf_*.deb)
 
 # lintian: errors and warnings fail the build. Overrides, each with its reason, are in
 # packaging/deb/lintian-overrides (shipped in the package, where lintian reads them).
-lintian --fail-on error,warning --no-tag-display-limit "$deb"
+lintian --fail-on error,warning --tag-display-limit 0 "$deb"
 echo "package-deb: $deb"

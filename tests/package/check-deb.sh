@@ -83,7 +83,7 @@ conf=/etc/freeswitch/autoload_configs/natterbox_sf.conf.xml
 check "the example config is installed, 0644 root" has_perm "$conf" "root:root 644"
 check "the example config is a conffile" \
   sh -c "dpkg-query -W -f='\${Conffiles}' natterbox-sf | grep -q ' $conf '"
-check "the example config parses (natterbox-sidecar --check-config names only the missing key)" \
+check "the example config parses (natterbox-sidecar --check-config gets as far as naming the missing key file)" \
   sh -c "/usr/bin/natterbox-sidecar --check-config --config $conf | grep -q '/etc/natterbox-sf/acme.key'"
 check "the README is in /usr/share/doc/natterbox-sf" test -s /usr/share/doc/natterbox-sf/README.md
 check "a copyright file is in /usr/share/doc/natterbox-sf" test -s /usr/share/doc/natterbox-sf/copyright
