@@ -24,9 +24,9 @@ fi
 # Both artefacts in one build; cargo-deb packs them without building again.
 cargo build --release -p mod_natterbox_sf -p natterbox-sidecar
 rm -f "$target"/debian/natterbox-sf_*.deb
-mkdir -p "$target/debian-man"
+mkdir -p "$top/target/debian-man"
 for page in "$top"/packaging/deb/man/*.[18]; do
-  gzip -9n <"$page" >"$target/debian-man/$(basename "$page").gz"
+  gzip -9n <"$page" >"$top/target/debian-man/$(basename "$page").gz"
 done
 # --strip: the release profile keeps debug info for benchmarks and backtraces; the package does not.
 cargo deb -p natterbox-sidecar --no-build --strip --output "$target/debian/"
