@@ -92,8 +92,8 @@ check "a copyright file is in /usr/share/doc/natterbox-sf" test -s /usr/share/do
 check "natterbox-sf is a system user (uid < 1000) without a login shell" \
   sh -c 'e=$(getent passwd natterbox-sf) && uid=$(echo "$e" | cut -d: -f3) && [ "$uid" -lt 1000 ] &&
          case $(echo "$e" | cut -d: -f7) in */nologin|*/false) true;; *) false;; esac'
-check "natterbox-sf has a group of its own" getent group natterbox-sf
-check "the freeswitch group exists" getent group freeswitch
+check "natterbox-sf has a group of its own" sh -c "getent group natterbox-sf >/dev/null"
+check "the freeswitch group exists" sh -c "getent group freeswitch >/dev/null"
 check "natterbox-sf is not in FreeSWITCH's group (the unit's Group= gives the process the group, not the user)" \
   sh -c '! id -nG natterbox-sf | tr " " "\n" | grep -qx freeswitch'
 check "/etc/natterbox-sf: root:natterbox-sf 0750 (keys, refresh tokens, agents.json)" \
@@ -120,7 +120,7 @@ if command -v setpriv >/dev/null; then
     setpriv --reuid "$sf_uid" --regid "$fs_gid" --clear-groups sh -c \
       'umask 077 && printf "{}" > /var/lib/natterbox-sf/tokens/.check && chmod 0640 /var/lib/natterbox-sf/tokens/.check'
   check "a member of FreeSWITCH's group reads it" \
-    setpriv --reuid 65534 --regid "$fs_gid" --clear-groups cat /var/lib/natterbox-sf/tokens/.check
+    sh -c "setpriv --reuid 65534 --regid $fs_gid --clear-groups cat /var/lib/natterbox-sf/tokens/.check >/dev/null"
   check "nobody else can reach it" \
     sh -c '! setpriv --reuid 65534 --regid 65534 --clear-groups cat /var/lib/natterbox-sf/tokens/.check 2>/dev/null'
   check "FreeSWITCH's group cannot list the sidecar's state (outbox, rotated refresh tokens)" \
@@ -148,7 +148,7 @@ check "the module is gone" test ! -e /usr/lib/freeswitch/mod/mod_natterbox_sf.so
 check "the sidecar is gone" test ! -e /usr/bin/natterbox-sidecar
 check "the unit is gone" sh -c '[ ! -e /lib/systemd/system/natterbox-sidecar.service ] && [ ! -e /usr/lib/systemd/system/natterbox-sidecar.service ]'
 check "remove keeps the config" test -f "$conf"
-check "remove keeps the user" getent passwd natterbox-sf
+check "remove keeps the user" sh -c "getent passwd natterbox-sf >/dev/null"
 check "remove keeps the state and secrets directories" test -d /var/lib/natterbox-sf -a -d /etc/natterbox-sf
 
 # Purge: everything the package and postinst made is gone.
