@@ -527,7 +527,7 @@ fn a_screen_pop_made_while_the_sidecar_is_down_arrives_when_it_returns() {
     let mut got = ids.clone();
     expected.sort();
     got.sort();
-    assert_eq!(got, expected, "both tied records are popped");
+    assert_eq!(got, expected, "every listed record is popped");
 }
 
 /// Sessions revoked again and again (an admin clearing sessions, a security policy): each time the

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::phone::Country;
+use crate::wire::Direction;
 use crate::xml::{self, Element};
 
 /// The name FreeSWITCH knows the configuration by (`<configuration name="…">`).
@@ -174,6 +175,9 @@ pub struct FieldMapping {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLogConfig {
     pub enabled: bool,
+    /// Which calls are logged (`directions="inbound,outbound,internal"`), whether `sf_lookup`
+    /// ran or not. Default: inbound.
+    pub directions: Vec<Direction>,
     pub subject: String,
     pub status: String,
 }
@@ -497,11 +501,13 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
     let call_log = match element.child("call-log") {
         None => CallLogConfig {
             enabled: false,
+            directions: vec![Direction::Inbound],
             subject: "Call {direction} {from}".into(),
             status: "Completed".into(),
         },
         Some(c) => CallLogConfig {
             enabled: parse_bool(c.attr("enabled").unwrap_or("true"), &ctx)?,
+            directions: parse_directions(c.attr("directions").unwrap_or("inbound"), &ctx)?,
             subject: c
                 .attr("subject")
                 .unwrap_or("Call {direction} {from}")
@@ -545,6 +551,27 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         call_log,
         screen_pop,
     })
+}
+
+fn parse_directions(text: &str, ctx: &str) -> Result<Vec<Direction>, ConfigError> {
+    let mut directions = Vec::new();
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match Direction::parse(word) {
+            Some(d) if !directions.contains(&d) => directions.push(d),
+            Some(_) => {}
+            None => {
+                return err(format!(
+                    "{ctx}: call-log directions=\"{text}\": \"{word}\" is not inbound, outbound or internal"
+                ))
+            }
+        }
+    }
+    if directions.is_empty() {
+        return err(format!(
+            "{ctx}: call-log directions is empty (use enabled=\"false\" to log no calls)"
+        ));
+    }
+    Ok(directions)
 }
 
 fn parse_bool(text: &str, ctx: &str) -> Result<bool, ConfigError> {
@@ -772,6 +799,30 @@ mod tests {
         assert_eq!(config.resolve_org(None).unwrap().name, "acme");
         assert_eq!(config.resolve_org(Some("globex")).unwrap().name, "globex");
         assert!(config.resolve_org(Some("initech")).is_none());
+    }
+
+    #[test]
+    fn call_log_directions_default_to_inbound_and_are_checked() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert_eq!(
+            config.org("globex").unwrap().call_log.directions,
+            [Direction::Inbound]
+        );
+        let with = |directions: &str| {
+            SAMPLE.replace(
+                "<call-log enabled=\"false\"/>",
+                &format!("<call-log directions=\"{directions}\"/>"),
+            )
+        };
+        let config = Config::parse(&with("outbound, internal,outbound")).unwrap();
+        let acme = config.org("acme").unwrap();
+        assert!(acme.call_log.enabled);
+        assert_eq!(
+            acme.call_log.directions,
+            [Direction::Outbound, Direction::Internal]
+        );
+        assert!(error_of(&with("inbound,sideways")).contains("\"sideways\" is not inbound"));
+        assert!(error_of(&with(" , ")).contains("directions is empty"));
     }
 
     #[test]

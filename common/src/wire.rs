@@ -20,6 +20,11 @@ pub enum Message {
     },
     ScreenPop(ScreenPop),
     CallLog(CallLog),
+    /// Module → sidecar: the module's figures in the Prometheus text format, pushed every few
+    /// seconds; the sidecar serves the latest on its `/metrics`.
+    ModuleMetrics {
+        text: String,
+    },
     /// Sidecar → module: the call log is in the outbox; the spooled copy can go.
     Ack {
         call_uuid: String,
@@ -32,6 +37,17 @@ pub enum Direction {
     Inbound,
     Outbound,
     Internal,
+}
+
+impl Direction {
+    pub fn parse(word: &str) -> Option<Direction> {
+        match word {
+            "inbound" => Some(Direction::Inbound),
+            "outbound" => Some(Direction::Outbound),
+            "internal" => Some(Direction::Internal),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

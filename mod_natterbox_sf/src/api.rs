@@ -10,7 +10,7 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf lookup <org> <number> [profile] | sf cache stats | sf cache flush [org] | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org> <number> [profile] | sf cache stats | sf cache flush [org] | sf reload\n";
 
 pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
     let words: Vec<&str> = cmd.split_whitespace().collect();
@@ -40,6 +40,8 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
                     status["sidecar"] = state.engine.sidecar_status(SIDECAR_STATUS_TIMEOUT);
                     pretty(&status)
                 }
+                // The Prometheus text format, as the sidecar's /metrics serves it.
+                ["metrics"] => state.engine.metrics_text(),
                 ["lookup", org, number] | ["lookup", org, number, _] => {
                     let request = LookupRequest {
                         org: Some(org.to_string()),

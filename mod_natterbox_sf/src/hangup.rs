@@ -1,5 +1,19 @@
-//! At hangup of a call where `sf_lookup` ran, its call record goes to the sidecar, which logs it
-//! in Salesforce as a Task.
+//! At hangup, the call's record goes to the sidecar, which logs it in Salesforce as a Task:
+//! calls where `sf_lookup` ran and calls where it did not (outbound, internal), as each org's
+//! `<call-log directions="…">` asks.
+//!
+//! Direction: the dialplan's `sf_call_direction` (`inbound`, `outbound`, `internal`) when set;
+//! else the channel's own direction (`Call-Direction`), which only says whether the channel
+//! came into the switch, right for calls from a trunk; calls from users are told apart in the
+//! dialplan, where the context knows whether the destination is a gateway or an extension.
+//! A leg the switch originated for another call (a bridge's B-leg: its `Channel-Call-UUID` is
+//! the A-leg's) is that call's, not a call of its own, unless the dialplan set
+//! `sf_call_direction` on it.
+//!
+//! Org: the one `sf_lookup` used, else the dialplan's `sf_org`, else the default org.
+//!
+//! This runs on FreeSWITCH's event thread: it reads headers and hands the record over, nothing
+//! more (no file I/O, no waiting).
 
 use natterbox_common::wire::{CallLog, Direction};
 
@@ -13,29 +27,43 @@ fn micros_to_ms(text: Option<String>) -> Option<u64> {
 }
 
 pub fn on_hangup_complete(event: &mut EventRef<'_>) {
-    let Some(org_name) = event.header("variable_sf_lookup_org") else {
-        return;
-    };
     let Some(state) = module::state() else { return };
-    let snapshot = state.engine.snapshot();
-    let Some(org) = snapshot.config.org(&org_name) else {
-        return;
-    };
-    if !org.call_log.enabled {
-        return;
-    }
     let Some(call_uuid) = event.header("Unique-ID") else {
         return;
     };
-    let direction = match event
+    let dialplan_direction = event
         .header("variable_sf_call_direction")
-        .or_else(|| event.header("Call-Direction"))
-        .as_deref()
-    {
-        Some("outbound") => Direction::Outbound,
-        Some("internal") => Direction::Internal,
-        _ => Direction::Inbound,
+        .and_then(|d| Direction::parse(&d));
+    let call_of_its_own = event
+        .header("Channel-Call-UUID")
+        .or_else(|| event.header("variable_call_uuid"))
+        .is_none_or(|call| call == call_uuid);
+    if dialplan_direction.is_none() && !call_of_its_own {
+        return;
+    }
+    let direction = dialplan_direction.unwrap_or_else(|| {
+        match event
+            .header("Call-Direction")
+            .or_else(|| event.header("Caller-Direction"))
+            .as_deref()
+        {
+            Some("outbound") => Direction::Outbound,
+            _ => Direction::Inbound,
+        }
+    });
+    let snapshot = state.engine.snapshot();
+    let org = match event.header("variable_sf_lookup_org") {
+        Some(name) => snapshot.config.org(&name),
+        None => snapshot
+            .config
+            .resolve_org(event.header("variable_sf_org").as_deref()),
     };
+    let Some(org) = org else {
+        return;
+    };
+    if !org.call_log.enabled || !org.call_log.directions.contains(&direction) {
+        return;
+    }
     let start_ms = micros_to_ms(event.header("variable_start_uepoch"))
         .unwrap_or_else(natterbox_engine::outbox::now_ms);
     let answer_ms = micros_to_ms(event.header("variable_answer_uepoch"));

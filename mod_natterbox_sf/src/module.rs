@@ -75,8 +75,8 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         flags(),
     ) && interface.add_api(
         c"sf",
-        c"Salesforce lookups: status, lookup, cache, reload",
-        c"status | lookup <org> <number> [profile] | cache stats|flush [org] | reload",
+        c"Salesforce lookups: status, metrics, lookup, cache, reload",
+        c"status | metrics | lookup <org> <number> [profile] | cache stats|flush [org] | reload",
         sf_api,
     );
     if !registered {
@@ -153,6 +153,20 @@ pub fn shutdown() -> sys::switch_status_t {
             "mod_natterbox_sf: its threads did not stop in time; refusing to be unloaded",
         );
         sys::switch_status_t::SWITCH_STATUS_NOUNLOAD
+    }
+}
+
+/// `RELOADXML` arrives on FreeSWITCH's event thread, which must only hand work over: the reload
+/// (reading the config, building the HTTP client) runs on the engine's blocking pool.
+pub fn reload_in_background(why: &'static str) {
+    let Some(state) = state() else { return };
+    if !state.engine.run_blocking(move || {
+        let _ = reload(why);
+    }) {
+        log::log(
+            Level::Warning,
+            &format!("mod_natterbox_sf: config not reloaded ({why}): the module is stopping"),
+        );
     }
 }
 

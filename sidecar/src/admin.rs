@@ -29,7 +29,8 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let body = app.metrics.render(&app.tokens.render_metrics());
+    let mut body = app.metrics.render(&app.tokens.render_metrics());
+    app.metrics.append_module_snapshot(&mut body);
     (
         [(
             header::CONTENT_TYPE,

@@ -483,6 +483,7 @@ mod tests {
     fn builds_the_task() {
         let config = CallLogConfig {
             enabled: true,
+            directions: vec![Direction::Inbound],
             subject: "Call {direction} {from} to {to}".into(),
             status: "Completed".into(),
         };

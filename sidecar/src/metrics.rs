@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
@@ -90,9 +91,56 @@ pub struct Metrics {
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     orgs: Mutex<BTreeMap<String, Arc<OrgCounters>>>,
+    /// The module's own exposition, as it last pushed it over the event socket.
+    module_snapshot: Mutex<Option<(Instant, String)>>,
 }
 
+/// The module pushes its figures every 10 s; older ones describe a module that is gone.
+const MODULE_SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(60);
+
 impl Metrics {
+    /// Keeps the module's latest snapshot: only its own `natterbox_module_*` families, so a
+    /// module cannot speak for the sidecar's series.
+    pub fn set_module_snapshot(&self, text: &str) {
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            let name = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+                .unwrap_or(line);
+            if name.starts_with("natterbox_module_") {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        *self
+            .module_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), kept));
+    }
+
+    /// Appends the module's snapshot to the exposition, with its age; nothing when none
+    /// arrived in the last minute.
+    pub fn append_module_snapshot(&self, out: &mut String) {
+        let snapshot = self
+            .module_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some((at, text)) = snapshot.as_ref() else {
+            return;
+        };
+        let age = at.elapsed();
+        if age > MODULE_SNAPSHOT_MAX_AGE {
+            return;
+        }
+        out.push_str(text);
+        let _ = writeln!(
+            out,
+            "# HELP natterbox_sidecar_module_snapshot_age_seconds Seconds since the module last pushed its figures.\n# TYPE natterbox_sidecar_module_snapshot_age_seconds gauge\nnatterbox_sidecar_module_snapshot_age_seconds {:.1}",
+            age.as_secs_f64()
+        );
+    }
+
     pub fn org(&self, name: &str) -> Arc<OrgCounters> {
         let mut orgs = self.orgs.lock().unwrap_or_else(|e| e.into_inner());
         orgs.entry(name.to_string()).or_default().clone()
@@ -312,5 +360,24 @@ mod tests {
         assert!(text.contains("# TYPE natterbox_sidecar_outbox_pending gauge\n"));
         assert!(text.ends_with("extra_line 1\n"));
         assert_eq!(label("a\"b\\"), "a\\\"b\\\\");
+    }
+
+    #[test]
+    fn the_module_snapshot_is_appended_with_only_module_series() {
+        let m = Metrics::default();
+        let mut body = String::new();
+        m.append_module_snapshot(&mut body);
+        assert!(body.is_empty(), "nothing before the module pushes");
+        m.set_module_snapshot(
+            "# HELP natterbox_module_flights Lookups in progress.\n# TYPE natterbox_module_flights gauge\nnatterbox_module_flights 2\nnatterbox_sidecar_events_dropped_total 999\n",
+        );
+        m.append_module_snapshot(&mut body);
+        assert!(body.starts_with("# HELP natterbox_module_flights"));
+        assert!(body.contains("\nnatterbox_module_flights 2\n"));
+        assert!(
+            !body.contains("999"),
+            "a module cannot speak for the sidecar: {body}"
+        );
+        assert!(body.contains("natterbox_sidecar_module_snapshot_age_seconds "));
     }
 }

@@ -210,6 +210,7 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
                 app.metrics.events_dropped.inc();
             }
         }
+        Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
         Message::Ack { .. } => {
             app.metrics.events_malformed.inc();
         }

@@ -33,7 +33,10 @@ const FRESH_REJECTIONS_ALLOWED: u32 = 3;
 const FAILURE_BASE: Duration = Duration::from_secs(1);
 const DEAD_TOKEN_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// Proactive refresh at this share of the session timeout since the token was issued.
+/// Proactive refresh at this share of the session timeout since the token was issued, and not
+/// before the rest of the timeout has passed since it arrived: the token endpoint may hand back
+/// a session issued long ago (still alive, as every call extends it), and refreshing it at once
+/// would only bring the same session back.
 const PROACTIVE_SHARE: f64 = 0.8;
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,8 +60,11 @@ struct OrgState {
     config: OrgConfig,
     session: Option<Session>,
     generation: u64,
+    /// When the session was issued: the answer's `issued_at`, else when the answer arrived.
     issued_at: Option<Instant>,
     issued_at_ms: Option<u64>,
+    /// When the token endpoint's answer arrived.
+    received_at: Option<Instant>,
     /// Highest generation reported refused and not yet replaced.
     requested: Option<u64>,
     fresh_rejections: u32,
@@ -80,6 +86,7 @@ impl OrgState {
             generation,
             issued_at: None,
             issued_at_ms: None,
+            received_at: None,
             requested: None,
             fresh_rejections: 0,
             failures: 0,
@@ -280,7 +287,10 @@ impl TokenManager {
         // A generation we have not written (a module that kept a token file from before the
         // token directory was lost) is a report about the current token.
         let generation = generation.min(state.generation);
-        let fresh = !worked && state.issued_at.is_some_and(|t| t.elapsed() < FRESH_WINDOW);
+        let fresh = !worked
+            && state
+                .received_at
+                .is_some_and(|t| t.elapsed() < FRESH_WINDOW);
         if fresh {
             state.fresh_rejections += 1;
             org.counters.tokens_rejected_fresh.inc();
@@ -434,8 +444,10 @@ fn next_attempt(state: &OrgState) -> Option<Instant> {
     let due = if state.session.is_none() || state.requested.is_some() {
         Instant::now()
     } else {
-        let issued = state.issued_at?;
-        issued + state.config.session_timeout.mul_f64(PROACTIVE_SHARE)
+        let timeout = state.config.session_timeout;
+        let by_issue = state.issued_at? + timeout.mul_f64(PROACTIVE_SHARE);
+        let by_arrival = state.received_at? + timeout.mul_f64(1.0 - PROACTIVE_SHARE);
+        by_issue.max(by_arrival)
     };
     Some(state.not_before.map_or(due, |nb| nb.max(due)))
 }
@@ -478,6 +490,7 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
     };
     org.counters.token_requests.inc();
     let result = oauth::request_token(&manager.http, &config, rotated.as_deref()).await;
+    let (received_at, received_ms) = (Instant::now(), now_ms());
     let attempts = {
         let mut state = org.lock();
         state.attempts += 1;
@@ -485,7 +498,11 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
     };
     match result {
         Ok(token) => {
-            let issued_at_ms = token.issued_at_ms().unwrap_or_else(now_ms);
+            // The JWT bearer flow's answer has no issued_at: then the session dates from its arrival.
+            let issued_at_ms = token.issued_at_ms_or(received_ms);
+            let issued_at = received_at
+                .checked_sub(Duration::from_millis(received_ms - issued_at_ms))
+                .unwrap_or(received_at);
             // The state moves to the new generation before the file appears, so a 401 report
             // for it (the module reads the file at once) is never taken for a future one.
             let generation = {
@@ -496,8 +513,9 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
                     access_token: token.access_token.clone(),
                 });
                 state.generation = generation;
-                state.issued_at = Some(Instant::now());
+                state.issued_at = Some(issued_at);
                 state.issued_at_ms = Some(issued_at_ms);
+                state.received_at = Some(received_at);
                 if state.requested.is_some_and(|r| r < generation) {
                     state.requested = None;
                 }
@@ -663,6 +681,7 @@ mod tests {
         assert!(next_attempt(&s).unwrap() <= Instant::now(), "no token: now");
         s.session = session();
         s.issued_at = Some(now);
+        s.received_at = Some(now);
         let due = next_attempt(&s).unwrap();
         assert_eq!(due.duration_since(now), Duration::from_secs(2880));
         s.requested = Some(0);
@@ -675,6 +694,28 @@ mod tests {
             next_attempt(&s).unwrap(),
             now + Duration::from_secs(30),
             "but not before the back-off"
+        );
+    }
+
+    #[test]
+    fn an_old_session_handed_back_is_refreshed_after_the_rest_of_its_timeout_not_at_once() {
+        let issued = Instant::now();
+        let mut s = state(3600);
+        s.session = session();
+        s.issued_at = Some(issued);
+        // Arrived 50 minutes after its issue: 80 % of the timeout is already behind it.
+        let arrived = issued + Duration::from_secs(3000);
+        s.received_at = Some(arrived);
+        assert_eq!(
+            next_attempt(&s).unwrap().duration_since(arrived),
+            Duration::from_secs(720)
+        );
+        // Arrived 10 minutes after its issue: 80 % of the timeout after the issue.
+        let arrived = issued + Duration::from_secs(600);
+        s.received_at = Some(arrived);
+        assert_eq!(
+            next_attempt(&s).unwrap().duration_since(arrived),
+            Duration::from_secs(2280)
         );
     }
 }

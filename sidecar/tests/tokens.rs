@@ -775,3 +775,145 @@ async fn rotated_refresh_tokens_are_used_and_survive_a_restart() {
         "no refresh token in the logs"
     );
 }
+
+/// A token endpoint that answers exactly as Salesforce documents the JWT bearer flow: it passes
+/// the request on to the emulator and keeps only `access_token`, `scope`, `instance_url`, `id`
+/// and `token_type` of its answer (no `issued_at`, no `signature`, no `refresh_token`). Records
+/// each body it sent and the clock just before sending it.
+struct JwtShapedTokenEndpoint {
+    url: String,
+    answers: std::sync::Arc<std::sync::Mutex<Vec<(serde_json::Value, u64)>>>,
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl JwtShapedTokenEndpoint {
+    async fn start(emulator_url: String) -> JwtShapedTokenEndpoint {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = answers.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (emulator_url, recorded) = (emulator_url.clone(), recorded.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (head_end, length) = loop {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while request.len() < head_end + length {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&chunk[..n]);
+                    }
+                    let form = request[head_end..head_end + length].to_vec();
+                    let full: serde_json::Value = reqwest::Client::new()
+                        .post(format!("{emulator_url}/services/oauth2/token"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(form)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let mut jwt_shaped = serde_json::Map::new();
+                    for field in ["access_token", "scope", "instance_url", "id", "token_type"] {
+                        jwt_shaped.insert(field.into(), full[field].clone());
+                    }
+                    let body = serde_json::Value::Object(jwt_shaped);
+                    let text = body.to_string();
+                    let sent_at = epoch_ms();
+                    recorded.lock().unwrap().push((body, sent_at));
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json;charset=UTF-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        JwtShapedTokenEndpoint { url, answers }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_org_gets_its_token_from_the_documented_jwt_bearer_answer() {
+    let emu = emulator().await;
+    let endpoint = JwtShapedTokenEndpoint::start(emu.instance_url()).await;
+    let setup = Setup::new();
+    let key = key_file("test-jwt-private-key.pem");
+    setup.write_config(
+        &org_xml(
+            "acme",
+            &endpoint.url,
+            &jwt_auth(JWT_CLIENT, INTEGRATION_USER, &key, LOGIN),
+            "",
+        ),
+        "",
+    );
+    let running = setup.start().await;
+    eventually(Duration::from_secs(10), "the token file", || async {
+        setup.token_file("acme").is_some()
+    })
+    .await;
+    let seen_at = epoch_ms();
+    let token = setup.token_file("acme").unwrap();
+    let answers = endpoint.answers.lock().unwrap().clone();
+    let (body, sent_at) = answers
+        .first()
+        .cloned()
+        .expect("the sidecar asked for a token");
+    let mut fields: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["access_token", "id", "instance_url", "scope", "token_type"],
+        "the answer had the JWT bearer flow's fields only"
+    );
+    assert_eq!(token.access_token, body["access_token"]);
+    assert_eq!(token.instance_url, emu.instance_url());
+    assert!(token_works(&token).await, "the handed-off token works");
+    // Without issued_at, the session dates from when the answer arrived.
+    assert!(
+        (sent_at..=seen_at).contains(&token.issued_at_ms),
+        "issued_at_ms {} outside [{sent_at}, {seen_at}]",
+        token.issued_at_ms
+    );
+    let status = org_status(&running, "acme").await;
+    assert_eq!(status["healthy"], true, "{status}");
+    assert_eq!(status["flow"], "jwt-bearer");
+    assert_eq!(status["issued_at_ms"], token.issued_at_ms);
+    assert!(running.stop().success());
+}

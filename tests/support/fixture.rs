@@ -56,6 +56,7 @@ pub struct Fixture {
     pub shim: Shim,
     pub received: Arc<Mutex<Received>>,
     pub conf_dir: PathBuf,
+    default_countries: Vec<(&'static str, &'static str)>,
 }
 
 pub struct Options {
@@ -65,6 +66,8 @@ pub struct Options {
     pub org_attrs: String,
     pub sidecar: bool,
     pub load: bool,
+    /// `default-country` per org name; `US` for orgs not listed.
+    pub default_countries: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             org_attrs: String::new(),
             sidecar: true,
             load: true,
+            default_countries: Vec::new(),
         }
     }
 }
@@ -118,7 +122,13 @@ impl Fixture {
             })
             .collect();
         let fixture_dir = dir.path().to_path_buf();
-        let config = config_xml(&fixture_dir, &orgs, &options.settings, &options.org_attrs);
+        let config = config_xml(
+            &fixture_dir,
+            &orgs,
+            &options.settings,
+            &options.org_attrs,
+            &options.default_countries,
+        );
         std::fs::write(
             conf_dir.join("autoload_configs/natterbox_sf.conf.xml"),
             config,
@@ -145,6 +155,7 @@ impl Fixture {
             shim,
             received,
             conf_dir,
+            default_countries: options.default_countries,
         }
     }
 
@@ -169,7 +180,13 @@ impl Fixture {
     }
 
     pub fn config_xml(&self, settings: &[(&str, String)], org_attrs: &str) -> String {
-        config_xml(self.dir.path(), &self.orgs, settings, org_attrs)
+        config_xml(
+            self.dir.path(),
+            &self.orgs,
+            settings,
+            org_attrs,
+            &self.default_countries,
+        )
     }
 
     /// Runs `sf_lookup` on a new call and returns the call's variables.
@@ -202,6 +219,7 @@ fn config_xml(
     orgs: &[Arc<Org>],
     settings: &[(&str, String)],
     org_attrs: &str,
+    default_countries: &[(&str, &str)],
 ) -> String {
     let mut params = vec![
         ("token-dir", dir.join("tokens").display().to_string()),
@@ -225,8 +243,12 @@ fn config_xml(
     }
     xml.push_str("  </settings>\n  <orgs>\n");
     for org in orgs {
+        let country = default_countries
+            .iter()
+            .find(|(name, _)| *name == org.name)
+            .map_or("US", |(_, country)| country);
         xml.push_str(&format!(
-            "    <org name=\"{}\" api-version=\"68.0\" default-country=\"US\" login-url=\"{}\"{} {org_attrs}>{PROFILE}\n    </org>\n",
+            "    <org name=\"{}\" api-version=\"68.0\" default-country=\"{country}\" login-url=\"{}\"{} {org_attrs}>{PROFILE}\n    </org>\n",
             org.name,
             org.emulator.login_url(),
             insecure_attr(&org.emulator.login_url())
@@ -239,7 +261,10 @@ fn config_xml(
 /// Writes a fresh token for the org, as the sidecar does.
 pub fn write_token(dir: &Path, org: &Org) {
     let token = fetch_token(&org.emulator);
-    let issued_at_ms = token.issued_at_ms().unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let issued_at_ms = token.issued_at_ms_or(now_ms);
     let generation = org.generation.fetch_add(1, Ordering::SeqCst) + 1;
     handoff::write(
         &dir.join("tokens"),

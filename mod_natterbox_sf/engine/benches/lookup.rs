@@ -226,6 +226,40 @@ fn hit_latency(s: &Setup) {
     );
 }
 
+/// What parsing a caller number costs (what the parse memo saves a hit) and what counting a
+/// finished lookup in the metrics costs (what every lookup pays).
+fn hit_parts() {
+    let country = natterbox_common::phone::Country::parse("US").unwrap();
+    let n = 200_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(
+            natterbox_common::phone::CallerNumber::parse(
+                std::hint::black_box("+14155550123"),
+                country,
+            )
+            .is_ok(),
+        );
+    }
+    let parse = t.elapsed() / n;
+    let metrics = natterbox_engine::metrics::LookupMetrics::default();
+    let n = 10_000_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        metrics.record(
+            LookupStatus::Found,
+            Some(natterbox_engine::Source::Cache),
+            std::hint::black_box(Duration::from_nanos(210)),
+        );
+    }
+    let record = t.elapsed() / n;
+    println!(
+        "| parts of a hit, alone | parsing \"+14155550123\" {} (saved by the parse memo) | counting the lookup in the metrics {} | |",
+        fmt(parse),
+        fmt(record)
+    );
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Storm {
     None,
@@ -674,6 +708,16 @@ fn main() {
     if std::env::var("BENCH_ONLY_CONCURRENT").is_ok() {
         // Only the 1000 concurrent misses, cap 1000 (for repeated runs).
         concurrent_misses(1000, 1000, 100);
+        return;
+    }
+    if std::env::var("BENCH_ONLY_HIT").is_ok() {
+        // Only the hit path's latency, three runs (for before/after comparisons), and what two
+        // of its parts cost alone.
+        let s = setup(50, 5000);
+        for _ in 0..3 {
+            hit_latency(&s);
+        }
+        hit_parts();
         return;
     }
     if let Ok(n) = std::env::var("BENCH_ONLY_MISS") {

@@ -17,11 +17,11 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
-use crate::flight::{Flights, Joined};
+use crate::flight::{Flight, FlightGuard, Flights, Joined};
+use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::search::{decide, SearchTemplate};
-use crate::striped::StripedCounter;
 use crate::tokens::{Credential, TokenSlot};
 
 /// What the dialplan asked for.
@@ -153,12 +153,15 @@ fn intern(name: &str) -> &'static str {
     leaked
 }
 
-/// Per org (the org's country decides how a number parses), keyed by the text as received.
-type ParseMemo = papaya::HashMap<Box<str>, Result<Arc<ParsedCaller>, InvalidNumber>>;
+/// Per org (the org's country decides how a number parses), keyed by the text as received. Only
+/// numbers that parse are remembered: caller text that is not a number (anything a SIP header
+/// can carry) is parsed again each time and never takes memory here.
+type ParseMemo = papaya::HashMap<Box<str>, Arc<ParsedCaller>>;
 
-/// Parsed numbers remembered; past this the memo starts over (callers from anywhere must not
-/// grow it without bound).
-const PARSE_MEMO_MAX: usize = 100_000;
+/// Valid numbers remembered per org; past this the memo starts over.
+const PARSE_MEMO_MAX: usize = 65_536;
+/// Longer caller text is parsed each time: a number with a few separators fits.
+const PARSE_MEMO_KEY_MAX: usize = 32;
 
 /// An immutable view of the config, swapped in whole by a reload.
 pub struct Snapshot {
@@ -169,15 +172,19 @@ pub struct Snapshot {
 pub struct Engine {
     runtime: Option<tokio::runtime::Runtime>,
     live_threads: Arc<AtomicUsize>,
-    snapshot: ArcSwap<Snapshot>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<LookupCache>,
     flights: Arc<Flights<CacheKey, FlightResult>>,
     outbox: Outbox,
+    /// The `sf-spool` thread: it ends after the outbox's last sender, and is waited for.
+    spool_thread: Option<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     next_scope: AtomicU32,
     /// Token slots by org name, kept across reloads so the last good token survives them.
     token_slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
-    pub lookups: StripedCounter,
+    /// Finished lookups by status and source, and their latency: counted on the caller's
+    /// thread, striped.
+    lookup_metrics: Arc<LookupMetrics>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -228,40 +235,51 @@ impl Engine {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))?;
         let (stop, stop_rx) = watch::channel(false);
-        let (outbox, outbox_task) = Outbox::new(
-            settings.event_socket.clone(),
-            settings.spool_dir.clone(),
-            settings.event_queue_capacity,
-            stop_rx.clone(),
-        );
-        let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
-        let mut engine = Engine {
-            runtime: None,
-            live_threads,
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                config: config.clone(),
-                orgs: HashMap::new(),
-            }),
-            cache,
-            flights: Arc::new(Flights::new()),
-            outbox,
-            stop,
-            next_scope: AtomicU32::new(1),
-            token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
-            lookups: StripedCounter::default(),
-        };
-        let snapshot = engine.build_snapshot(config, None)?;
-        for org in snapshot.orgs.values() {
-            org.tokens.poll(&org.config.name);
-        }
-        engine.snapshot.store(Arc::new(snapshot));
         if let Err(e) = std::fs::create_dir_all(&settings.spool_dir) {
             tracing::warn!(
                 "cannot create spool dir {}: {e}",
                 settings.spool_dir.display()
             );
         }
+        let (outbox, outbox_task, spool_thread) = Outbox::new(
+            settings.event_socket.clone(),
+            settings.spool_dir.clone(),
+            settings.event_queue_capacity,
+            stop_rx.clone(),
+        )
+        .map_err(|e| format!("cannot start the spool writer thread: {e}"))?;
+        let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
+        let mut engine = Engine {
+            runtime: None,
+            live_threads,
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
+                config: config.clone(),
+                orgs: HashMap::new(),
+            })),
+            cache,
+            flights: Arc::new(Flights::new()),
+            outbox,
+            spool_thread: Some(spool_thread),
+            stop,
+            next_scope: AtomicU32::new(1),
+            token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
+            lookup_metrics: Arc::new(LookupMetrics::default()),
+        };
+        let snapshot = match engine.build_snapshot(config, None) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                // The spool thread must end before a failed load lets the library be unloaded.
+                drop(outbox_task);
+                engine.shutdown(Duration::from_secs(5));
+                return Err(e);
+            }
+        };
+        for org in snapshot.orgs.values() {
+            org.tokens.poll(&org.config.name);
+        }
+        engine.snapshot.store(Arc::new(snapshot));
         runtime.spawn(outbox_task);
+        runtime.spawn(push_metrics(engine.metrics_view(), stop_rx.clone()));
         runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx));
         engine.runtime = Some(runtime);
         Ok(engine)
@@ -462,19 +480,22 @@ impl Engine {
     /// The lookup, for FreeSWITCH's threads: returns by the deadline whatever happens.
     pub fn lookup_blocking(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
-        match self.cached_or_flight(request, started) {
+        let answer = match self.cached_or_flight(request, started) {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight.wait_until(prepared.deadline);
                 prepared.answer_from_flight(result, started)
             }
-        }
+        };
+        self.lookup_metrics
+            .record(answer.status, answer.source, answer.elapsed);
+        answer
     }
 
     /// The same lookup for async callers (tests, benchmarks).
     pub async fn lookup(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
-        match self.cached_or_flight(request, started) {
+        let answer = match self.cached_or_flight(request, started) {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight
@@ -482,25 +503,57 @@ impl Engine {
                     .await;
                 prepared.answer_from_flight(result, started)
             }
+        };
+        self.lookup_metrics
+            .record(answer.status, answer.source, answer.elapsed);
+        answer
+    }
+
+    /// The module's figures in the Prometheus text format (`sf metrics`; pushed to the sidecar).
+    pub fn metrics_text(&self) -> String {
+        self.metrics_view().render()
+    }
+
+    fn metrics_view(&self) -> MetricsView {
+        MetricsView {
+            snapshot: self.snapshot.clone(),
+            cache: self.cache.clone(),
+            flights: self.flights.clone(),
+            lookups: self.lookup_metrics.clone(),
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    /// Runs `work` on the runtime's blocking pool (joined at shutdown), for work FreeSWITCH's
+    /// event thread must not do itself. False when the module is stopping.
+    pub fn run_blocking(&self, work: impl FnOnce() + Send + 'static) -> bool {
+        match &self.runtime {
+            Some(runtime) => {
+                runtime.spawn_blocking(work);
+                true
+            }
+            None => false,
         }
     }
 
     fn parse(org: &OrgRuntime, number: &str) -> Result<Arc<ParsedCaller>, InvalidNumber> {
         let memo = org.parsed.pin();
         if let Some(parsed) = memo.get(number) {
-            return parsed.clone();
+            return Ok(parsed.clone());
         }
-        let parsed = CallerNumber::parse(number, org.config.default_country).map(|caller| {
-            Arc::new(ParsedCaller {
+        let parsed = Arc::new(CallerNumber::parse(number, org.config.default_country).map(
+            |caller| ParsedCaller {
                 e164: E164Text::new(caller.e164()),
                 caller,
-            })
-        });
-        if memo.len() >= PARSE_MEMO_MAX {
-            memo.clear();
+            },
+        )?);
+        if number.len() <= PARSE_MEMO_KEY_MAX {
+            if memo.len() >= PARSE_MEMO_MAX {
+                memo.clear();
+            }
+            memo.insert(number.into(), parsed.clone());
         }
-        memo.insert(number.into(), parsed.clone());
-        parsed
+        Ok(parsed)
     }
 
     /// Everything up to the cache: a settled answer (hit, stale hit, or a refusal), or the
@@ -511,7 +564,6 @@ impl Engine {
         request: &LookupRequest,
         started: Instant,
     ) -> Result<LookupAnswer, (Prepared, Arc<crate::flight::Flight<FlightResult>>)> {
-        self.lookups.add(1);
         let snapshot = self.snapshot.load();
         let fail = |status, org: Option<&'static str>, detail: String| LookupAnswer {
             status,
@@ -561,6 +613,7 @@ impl Engine {
                             InvalidNumber::TooLong => "too long",
                             InvalidNumber::NotANumber => "not a number",
                             InvalidNumber::NotPossible => "wrong length for its country",
+                            InvalidNumber::LocalOnly => "a local number without its area code",
                         }
                     ),
                 ))
@@ -599,9 +652,9 @@ impl Engine {
                 claimed_refresh,
             } => {
                 if claimed_refresh {
-                    if let Joined::Leader(_) = self.flights.join(&key) {
+                    if let Joined::Leader(flight) = self.flights.join(&key) {
                         let p = prepare();
-                        self.spawn_fetch(&p, Instant::now() + p.refresh_timeout);
+                        self.spawn_fetch(&p, flight, Instant::now() + p.refresh_timeout);
                     }
                 }
                 Ok(hit(outcome, Source::Stale))
@@ -609,7 +662,7 @@ impl Engine {
             Cached::Miss => match self.flights.join(&key) {
                 Joined::Leader(flight) => {
                     let p = prepare();
-                    self.spawn_fetch(&p, p.deadline);
+                    self.spawn_fetch(&p, flight.clone(), p.deadline);
                     Err((p, flight))
                 }
                 Joined::Follower(flight) => Err((prepare(), flight)),
@@ -617,12 +670,21 @@ impl Engine {
         }
     }
 
-    fn spawn_fetch(&self, p: &Prepared, deadline: Instant) {
+    /// Starts the leader's request. The flight is finished by a guard that goes with the task:
+    /// a task that panics or is dropped ends its flight with an error instead of leaving every
+    /// later miss of the number waiting on it.
+    fn spawn_fetch(&self, p: &Prepared, flight: Arc<Flight<FlightResult>>, deadline: Instant) {
+        let guard = FlightGuard::new(
+            self.flights.clone(),
+            p.key,
+            flight,
+            Err((
+                LookupStatus::Error,
+                "the lookup task ended without an answer".into(),
+            )),
+        );
         let Some(runtime) = &self.runtime else {
-            self.flights.finish(
-                &p.key,
-                Err((LookupStatus::Error, "module is stopping".into())),
-            );
+            guard.finish(Err((LookupStatus::Error, "module is stopping".into())));
             return;
         };
         let org = p.org.clone();
@@ -631,9 +693,13 @@ impl Engine {
         let key = p.key;
         let profile_index = p.profile_index;
         let cache = self.cache.clone();
-        let flights = self.flights.clone();
         let outbox = self.outbox.clone();
         runtime.spawn(async move {
+            // Released if the task ends without inserting (panic, drop) so a later stale hit
+            // can claim the refresh again.
+            let refresh_claim = RefreshClaim { cache: &cache, key };
+            #[cfg(test)]
+            test_hooks::before_fetch();
             let deadline = tokio::time::Instant::from_std(deadline);
             let result = fetch(
                 &org,
@@ -644,27 +710,45 @@ impl Engine {
                 &outbox,
             )
             .await;
-            match &result {
-                Ok(outcome) => cache.insert(key, outcome.clone()),
-                Err(_) => cache.release_refresh(&key),
+            if let Ok(outcome) = &result {
+                cache.insert(key, outcome.clone());
+                std::mem::forget(refresh_claim);
             }
-            flights.finish(&key, result);
+            guard.finish(result);
         });
     }
 
     /// Stops the outbox and the token watcher, then the runtime, and waits until every thread it
     /// started has ended. Returns false if some did not end in time (the module must then not be
     /// unloaded).
-    pub fn shutdown(mut self, wait: Duration) -> bool {
-        let _ = self.stop.send(true);
-        if let Some(runtime) = self.runtime.take() {
+    pub fn shutdown(self, wait: Duration) -> bool {
+        let Engine {
+            runtime,
+            live_threads,
+            outbox,
+            spool_thread,
+            stop,
+            ..
+        } = self;
+        let _ = stop.send(true);
+        let deadline = Instant::now() + wait;
+        if let Some(runtime) = runtime {
             runtime.shutdown_timeout(wait);
         }
-        let deadline = Instant::now() + wait;
-        while self.live_threads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        // The spool thread writes what it was handed, then ends with its last sender.
+        drop(outbox);
+        while live_threads.load(Ordering::SeqCst) > 0
+            || spool_thread.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.live_threads.load(Ordering::SeqCst) == 0
+        if let Some(thread) = spool_thread {
+            let _ = thread.join();
+        }
+        true
     }
 
     /// The sidecar's own view (`GET /status` on its loopback listener): token health per org,
@@ -751,7 +835,7 @@ impl Engine {
         let c = self.outbox.counters();
         serde_json::json!({
             "orgs": orgs,
-            "lookups": self.lookups.sum(),
+            "lookups": self.lookup_metrics.total(),
             "cache": {
                 "entries": cache.entries, "hits": cache.hits, "stale_hits": cache.stale_hits,
                 "misses": cache.misses, "inserts": cache.inserts, "evictions": cache.evictions,
@@ -765,6 +849,8 @@ impl Engine {
                 "call_logs_spooled": c.call_logs_spooled.load(Ordering::Relaxed),
                 "call_logs_acked": c.call_logs_acked.load(Ordering::Relaxed),
                 "spool_errors": c.spool_errors.load(Ordering::Relaxed),
+                "spool_depth": c.spool_depth.load(Ordering::Relaxed),
+                "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
             },
             "flights": self.flights.len(),
         })
@@ -815,6 +901,33 @@ impl Prepared {
             e164: Some(self.caller.e164),
             outcome,
             detail,
+        }
+    }
+}
+
+/// A stale entry's refresh claim, released unless the fetch inserted a new answer.
+struct RefreshClaim<'a> {
+    cache: &'a LookupCache,
+    key: CacheKey,
+}
+
+impl Drop for RefreshClaim<'_> {
+    fn drop(&mut self) {
+        self.cache.release_refresh(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod test_hooks {
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// Runs in the next fetch task before it asks Salesforce (e.g. to make it panic).
+    pub static BEFORE_NEXT_FETCH: std::sync::Mutex<Option<Hook>> = std::sync::Mutex::new(None);
+
+    pub fn before_fetch() {
+        let hook = BEFORE_NEXT_FETCH.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
         }
     }
 }
@@ -963,6 +1076,53 @@ async fn fetch_admitted(
     }
 }
 
+/// What the metrics are read from, for the push task and `sf metrics`.
+struct MetricsView {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    cache: Arc<LookupCache>,
+    flights: Arc<Flights<CacheKey, FlightResult>>,
+    lookups: Arc<LookupMetrics>,
+    outbox: Outbox,
+}
+
+impl MetricsView {
+    fn render(&self) -> String {
+        let snapshot = self.snapshot.load();
+        crate::metrics::render(&MetricsSources {
+            lookups: &self.lookups,
+            snapshot: &snapshot,
+            cache: self.cache.stats(),
+            flights: self.flights.len(),
+            outbox: self.outbox.counters(),
+        })
+    }
+}
+
+const METRICS_PUSH_FIRST: Duration = Duration::from_secs(1);
+const METRICS_PUSH_EVERY: Duration = Duration::from_secs(10);
+
+/// Pushes the module's figures to the sidecar, which serves them on its `/metrics`.
+async fn push_metrics(view: MetricsView, mut stop: watch::Receiver<bool>) {
+    let mut pause = METRICS_PUSH_FIRST;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+        let text = view.render();
+        // The line carries the text as a JSON string (quotes and newlines escaped).
+        let line_len = serde_json::to_string(&text).map_or(usize::MAX, |j| j.len() + 40);
+        if line_len < natterbox_common::wire::MAX_LINE_BYTES {
+            view.outbox.module_metrics(text);
+        } else {
+            tracing::warn!(
+                "module metrics of {line_len} bytes are over the event socket's line limit; not pushed"
+            );
+        }
+        pause = METRICS_PUSH_EVERY;
+    }
+}
+
 /// Re-reads token files when they change; faster while some org waits for a new token.
 async fn watch_tokens(
     slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
@@ -984,6 +1144,112 @@ async fn watch_tokens(
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natterbox_common::handoff::{self, TokenFile};
+    use natterbox_common::salesforce::oauth::TokenResponse;
+    use sf_emulator::{Emulator, EmulatorOptions};
+
+    fn engine_for(emulator: &Emulator, dir: &std::path::Path) -> Engine {
+        let token: TokenResponse = reqwest::blocking::Client::new()
+            .post(format!("{}/services/oauth2/token", emulator.instance_url()))
+            .basic_auth("3MVG9Emu.CC.ClientId.natterbox", Some("cc-app-secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        handoff::write(
+            &tokens,
+            &TokenFile {
+                org: "acme".into(),
+                access_token: token.access_token,
+                instance_url: token.instance_url,
+                issued_at_ms: 0,
+                generation: 1,
+            },
+            None,
+        )
+        .unwrap();
+        let xml = format!(
+            r#"<configuration name="natterbox_sf.conf"><settings>
+                 <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
+                 <param name="event-socket" value="{}"/>
+               </settings><orgs><org name="acme" login-url="{}" allow-insecure-http="true">
+                 <profile name="default"><object name="Contact" fields="Id,Name"/></profile>
+               </org></orgs></configuration>"#,
+            tokens.display(),
+            dir.join("spool").display(),
+            dir.join("events.sock").display(),
+            emulator.login_url(),
+        );
+        Engine::start(Config::parse(&xml).unwrap()).unwrap()
+    }
+
+    fn request(timeout: Duration) -> LookupRequest {
+        LookupRequest {
+            org: None,
+            number: "+14155550123".into(),
+            profile: None,
+            timeout: Some(timeout),
+        }
+    }
+
+    /// Issue 10: a fetch task that panics must not leave its flight open: the leader and the
+    /// followers hear an error at once, and the next miss starts a new flight.
+    #[test]
+    fn a_panicking_fetch_task_ends_its_flight_for_every_waiter() {
+        let emulator = Emulator::start_background(EmulatorOptions::default_seed()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(engine_for(&emulator, dir.path()));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        *test_hooks::BEFORE_NEXT_FETCH.lock().unwrap() = Some(Box::new(move || {
+            let _ = released.recv();
+            panic!("injected: the fetch task panicked");
+        }));
+        let started = Instant::now();
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    engine.lookup_blocking(&request(Duration::from_secs(10)))
+                })
+            })
+            .collect();
+        // The leader's task waits in the hook until every caller holds the flight: the map,
+        // the task's guard and three callers.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while engine.flights.holders() < 5 {
+            assert!(Instant::now() < deadline, "three callers on one flight");
+            std::thread::yield_now();
+        }
+        release.send(()).unwrap();
+        for caller in callers {
+            let answer = caller.join().unwrap();
+            assert_eq!(answer.status, LookupStatus::Error, "{answer:?}");
+            assert_eq!(
+                answer.detail.as_deref(),
+                Some("the lookup task ended without an answer")
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waiters heard before their 10 s deadline: {:?}",
+            started.elapsed()
+        );
+        assert!(engine.flights.is_empty());
+        let again = engine.lookup_blocking(&request(Duration::from_secs(5)));
+        assert_eq!(again.status, LookupStatus::Found, "{again:?}");
+        assert_eq!(again.source, Some(Source::Salesforce));
+        if let Ok(engine) = Arc::try_unwrap(engine) {
+            assert!(engine.shutdown(Duration::from_secs(5)));
         }
     }
 }

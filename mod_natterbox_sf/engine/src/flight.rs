@@ -1,6 +1,10 @@
 //! Single flight: concurrent misses for one key make one Salesforce request; every caller waits
 //! for that request's answer, each until its own deadline.
 //!
+//! A flight is finished through its `FlightGuard`: if the task that fetches panics or is dropped
+//! (runtime shutdown, an aborted task), the guard finishes the flight with an error, so waiters
+//! hear at once and the next miss starts a new flight instead of joining a dead one.
+//!
 //! Call threads wait on a std `Condvar` (no thread-local state left behind in FreeSWITCH's
 //! threads); async callers wait on a tokio `Notify`.
 
@@ -117,6 +121,17 @@ impl<K: Eq + Hash + Clone, T: Clone> Flights<K, T> {
         }
     }
 
+    /// Ends `flight` only if it is still the one in progress for `key`.
+    fn finish_flight(&self, key: &K, flight: &Arc<Flight<T>>, value: T) {
+        {
+            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+                map.remove(key);
+            }
+        }
+        flight.complete(value);
+    }
+
     pub fn len(&self) -> usize {
         self.in_flight
             .lock()
@@ -124,8 +139,59 @@ impl<K: Eq + Hash + Clone, T: Clone> Flights<K, T> {
             .len()
     }
 
+    /// How many hold a flight in progress (the map counts once): for tests to know every
+    /// caller has joined.
+    #[cfg(test)]
+    pub(crate) fn holders(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(Arc::strong_count)
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The leader's duty to finish its flight, carried into the task that fetches. Dropped without
+/// `finish` (a panic, an aborted or dropped task), it finishes the flight with `abandoned`.
+pub struct FlightGuard<K: Eq + Hash + Clone, T: Clone> {
+    flights: Arc<Flights<K, T>>,
+    key: K,
+    flight: Arc<Flight<T>>,
+    abandoned: Option<T>,
+}
+
+impl<K: Eq + Hash + Clone, T: Clone> FlightGuard<K, T> {
+    /// `flight` is the one `join` returned as `Leader` for `key`.
+    pub fn new(
+        flights: Arc<Flights<K, T>>,
+        key: K,
+        flight: Arc<Flight<T>>,
+        abandoned: T,
+    ) -> FlightGuard<K, T> {
+        FlightGuard {
+            flights,
+            key,
+            flight,
+            abandoned: Some(abandoned),
+        }
+    }
+
+    pub fn finish(mut self, value: T) {
+        self.abandoned = None;
+        self.flights.finish_flight(&self.key, &self.flight, value);
+    }
+}
+
+impl<K: Eq + Hash + Clone, T: Clone> Drop for FlightGuard<K, T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.abandoned.take() {
+            self.flights.finish_flight(&self.key, &self.flight, value);
+        }
     }
 }
 
@@ -174,6 +240,68 @@ mod tests {
         let start = Instant::now();
         assert_eq!(flight.wait_until(start + Duration::from_millis(30)), None);
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    fn lead(flights: &Arc<Flights<u32, u32>>, key: u32) -> FlightGuard<u32, u32> {
+        let Joined::Leader(flight) = flights.join(&key) else {
+            panic!("first caller leads")
+        };
+        FlightGuard::new(flights.clone(), key, flight, 0)
+    }
+
+    #[test]
+    fn a_panicking_leader_still_ends_its_flight() {
+        let flights: Arc<Flights<u32, u32>> = Arc::new(Flights::new());
+        let guard = lead(&flights, 3);
+        let Joined::Follower(flight) = flights.join(&3) else {
+            panic!("second caller follows")
+        };
+        let leader = std::thread::spawn(move || {
+            let _guard = guard;
+            panic!("injected: the fetch panicked");
+        });
+        assert!(leader.join().is_err());
+        let start = Instant::now();
+        assert_eq!(
+            flight.wait_until(start + Duration::from_secs(5)),
+            Some(0),
+            "the follower hears the abandoned value"
+        );
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(flights.is_empty());
+        assert!(
+            matches!(flights.join(&3), Joined::Leader(_)),
+            "a new flight"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_aborted_leader_task_still_ends_its_flight() {
+        let flights: Arc<Flights<u32, u32>> = Arc::new(Flights::new());
+        let guard = lead(&flights, 4);
+        let Joined::Follower(flight) = flights.join(&4) else {
+            panic!("second caller follows")
+        };
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        task.abort();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        assert_eq!(flight.wait(deadline).await, Some(0));
+        assert!(flights.is_empty());
+    }
+
+    #[test]
+    fn a_finished_guard_publishes_its_answer_once() {
+        let flights: Arc<Flights<u32, u32>> = Arc::new(Flights::new());
+        let guard = lead(&flights, 5);
+        let Joined::Follower(flight) = flights.join(&5) else {
+            panic!()
+        };
+        guard.finish(9);
+        assert_eq!(flight.wait_until(Instant::now()), Some(9));
+        assert!(flights.is_empty());
     }
 
     #[tokio::test]

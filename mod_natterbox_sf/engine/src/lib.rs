@@ -6,9 +6,11 @@ pub mod breaker;
 pub mod cache;
 pub mod engine;
 pub mod flight;
+pub mod metrics;
 pub mod outbox;
 pub mod outcome;
 pub mod search;
+pub mod spool;
 pub mod striped;
 pub mod tokens;
 

@@ -1,7 +1,12 @@
 //! Events from the module to the sidecar over the local socket, without ever blocking a call
-//! thread: a bounded queue with counted drops. Call logs are spooled to disk before they are
-//! sent and deleted when the sidecar acknowledges them, so none is lost while the sidecar is
-//! away or restarting. Screen pops wait for the sidecar only until their time-to-live.
+//! thread: a bounded queue with counted drops. Call logs are spooled to disk (by the `sf-spool`
+//! thread, see `spool.rs`) while they are sent, and deleted when the sidecar acknowledges them,
+//! so none is lost while the sidecar is away or restarting. Screen pops wait for the sidecar only
+//! until their time-to-live.
+//!
+//! The outbox task runs on the engine's runtime and never touches the disk: it hands spool
+//! operations to the spool thread without waiting (a local backlog absorbs a slow disk) and
+//! receives spooled call logs back from it when a connection needs them.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -14,10 +19,18 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::spool::{self, Replayed, SpoolOp};
+
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
-const SPOOL_RESCAN: Duration = Duration::from_secs(5);
 const MAX_WAITING_POPS: usize = 1000;
+/// Spool operations in the channel to the spool thread (at least the queue's capacity).
+const SPOOL_QUEUE_MIN: usize = 4096;
+/// Spooled call logs on their way back from the spool thread.
+const REPLAY_QUEUE: usize = 256;
+/// Spool operations the outbox task holds while the spool thread is behind; past this it stops
+/// taking new messages (the queue then fills and call logs go to the spool thread directly).
+const BACKLOG_MAX: usize = 65_536;
 
 #[derive(Debug, Default)]
 pub struct OutboxCounters {
@@ -27,14 +40,18 @@ pub struct OutboxCounters {
     pub call_logs_spooled: AtomicU64,
     pub call_logs_acked: AtomicU64,
     pub spool_errors: AtomicU64,
+    /// Call logs that found both the queue and the spool thread's channel full.
+    pub call_logs_lost: AtomicU64,
     pub connected: AtomicU64,
+    /// Call-log files in the spool (sent and not yet acknowledged, or waiting for the sidecar).
+    pub spool_depth: AtomicU64,
 }
 
 /// The sending side, shared by call threads.
 #[derive(Clone)]
 pub struct Outbox {
     queue: mpsc::Sender<Message>,
-    spool_dir: PathBuf,
+    spool: mpsc::Sender<SpoolOp>,
     counters: Arc<OutboxCounters>,
 }
 
@@ -45,65 +62,66 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A call UUID as a file name: FreeSWITCH UUIDs pass through; anything else (an
-/// `origination_uuid` set from outside) is reduced to safe characters.
-fn spool_path(dir: &Path, call_uuid: &str) -> PathBuf {
-    let safe: String = call_uuid
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(64)
-        .collect();
-    dir.join(format!(
-        "{}.calllog.json",
-        if safe.is_empty() { "call" } else { &safe }
-    ))
+/// The outbox task's side of the spool thread.
+struct SpoolLink {
+    ops: mpsc::Sender<SpoolOp>,
+    /// Operations the channel had no room for, in order.
+    backlog: VecDeque<SpoolOp>,
+    replayed: mpsc::Receiver<Replayed>,
+    epoch: Arc<AtomicU64>,
 }
 
-fn spool(dir: &Path, log: &CallLog) -> std::io::Result<PathBuf> {
-    let path = spool_path(dir, &log.call_uuid);
-    natterbox_common::atomic_file::write(&path, &Message::CallLog(log.clone()).to_line(), None)?;
-    Ok(path)
-}
-
-fn spooled_call_logs(dir: &Path) -> Vec<(PathBuf, CallLog)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut logs = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.to_string_lossy().ends_with(".calllog.json") {
-            continue;
+impl SpoolLink {
+    /// Hands the operation over without waiting.
+    fn push(&mut self, op: SpoolOp) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(op);
+            return;
         }
-        match std::fs::read(&path).map(|b| Message::from_line(&b)) {
-            Ok(Ok(Message::CallLog(log))) => logs.push((path, log)),
-            _ => tracing::warn!(
-                "spool file {} is not a call log; left in place",
-                path.display()
-            ),
+        if let Err(mpsc::error::TrySendError::Full(op)) = self.ops.try_send(op) {
+            self.backlog.push_back(op);
         }
     }
-    logs.sort_by_key(|(_, log)| log.end_ms);
-    logs
 }
 
 impl Outbox {
-    /// Creates the outbox and the task that owns the connection; the task ends when `stop`
-    /// turns true (pending call logs stay spooled).
+    /// Creates the outbox, starts its spool thread, and returns the task that owns the
+    /// connection; the task ends when `stop` turns true (pending call logs stay spooled). The
+    /// spool thread ends once every `Outbox` clone and the task are gone.
     pub fn new(
         socket: PathBuf,
         spool_dir: PathBuf,
         capacity: usize,
         stop: watch::Receiver<bool>,
-    ) -> (Outbox, impl std::future::Future<Output = ()>) {
+    ) -> std::io::Result<(
+        Outbox,
+        impl std::future::Future<Output = ()>,
+        std::thread::JoinHandle<()>,
+    )> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (spool_tx, spool_rx) = mpsc::channel(capacity.max(SPOOL_QUEUE_MIN));
+        let (replay_tx, replay_rx) = mpsc::channel(REPLAY_QUEUE);
         let counters = Arc::new(OutboxCounters::default());
+        let epoch = Arc::new(AtomicU64::new(0));
+        let thread = spool::start(
+            spool_dir,
+            spool_rx,
+            replay_tx,
+            counters.clone(),
+            epoch.clone(),
+        )?;
         let outbox = Outbox {
             queue: tx,
-            spool_dir: spool_dir.clone(),
+            spool: spool_tx.clone(),
             counters: counters.clone(),
         };
-        (outbox, run(socket, spool_dir, rx, counters, stop))
+        let link = SpoolLink {
+            ops: spool_tx,
+            backlog: VecDeque::new(),
+            replayed: replay_rx,
+            epoch,
+        };
+        Ok((outbox, run(socket, rx, link, counters, stop), thread))
     }
 
     pub fn counters(&self) -> &OutboxCounters {
@@ -142,23 +160,28 @@ impl Outbox {
         self.offer_or_drop(Message::ScreenPop(pop));
     }
 
-    /// Never loses the record: if the queue is full it is spooled here and now.
+    /// The module's metrics for the sidecar's `/metrics`; a newer one follows, so a full queue
+    /// drops it.
+    pub fn module_metrics(&self, text: String) {
+        self.offer_or_drop(Message::ModuleMetrics { text });
+    }
+
+    /// A hand-off, never file I/O on the caller's thread: the queue, or when it is full the
+    /// spool thread, which spools the record and passes it on to be sent.
     pub fn call_log(&self, log: CallLog) {
-        if let Some(Message::CallLog(log)) = self.offer(Message::CallLog(log)) {
-            match spool(&self.spool_dir, &log) {
-                Ok(_) => {
-                    self.counters
-                        .call_logs_spooled
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    self.counters.spool_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        "call log for {} could not be queued or spooled: {e}",
-                        log.call_uuid
-                    );
-                }
-            }
+        let Some(Message::CallLog(log)) = self.offer(Message::CallLog(log)) else {
+            return;
+        };
+        if let Err(
+            mpsc::error::TrySendError::Full(SpoolOp::Overflow(log))
+            | mpsc::error::TrySendError::Closed(SpoolOp::Overflow(log)),
+        ) = self.spool.try_send(SpoolOp::Overflow(log))
+        {
+            self.counters.call_logs_lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                "call log for {} lost: the event queue and the spool writer are both full",
+                log.call_uuid
+            );
         }
     }
 }
@@ -168,9 +191,10 @@ struct Connection {
     acks: mpsc::UnboundedReceiver<String>,
     /// Call logs written on this connection and not yet acknowledged.
     unacked: HashSet<String>,
+    epoch: u64,
 }
 
-async fn connect(socket: &Path) -> std::io::Result<Connection> {
+async fn connect(socket: &Path, epoch: u64) -> std::io::Result<Connection> {
     let stream = UnixStream::connect(socket).await?;
     let (reader, writer) = stream.into_split();
     let (ack_tx, acks) = mpsc::unbounded_channel();
@@ -196,13 +220,14 @@ async fn connect(socket: &Path) -> std::io::Result<Connection> {
         writer,
         acks,
         unacked: HashSet::new(),
+        epoch,
     })
 }
 
 async fn run(
     socket: PathBuf,
-    spool_dir: PathBuf,
     mut queue: mpsc::Receiver<Message>,
+    mut spool: SpoolLink,
     counters: Arc<OutboxCounters>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -210,19 +235,22 @@ async fn run(
     let mut connection: Option<Connection> = None;
     let mut backoff = RECONNECT_MIN;
     let mut next_attempt = tokio::time::Instant::now();
-    let mut rescan = tokio::time::interval(SPOOL_RESCAN);
+    let mut epoch = 0u64;
     loop {
         if *stop.borrow() {
             return;
         }
         if connection.is_none() && tokio::time::Instant::now() >= next_attempt {
-            match connect(&socket).await {
+            epoch += 1;
+            match connect(&socket, epoch).await {
                 Ok(mut c) => {
                     counters.connected.store(1, Ordering::Relaxed);
                     backoff = RECONNECT_MIN;
-                    let ok = resend_spool(&spool_dir, &mut c, &counters).await
-                        && flush_pops(&mut waiting_pops, &mut c, &counters).await;
-                    connection = ok.then_some(c);
+                    spool.epoch.store(epoch, Ordering::Relaxed);
+                    spool.push(SpoolOp::Replay(epoch));
+                    if flush_pops(&mut waiting_pops, &mut c, &counters).await {
+                        connection = Some(c);
+                    }
                 }
                 Err(_) => {
                     next_attempt = tokio::time::Instant::now() + backoff;
@@ -235,14 +263,25 @@ async fn run(
         }
         let retry_at = next_attempt.max(tokio::time::Instant::now() + RECONNECT_MIN);
         let connected = connection.is_some();
+        let taking = spool.backlog.len() < BACKLOG_MAX;
         tokio::select! {
             _ = stop.changed() => {}
-            message = queue.recv() => {
+            message = queue.recv(), if taking => {
                 let Some(message) = message else { return };
-                let keep = handle(message, &spool_dir, connection.as_mut(), &mut waiting_pops, &counters).await;
+                let keep = handle(message, &mut spool, connection.as_mut(), &mut waiting_pops, &counters).await;
                 if !keep {
                     connection = None;
                     counters.connected.store(0, Ordering::Relaxed);
+                }
+            }
+            replayed = spool.replayed.recv() => {
+                // None: the spool thread is gone (it only ends after this task).
+                let Some(Replayed { epoch: wanted, log }) = replayed else { return };
+                if let Some(c) = connection.as_mut() {
+                    if (wanted == 0 || wanted == c.epoch) && !send_call_log(c, log, &counters).await {
+                        connection = None;
+                        counters.connected.store(0, Ordering::Relaxed);
+                    }
                 }
             }
             ack = async { connection.as_mut().unwrap().acks.recv().await }, if connected => {
@@ -250,7 +289,7 @@ async fn run(
                     Some(call_uuid) => {
                         let c = connection.as_mut().unwrap();
                         if c.unacked.remove(&call_uuid) {
-                            let _ = std::fs::remove_file(spool_path(&spool_dir, &call_uuid));
+                            spool.push(SpoolOp::Remove(call_uuid));
                             counters.call_logs_acked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -261,10 +300,10 @@ async fn run(
                     }
                 }
             }
-            _ = rescan.tick(), if connected => {
-                let c = connection.as_mut().unwrap();
-                if !resend_spool(&spool_dir, c, &counters).await {
-                    connection = None;
+            // The spool thread has room again for what it could not take.
+            permit = spool.ops.clone().reserve_owned(), if !spool.backlog.is_empty() => {
+                if let (Ok(permit), Some(op)) = (permit, spool.backlog.pop_front()) {
+                    permit.send(op);
                 }
             }
             _ = tokio::time::sleep_until(retry_at), if !connected => {
@@ -282,18 +321,16 @@ async fn write(c: &mut Connection, message: &Message, counters: &OutboxCounters)
     ok
 }
 
-/// Sends every spooled call log not already waiting for its ack on this connection.
-async fn resend_spool(dir: &Path, c: &mut Connection, counters: &OutboxCounters) -> bool {
-    for (_, log) in spooled_call_logs(dir) {
-        if c.unacked.contains(&log.call_uuid) {
-            continue;
-        }
-        let uuid = log.call_uuid.clone();
-        if !write(c, &Message::CallLog(log), counters).await {
-            return false;
-        }
-        c.unacked.insert(uuid);
+/// Sends a call log unless this connection already carries it. False when the connection broke.
+async fn send_call_log(c: &mut Connection, log: CallLog, counters: &OutboxCounters) -> bool {
+    if c.unacked.contains(&log.call_uuid) {
+        return true;
     }
+    let uuid = log.call_uuid.clone();
+    if !write(c, &Message::CallLog(log), counters).await {
+        return false;
+    }
+    c.unacked.insert(uuid);
     true
 }
 
@@ -324,26 +361,18 @@ async fn flush_pops(
 /// Returns false when the connection broke.
 async fn handle(
     message: Message,
-    spool_dir: &Path,
+    spool: &mut SpoolLink,
     connection: Option<&mut Connection>,
     waiting_pops: &mut VecDeque<ScreenPop>,
     counters: &OutboxCounters,
 ) -> bool {
     match message {
         Message::CallLog(log) => {
-            if let Err(e) = spool(spool_dir, &log) {
-                counters.spool_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("cannot spool call log {}: {e}", log.call_uuid);
-            } else {
-                counters.call_logs_spooled.fetch_add(1, Ordering::Relaxed);
+            spool.push(SpoolOp::Write(log.clone()));
+            match connection {
+                Some(c) => send_call_log(c, log, counters).await,
+                None => true,
             }
-            let Some(c) = connection else { return true };
-            let uuid = log.call_uuid.clone();
-            let ok = write(c, &Message::CallLog(log), counters).await;
-            if ok {
-                c.unacked.insert(uuid);
-            }
-            ok
         }
         Message::ScreenPop(pop) => {
             if pop.created_at_ms + pop.ttl_ms <= now_ms() {
@@ -370,6 +399,8 @@ async fn handle(
             }
             keep
         }
+        // A snapshot nobody can hear: a newer one follows.
+        Message::ModuleMetrics { .. } if connection.is_none() => true,
         other => match connection {
             Some(c) => write(c, &other, counters).await,
             None => {
@@ -384,6 +415,7 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::spool_path;
     use natterbox_common::wire::Direction;
     use tokio::net::UnixListener;
 
@@ -414,6 +446,15 @@ mod tests {
         Message::from_line(&line).unwrap()
     }
 
+    /// Polls `done` until it holds, for at most 5 s.
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn call_logs_survive_an_absent_sidecar_and_go_when_it_returns() {
         let dir = tempfile::tempdir().unwrap();
@@ -421,15 +462,16 @@ mod tests {
         let spool_dir = dir.path().join("spool");
         std::fs::create_dir(&spool_dir).unwrap();
         let (stop_tx, stop) = watch::channel(false);
-        let (outbox, task) = Outbox::new(socket.clone(), spool_dir.clone(), 16, stop);
+        let (outbox, task, spool_thread) =
+            Outbox::new(socket.clone(), spool_dir.clone(), 16, stop).unwrap();
         let task = tokio::spawn(task);
 
         outbox.call_log(log("uuid-1"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            spool_path(&spool_dir, "uuid-1").exists(),
-            "spooled while the sidecar is away"
-        );
+        eventually("spooled while the sidecar is away", || {
+            spool_path(&spool_dir, "uuid-1").exists()
+        })
+        .await;
+        assert_eq!(outbox.counters().spool_depth.load(Ordering::Relaxed), 1);
 
         let listener = UnixListener::bind(&socket).unwrap();
         let (stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
@@ -451,8 +493,11 @@ mod tests {
             )
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!spool_path(&spool_dir, "uuid-1").exists(), "deleted on ack");
+        eventually("deleted on ack", || {
+            !spool_path(&spool_dir, "uuid-1").exists()
+        })
+        .await;
+        assert_eq!(outbox.counters().spool_depth.load(Ordering::Relaxed), 0);
 
         outbox.token_refresh("acme", 3, true);
         assert_eq!(
@@ -465,18 +510,65 @@ mod tests {
         );
         stop_tx.send(true).unwrap();
         task.await.unwrap();
+        drop(outbox);
+        tokio::task::spawn_blocking(move || spool_thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// With the queue full, the caller's thread hands the call log to the spool thread and
+    /// returns; the spool thread writes it and passes it on to be sent.
+    #[tokio::test]
+    async fn a_full_queue_hands_call_logs_to_the_spool_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("events.sock");
+        let spool_dir = dir.path().join("spool");
+        std::fs::create_dir(&spool_dir).unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let (outbox, task, _spool_thread) =
+            Outbox::new(socket.clone(), spool_dir.clone(), 1, stop).unwrap();
+        // The task is not running yet: the queue holds one message.
+        outbox.call_log(log("queued"));
+        outbox.call_log(log("overflow-1"));
+        outbox.call_log(log("overflow-2"));
+        eventually("the overflowing call logs are spooled", || {
+            spool_path(&spool_dir, "overflow-1").exists()
+                && spool_path(&spool_dir, "overflow-2").exists()
+        })
+        .await;
+        assert!(!spool_path(&spool_dir, "queued").exists());
+        assert_eq!(outbox.counters().call_logs_lost.load(Ordering::Relaxed), 0);
+
+        let listener = UnixListener::bind(&socket).unwrap();
+        tokio::spawn(task);
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let (reader, _writer) = stream.into_split();
+        let mut lines = BufReader::new(reader);
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            match next_message(&mut lines).await {
+                Message::CallLog(log) => sent.push(log.call_uuid),
+                other => panic!("{other:?}"),
+            }
+        }
+        sent.sort();
+        assert_eq!(sent, ["overflow-1", "overflow-2", "queued"], "each once");
     }
 
     #[tokio::test]
     async fn expired_pops_are_dropped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let (_stop_tx, stop) = watch::channel(false);
-        let (outbox, task) = Outbox::new(
+        let (outbox, task, _spool_thread) = Outbox::new(
             dir.path().join("none.sock"),
             dir.path().to_path_buf(),
             16,
             stop,
-        );
+        )
+        .unwrap();
         tokio::spawn(task);
         outbox.screen_pop(ScreenPop {
             org: "acme".into(),
@@ -489,14 +581,14 @@ mod tests {
             created_at_ms: now_ms(),
             ttl_ms: 50,
         });
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(
+        eventually("the pop expires", || {
             outbox
                 .counters()
                 .dropped_pops_expired
-                .load(Ordering::Relaxed),
-            1
-        );
+                .load(Ordering::Relaxed)
+                == 1
+        })
+        .await;
     }
 
     fn pop(call_uuid: &str) -> ScreenPop {
@@ -515,7 +607,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_pop_written_to_a_sidecar_already_gone_waits_for_the_next_one() {
-        let dir = tempfile::tempdir().unwrap();
         // A connection whose far end was killed before its end of the socket was noticed.
         let (ours, theirs) = UnixStream::pair().unwrap();
         drop(theirs);
@@ -525,12 +616,21 @@ mod tests {
             writer,
             acks,
             unacked: HashSet::new(),
+            epoch: 1,
+        };
+        let (ops, _ops_rx) = mpsc::channel(4);
+        let (_replay_tx, replayed) = mpsc::channel(4);
+        let mut spool = SpoolLink {
+            ops,
+            backlog: VecDeque::new(),
+            replayed,
+            epoch: Arc::new(AtomicU64::new(1)),
         };
         let mut waiting = VecDeque::new();
         let counters = OutboxCounters::default();
         let keep = handle(
             Message::ScreenPop(pop("gone-1")),
-            dir.path(),
+            &mut spool,
             Some(&mut connection),
             &mut waiting,
             &counters,
@@ -547,7 +647,7 @@ mod tests {
         // Without a connection the pop waits too, and nothing is reported broken.
         let keep = handle(
             Message::ScreenPop(pop("away-2")),
-            dir.path(),
+            &mut spool,
             None,
             &mut waiting,
             &counters,
@@ -555,11 +655,5 @@ mod tests {
         .await;
         assert!(keep);
         assert_eq!(waiting.len(), 2);
-    }
-
-    #[test]
-    fn spool_names_are_safe() {
-        let p = spool_path(Path::new("/s"), "../../etc/passwd");
-        assert_eq!(p, Path::new("/s/etcpasswd.calllog.json"));
     }
 }

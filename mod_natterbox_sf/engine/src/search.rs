@@ -4,7 +4,7 @@
 
 use natterbox_common::config::{LookupProfile, ObjectLookup};
 use natterbox_common::phone::{CallerNumber, Country};
-use natterbox_common::salesforce::escape::sosl_term;
+use natterbox_common::salesforce::escape::sosl_any_phrase;
 use natterbox_common::salesforce::QueryValue;
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ use crate::outcome::{LookupStatus, Outcome, PackedVars, VarNames};
 
 /// Records asked for per object: enough to see ties without paging.
 const RECORDS_PER_OBJECT: usize = 20;
-/// Ids listed in `sf_record_ids` when several records match.
+/// Ids listed in `sf_record_ids`.
 const MAX_LISTED_IDS: usize = 10;
 
 /// One profile's search, built when the config is loaded: everything after the search term,
@@ -49,11 +49,14 @@ impl SearchTemplate {
         }
     }
 
-    /// `FIND {4155550123} IN PHONE FIELDS RETURNING …`, encoded. The search term is the parsed
-    /// number's digits, escaped all the same.
+    /// `FIND {"14155550123" OR "4155550123" OR …} IN PHONE FIELDS RETURNING …`, encoded: every
+    /// digit form the caller may be stored as, each an escaped phrase (digits need no escaping;
+    /// the escaper keeps it that way whatever the parser lets through).
     pub fn query(&self, caller: &CallerNumber) -> QueryValue {
-        let term = sosl_term(caller.search_digits());
-        let mut query = QueryValue::with_capacity(self.returning.encoded().len() + 32);
+        // Digit strings only: never empty, nothing SOSL refuses; were one refused, the empty
+        // term makes Salesforce answer MALFORMED_SEARCH, an `error` lookup.
+        let term = sosl_any_phrase(caller.search_forms()).unwrap_or_default();
+        let mut query = QueryValue::with_capacity(self.returning.encoded().len() + 128);
         query
             .push_text("FIND {")
             .push_text(&term)
@@ -91,13 +94,14 @@ fn record_type(record: &Value) -> Option<&str> {
     record.get("attributes")?.get("type")?.as_str()
 }
 
-fn matches_caller(
+/// The rank of the first of the object's phone fields that holds the caller's number.
+fn matching_field(
     record: &Value,
     object: &ObjectLookup,
     caller: &CallerNumber,
     country: Country,
-) -> bool {
-    object.phone_fields.iter().any(|f| {
+) -> Option<usize> {
+    object.phone_fields.iter().position(|f| {
         field(record, f)
             .and_then(Value::as_str)
             .is_some_and(|stored| caller.matches_stored(stored, country))
@@ -108,7 +112,19 @@ fn matches_caller(
 #[derive(Debug, PartialEq, Eq)]
 pub struct MalformedAnswer(pub String);
 
-/// Decides the outcome from the search's records.
+/// One record that is the caller, with where it ranks.
+struct Match<'a> {
+    object: usize,
+    field: usize,
+    id: String,
+    record: &'a Value,
+}
+
+/// Decides the outcome from the search's records. Every record that is the caller counts
+/// (`sf_match_count`) and is listed (`sf_record_ids`) in priority order: the profile's object
+/// order, then the order of the object's phone fields the number was found in, then record Id
+/// (oldest first, and the same order on every search). The first is the winner (`found`)
+/// unless the top object has several (`multiple`).
 pub fn decide(
     profile: &LookupProfile,
     names: &Arc<VarNames>,
@@ -116,47 +132,57 @@ pub fn decide(
     country: Country,
     records: &[Value],
 ) -> Result<Outcome, MalformedAnswer> {
-    let mut winner: Option<(&ObjectLookup, Vec<&Value>)> = None;
-    for object in &profile.objects {
-        let mut matches = Vec::new();
-        for record in records {
-            let Some(kind) = record_type(record) else {
-                return Err(MalformedAnswer(
-                    "a search record has no attributes.type".into(),
-                ));
-            };
-            if kind == object.object && matches_caller(record, object, caller, country) {
-                matches.push(record);
-            }
-        }
-        if !matches.is_empty() {
-            winner = Some((object, matches));
-            break;
+    let mut matches: Vec<Match<'_>> = Vec::new();
+    for record in records {
+        let Some(kind) = record_type(record) else {
+            return Err(MalformedAnswer(
+                "a search record has no attributes.type".into(),
+            ));
+        };
+        let Some((object, lookup)) = profile
+            .objects
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.object.eq_ignore_ascii_case(kind))
+        else {
+            continue;
+        };
+        if let Some(field_rank) = matching_field(record, lookup, caller, country) {
+            let id = field(record, "Id")
+                .and_then(text)
+                .ok_or_else(|| MalformedAnswer("a search record has no Id".into()))?;
+            matches.push(Match {
+                object,
+                field: field_rank,
+                id,
+                record,
+            });
         }
     }
-    let Some((object, matches)) = winner else {
+    matches.sort_by(|a, b| (a.object, a.field, &a.id).cmp(&(b.object, b.field, &b.id)));
+    let Some(first) = matches.first() else {
         return Ok(Outcome::not_found());
     };
+    let object = &profile.objects[first.object];
+    let tied = matches.iter().filter(|m| m.object == first.object).count();
+    let match_count = matches.len() as u32;
     let mut vars = PackedVars::builder(names);
     vars.push("sf_record_type", &object.object);
-    if matches.len() > 1 {
-        let ids: Vec<String> = matches
-            .iter()
-            .filter_map(|r| field(r, "Id").and_then(text))
-            .take(MAX_LISTED_IDS)
-            .collect();
-        vars.push("sf_record_ids", &ids.join(","));
+    let ids: Vec<&str> = matches
+        .iter()
+        .take(MAX_LISTED_IDS)
+        .map(|m| m.id.as_str())
+        .collect();
+    vars.push("sf_record_ids", &ids.join(","));
+    if tied > 1 {
         return Ok(Outcome {
             status: LookupStatus::Multiple,
-            match_count: matches.len() as u32,
+            match_count,
             vars: vars.build(),
         });
     }
-    let record = matches[0];
-    let id = field(record, "Id")
-        .and_then(text)
-        .ok_or_else(|| MalformedAnswer("a search record has no Id".into()))?;
-    vars.push("sf_record_id", &id);
+    let record = first.record;
+    vars.push("sf_record_id", &first.id);
     if let Some(name) = field(record, "Name").and_then(text) {
         vars.push("sf_record_name", &name);
     }
@@ -170,7 +196,7 @@ pub fn decide(
     }
     Ok(Outcome {
         status: LookupStatus::Found,
-        match_count: 1,
+        match_count,
         vars: vars.build(),
     })
 }
@@ -211,7 +237,7 @@ mod tests {
         let query = SearchTemplate::new(&profile()).query(&caller);
         assert_eq!(
             query.encoded(),
-            "FIND+%7B4155550123%7D+IN+PHONE+FIELDS+RETURNING+\
+            "FIND+%7B%2214155550123%22+OR+%224155550123%22+OR+%220014155550123%22%7D+IN+PHONE+FIELDS+RETURNING+\
              Contact(Id,Name,OwnerId,Owner.Extension,Phone,MobilePhone,HomePhone,OtherPhone,AssistantPhone+LIMIT+20),\
              Lead(Id,Name,Company,Phone,MobilePhone+LIMIT+20)"
         );
@@ -237,6 +263,80 @@ mod tests {
         assert_eq!(outcome.vars.get("sf_record_type"), Some("Contact"));
         assert_eq!(outcome.vars.get("sf_owner_extension"), Some("1001"));
         assert_eq!(outcome.vars.get("sf_record_name"), Some("Ada O'Brien"));
+        // Both records are the caller: counted and listed, the winner first.
+        assert_eq!(outcome.match_count, 2);
+        assert_eq!(
+            outcome.vars.get("sf_record_ids"),
+            Some("003000000000001AAA,00Q000000000001AAA")
+        );
+    }
+
+    #[test]
+    fn every_match_counts_in_priority_order() {
+        let caller = CallerNumber::parse("+1 415 555 0123", us()).unwrap();
+        let mobile = |id: &str| {
+            json!({"attributes":{"type":"Contact"},"Id":id,"Name":"M","Phone":"(650) 555-0111",
+                   "MobilePhone":"415 555 0123"})
+        };
+        let records = [
+            lead("00Q000000000002AAA", "+1 415 555 0123"),
+            mobile("003000000000001AAA"),
+            lead("00Q000000000001AAA", "1-415-555-0123"),
+            contact("003000000000009AAA", "(415) 555-0123"),
+            contact("003000000000003AAA", "(415) 555-0199"),
+        ];
+        let outcome = decide(
+            &profile(),
+            &VarNames::for_profile(&profile()),
+            &caller,
+            us(),
+            &records,
+        )
+        .unwrap();
+        // Two Contacts tie at the top; the Leads count too. A match on Phone ranks before a
+        // match on MobilePhone, then Ids.
+        assert_eq!(outcome.status, LookupStatus::Multiple);
+        assert_eq!(outcome.match_count, 4);
+        assert_eq!(
+            outcome.vars.get("sf_record_ids"),
+            Some("003000000000009AAA,003000000000001AAA,00Q000000000001AAA,00Q000000000002AAA")
+        );
+        assert_eq!(outcome.vars.get("sf_record_type"), Some("Contact"));
+        // Without the second Contact the first is found, and the Leads are still counted.
+        let outcome = decide(
+            &profile(),
+            &VarNames::for_profile(&profile()),
+            &caller,
+            us(),
+            &records[..3],
+        )
+        .unwrap();
+        assert_eq!(outcome.status, LookupStatus::Found);
+        assert_eq!(outcome.match_count, 3);
+        assert_eq!(outcome.vars.get("sf_record_id"), Some("003000000000001AAA"));
+    }
+
+    #[test]
+    fn a_foreign_record_is_its_own_countrys_caller_only() {
+        // In a German org, a US record typed the American way: the US caller, never the
+        // German caller with the same national digits.
+        let de = Country::parse("DE").unwrap();
+        let records = [contact("003000000000001AAA", "(415) 555-0123")];
+        let decide_for = |number: &str| {
+            let caller = CallerNumber::parse(number, de).unwrap();
+            decide(
+                &profile(),
+                &VarNames::for_profile(&profile()),
+                &caller,
+                de,
+                &records,
+            )
+            .unwrap()
+            .status
+        };
+        assert_eq!(decide_for("+1 415 555 0123"), LookupStatus::Found);
+        assert_eq!(decide_for("+49 4155 550123"), LookupStatus::NotFound);
+        assert_eq!(decide_for("04155 550123"), LookupStatus::NotFound);
     }
 
     #[test]

@@ -8,13 +8,23 @@ const STRIPES: usize = 16;
 
 #[repr(align(64))]
 #[derive(Default)]
-struct Stripe(AtomicU64);
+struct Line(AtomicU64);
 
 #[derive(Default)]
-pub struct StripedCounter([Stripe; STRIPES]);
+pub struct StripedCounter([Line; STRIPES]);
 
 thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's stripe: look it up once when adding to several counters.
+#[derive(Clone, Copy)]
+pub struct Stripe(usize);
+
+impl Stripe {
+    pub fn current() -> Stripe {
+        Stripe(stripe_index())
+    }
 }
 
 fn stripe_index() -> usize {
@@ -30,6 +40,11 @@ fn stripe_index() -> usize {
 impl StripedCounter {
     pub fn add(&self, n: u64) {
         self.0[stripe_index()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// As `add`, on a stripe looked up before.
+    pub fn add_on(&self, stripe: Stripe, n: u64) {
+        self.0[stripe.0].0.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn sum(&self) -> u64 {

@@ -97,7 +97,7 @@ pub unsafe extern "C" fn sf_api(
 
 pub unsafe extern "C" fn on_reloadxml(_event: *mut sys::switch_event_t) {
     guarded("reloadxml", (), || {
-        module::reload("reloadxml").map(|_| ()).unwrap_or(())
+        module::reload_in_background("reloadxml")
     });
 }
 
