@@ -98,9 +98,8 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<NATTERBOX_CONF
         <object name="Contact" fields="Id,Name,OwnerId,Owner.Extension">
           <map field="Owner.Extension" variable="sf_owner_extension"/>
         </object>
-        <object name="Lead" fields="Id,Name,OwnerId,Company,Owner.Extension">
-          <map field="Owner.Extension" variable="sf_owner_extension"/>
-        </object>
+        <!-- A Lead's owner may be a queue (polymorphic): Owner.Extension is not a field there. -->
+        <object name="Lead" fields="Id,Name,OwnerId,Company"/>
         <object name="Account" fields="Id,Name,OwnerId"/>
       </profile>
       <call-log enabled="true" subject="Call {direction} {from}" status="Completed"/>
