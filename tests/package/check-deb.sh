@@ -37,6 +37,10 @@ pkg_status() { dpkg-query -W -f='${db:Status-Abbrev}' natterbox-sf 2>/dev/null |
 
 # Start from nothing: an earlier run or a developer's install.
 dpkg -P natterbox-sf >/dev/null 2>&1
+# postinst creates FreeSWITCH's group when FreeSWITCH's packages have not; purge leaves it (it is
+# FreeSWITCH's). This check removes it again if it made it.
+group_was_there=""
+getent group freeswitch >/dev/null && group_was_there=1
 
 deb="${DEB:-}"
 if [ -z "$deb" ]; then
@@ -160,4 +164,7 @@ check "purge removes the user's group" sh -c '! getent group natterbox-sf'
 check "purge removes /var/lib/natterbox-sf, /var/spool/natterbox-sf and /etc/natterbox-sf" \
   sh -c '[ ! -e /var/lib/natterbox-sf ] && [ ! -e /var/spool/natterbox-sf ] && [ ! -e /etc/natterbox-sf ]'
 
+if [ -z "$group_was_there" ] && ! getent passwd freeswitch >/dev/null; then
+  groupdel freeswitch 2>/dev/null
+fi
 summary
