@@ -17,6 +17,8 @@ const FUNCTIONS: &[&str] = &[
     "switch_loadable_module_create_module_interface",
     "switch_loadable_module_create_interface",
     "switch_log_printf",
+    "switch_core_session_ctl",
+    "switch_core_session_get_loglevel",
     "switch_xml_open_cfg",
     "switch_xml_toxml_ex",
     "switch_xml_free",
@@ -125,6 +127,7 @@ fn main() {
         .allowlist_type("switch_application_flag_enum_t")
         .allowlist_type("switch_stack_t")
         .allowlist_type("switch_status_t")
+        .allowlist_type("switch_session_ctl_t")
         .rustified_enum("switch_status_t")
         .default_enum_style(bindgen::EnumVariation::Consts)
         .derive_default(true)

@@ -39,6 +39,12 @@ pub struct Settings {
     pub http_gzip: bool,
     /// The default of every org's `allow-insecure-http` (see `https_only`).
     pub allow_insecure_http: bool,
+    /// How often the module reloads each org's owner directory (Users and Queues).
+    pub owner_refresh: Duration,
+    /// Fire the `natterbox_sf::lookup` CUSTOM event after each lookup. FreeSWITCH cannot tell
+    /// whether anyone listens (mod_event_socket binds every event), and an event costs the
+    /// calling thread and the dispatcher: off when nothing consumes it.
+    pub lookup_events: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +78,8 @@ pub struct OrgConfig {
     pub profiles: Vec<LookupProfile>,
     pub call_log: CallLogConfig,
     pub screen_pop: ScreenPopConfig,
+    /// What the owner directory keeps of each User beyond the built-in fields.
+    pub owners: OwnersConfig,
 }
 
 impl OrgConfig {
@@ -171,6 +179,26 @@ pub struct FieldMapping {
     /// The channel variable it becomes.
     pub variable: String,
 }
+
+/// `<owners>`: extra User fields the owner directory loads, each becoming a channel variable
+/// when that user owns the caller's record.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OwnersConfig {
+    pub user_fields: Vec<FieldMapping>,
+}
+
+/// Variables the owner directory always sets (see docs/design.md, "Owners").
+pub const OWNER_VARIABLES: [&str; 6] = [
+    "sf_owner_id",
+    "sf_owner_type",
+    "sf_owner_name",
+    "sf_owner_extension",
+    "sf_owner_email",
+    "sf_owner_queue",
+];
+
+/// User fields the owner directory always loads.
+pub const OWNER_USER_FIELDS: [&str; 4] = ["Id", "Name", "Extension", "Email"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLogConfig {
@@ -356,6 +384,11 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
             p.get("allow-insecure-http").unwrap_or("false"),
             "<settings> allow-insecure-http",
         )?,
+        owner_refresh: p.secs("owner-refresh-s", 300, 1, 86_400)?,
+        lookup_events: parse_bool(
+            p.get("lookup-events").unwrap_or("true"),
+            "<settings> lookup-events",
+        )?,
     })
 }
 
@@ -538,6 +571,12 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         }
     };
 
+    let owners = element
+        .child("owners")
+        .map(|o| parse_owners(o, &ctx))
+        .transpose()?
+        .unwrap_or_default();
+
     Ok(OrgConfig {
         name,
         api_version,
@@ -550,7 +589,50 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         profiles,
         call_log,
         screen_pop,
+        owners,
     })
+}
+
+fn parse_owners(element: &Element, org_ctx: &str) -> Result<OwnersConfig, ConfigError> {
+    let ctx = format!("{org_ctx} <owners>");
+    let mut user_fields: Vec<FieldMapping> = Vec::new();
+    for map in element.children_named("map") {
+        let field = required(map, "field", &ctx)?.to_string();
+        let variable = required(map, "variable", &ctx)?.to_string();
+        if !is_api_name(&field) {
+            return err(format!(
+                "{ctx}: map field \"{field}\" is not a User field name (relationship paths are not loaded)"
+            ));
+        }
+        if !is_variable_name(&variable) {
+            return err(format!(
+                "{ctx}: map variable \"{variable}\": use letters, digits and '_'"
+            ));
+        }
+        if OWNER_USER_FIELDS
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(&field))
+        {
+            return err(format!(
+                "{ctx}: User.{field} is always loaded (sf_owner_*); map another field"
+            ));
+        }
+        if OWNER_VARIABLES.contains(&variable.as_str())
+            || user_fields.iter().any(|m| m.variable == variable)
+        {
+            return err(format!(
+                "{ctx}: variable \"{variable}\" is already set by the owner directory"
+            ));
+        }
+        if user_fields
+            .iter()
+            .any(|m| m.field.eq_ignore_ascii_case(&field))
+        {
+            return err(format!("{ctx}: User field {field} is mapped twice"));
+        }
+        user_fields.push(FieldMapping { field, variable });
+    }
+    Ok(OwnersConfig { user_fields })
 }
 
 fn parse_directions(text: &str, ctx: &str) -> Result<Vec<Direction>, ConfigError> {
@@ -690,6 +772,20 @@ fn parse_profile(element: &Element, org_ctx: &str) -> Result<LookupProfile, Conf
             }
             if !fields.iter().any(|f| f.eq_ignore_ascii_case(field)) {
                 fields.push(field.to_string());
+            }
+        }
+        // The owner directory answers for OwnerId; objects without one say owner="none".
+        match object.attr("owner").unwrap_or("OwnerId") {
+            "none" => {}
+            "OwnerId" => {
+                if !fields.iter().any(|f| f.eq_ignore_ascii_case("OwnerId")) {
+                    fields.push("OwnerId".to_string());
+                }
+            }
+            other => {
+                return err(format!(
+                    "{ctx}: {api_name} owner=\"{other}\": expected OwnerId (the default) or none"
+                ))
             }
         }
         let mut mappings = Vec::new();
@@ -918,6 +1014,48 @@ mod tests {
             error_of(&with(r#"<param name="agent-listen" value="everywhere"/>"#))
                 .contains("agent-listen=\"everywhere\"")
         );
+    }
+
+    #[test]
+    fn owners_and_owner_ids() {
+        let config = Config::parse(SAMPLE).unwrap();
+        let acme = config.org("acme").unwrap();
+        assert_eq!(config.settings.owner_refresh, Duration::from_secs(300));
+        assert!(acme.owners.user_fields.is_empty());
+        // OwnerId is asked for on every object unless it says owner="none".
+        let lead = &acme.profile("default").unwrap().objects[1];
+        assert_eq!(lead.fields, ["Id", "Name", "OwnerId"]);
+        let no_owner = SAMPLE.replace(
+            "phone-fields=\"Phone__c\"",
+            "phone-fields=\"Phone__c\" owner=\"none\"",
+        );
+        let rule = &Config::parse(&no_owner).unwrap().orgs[0].profiles[0].objects[2];
+        assert_eq!(rule.fields, ["Queue__c"]);
+
+        let with_owners = SAMPLE.replace(
+            "<call-log enabled=\"false\"/>",
+            "<owners><map field=\"Department\" variable=\"sf_owner_department\"/></owners><call-log enabled=\"false\"/>",
+        );
+        let config = Config::parse(&with_owners).unwrap();
+        let owners = &config.org("acme").unwrap().owners;
+        assert_eq!(owners.user_fields[0].field, "Department");
+        assert_eq!(owners.user_fields[0].variable, "sf_owner_department");
+
+        let refused = |from: &str, to: &str| error_of(&with_owners.replace(from, to));
+        assert!(refused("sf_owner_department", "sf_owner_name").contains("already set"));
+        assert!(refused("Department", "Extension").contains("always loaded"));
+        assert!(refused("Department", "Manager.Extension").contains("not a User field name"));
+        assert!(refused("Department", "Dept FROM User--").contains("not a User field name"));
+        assert!(error_of(&SAMPLE.replace(
+            "<object name=\"Lead\"/>",
+            "<object name=\"Lead\" owner=\"Owner\"/>"
+        ))
+        .contains("owner=\"Owner\""));
+        assert!(error_of(&SAMPLE.replace(
+            "value=\"1000\"/>",
+            "value=\"1000\"/><param name=\"owner-refresh-s\" value=\"0\"/>"
+        ))
+        .contains("owner-refresh-s"));
     }
 
     #[test]

@@ -10,7 +10,32 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org> <number> [profile] | sf cache stats | sf cache flush [org] | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf cache stats | sf cache flush [org] | sf reload\n";
+
+/// `lookup <org>[/<profile>] <number…>`: as with the dialplan applications, the number (which a
+/// dialplan may expand into `${sf(lookup acme ${caller_id_number})}`) comes last and is the rest
+/// of the command verbatim, so it can never name the profile. Org names have no `/`.
+fn lookup_request(cmd: &str) -> Option<LookupRequest> {
+    let rest = cmd.trim_start().strip_prefix("lookup")?;
+    let rest = rest
+        .strip_prefix(|c: char| c.is_ascii_whitespace())?
+        .trim_start();
+    let (target, number) = rest.split_once(|c: char| c.is_ascii_whitespace())?;
+    let number = number.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    if number.is_empty() {
+        return None;
+    }
+    let (org, profile) = match target.split_once('/') {
+        Some((org, profile)) => (org, Some(profile.to_string())),
+        None => (target, None),
+    };
+    Some(LookupRequest {
+        org: Some(org.to_string()),
+        number: number.to_string(),
+        profile,
+        timeout: None,
+    })
+}
 
 pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
     let words: Vec<&str> = cmd.split_whitespace().collect();
@@ -42,15 +67,10 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
                 }
                 // The Prometheus text format, as the sidecar's /metrics serves it.
                 ["metrics"] => state.engine.metrics_text(),
-                ["lookup", org, number] | ["lookup", org, number, _] => {
-                    let request = LookupRequest {
-                        org: Some(org.to_string()),
-                        number: number.to_string(),
-                        profile: rest.get(3).map(|p| p.to_string()),
-                        timeout: None,
-                    };
-                    pretty(&answer_json(&state.engine.lookup_blocking(&request)))
-                }
+                ["lookup", ..] => match lookup_request(cmd) {
+                    Some(request) => pretty(&answer_json(&state.engine.lookup_blocking(&request))),
+                    None => format!("-ERR sf lookup <org>[/<profile>] <number>\n{USAGE}"),
+                },
                 ["cache", "stats"] => pretty(&state.engine.status()["cache"]),
                 ["cache", "flush"] => match state.engine.flush(None) {
                     Ok(n) => format!("+OK flushed {n} entries\n"),
@@ -78,6 +98,7 @@ fn answer_json(answer: &LookupAnswer) -> serde_json::Value {
         .outcome
         .iter()
         .flat_map(|o| o.vars.iter())
+        .chain(answer.owner.iter().flat_map(|o| o.vars()))
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     json!({

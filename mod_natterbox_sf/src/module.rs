@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use natterbox_common::config::{Config, CONFIG_NAME};
+use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
 use crate::ffi::entry::{
@@ -22,6 +23,8 @@ pub const LOOKUP_EVENT: &std::ffi::CStr = c"natterbox_sf::lookup";
 
 pub struct ModuleState {
     pub engine: Engine,
+    /// Failed-lookup warnings, rate-limited per org and cause.
+    pub warnings: WarningLimiter,
 }
 
 static STATE: ArcSwapOption<ModuleState> = ArcSwapOption::const_empty();
@@ -63,20 +66,20 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"sf_lookup",
         c"Look the caller up in Salesforce",
         c"Looks a phone number up in Salesforce (cached) and sets sf_* channel variables. Never answers the call.",
-        c"[org=<org>] [number=<number>] [profile=<profile>] [timeout_ms=<ms>]",
+        c"[org=<org>] [profile=<profile>] [timeout_ms=<ms>] [number_var=<variable> | number=<rest of the data>]",
         sf_lookup_app,
         flags(),
     ) && interface.add_app(
         c"sf_screen_pop",
         c"Pop the caller's Salesforce record on an agent's console",
         c"Sends a screen pop for this call to the sidecar, addressed to an agent's Salesforce user id and/or extension.",
-        c"[org=<org>] [agent=<user id>] [extension=<ext>] [direction=inbound|outbound|internal]",
+        c"[org=<org>] [direction=inbound|outbound|internal] [agent=<user id> | extension=<ext>] (last, takes the rest of the data)",
         sf_screen_pop_app,
         flags(),
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, metrics, lookup, cache, reload",
-        c"status | metrics | lookup <org> <number> [profile] | cache stats|flush [org] | reload",
+        c"status | metrics | lookup <org>[/<profile>] <number> | cache stats|flush [org] | reload",
         sf_api,
     );
     if !registered {
@@ -93,7 +96,10 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
             "natterbox_sf::lookup events are reserved by another module; not firing them",
         );
     }
-    STATE.store(Some(Arc::new(ModuleState { engine })));
+    STATE.store(Some(Arc::new(ModuleState {
+        engine,
+        warnings: WarningLimiter::default(),
+    })));
     let mut bindings = BINDINGS.lock().unwrap_or_else(|e| e.into_inner());
     for (kind, callback) in [
         (

@@ -355,6 +355,18 @@ SWITCH_DECLARE(void) switch_log_printf(switch_text_channel_t channel, const char
 	free(msg);
 }
 
+/* fsctl: only the log level is asked for (the module skips formatting lines the core would drop).
+ * The shim prints every level, so it answers DEBUG and ignores a new level. */
+SWITCH_DECLARE(int32_t) switch_core_session_ctl(switch_session_ctl_t cmd, void *val)
+{
+	int *intval = (int *) val;
+	if (cmd != SCSC_LOGLEVEL || !intval) {
+		return -1;
+	}
+	*intval = SWITCH_LOG_DEBUG;
+	return 0;
+}
+
 /* Internal logging goes through the same function, so it is counted like the core's own lines. */
 #define SHIM_LOG(level, ...) switch_log_printf(SWITCH_CHANNEL_LOG, level, __VA_ARGS__)
 
@@ -1521,6 +1533,13 @@ static switch_core_session_t *g_sessions;
 SWITCH_DECLARE(switch_channel_t *) switch_core_session_get_channel(switch_core_session_t *session)
 {
 	return session ? session->channel : NULL;
+}
+
+/* A call's own log level (uuid_loglevel); as in the core, 0 unless raised. */
+SWITCH_DECLARE(switch_log_level_t) switch_core_session_get_loglevel(switch_core_session_t *session)
+{
+	(void) session;
+	return SWITCH_LOG_CONSOLE;
 }
 
 SWITCH_DECLARE(char *) switch_core_session_get_uuid(switch_core_session_t *session)

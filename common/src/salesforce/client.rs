@@ -356,6 +356,17 @@ impl SalesforceClient {
         }
     }
 
+    /// `GET /sobjects/<type>/describe`: the object's fields as Salesforce reports them.
+    pub async fn describe(
+        &self,
+        session: &Session,
+        sobject: &str,
+    ) -> Result<super::describe::SObjectDescribe, SfError> {
+        let url = self.data_url(session, &format!("sobjects/{sobject}/describe"));
+        let answer = self.call(session, Method::GET, &url, None).await?;
+        super::describe::SObjectDescribe::from_json(&answer.body).map_err(SfError::Garbage)
+    }
+
     /// `POST /sobjects/<type>/`: the new record's id.
     pub async fn create(
         &self,

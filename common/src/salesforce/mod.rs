@@ -2,6 +2,7 @@
 //! limit header, OAuth token responses and a REST client.
 
 pub mod client;
+pub mod describe;
 pub mod error;
 pub mod escape;
 pub mod oauth;

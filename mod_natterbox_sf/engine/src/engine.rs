@@ -21,7 +21,10 @@ use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
-use crate::search::{decide, SearchTemplate};
+use crate::overload::{timeout_is_salesforces, RuntimeQueue};
+use crate::owners::{Owner, OwnerDirectory};
+use crate::schema_check::SchemaCheck;
+use crate::search::decide;
 use crate::tokens::{Credential, TokenSlot};
 
 /// What the dialplan asked for.
@@ -30,6 +33,7 @@ pub struct LookupRequest {
     pub org: Option<String>,
     pub number: String,
     pub profile: Option<String>,
+    /// Shortens the configured `lookup-timeout-ms` for this lookup; never lengthens it.
     pub timeout: Option<Duration>,
 }
 
@@ -43,6 +47,9 @@ pub struct LookupAnswer {
     pub org: Option<&'static str>,
     pub e164: Option<E164Text>,
     pub outcome: Option<Arc<Outcome>>,
+    /// The winning record's owner, from the owner directory at the time of the answer (so a
+    /// cached answer shows the owner's current name and extension).
+    pub owner: Option<Arc<Owner>>,
     /// Why, for logs, when the status is not a settled answer.
     pub detail: Option<String>,
 }
@@ -58,8 +65,10 @@ pub struct OrgRuntime {
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
     profiles: HashMap<String, ProfileRuntime>,
-    /// Each profile's search, in the order of `config.profiles`.
-    searches: Vec<SearchTemplate>,
+    /// Each profile's search, in the order of `config.profiles`, as checked against the org.
+    pub schema: SchemaCheck,
+    /// The org's Users and Queues (kept across reloads).
+    pub owners: Arc<OwnerDirectory>,
     parsed: ParseMemo,
     limit_used: AtomicU64,
     limit_max: AtomicU64,
@@ -87,6 +96,18 @@ impl OrgRuntime {
 
     pub fn scopes(&self) -> impl Iterator<Item = ScopeId> + '_ {
         self.profiles.values().map(|p| p.scope)
+    }
+
+    pub(crate) fn client(&self) -> &SalesforceClient {
+        &self.client
+    }
+
+    /// The owner of a settled answer's record, from memory.
+    fn owner_of(&self, outcome: &Outcome) -> Option<Arc<Owner>> {
+        outcome
+            .vars
+            .get("sf_owner_id")
+            .map(|id| self.owners.resolve(id))
     }
 }
 
@@ -182,9 +203,14 @@ pub struct Engine {
     next_scope: AtomicU32,
     /// Token slots by org name, kept across reloads so the last good token survives them.
     token_slots: Arc<parking_lot::Mutex<HashMap<String, Arc<TokenSlot>>>>,
+    /// Owner directories by org name, kept across reloads like the token slots.
+    owner_directories: parking_lot::Mutex<HashMap<String, Arc<OwnerDirectory>>>,
     /// Finished lookups by status and source, and their latency: counted on the caller's
     /// thread, striped.
     lookup_metrics: Arc<LookupMetrics>,
+    /// How long requests wait for the runtime (the host's load), see `overload`.
+    queue: Arc<RuntimeQueue>,
+    runtime_threads: usize,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -263,7 +289,10 @@ impl Engine {
             stop,
             next_scope: AtomicU32::new(1),
             token_slots: Arc::new(parking_lot::Mutex::new(HashMap::new())),
+            owner_directories: parking_lot::Mutex::new(HashMap::new()),
             lookup_metrics: Arc::new(LookupMetrics::default()),
+            queue: Arc::new(RuntimeQueue::default()),
+            runtime_threads: settings.runtime_threads,
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -280,7 +309,8 @@ impl Engine {
         engine.snapshot.store(Arc::new(snapshot));
         runtime.spawn(outbox_task);
         runtime.spawn(push_metrics(engine.metrics_view(), stop_rx.clone()));
-        runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx));
+        runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx.clone()));
+        runtime.spawn(crate::org_upkeep::upkeep(engine.snapshot.clone(), stop_rx));
         engine.runtime = Some(runtime);
         Ok(engine)
     }
@@ -299,6 +329,14 @@ impl Engine {
                 slot
             }
         }
+    }
+
+    fn owner_directory(&self, org: &str) -> Arc<OwnerDirectory> {
+        self.owner_directories
+            .lock()
+            .entry(org.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Builds the per-org state for `config`, reusing the previous org state (and so its cache
@@ -355,7 +393,11 @@ impl Engine {
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, org),
                     profiles,
-                    searches: org.profiles.iter().map(SearchTemplate::new).collect(),
+                    schema: match previous.and_then(|p| p.orgs.get(&org.name)) {
+                        Some(old) => SchemaCheck::after(&old.schema, &org.profiles),
+                        None => SchemaCheck::new(&org.profiles),
+                    },
+                    owners: self.owner_directory(&org.name),
                     parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),
                     limit_max: AtomicU64::new(0),
@@ -408,7 +450,14 @@ impl Engine {
                 changed_orgs.push(name.clone());
             }
             org.tokens.poll(name);
+            // The org may have changed since it was last looked at: check the profiles against
+            // it again and reload its owners, in the background.
+            org.schema.request();
+            org.owners.request_refresh();
         }
+        self.owner_directories
+            .lock()
+            .retain(|name, _| new.orgs.contains_key(name));
         self.cache.set_policy(cache_policy(&new.config.settings));
         self.token_slots
             .lock()
@@ -484,7 +533,7 @@ impl Engine {
             Ok(answer) => answer,
             Err((prepared, flight)) => {
                 let result = flight.wait_until(prepared.deadline);
-                prepared.answer_from_flight(result, started)
+                prepared.answer_from_flight(result, started, &self.queue)
             }
         };
         self.lookup_metrics
@@ -501,7 +550,7 @@ impl Engine {
                 let result = flight
                     .wait(tokio::time::Instant::from_std(prepared.deadline))
                     .await;
-                prepared.answer_from_flight(result, started)
+                prepared.answer_from_flight(result, started, &self.queue)
             }
         };
         self.lookup_metrics
@@ -572,6 +621,7 @@ impl Engine {
             org,
             e164: None,
             outcome: None,
+            owner: None,
             detail: Some(detail),
         };
         let Some(org_config) = snapshot.config.resolve_org(request.org.as_deref()) else {
@@ -629,20 +679,24 @@ impl Engine {
             elapsed: started.elapsed(),
             org: Some(org.name),
             e164: Some(parsed.e164),
+            owner: org.owner_of(&outcome),
             outcome: Some(outcome),
             detail: None,
         };
+        // A request may shorten the configured deadline, never lengthen it.
+        let deadline = started
+            + request
+                .timeout
+                .map_or(snapshot.config.settings.lookup_timeout, |t| {
+                    t.min(snapshot.config.settings.lookup_timeout)
+                });
         let prepare = || Prepared {
             org: org.clone(),
             profile_index: profile.index,
             names: profile.names.clone(),
             caller: parsed.clone(),
             key,
-            deadline: started
-                + request
-                    .timeout
-                    .unwrap_or(snapshot.config.settings.lookup_timeout)
-                    .min(Duration::from_secs(60)),
+            deadline,
             refresh_timeout: snapshot.config.settings.lookup_timeout,
         };
         match self.cache.get(&key) {
@@ -659,14 +713,30 @@ impl Engine {
                 }
                 Ok(hit(outcome, Source::Stale))
             }
-            Cached::Miss => match self.flights.join(&key) {
-                Joined::Leader(flight) => {
-                    let p = prepare();
-                    self.spawn_fetch(&p, flight.clone(), p.deadline);
-                    Err((p, flight))
+            Cached::Miss => {
+                if let Some(delay) = self.queue.would_miss(Instant::now(), deadline) {
+                    self.queue.overloaded.fetch_add(1, Ordering::Relaxed);
+                    return Ok(LookupAnswer {
+                        e164: Some(parsed.e164),
+                        ..fail(
+                            LookupStatus::Overloaded,
+                            Some(org.name),
+                            format!(
+                                "requests wait {} ms for the module's runtime (host overloaded), past this call's deadline",
+                                delay.as_millis()
+                            ),
+                        )
+                    });
                 }
-                Joined::Follower(flight) => Err((prepare(), flight)),
-            },
+                match self.flights.join(&key) {
+                    Joined::Leader(flight) => {
+                        let p = prepare();
+                        self.spawn_fetch(&p, flight.clone(), p.deadline);
+                        Err((p, flight))
+                    }
+                    Joined::Follower(flight) => Err((prepare(), flight)),
+                }
+            }
         }
     }
 
@@ -694,28 +764,57 @@ impl Engine {
         let profile_index = p.profile_index;
         let cache = self.cache.clone();
         let outbox = self.outbox.clone();
+        let handed_off = Instant::now();
+        let ticket = self.queue.hand_off(handed_off);
         runtime.spawn(async move {
+            let started = Instant::now();
+            let waited = ticket.start(started);
             // Released if the task ends without inserting (panic, drop) so a later stale hit
             // can claim the refresh again.
             let refresh_claim = RefreshClaim { cache: &cache, key };
             #[cfg(test)]
             test_hooks::before_fetch();
-            let deadline = tokio::time::Instant::from_std(deadline);
-            let result = fetch(
-                &org,
-                profile_index,
-                &names,
-                &caller.caller,
-                deadline,
-                &outbox,
-            )
-            .await;
+            let result = if started >= deadline {
+                // The host kept the runtime from running it in time: Salesforce is not asked,
+                // and nothing counts against it.
+                Err((
+                    LookupStatus::Overloaded,
+                    format!(
+                        "the module's runtime ran the request {} ms after the hand-off, past the deadline (host overloaded)",
+                        waited.as_millis()
+                    ),
+                ))
+            } else {
+                let times = Times {
+                    budget: deadline.saturating_duration_since(handed_off),
+                    started,
+                    deadline,
+                };
+                fetch(&org, profile_index, &names, &caller.caller, times, &outbox).await
+            };
             if let Ok(outcome) = &result {
                 cache.insert(key, outcome.clone());
                 std::mem::forget(refresh_claim);
             }
             guard.finish(result);
         });
+    }
+
+    /// Test hook: occupies every thread of the runtime for `how_long`, as a host that keeps the
+    /// CPUs busy starves it; returns once all of them are occupied.
+    #[doc(hidden)]
+    pub fn stall_runtime(&self, how_long: Duration) {
+        let Some(runtime) = &self.runtime else { return };
+        let all_in = Arc::new(std::sync::Barrier::new(self.runtime_threads + 1));
+        for _ in 0..self.runtime_threads {
+            let all_in = all_in.clone();
+            runtime.spawn(async move {
+                // Blocking a runtime thread on purpose: that is the hook's job.
+                all_in.wait();
+                std::thread::sleep(how_long);
+            });
+        }
+        all_in.wait();
     }
 
     /// Stops the outbox and the token watcher, then the runtime, and waits until every thread it
@@ -828,6 +927,8 @@ impl Engine {
                     "unauthorized": org.unauthorized.load(Ordering::Relaxed),
                     "in_flight": org.config.max_concurrent - org.concurrency.available_permits().min(org.config.max_concurrent),
                     "cached_entries": org.scopes().map(|s| self.cache.scope_entries(s)).sum::<usize>(),
+                    "owners": org.owners.status(now),
+                    "config_check": org.schema.status(now),
                 })
             })
             .collect();
@@ -853,6 +954,11 @@ impl Engine {
                 "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
             },
             "flights": self.flights.len(),
+            "overloaded": self.queue.overloaded.load(Ordering::Relaxed),
+            "runtime_queue_ms": {
+                "now": self.queue.delay(Instant::now()).as_millis() as u64,
+                "longest": self.queue.longest_wait().as_millis() as u64,
+            },
         })
     }
 }
@@ -877,7 +983,12 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn answer_from_flight(&self, result: Option<FlightResult>, started: Instant) -> LookupAnswer {
+    fn answer_from_flight(
+        &self,
+        result: Option<FlightResult>,
+        started: Instant,
+        queue: &RuntimeQueue,
+    ) -> LookupAnswer {
         let (status, source, outcome, detail) = match result {
             Some(Ok(outcome)) => (
                 outcome.status,
@@ -886,19 +997,40 @@ impl Prepared {
                 None,
             ),
             Some(Err((status, detail))) => (status, None, None, Some(detail)),
-            None => (
-                LookupStatus::Timeout,
-                None,
-                None,
-                Some("deadline passed before Salesforce answered".to_string()),
-            ),
+            None => {
+                // A request has waited for the runtime for at least half of this call's time: the
+                // local queue, not Salesforce, kept this call from its answer.
+                let delay = queue.delay(Instant::now());
+                if delay * 2 >= started.elapsed() {
+                    (
+                        LookupStatus::Overloaded,
+                        None,
+                        None,
+                        Some(format!(
+                            "requests wait {} ms for the module's runtime (host overloaded)",
+                            delay.as_millis()
+                        )),
+                    )
+                } else {
+                    (
+                        LookupStatus::Timeout,
+                        None,
+                        None,
+                        Some("deadline passed before Salesforce answered".to_string()),
+                    )
+                }
+            }
         };
+        if status == LookupStatus::Overloaded {
+            queue.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
         LookupAnswer {
             status,
             source,
             elapsed: started.elapsed(),
             org: Some(self.org.name),
             e164: Some(self.caller.e164),
+            owner: outcome.as_ref().and_then(|o| self.org.owner_of(o)),
             outcome,
             detail,
         }
@@ -933,12 +1065,21 @@ mod test_hooks {
 }
 
 /// Asks Salesforce, once, retrying once on a refused token within the deadline.
+/// When a request was handed off, started and must end.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    /// From the hand-off to the deadline.
+    budget: Duration,
+    started: Instant,
+    deadline: Instant,
+}
+
 async fn fetch(
     org: &OrgRuntime,
     profile_index: usize,
     names: &Arc<VarNames>,
     caller: &CallerNumber,
-    deadline: tokio::time::Instant,
+    times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
     let probe = match org.breaker.admit(Instant::now()) {
@@ -957,9 +1098,11 @@ async fn fetch(
             ))
         }
     };
-    let result = fetch_admitted(org, profile_index, names, caller, deadline, outbox).await;
+    let result = fetch_admitted(org, profile_index, names, caller, times, outbox).await;
     match &result {
-        Err((LookupStatus::Timeout, _)) | Err((LookupStatus::Unauthorized, _)) if probe => {
+        Err((LookupStatus::Timeout | LookupStatus::Unauthorized | LookupStatus::Overloaded, _))
+            if probe =>
+        {
             org.breaker.on_inconclusive()
         }
         _ => {}
@@ -972,17 +1115,23 @@ async fn fetch_admitted(
     profile_index: usize,
     names: &Arc<VarNames>,
     caller: &CallerNumber,
-    deadline: tokio::time::Instant,
+    times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
+    let deadline = tokio::time::Instant::from_std(times.deadline);
     let Ok(_permit) = tokio::time::timeout_at(deadline, org.concurrency.acquire()).await else {
         return Err((
             LookupStatus::Timeout,
             "waited for a free request slot until the deadline".into(),
         ));
     };
-    let profile = &org.config.profiles[profile_index];
-    let sosl = org.searches[profile_index].query(caller);
+    // The profile as checked against the org: what the org does not have is left out.
+    let checked = org.schema.current();
+    let (profile, search) = match &checked.profiles[profile_index] {
+        Ok(checked) => checked,
+        Err(reason) => return Err((LookupStatus::Error, reason.clone())),
+    };
+    let sosl = search.query(caller);
     let Some(mut credential) = org.tokens.credential() else {
         outbox.token_refresh(&org.config.name, 0, false);
         org.unauthorized.fetch_add(1, Ordering::Relaxed);
@@ -1062,7 +1211,18 @@ async fn fetch_admitted(
             // config is wrong, not Salesforce; no back-off would help.
             Err(SfError::Api(e)) => return Err((LookupStatus::Error, e.to_string())),
             Err(SfError::Timeout) => {
-                org.breaker.on_failure(Failure::Unhealthy, Instant::now());
+                let noticed = Instant::now();
+                if !timeout_is_salesforces(times.budget, times.started, times.deadline, noticed) {
+                    return Err((
+                        LookupStatus::Overloaded,
+                        format!(
+                            "no answer by the deadline, but the module's runtime started the request {} ms late and noticed the deadline {} ms late (host overloaded)",
+                            times.budget.saturating_sub(times.deadline.saturating_duration_since(times.started)).as_millis(),
+                            noticed.saturating_duration_since(times.deadline).as_millis()
+                        ),
+                    ));
+                }
+                org.breaker.on_failure(Failure::Unhealthy, noticed);
                 return Err((
                     LookupStatus::Timeout,
                     "Salesforce did not answer before the deadline".into(),

@@ -7,12 +7,17 @@ pub mod cache;
 pub mod engine;
 pub mod flight;
 pub mod metrics;
+mod org_upkeep;
 pub mod outbox;
 pub mod outcome;
+pub mod overload;
+pub mod owners;
+pub mod schema_check;
 pub mod search;
 pub mod spool;
 pub mod striped;
 pub mod tokens;
+pub mod warnings;
 
 pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};

@@ -14,7 +14,7 @@ use crate::outbox::OutboxCounters;
 use crate::outcome::{LookupStatus, Source};
 use crate::striped::{Stripe, StripedCounter};
 
-const STATUSES: [LookupStatus; 8] = [
+const STATUSES: [LookupStatus; 9] = [
     LookupStatus::Found,
     LookupStatus::NotFound,
     LookupStatus::Multiple,
@@ -23,6 +23,7 @@ const STATUSES: [LookupStatus; 8] = [
     LookupStatus::Error,
     LookupStatus::Throttled,
     LookupStatus::Unauthorized,
+    LookupStatus::Overloaded,
 ];
 
 /// Where an answer came from; `none` when it has no source (refused, timed out).

@@ -17,6 +17,9 @@ pub enum LookupStatus {
     Error,
     Throttled,
     Unauthorized,
+    /// The host is too busy to run the request within the deadline (FreeSWITCH starves the
+    /// module's runtime); Salesforce was not asked.
+    Overloaded,
 }
 
 impl LookupStatus {
@@ -30,6 +33,7 @@ impl LookupStatus {
             LookupStatus::Error => "error",
             LookupStatus::Throttled => "throttled",
             LookupStatus::Unauthorized => "unauthorized",
+            LookupStatus::Overloaded => "overloaded",
         }
     }
 }

@@ -239,7 +239,7 @@ mod tests {
             query.encoded(),
             "FIND+%7B%2214155550123%22+OR+%224155550123%22+OR+%220014155550123%22%7D+IN+PHONE+FIELDS+RETURNING+\
              Contact(Id,Name,OwnerId,Owner.Extension,Phone,MobilePhone,HomePhone,OtherPhone,AssistantPhone+LIMIT+20),\
-             Lead(Id,Name,Company,Phone,MobilePhone+LIMIT+20)"
+             Lead(Id,Name,Company,OwnerId,Phone,MobilePhone+LIMIT+20)"
         );
     }
 

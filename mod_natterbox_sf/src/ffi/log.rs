@@ -29,6 +29,39 @@ impl Level {
     }
 }
 
+/// The most verbose level the core passes on right now (`fsctl loglevel`, `SCSC_LOGLEVEL`), or
+/// None when it cannot tell (shutting down). Lines above it are dropped by the core at once, so
+/// there is no point formatting them.
+fn core_level() -> Option<i32> {
+    // Below SWITCH_LOG_DISABLE (-1): asks without setting.
+    let mut level: std::os::raw::c_int = -2;
+    // SAFETY: for SCSC_LOGLEVEL the core reads and writes one int through the pointer, which is
+    // valid for the call.
+    let rc = unsafe {
+        sys::switch_core_session_ctl(
+            sys::switch_session_ctl_t_SCSC_LOGLEVEL,
+            (&mut level as *mut std::os::raw::c_int).cast(),
+        )
+    };
+    (rc == 0 && level >= -1).then_some(level)
+}
+
+/// Whether a line at `level` would reach FreeSWITCH's loggers: within the core's level, or
+/// within the call's own (`uuid_loglevel`) for a call's line.
+// The C enum's integer type is bindgen's choice per header set.
+#[allow(clippy::unnecessary_cast)]
+pub fn enabled(level: Level, session: Option<&super::session::Session<'_>>) -> bool {
+    let Some(mut limit) = core_level() else {
+        return true;
+    };
+    if let Some(session) = session {
+        // SAFETY: the session is alive for the callback that lent it; the call reads a field.
+        let own = unsafe { sys::switch_core_session_get_loglevel(session.raw()) } as i32;
+        limit = limit.max(own);
+    }
+    level.raw() as i32 <= limit
+}
+
 const FUNC: &CStr = c"mod_natterbox_sf";
 const PERCENT_S: &CStr = c"%s";
 
@@ -131,15 +164,25 @@ impl tracing::field::Visit for MessageVisitor {
 }
 
 impl tracing::Subscriber for FreeswitchLogger {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Asked again each time: FreeSWITCH's level changes at run time (fsctl loglevel).
+        tracing::subscriber::Interest::sometimes()
+    }
+
     fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        // Our crates down to DEBUG; dependencies (hyper's connection chatter) only WARN and up.
+        // Our crates down to DEBUG; dependencies (hyper's connection chatter) only WARN and up;
+        // nothing the core would drop anyway.
         let ours = metadata.target().starts_with("natterbox");
-        *metadata.level()
+        let wanted = *metadata.level()
             <= if ours {
                 tracing::Level::DEBUG
             } else {
                 tracing::Level::WARN
-            }
+            };
+        wanted && enabled(level_of(metadata.level()), None)
     }
 
     fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
@@ -153,12 +196,7 @@ impl tracing::Subscriber for FreeswitchLogger {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut visitor = MessageVisitor(String::from("mod_natterbox_sf: "));
         event.record(&mut visitor);
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => Level::Error,
-            tracing::Level::WARN => Level::Warning,
-            tracing::Level::INFO => Level::Info,
-            _ => Level::Debug,
-        };
+        let level = level_of(event.metadata().level());
         let metadata = event.metadata();
         let origin = Origin::at(
             metadata.file().unwrap_or("mod_natterbox_sf"),
@@ -170,6 +208,15 @@ impl tracing::Subscriber for FreeswitchLogger {
     fn enter(&self, _: &tracing::span::Id) {}
 
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn level_of(level: &tracing::Level) -> Level {
+    match *level {
+        tracing::Level::ERROR => Level::Error,
+        tracing::Level::WARN => Level::Warning,
+        tracing::Level::INFO => Level::Info,
+        _ => Level::Debug,
+    }
 }
 
 /// Routes `tracing` to FreeSWITCH. The global dispatcher can be set once per loaded image; a

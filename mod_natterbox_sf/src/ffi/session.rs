@@ -72,6 +72,38 @@ impl<'a> Session<'a> {
         )
     }
 
+    /// Whether the channel has a variable, without copying its value.
+    pub fn has_var(&self, name: &CStr) -> bool {
+        // SAFETY: channel valid for 'a; with dup=FALSE the core returns a pointer we only compare
+        // with NULL, never read.
+        !unsafe {
+            sys::switch_channel_get_variable_dup(
+                self.channel,
+                name.as_ptr(),
+                sys::switch_bool_t_SWITCH_FALSE,
+                -1,
+            )
+        }
+        .is_null()
+    }
+
+    /// Sets (or with `None` unsets) a channel variable whose value the caller has checked for
+    /// variable expansions itself (`outcome::has_variable_expansion`), or made itself: the core's
+    /// own scan of the value is skipped.
+    pub fn set_var_prechecked(&self, name: &str, value: Option<&str>) {
+        let name = c_string(name);
+        let value = value.map(c_string);
+        // SAFETY: channel valid for 'a; FreeSWITCH copies name and value before returning.
+        unsafe {
+            sys::switch_channel_set_variable_var_check(
+                self.channel,
+                name.as_ptr(),
+                value.as_ref().map_or(std::ptr::null(), |v| v.as_ptr()),
+                sys::switch_bool_t_SWITCH_FALSE,
+            )
+        };
+    }
+
     /// Sets (or with `None` unsets) a channel variable, with FreeSWITCH's var check on. (The
     /// core logs a refused value but reports success: callers check values themselves first.)
     pub fn set_var(&self, name: &str, value: Option<&str>) -> bool {
