@@ -397,7 +397,11 @@ fn shipped_config(f: &Fixture) -> String {
         ("/var/spool/natterbox-sf", format!("{dir}/spool")),
         (
             "https://login.salesforce.com\" max",
-            format!("{}\" max", f.acme().login_url()),
+            format!(
+                "{}\"{} max",
+                f.acme().login_url(),
+                support::fixture::insecure_attr(&f.acme().login_url())
+            ),
         ),
     ]
     .iter()
