@@ -144,7 +144,7 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
     <param name="lookup-events" value="${BENCH_LOOKUP_EVENTS:-true}"/>
   </settings>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" max-concurrent="50">
+    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" allow-insecure-http="true" max-concurrent="50">
       <profile name="default">
         <object name="Contact" fields="Id,Name,OwnerId,Owner.Extension"><map field="Owner.Extension" variable="sf_owner_extension"/></object>
         <object name="Lead" fields="Id,Name,OwnerId,Company"/>

@@ -34,7 +34,9 @@ for _ in $(seq 100); do [ -s "$work/emulator.json" ] && break; sleep 0.1; done
 read -r login_url instance_url org_id < <(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["login_url"], d["instance_url"], d["org_id"])' "$work/emulator.json")
 echo "   login $login_url  instance $instance_url  org $org_id"
 
-sidecar_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+admin_port="$(free_port)"
+agent_port="$(free_port)"
 cat > "$work/conf/autoload_configs/natterbox_sf.conf.xml" <<XML
 <configuration name="natterbox_sf.conf" description="demo">
   <settings>
@@ -45,11 +47,12 @@ cat > "$work/conf/autoload_configs/natterbox_sf.conf.xml" <<XML
     <param name="spool-dir" value="$work/spool"/>
   </settings>
   <sidecar>
-    <param name="http-listen" value="127.0.0.1:$sidecar_port"/>
+    <param name="admin-listen" value="127.0.0.1:$admin_port"/>
+    <param name="agent-listen" value="127.0.0.1:$agent_port"/>
     <param name="outbox-db" value="$work/state/outbox.sqlite"/>
   </sidecar>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url">
+    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" allow-insecure-http="true">
       <auth flow="jwt-bearer" client-id="3MVG9Emu.JWT.ClientId.natterbox" username="integration@acme.example"
             private-key-file="$top/tests/sf-emulator/fixtures/test-jwt-private-key.pem"
             audience="https://login.salesforce.com"/>
@@ -140,7 +143,7 @@ for k in ("Id", "Subject", "TaskSubtype", "CallType", "CallDurationInSeconds", "
 PY
 echo
 echo "== sidecar: screen pops and call logs"
-curl -s "http://127.0.0.1:$sidecar_port/metrics" | grep -E '^natterbox_sidecar_(pops|call_logs|outbox)[a-z_]*' | head -8 || true
+curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^natterbox_sidecar_(pops|call_logs|outbox)[a-z_]*' | head -8 || true
 echo
 if [ -n "${FREESWITCH_PREFIX:-}" ] && [ -x "$FREESWITCH_PREFIX/bin/freeswitch" ]; then
   echo "== FREESWITCH_PREFIX is set: the same against the real FreeSWITCH, with SIP calls (sipp)"

@@ -13,6 +13,9 @@ command -v npm >/dev/null || need+=(npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl)
+# The Debian package check (tests/package/check-deb.sh): lintian, and nm for the module's symbols.
+command -v lintian >/dev/null || need+=(lintian)
+command -v nm >/dev/null || need+=(binutils)
 # The real-FreeSWITCH suite (tests/freeswitch/run.sh) places its calls with sipp.
 [ -z "${FREESWITCH_PREFIX:-}" ] || command -v sipp >/dev/null || need+=(sip-tester)
 

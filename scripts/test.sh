@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the workspace's unit and integration tests (the module loaded
 # into the host shim, the sidecar, the emulator), the third-party client conformance suites, a
-# short run of every fuzz target, the shim tests under AddressSanitizer and ThreadSanitizer, and
-# the real-FreeSWITCH suite when FREESWITCH_PREFIX points at an installed FreeSWITCH.
+# short run of every fuzz target, the shim tests under AddressSanitizer and ThreadSanitizer, the
+# Debian package check (as root), and the real-FreeSWITCH suite when FREESWITCH_PREFIX points at
+# an installed FreeSWITCH.
 set -uo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
@@ -52,6 +53,18 @@ passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 step sanitizers "$top/scripts/sanitize.sh"
 read -r p f <<<"$(grep -hoE '^sanitizers: [0-9]+ passed, [0-9]+ failed' "$log_dir/sanitizers.log" | tail -1 | awk '{print $2, $4}')"
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+
+# The Debian package: built (release, lintian), installed, checked, removed and purged. Needs
+# root and dpkg; otherwise it says SKIPPED.
+if [ -x "$top/tests/package/check-deb.sh" ]; then
+  step package "$top/tests/package/check-deb.sh"
+  if grep -q '^package: SKIPPED' "$log_dir/package.log"; then
+    skipped=$((skipped + 1))
+  else
+    read -r p f <<<"$(grep -hoE '^package: [0-9]+ passed, [0-9]+ failed' "$log_dir/package.log" | tail -1 | awk '{print $2, $4}')"
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  fi
+fi
 
 if [ -n "${FREESWITCH_PREFIX:-}" ]; then
   step freeswitch "$top/tests/freeswitch/run.sh"

@@ -38,8 +38,9 @@ fn config(f: &Fixture, org_body: &str, settings: &[(&str, &str)]) -> String {
         .collect();
     format!(
         "<configuration name=\"natterbox_sf.conf\">\n  <settings>\n{params}  </settings>\n  <orgs>\n    \
-         <org name=\"acme\" api-version=\"68.0\" default-country=\"US\" login-url=\"{}\">{org_body}</org>\n  </orgs>\n</configuration>\n",
-        f.acme().login_url()
+         <org name=\"acme\" api-version=\"68.0\" default-country=\"US\" login-url=\"{}\"{}>{org_body}</org>\n  </orgs>\n</configuration>\n",
+        f.acme().login_url(),
+        support::fixture::insecure_attr(&f.acme().login_url())
     )
 }
 
@@ -398,7 +399,11 @@ fn shipped_config(f: &Fixture) -> String {
         ("/var/spool/natterbox-sf", format!("{dir}/spool")),
         (
             "https://login.salesforce.com\" max",
-            format!("{}\" max", f.acme().login_url()),
+            format!(
+                "{}\"{} max",
+                f.acme().login_url(),
+                support::fixture::insecure_attr(&f.acme().login_url())
+            ),
         ),
     ]
     .iter()

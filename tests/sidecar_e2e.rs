@@ -266,17 +266,20 @@ fn screen_pop_reaches_the_agents_websocket() {
         }],
         ..ProductOptions::default()
     });
-    let http = p.sidecar.http;
+    let agent_listen = p.sidecar.agent;
 
     // Refused before the upgrade: a wrong token, no token.
-    assert_eq!(connect_agent(http, "not-the-token").err(), Some(401));
-    assert_eq!(connect_agent(http, "").err(), Some(401));
+    assert_eq!(
+        connect_agent(agent_listen, "not-the-token").err(),
+        Some(401)
+    );
+    assert_eq!(connect_agent(agent_listen, "").err(), Some(401));
     assert_eq!(
         p.sidecar.metric("natterbox_sidecar_ws_auth_failures_total"),
         Some(2)
     );
 
-    let mut console = connect_agent(http, TOKEN).expect("agent 1001 connects");
+    let mut console = connect_agent(agent_listen, TOKEN).expect("agent 1001 connects");
     let hello = next_json(&mut console, Duration::from_secs(5)).expect("hello");
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["extension"], "1001");
@@ -317,7 +320,7 @@ fn screen_pop_reaches_the_agents_websocket() {
     assert_eq!(p.shim.vars("pop-1")["sf_screen_pop"], "sent");
 
     // A console that connects after the pop, within its TTL, still gets it (it is not acked).
-    let mut late = connect_agent(http, TOKEN).expect("a second console");
+    let mut late = connect_agent(agent_listen, TOKEN).expect("a second console");
     assert_eq!(
         next_json(&mut late, Duration::from_secs(5)).unwrap()["type"],
         "hello"
@@ -333,7 +336,7 @@ fn screen_pop_reaches_the_agents_websocket() {
     poll(Duration::from_secs(5), "the ack to count", || {
         (p.sidecar.metric("natterbox_sidecar_pops_acked_total") == Some(1)).then_some(())
     });
-    let mut third = connect_agent(http, TOKEN).expect("a third console");
+    let mut third = connect_agent(agent_listen, TOKEN).expect("a third console");
     assert_eq!(
         next_json(&mut third, Duration::from_secs(5)).unwrap()["type"],
         "hello"
@@ -506,7 +509,7 @@ fn a_screen_pop_made_while_the_sidecar_is_down_arrives_when_it_returns() {
     p.shim.ok("app away-1 sf_screen_pop extension=1002");
     assert_eq!(p.shim.vars("away-1")["sf_screen_pop"], "sent");
     p.sidecar.restart();
-    let mut console = connect_agent(p.sidecar.http, TOKEN).expect("agent 1002 connects");
+    let mut console = connect_agent(p.sidecar.agent, TOKEN).expect("agent 1002 connects");
     assert_eq!(
         next_json(&mut console, Duration::from_secs(5)).unwrap()["type"],
         "hello"

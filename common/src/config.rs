@@ -37,6 +37,8 @@ pub struct Settings {
     pub ca_file: Option<PathBuf>,
     /// Ask Salesforce for gzip'd responses (all calls but the lookup's search).
     pub http_gzip: bool,
+    /// The default of every org's `allow-insecure-http` (see `https_only`).
+    pub allow_insecure_http: bool,
     /// How often the module reloads each org's owner directory (Users and Queues).
     pub owner_refresh: Duration,
     /// Fire the `natterbox_sf::lookup` CUSTOM event after each lookup. FreeSWITCH cannot tell
@@ -47,7 +49,10 @@ pub struct Settings {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SidecarSettings {
-    pub http_listen: SocketAddr,
+    /// `/metrics`, `/status`, `/healthz`: operators only, loopback by default.
+    pub admin_listen: SocketAddr,
+    /// The agents' `/agent` WebSocket (and `/healthz`), TLS when the certificate is set.
+    pub agent_listen: SocketAddr,
     pub outbox_db: PathBuf,
     pub agent_tokens_file: Option<PathBuf>,
     pub token_file_owner: Option<String>,
@@ -63,6 +68,8 @@ pub struct OrgConfig {
     pub default_country: Country,
     /// Where tokens are requested: login.salesforce.com, test.salesforce.com or the My Domain.
     pub login_url: String,
+    /// Lets `login_url` and the instance URL in its tokens be plain `http://` (test emulators).
+    pub allow_insecure_http: bool,
     /// Cap on concurrent Salesforce requests from this host for this org.
     pub max_concurrent: usize,
     /// The org's session timeout (Salesforce sends no `expires_in`).
@@ -238,7 +245,7 @@ impl Config {
         let mut orgs = Vec::new();
         if let Some(list) = configuration.child("orgs") {
             for org in list.children_named("org") {
-                let org = parse_org(org)?;
+                let org = parse_org(org, &settings)?;
                 if orgs.iter().any(|o: &OrgConfig| o.name == org.name) {
                     return err(format!("org \"{}\" is defined twice", org.name));
                 }
@@ -373,6 +380,10 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
         event_queue_capacity: p.number("event-queue-capacity", 10_000usize, 1, 10_000_000)?,
         ca_file: p.get("ca-file").map(PathBuf::from),
         http_gzip: parse_bool(p.get("http-gzip").unwrap_or("true"), "<settings> http-gzip")?,
+        allow_insecure_http: parse_bool(
+            p.get("allow-insecure-http").unwrap_or("false"),
+            "<settings> allow-insecure-http",
+        )?,
         owner_refresh: p.secs("owner-refresh-s", 300, 1, 86_400)?,
         lookup_events: parse_bool(
             p.get("lookup-events").unwrap_or("true"),
@@ -383,14 +394,30 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
 
 fn parse_sidecar(element: Option<&Element>) -> Result<SidecarSettings, ConfigError> {
     let p = Params::of("sidecar", element)?;
-    let listen = p.get("http-listen").unwrap_or("127.0.0.1:8787");
-    let http_listen = listen.parse().or_else(|_| {
-        err(format!(
-            "<sidecar> param http-listen=\"{listen}\": expected an address such as 127.0.0.1:8787"
-        ))
-    })?;
+    if p.get("http-listen").is_some() {
+        return err(
+            "<sidecar> param http-listen was split in two: admin-listen (/metrics, /status; \
+             loopback) and agent-listen (the agents' /agent WebSocket)",
+        );
+    }
+    let address = |name: &str, default: &str| -> Result<SocketAddr, ConfigError> {
+        let text = p.get(name).unwrap_or(default);
+        text.parse().or_else(|_| {
+            err(format!(
+                "<sidecar> param {name}=\"{text}\": expected an address such as {default}"
+            ))
+        })
+    };
+    let admin_listen = address("admin-listen", "127.0.0.1:8787")?;
+    let agent_listen = address("agent-listen", "127.0.0.1:8788")?;
+    if admin_listen == agent_listen {
+        return err(format!(
+            "<sidecar> admin-listen and agent-listen are both {admin_listen}: give agents and operators separate listeners"
+        ));
+    }
     Ok(SidecarSettings {
-        http_listen,
+        admin_listen,
+        agent_listen,
         outbox_db: p.path("outbox-db", "/var/lib/natterbox-sf/outbox.sqlite"),
         agent_tokens_file: p.get("agent-tokens-file").map(PathBuf::from),
         token_file_owner: p.get("token-file-owner").map(str::to_string),
@@ -441,7 +468,7 @@ fn required<'a>(element: &'a Element, attr: &str, context: &str) -> Result<&'a s
     }
 }
 
-fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
+fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, ConfigError> {
     let name = required(element, "name", "<orgs>")?.to_string();
     check_org_name(&name)?;
     let ctx = format!("org \"{name}\"");
@@ -466,11 +493,12 @@ fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
         .unwrap_or("https://login.salesforce.com")
         .trim_end_matches('/')
         .to_string();
-    if !(login_url.starts_with("https://") || login_url.starts_with("http://")) {
-        return err(format!(
-            "{ctx}: login-url=\"{login_url}\" must be an http(s) URL"
-        ));
-    }
+    let allow_insecure_http = match element.attr("allow-insecure-http") {
+        Some(text) => parse_bool(text, &format!("{ctx}: allow-insecure-http"))?,
+        None => settings.allow_insecure_http,
+    };
+    crate::https_only::check("login-url", &login_url, allow_insecure_http)
+        .map_err(|e| ConfigError(format!("{ctx}: {e}")))?;
     let max_concurrent = parse_attr_number(element, "max-concurrent", 50usize, 1, 10_000, &ctx)?;
     let session_timeout = Duration::from_secs(parse_attr_number(
         element,
@@ -554,6 +582,7 @@ fn parse_org(element: &Element) -> Result<OrgConfig, ConfigError> {
         api_version,
         default_country,
         login_url,
+        allow_insecure_http,
         max_concurrent,
         session_timeout,
         auth,
@@ -932,6 +961,59 @@ mod tests {
         );
         let unknown_default = SAMPLE.replace("value=\"acme\"", "value=\"initech\"");
         assert!(error_of(&unknown_default).contains("default-org"));
+    }
+
+    #[test]
+    fn plain_http_login_urls_need_allow_insecure_http() {
+        let http = SAMPLE.replace("https://acme.my.salesforce.com/", "http://127.0.0.1:9");
+        assert!(error_of(&http).contains("allow-insecure-http"));
+        let per_org = http.replace("login-url=", "allow-insecure-http=\"true\" login-url=");
+        let config = Config::parse(&per_org).unwrap();
+        assert!(config.org("acme").unwrap().allow_insecure_http);
+        assert!(!config.org("globex").unwrap().allow_insecure_http);
+        let in_settings = http.replace(
+            "<settings>",
+            "<settings><param name=\"allow-insecure-http\" value=\"true\"/>",
+        );
+        let config = Config::parse(&in_settings).unwrap();
+        assert!(config.org("globex").unwrap().allow_insecure_http);
+        let org_says_no =
+            in_settings.replace("login-url=", "allow-insecure-http=\"false\" login-url=");
+        assert!(error_of(&org_says_no).contains("plain http://"));
+        assert!(
+            !Config::parse(SAMPLE)
+                .unwrap()
+                .org("acme")
+                .unwrap()
+                .allow_insecure_http
+        );
+    }
+
+    #[test]
+    fn agents_and_operators_get_separate_listeners() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert_eq!(config.sidecar.admin_listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(config.sidecar.agent_listen.to_string(), "127.0.0.1:8788");
+        let with =
+            |params: &str| SAMPLE.replace("<orgs>", &format!("<sidecar>{params}</sidecar><orgs>"));
+        let config = Config::parse(&with(
+            r#"<param name="agent-listen" value="0.0.0.0:9443"/><param name="admin-listen" value="127.0.0.1:9100"/>"#,
+        ))
+        .unwrap();
+        assert_eq!(config.sidecar.agent_listen.to_string(), "0.0.0.0:9443");
+        assert_eq!(config.sidecar.admin_listen.to_string(), "127.0.0.1:9100");
+        assert!(
+            error_of(&with(r#"<param name="http-listen" value="127.0.0.1:1"/>"#))
+                .contains("admin-listen")
+        );
+        assert!(error_of(&with(
+            r#"<param name="agent-listen" value="127.0.0.1:8787"/>"#
+        ))
+        .contains("separate"));
+        assert!(
+            error_of(&with(r#"<param name="agent-listen" value="everywhere"/>"#))
+                .contains("agent-listen=\"everywhere\"")
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ async fn main() {
     <param name="event-queue-capacity" value="100000"/>
   </settings>
   <sidecar>
-    <param name="http-listen" value="127.0.0.1:{port}"/>
+    <param name="agent-listen" value="127.0.0.1:{port}"/>
+    <param name="admin-listen" value="127.0.0.1:0"/>
     <param name="outbox-db" value="{d}/outbox.sqlite"/>
     <param name="agent-tokens-file" value="{d}/agents.json"/>
   </sidecar>

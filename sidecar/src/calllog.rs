@@ -166,6 +166,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         }
         deliver_round(&app, &mut pauses, &shutdown).await;
         update_gauges(&app).await;
+        app.metrics.outbox_delivery_rounds.inc();
         tokio::select! {
             _ = app.delivery_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(1000)) => {}

@@ -97,10 +97,10 @@ pub fn check_config(config: &Config, report: &mut Report) {
             }
             AuthConfig::RefreshToken { .. } => {}
         }
-        if !org.login_url.starts_with("https://") {
+        // The parser refused plain http:// unless allowed; say so loudly when it is.
+        if org.allow_insecure_http {
             report.warnings.push(format!(
-                "{ctx}: login-url {} is not https (fine for the emulator, not for Salesforce)",
-                org.login_url
+                "{ctx}: allow-insecure-http is on: tokens may travel over plain http:// (test emulators only, never Salesforce)"
             ));
         }
     }
@@ -120,7 +120,7 @@ pub fn check_config(config: &Config, report: &mut Report) {
         &config.sidecar.websocket_tls_cert,
         &config.sidecar.websocket_tls_key,
     ) {
-        (Some(cert), Some(key)) => match crate::http::tls_acceptor(cert, key) {
+        (Some(cert), Some(key)) => match crate::tls::tls_acceptor(cert, key) {
             Ok(_) => report
                 .notes
                 .push("WebSocket TLS certificate and key load".into()),
@@ -160,10 +160,18 @@ pub fn check_config(config: &Config, report: &mut Report) {
     ] {
         check_writable_dir(what, &dir, report);
     }
-    if !config.sidecar.http_listen.ip().is_loopback() {
+    if !config.sidecar.admin_listen.ip().is_loopback() {
         report.warnings.push(format!(
-            "http-listen {} is not loopback: /metrics and /status are reachable from the network",
-            config.sidecar.http_listen
+            "admin-listen {} is not loopback: the unauthenticated /metrics and /status are reachable from the network",
+            config.sidecar.admin_listen
+        ));
+    }
+    if !config.sidecar.agent_listen.ip().is_loopback()
+        && config.sidecar.websocket_tls_cert.is_none()
+    {
+        report.warnings.push(format!(
+            "agent-listen {} is not loopback and has no websocket-tls-cert: agent tokens and screen pops cross the network in clear",
+            config.sidecar.agent_listen
         ));
     }
 }

@@ -5,17 +5,19 @@
 //! consoles over WebSocket (and optionally as platform events), and writes call logs to Salesforce
 //! as Tasks through a durable SQLite outbox. See sidecar/README.md and docs/design.md.
 
+pub mod admin;
+pub mod agent_ws;
 pub mod backoff;
 pub mod calllog;
 pub mod check;
 pub mod dirs;
-pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod outbox;
 pub mod pops;
 pub mod socket;
+pub mod tls;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -174,15 +176,15 @@ pub async fn run(
 
     // Listeners first, so a bind failure stops us before anything else starts.
     let unix = socket::bind(&config.settings.event_socket)?;
-    let tcp = tokio::net::TcpListener::bind(config.sidecar.http_listen)
-        .await
-        .map_err(|e| format!("http-listen {}: {e}", config.sidecar.http_listen))?;
-    let http_addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let admin_tcp = bind_tcp("admin-listen", config.sidecar.admin_listen).await?;
+    let agent_tcp = bind_tcp("agent-listen", config.sidecar.agent_listen).await?;
+    let admin_addr = admin_tcp.local_addr().map_err(|e| e.to_string())?;
+    let agent_addr = agent_tcp.local_addr().map_err(|e| e.to_string())?;
     let tls = match (
         &config.sidecar.websocket_tls_cert,
         &config.sidecar.websocket_tls_key,
     ) {
-        (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(tls::tls_acceptor(cert, key)?),
         (None, None) => None,
         _ => return Err("set both websocket-tls-cert and websocket-tls-key, or neither".into()),
     };
@@ -203,31 +205,38 @@ pub async fn run(
             }
         })
     };
-    let router = http::router(app.clone());
-    let http_task = {
-        let mut rx = shutdown_rx.clone();
-        let graceful = async move {
-            let _ = rx.changed().await;
-        };
-        match tls {
-            Some(acceptor) => {
-                let listener = http::TlsListener::new(tcp, acceptor).map_err(|e| e.to_string())?;
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, router)
-                        .with_graceful_shutdown(graceful)
-                        .await;
-                })
-            }
-            None => tokio::spawn(async move {
-                let _ = axum::serve(tcp, router)
-                    .with_graceful_shutdown(graceful)
-                    .await;
-            }),
+    let graceful = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let admin_task = {
+        let serve = axum::serve(admin_tcp, admin::router(app.clone()))
+            .with_graceful_shutdown(graceful(shutdown_rx.clone()));
+        tokio::spawn(async move {
+            let _ = serve.await;
+        })
+    };
+    let agent_router = agent_ws::router(app.clone());
+    let agent_task = match tls {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(agent_tcp, acceptor).map_err(|e| e.to_string())?;
+            let serve = axum::serve(listener, agent_router)
+                .with_graceful_shutdown(graceful(shutdown_rx.clone()));
+            tokio::spawn(async move {
+                let _ = serve.await;
+            })
+        }
+        None => {
+            let serve = axum::serve(agent_tcp, agent_router)
+                .with_graceful_shutdown(graceful(shutdown_rx.clone()));
+            tokio::spawn(async move {
+                let _ = serve.await;
+            })
         }
     };
     tracing::info!(
         event_socket = %config.settings.event_socket.display(),
-        http = %http_addr,
+        admin = %admin_addr,
+        agents = %agent_addr,
         orgs = config.orgs.len(),
         "listening"
     );
@@ -282,7 +291,8 @@ pub async fn run(
     {
         tracing::warn!("in-flight call log writes did not finish in time; the outbox keeps them");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), agent_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     writer_task.abort();
     platform_task.abort();
     sweeper.abort();
@@ -295,6 +305,15 @@ pub async fn run(
     let _ = std::fs::remove_file(&config.settings.event_socket);
     tracing::info!(pending = app.metrics.outbox_pending.get(), "stopped");
     Ok(())
+}
+
+async fn bind_tcp(
+    what: &str,
+    address: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("{what} {address}: {e}"))
 }
 
 fn status_line(app: &App) -> String {
@@ -327,8 +346,12 @@ fn reload(app: &Arc<App>, path: &Path) {
                     old.settings.event_socket != config.settings.event_socket,
                 ),
                 (
-                    "http-listen",
-                    old.sidecar.http_listen != config.sidecar.http_listen,
+                    "admin-listen",
+                    old.sidecar.admin_listen != config.sidecar.admin_listen,
+                ),
+                (
+                    "agent-listen",
+                    old.sidecar.agent_listen != config.sidecar.agent_listen,
                 ),
                 (
                     "outbox-db",

@@ -10,11 +10,28 @@ const USAGE: &str = "usage: natterbox-sidecar [--config PATH] [--check-config]
 
   --config PATH    natterbox_sf.conf.xml (default /etc/freeswitch/autoload_configs/natterbox_sf.conf.xml)
   --check-config   validate the config, its secrets and files, explain problems, exit 0 or 1
+  --log-format F   text (default) or json: one JSON object per line (also NATTERBOX_LOG_FORMAT)
   --version        print the version
 
 Logging: RUST_LOG (e.g. info, natterbox_sidecar=debug); signals: SIGTERM drains, SIGHUP reloads.";
 
-fn init_logging() {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let filter: Targets = std::env::var("RUST_LOG")
@@ -24,6 +41,20 @@ fn init_logging() {
     // journald adds its own timestamps and shows no colours: under systemd (JOURNAL_STREAM set)
     // log without time, and never with ANSI escapes unless stderr is a terminal.
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    if format == LogFormat::Json {
+        // For log shippers: one object per line with timestamp, level, message and fields.
+        let json = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr);
+        tracing_subscriber::registry()
+            .with(json)
+            .with(filter)
+            .init();
+        return;
+    }
     let ansi = std::io::stderr().is_terminal();
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -42,6 +73,15 @@ fn init_logging() {
 fn main() -> ExitCode {
     let mut config_path = PathBuf::from(DEFAULT_CONFIG);
     let mut check = false;
+    let from_env = std::env::var("NATTERBOX_LOG_FORMAT").ok();
+    let mut log_format = match from_env.as_deref().map(LogFormat::parse) {
+        None => LogFormat::Text,
+        Some(Some(format)) => format,
+        Some(None) => {
+            eprintln!("NATTERBOX_LOG_FORMAT must be text or json\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -53,6 +93,13 @@ fn main() -> ExitCode {
                 }
             },
             "--check-config" => check = true,
+            "--log-format" => match args.next().as_deref().and_then(LogFormat::parse) {
+                Some(format) => log_format = format,
+                None => {
+                    eprintln!("--log-format needs text or json\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--version" | "-V" => {
                 println!("natterbox-sidecar {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
@@ -78,7 +125,7 @@ fn main() -> ExitCode {
         };
     }
 
-    init_logging();
+    init_logging(log_format);
     let config = match natterbox_sidecar::load_config(&config_path) {
         Ok(c) => c,
         Err(e) => {

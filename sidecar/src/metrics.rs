@@ -86,6 +86,8 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub outbox_delivered: Gauge,
     pub outbox_failed: Gauge,
+    /// Delivery rounds finished (gauges updated after each): flat means the loop is stuck.
+    pub outbox_delivery_rounds: Counter,
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     orgs: Mutex<BTreeMap<String, Arc<OrgCounters>>>,
@@ -248,6 +250,12 @@ impl Metrics {
             "gauge",
             "Outbox records given up on.",
             self.outbox_failed.get(),
+        );
+        one(
+            "natterbox_sidecar_outbox_delivery_rounds_total",
+            "counter",
+            "Outbox delivery rounds finished (at least one a second while running).",
+            self.outbox_delivery_rounds.get(),
         );
         one(
             "natterbox_sidecar_config_reloads_total",

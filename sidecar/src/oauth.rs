@@ -219,6 +219,13 @@ pub async fn request_token(
                 "token without access_token or instance_url".into(),
             ));
         }
+        // The module would send callers' numbers there with this token.
+        natterbox_common::https_only::check(
+            "instance_url",
+            &token.instance_url,
+            org.allow_insecure_http,
+        )
+        .map_err(TokenError::Unexpected)?;
         return Ok(token);
     }
     match serde_json::from_slice::<OAuthError>(&body) {

@@ -140,7 +140,8 @@ async fn call_logs_become_tasks_exactly_once() {
     // The module sends a spooled copy again (it missed the ack): acked, not written twice.
     module.send(&Message::CallLog(inbound.clone())).await;
     assert_eq!(acks(&mut module, 1).await, ["call-contact"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Acked means committed: two rounds later a second row would have been written.
+    running.delivery_rounds(2).await;
     assert_eq!(tasks_by_call(&emu)["call-contact"].len(), 1);
     eventually(Duration::from_secs(5), "the outbox gauges", || async {
         running.metric("natterbox_sidecar_outbox_delivered").await == 3
@@ -286,7 +287,9 @@ async fn request_limit_exceeded_pauses_the_org() {
             == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three delivery rounds with the org paused: no Salesforce calls but the one that found the
+    // limit (and at most one limits check).
+    running.delivery_rounds(3).await;
     let requests = emu.admin().stats()["total_requests"].as_u64().unwrap() - before;
     assert!(requests <= 2, "{requests} requests while over the limit");
     assert_eq!(
@@ -359,7 +362,12 @@ async fn kill_9_during_a_stream_neither_loses_nor_duplicates() {
         || async { tasks_by_call(&emu).len() == N },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Nothing pending and every record delivered: no write is left that could duplicate one.
+    eventually(Duration::from_secs(10), "an empty outbox", || async {
+        running.metric("natterbox_sidecar_outbox_pending").await == 0
+            && running.metric("natterbox_sidecar_outbox_delivered").await == N as u64
+    })
+    .await;
     let tasks = tasks_by_call(&emu);
     for uuid in &uuids {
         let n = tasks.get(uuid).map_or(0, Vec::len);
@@ -445,7 +453,11 @@ async fn sigterm_drains_in_flight_writes_within_a_bound() {
         module.send(&Message::CallLog(log(uuid))).await;
     }
     acks(&mut module, N).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM while Task writes are in flight (each takes 400 ms in the emulator).
+    eventually(Duration::from_secs(10), "Task writes in flight", || async {
+        emu.admin().stats()["in_flight"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
     let started = std::time::Instant::now();
     let status = running.stop();
     assert!(status.success(), "{status:?}");

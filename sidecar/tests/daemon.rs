@@ -40,12 +40,12 @@ async fn notifies_systemd_ready_watchdog_and_stopping() {
         .unwrap();
     let running = Running {
         child,
-        http: setup.http,
+        admin: setup.admin,
     };
     let mut seen = Vec::new();
     collect_until(&sock, &mut seen, &["READY=1"], Duration::from_secs(30));
     // READY comes after the listeners are up.
-    let health = reqwest::get(format!("http://{}/healthz", setup.http))
+    let health = reqwest::get(format!("http://{}/healthz", setup.admin))
         .await
         .unwrap();
     assert!(health.status().is_success());
@@ -297,9 +297,18 @@ fn systemd_unit_verifies() {
         "RuntimeDirectory=natterbox-sf",
         "StateDirectory=natterbox-sf",
         "UMask=0077",
+        // Its own user; FreeSWITCH's group only for the hand-off; no capabilities.
+        "User=natterbox-sf",
+        "Group=freeswitch",
+        "CapabilityBoundingSet=\n",
+        "AmbientCapabilities=\n",
     ] {
         assert!(text.contains(required), "unit lacks {required}");
     }
+    assert!(
+        !text.contains("User=freeswitch"),
+        "the sidecar must not run as FreeSWITCH's user"
+    );
     let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
@@ -366,4 +375,40 @@ fn logs_read_well_in_journald() {
         "timestamps otherwise: {plain:?}"
     );
     assert!(!plain.contains('\u{1b}'));
+}
+
+#[test]
+fn logs_one_json_object_per_line_when_asked() {
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", "/nonexistent/natterbox_sf.conf.xml"])
+            .args(args);
+        match env {
+            Some(format) => cmd.env("NATTERBOX_LOG_FORMAT", format),
+            None => cmd.env_remove("NATTERBOX_LOG_FORMAT"),
+        };
+        cmd.output().unwrap()
+    };
+    for out in [run(&["--log-format", "json"], None), run(&[], Some("json"))] {
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert!(!lines.is_empty());
+        for line in lines {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+            assert_eq!(event["level"], "ERROR");
+            assert_eq!(event["message"], "cannot start: invalid configuration");
+            assert!(event["error"]
+                .as_str()
+                .unwrap()
+                .contains("/nonexistent/natterbox_sf.conf.xml"));
+            assert!(event["timestamp"].is_string());
+        }
+    }
+    // The flag wins over the environment; an unknown format is a usage error.
+    let text = run(&["--log-format", "text"], Some("json"));
+    assert!(!String::from_utf8_lossy(&text.stderr).starts_with('{'));
+    assert_eq!(run(&["--log-format", "xml"], None).status.code(), Some(2));
+    assert_eq!(run(&[], Some("yaml")).status.code(), Some(2));
 }

@@ -28,7 +28,7 @@ fn pop(uuid: &str, user: Option<&str>, ext: Option<&str>, age_ms: u64, ttl_ms: u
 }
 
 async fn connect(setup: &Setup, token: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("ws://{}/agent", setup.http)
+    let mut request = format!("ws://{}/agent", setup.agent)
         .into_client_request()
         .unwrap();
     request
@@ -38,6 +38,24 @@ async fn connect(setup: &Setup, token: &str) -> Result<Ws, tokio_tungstenite::tu
     let hello = next_json(&mut ws).await.expect("hello");
     assert_eq!(hello["type"], "hello");
     Ok(ws)
+}
+
+/// The upgrade request a browser makes with `new WebSocket(url, ["natterbox.agent.v1",
+/// "natterbox.token.<token>"])`.
+fn subprotocol_request(
+    setup: &Setup,
+    token: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = format!("ws://{}/agent", setup.agent)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("natterbox.agent.v1, natterbox.token.{token}")
+            .parse()
+            .unwrap(),
+    );
+    request
 }
 
 async fn next_json(ws: &mut Ws) -> Option<serde_json::Value> {
@@ -116,16 +134,22 @@ async fn pops_reach_the_agent_and_survive_a_reconnect() {
         "acked pops are not sent again"
     );
 
-    // Browsers cannot set headers: the token may come as a query parameter.
-    let (mut by_query, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{}/agent?access_token=token-bob",
-        setup.http
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_json(&mut by_query).await.unwrap()["type"], "hello");
+    // Browsers cannot set headers: the token may come in the subprotocol list, and the server
+    // answers with the protocol's name, never the token.
+    let (mut by_subprotocol, response) =
+        tokio_tungstenite::connect_async(subprotocol_request(&setup, "token-bob"))
+            .await
+            .unwrap();
     assert_eq!(
-        next_json(&mut by_query).await.unwrap()["call_uuid"],
+        response.headers()["sec-websocket-protocol"],
+        "natterbox.agent.v1"
+    );
+    assert_eq!(
+        next_json(&mut by_subprotocol).await.unwrap()["type"],
+        "hello"
+    );
+    assert_eq!(
+        next_json(&mut by_subprotocol).await.unwrap()["call_uuid"],
         "call-2"
     );
     assert!(
@@ -150,15 +174,28 @@ async fn wrong_agent_tokens_are_refused() {
             Ok(_) => panic!("token {token:?} was accepted"),
         }
     }
-    let no_header = tokio_tungstenite::connect_async(format!("ws://{}/agent", setup.http)).await;
-    assert!(
-        matches!(no_header, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401)
-    );
+    let status_of = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    let no_header = tokio_tungstenite::connect_async(format!("ws://{}/agent", setup.agent)).await;
+    assert_eq!(status_of(no_header.map(|_| ())), 401);
+    let wrong_subprotocol =
+        tokio_tungstenite::connect_async(subprotocol_request(&setup, "token-mallory")).await;
+    assert_eq!(status_of(wrong_subprotocol.map(|_| ())), 401);
+    // A token in the URL would end up in proxy logs: refused even when it is right.
+    let by_query = tokio_tungstenite::connect_async(format!(
+        "ws://{}/agent?access_token=token-bob",
+        setup.agent
+    ))
+    .await;
+    assert_eq!(status_of(by_query.map(|_| ())), 400);
     assert_eq!(
         running
             .metric("natterbox_sidecar_ws_auth_failures_total")
             .await,
-        3
+        5
     );
     assert_eq!(running.metric("natterbox_sidecar_ws_clients").await, 0);
 }
@@ -205,7 +242,11 @@ async fn late_pops_are_dropped_and_counted() {
             == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The late one on arrival, the short one by the sweeper once its 300 ms are up.
+    eventually(Duration::from_secs(5), "two pops expired", || async {
+        running.metric("natterbox_sidecar_pops_expired_total").await == 2
+    })
+    .await;
     let mut alice = connect(&setup, "token-alice").await.unwrap();
     assert_eq!(next_json(&mut alice).await.unwrap()["call_uuid"], "fresh");
     assert!(
@@ -332,11 +373,18 @@ async fn pops_are_published_as_platform_events() {
             1_000,
         )))
         .await;
+    // Both pops handled (the late one is never queued for publishing) and one event published.
     eventually(Duration::from_secs(10), "the platform event", || async {
-        !emu.admin().events().is_empty()
+        running
+            .metric("natterbox_sidecar_pops_received_total")
+            .await
+            == 2
+            && running
+                .metric("natterbox_sidecar_org_platform_events_published_total{org=\"acme\"}")
+                .await
+                == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let events = emu.admin().events();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "Screen_Pop__e");
@@ -378,7 +426,7 @@ async fn the_agent_websocket_speaks_tls_when_configured() {
     let child = setup.command().spawn().unwrap();
     let _running = Running {
         child,
-        http: setup.http,
+        admin: setup.admin,
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
@@ -392,7 +440,7 @@ async fn the_agent_websocket_speaks_tls_when_configured() {
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let tcp = loop {
-        match tokio::net::TcpStream::connect(setup.http).await {
+        match tokio::net::TcpStream::connect(setup.agent).await {
             Ok(s) => break s,
             Err(_) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
@@ -404,7 +452,7 @@ async fn the_agent_websocket_speaks_tls_when_configured() {
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .expect("TLS handshake");
-    let mut request = format!("wss://localhost:{}/agent", setup.http.port())
+    let mut request = format!("wss://localhost:{}/agent", setup.agent.port())
         .into_client_request()
         .unwrap();
     request
@@ -427,10 +475,15 @@ async fn the_agent_websocket_speaks_tls_when_configured() {
         )))
         .await;
     assert_eq!(next_json_tls(&mut ws).await.unwrap()["call_uuid"], "tls-1");
-    // Plain HTTP on the TLS port gets nowhere.
-    assert!(reqwest::get(format!("http://{}/healthz", setup.http))
+    // Plain HTTP on the TLS port gets nowhere; the admin listener stays plain loopback HTTP.
+    assert!(reqwest::get(format!("http://{}/healthz", setup.agent))
         .await
         .is_err());
+    assert!(reqwest::get(format!("http://{}/metrics", setup.admin))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
 }
 
 async fn next_json_tls<S>(
@@ -448,4 +501,39 @@ where
             _ => return None,
         }
     }
+}
+
+#[tokio::test]
+async fn agents_and_operators_have_separate_listeners() {
+    let setup = setup();
+    let running = setup.start().await;
+    let get = |addr: std::net::SocketAddr, path: &'static str| async move {
+        reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The agent listener serves /agent (and /healthz for a load balancer), nothing an operator
+    // reads; the admin listener serves no WebSocket.
+    assert_eq!(get(setup.agent, "/metrics").await, 404);
+    assert_eq!(get(setup.agent, "/status").await, 404);
+    assert_eq!(get(setup.agent, "/healthz").await, 200);
+    assert_eq!(get(setup.admin, "/metrics").await, 200);
+    assert_eq!(get(setup.admin, "/status").await, 200);
+    let mut on_admin = format!("ws://{}/agent", setup.admin)
+        .into_client_request()
+        .unwrap();
+    on_admin
+        .headers_mut()
+        .insert("Authorization", "Bearer token-alice".parse().unwrap());
+    match tokio_tungstenite::connect_async(on_admin).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!(
+            "the admin listener took a WebSocket: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert!(connect(&setup, "token-alice").await.is_ok());
+    assert!(running.stop().success());
 }

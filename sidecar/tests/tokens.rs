@@ -13,7 +13,7 @@ const LOGIN: &str = "https://login.salesforce.com";
 const SANDBOX: &str = "https://test.salesforce.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jwt_bearer_to_my_domain_hands_off_0600_tokens_that_survive_a_restart() {
+async fn jwt_bearer_to_my_domain_hands_off_0640_tokens_that_survive_a_restart() {
     let emu = emulator().await;
     let setup = Setup::new();
     let key = key_file("test-jwt-private-key.pem");
@@ -44,10 +44,19 @@ async fn jwt_bearer_to_my_domain_hands_off_0600_tokens_that_survive_a_restart() 
     assert_eq!(first.instance_url, emu.instance_url());
     assert!(first.access_token.starts_with(&emu.org_id()[..15]));
     assert!(token_works(&first).await, "the handed-off token works");
+    // The owner (the sidecar's user) writes, its group (FreeSWITCH's) reads, others nothing.
     let path = natterbox_common::handoff::token_path(&setup.token_dir(), "acme");
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
+        0o640
+    );
+    assert_eq!(
+        std::fs::metadata(setup.token_dir())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
     );
     assert_eq!(token_requests(&emu), 2);
     let status = org_status(&running, "acme").await;
@@ -185,11 +194,35 @@ async fn refresh_token_flow_and_a_revoked_refresh_token() {
     assert!(!setup.log().contains(REFRESH_TOKEN));
     // The module's last token file stays in place.
     assert_eq!(setup.token_file("acme").unwrap(), token);
-    // Failures back off: over 3 s, a handful of attempts, not a storm.
+    // Failures back off: after the f-th failure the next attempt waits at least half of
+    // 2^(f-1) s (the jitter's floor). Two more failures from here include one full wait after
+    // failure f+1 >= 2: at least 1 s, one request per attempt.
+    let first_failure = std::time::Instant::now();
     let before = token_requests(&emu);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failures_now = org_status(&running, "acme").await["consecutive_failures"]
+        .as_u64()
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "two more failed attempts",
+        || async {
+            org_status(&running, "acme").await["consecutive_failures"]
+                .as_u64()
+                .unwrap()
+                >= failures_now + 2
+        },
+    )
+    .await;
+    let elapsed = first_failure.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "two retries within {elapsed:?}: no back-off"
+    );
     let retries = token_requests(&emu) - before;
-    assert!(retries <= 3, "{retries} token requests in 3 s");
+    assert!(
+        (2..=3).contains(&retries),
+        "{retries} token requests for two retries"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +438,17 @@ async fn a_thousand_401_reports_make_one_refresh() {
             })
             .await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the late reports absorbed",
+        || async {
+            running
+                .metric("natterbox_sidecar_org_token_reports_coalesced_total{org=\"acme\"}")
+                .await
+                == 1099
+        },
+    )
+    .await;
     assert_eq!(token_requests(&emu), 2);
     assert_eq!(setup.token_file("acme").unwrap().generation, 2);
     // A generation from the future (a module holding a file from a lost token directory) is a
@@ -417,11 +460,19 @@ async fn a_thousand_401_reports_make_one_refresh() {
             worked: false,
         })
         .await;
-    eventually(Duration::from_secs(10), "generation 3", || async {
-        setup.token_file("acme").is_some_and(|t| t.generation == 3)
-    })
+    // Generation 3 is out and the org's task is back to waiting for the proactive refresh
+    // (80% of the 7200 s session), so no further refresh is pending.
+    eventually(
+        Duration::from_secs(10),
+        "generation 3, nothing pending",
+        || async {
+            setup.token_file("acme").is_some_and(|t| t.generation == 3)
+                && org_status(&running, "acme").await["next_refresh_in_ms"]
+                    .as_u64()
+                    .is_some_and(|ms| ms > 3_600_000)
+        },
+    )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(token_requests(&emu), 3);
     assert_eq!(setup.token_file("acme").unwrap().generation, 3);
 }

@@ -28,14 +28,9 @@ fi
 prefix="$(cd "$prefix" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
-fs_bin="$prefix/bin/freeswitch"
-fs_cli_bin="$prefix/bin/fs_cli"
-
-first_dir() { for d in "$@"; do [ -n "$d" ] && [ -d "$d" ] && { echo "$d"; return 0; }; done; return 1; }
-src_conf=$(first_dir "${FREESWITCH_CONF_DIR:-}" "$prefix/etc/freeswitch" "$prefix/conf") || {
-  echo "freeswitch: no conf dir under $prefix (set FREESWITCH_CONF_DIR)"; echo "freeswitch: 0 passed, 1 failed"; exit 1; }
-src_mod=$(first_dir "${FREESWITCH_MOD_DIR:-}" "$prefix/lib/freeswitch/mod" "$prefix/mod") || {
-  echo "freeswitch: no mod dir under $prefix (set FREESWITCH_MOD_DIR)"; echo "freeswitch: 0 passed, 1 failed"; exit 1; }
+# shellcheck source=tests/freeswitch/lib.sh
+. "$here/lib.sh"
+fs_locate || { echo "freeswitch: $fs_error"; echo "freeswitch: 0 passed, 1 failed"; exit 1; }
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "ok   - $1"; }
@@ -55,11 +50,7 @@ finish() {
   local rc=$?
   for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
   [ -n "$esl_pid" ] && kill "$esl_pid" 2>/dev/null
-  if [ -n "$fs_pid" ] && kill -0 "$fs_pid" 2>/dev/null; then
-    "$fs_bin" -stop -run "$work/run" >/dev/null 2>&1
-    for _ in $(seq 50); do kill -0 "$fs_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$fs_pid" 2>/dev/null
-  fi
+  fs_stop
   [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null
   [ -n "$sidecar_pid" ] && kill "$sidecar_pid" 2>/dev/null
   if [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] && [ -z "${FS_TEST_KEEP:-}" ]; then
@@ -86,23 +77,6 @@ abort() { not_ok "$1" "${2:-}"; summary; }
 for tool in sipp curl ss; do
   command -v "$tool" >/dev/null || abort "$tool is installed (apt-get install ${tool/sipp/sip-tester})"
 done
-[ -x "$fs_cli_bin" ] || abort "fs_cli is installed next to freeswitch ($fs_cli_bin)"
-
-# Free ports (TCP and UDP, with the next three for sipp's RTCP and video), away from
-# FreeSWITCH's defaults and RTP range: counting up from a random base, so two never repeat.
-# Sets $port; call it in the main shell only (a subshell's count is lost).
-port_next=$(( (RANDOM % 1500) * 10 + 40000 ))
-alloc_port() {
-  local _
-  for _ in $(seq 1000); do
-    port_next=$((port_next + 4))
-    if ! ss -tuan 2>/dev/null | awk 'NR > 1 {print $5}' |
-      grep -qE "[:.]($port_next|$((port_next + 1))|$((port_next + 2))|$((port_next + 3)))\$"; then
-      port=$port_next; return 0
-    fi
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------------------------------------
 # 1. Build the module against this FreeSWITCH's headers, and the emulator.
@@ -120,14 +94,12 @@ ok "module and emulator built"
 "$emulator_bin" --bind 127.0.0.1:0 >"$work/emulator.json" 2>"$work/emulator.log" &
 emu_pid=$!
 for _ in $(seq 100); do [ -s "$work/emulator.json" ] && break; sleep 0.1; done
-json_str() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' | head -1; }
-json_num() { sed -n 's/.*"'"$1"'":"\{0,1\}\([0-9][0-9]*\).*/\1/p' | head -1; }
 login_url=$(json_str login_url <"$work/emulator.json")
 instance_url=$(json_str instance_url <"$work/emulator.json")
 [ -n "$instance_url" ] || abort "sf-emulator started" "$(cat "$work/emulator.json" "$work/emulator.log")"
 note "emulator: login $login_url, instance $instance_url"
 
-# The token file, as the sidecar writes it (0600, temporary file + rename).
+# The token file, written as the sidecar writes it (temporary file + rename; 0600, which the module accepts as well as the sidecar's 0640).
 mkdir -p "$work/tokens" "$work/spool"
 chmod 700 "$work/tokens"
 write_token() {
@@ -150,59 +122,9 @@ ok "token file written ($work/tokens/acme.json, mode $(stat -c %a "$work/tokens/
 
 # ---------------------------------------------------------------------------------------------
 # The FreeSWITCH: a copy of the installed conf, adapted; a module dir of links plus our module.
-conf="$work/conf"
-cp -a "$src_conf" "$conf"
-mkdir -p "$work"/{log,db,run,tmp,cache,storage,recordings,sounds-unused,mod,sipp}
-mkdir -p "$conf/tls"
-for m in "$src_mod"/*.so; do ln -s "$m" "$work/mod/$(basename "$m")"; done
-rm -f "$work/mod/mod_natterbox_sf.so"
-# FreeSWITCH finds a module by file name.
-install -m 0755 "$so" "$work/mod/mod_natterbox_sf.so"
-
 alloc_port && sip_port=$port && alloc_port && esl_port=$port || abort "free ports for SIP and the event socket"
 note "SIP 127.0.0.1:$sip_port, event socket 127.0.0.1:$esl_port"
-
-# Only the modules the test needs (the installed list may name modules not installed).
-{
-  echo '<configuration name="modules.conf" description="Modules">'
-  echo '  <modules>'
-  for m in mod_console mod_logfile mod_event_socket mod_sofia mod_commands mod_dptools mod_dialplan_xml; do
-    [ -e "$work/mod/$m.so" ] && echo "    <load module=\"$m\"/>"
-  done
-  echo '    <load module="mod_natterbox_sf"/>'
-  echo '  </modules>'
-  echo '</configuration>'
-} >"$conf/autoload_configs/modules.conf.xml"
-
-cat >"$conf/autoload_configs/event_socket.conf.xml" <<EOF
-<configuration name="event_socket.conf" description="Socket Client">
-  <settings>
-    <param name="nat-map" value="false"/>
-    <param name="listen-ip" value="127.0.0.1"/>
-    <param name="listen-port" value="$esl_port"/>
-    <param name="password" value="ClueCon"/>
-  </settings>
-</configuration>
-EOF
-
-# Loopback only, no STUN, no auth challenge for the test calls, our SIP port.
-sed -i -e 's/cmd="stun-set" data="\([a-z_]*\)=[^"]*"/cmd="set" data="\1=127.0.0.1"/' \
-  -e 's/data="internal_sip_port=[0-9]*"/data="internal_sip_port='"$sip_port"'"/' \
-  -e 's/data="internal_auth_calls=[a-z]*"/data="internal_auth_calls=false"/' \
-  -e 's/data="local_ip_v4=[^"]*"/data="local_ip_v4=127.0.0.1"/' \
-  "$conf/vars.xml"
-grep -q 'data="local_ip_v4=' "$conf/vars.xml" ||
-  sed -i '0,/<include>/s//<include>\n  <X-PRE-PROCESS cmd="set" data="local_ip_v4=127.0.0.1"\/>/' "$conf/vars.xml"
-[ -f "$conf/sip_profiles/internal.xml" ] || abort "the conf has sip_profiles/internal.xml (the stock internal profile)"
-grep -q "data=\"internal_sip_port=$sip_port\"" "$conf/vars.xml" ||
-  sed -i 's/name="sip-port" value="[^"]*"/name="sip-port" value="'"$sip_port"'"/' "$conf/sip_profiles/internal.xml"
-for p in "$conf"/sip_profiles/*.xml; do
-  [ "$(basename "$p")" = internal.xml ] || mv "$p" "$p.noload"
-done
-# No WebSocket listeners (fixed ports another FreeSWITCH may hold); inbound ACL: loopback.
-sed -i -e '/name="ws-binding"/d' -e '/name="wss-binding"/d' \
-  -e 's/name="apply-inbound-acl" value="[^"]*"/name="apply-inbound-acl" value="loopback.auto"/' \
-  "$conf/sip_profiles/internal.xml"
+fs_prepare "$so" || abort "FreeSWITCH conf prepared" "$fs_error"
 
 # The module's config: the emulated org, every path in the temporary directory.
 cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
@@ -220,7 +142,7 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
     <param name="spool-dir" value="$work/spool"/>
   </settings>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" max-concurrent="50">
+    <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" allow-insecure-http="true" max-concurrent="50">
       <auth flow="client-credentials" client-id="3MVG9Emu.CC.ClientId.natterbox" client-secret-env="NATTERBOX_TEST_SECRET"/>
       <profile name="default">
         <object name="Contact" fields="Id,Name,OwnerId,Owner.Name,Owner.Extension,AccountId,Account.Name">
@@ -291,24 +213,8 @@ cat >"$conf/dialplan/public.xml" <<'EOF'
 </include>
 EOF
 
-fs_log="$work/log/freeswitch.log"
-fscli() { timeout 60 "$fs_cli_bin" -H 127.0.0.1 -P "$esl_port" -p ClueCon -x "$*" 2>&1; }
-
-# ---------------------------------------------------------------------------------------------
-# 2. Start FreeSWITCH; wait for the event socket.
 note "starting $fs_bin -nc -nonat -conf $conf …"
-"$fs_bin" -ncwait -nonat -nonatmap -conf "$conf" -log "$work/log" -db "$work/db" -run "$work/run" \
-  -mod "$work/mod" -temp "$work/tmp" -cache "$work/cache" -storage "$work/storage" \
-  -recordings "$work/recordings" -certs "$conf/tls" >"$work/fs-start.log" 2>&1
-for _ in $(seq 150); do [ -s "$work/run/freeswitch.pid" ] && break; sleep 0.2; done
-fs_pid=$(cat "$work/run/freeswitch.pid" 2>/dev/null)
-[ -n "$fs_pid" ] && kill -0 "$fs_pid" 2>/dev/null || abort "FreeSWITCH started" "$(cat "$work/fs-start.log"; tail -20 "$fs_log" 2>/dev/null)"
-up=""
-for _ in $(seq 150); do
-  if fscli status 2>/dev/null | grep -q 'UP '; then up=1; break; fi
-  sleep 0.2
-done
-[ -n "$up" ] || abort "FreeSWITCH event socket answers on 127.0.0.1:$esl_port" "$(tail -20 "$fs_log")"
+fs_start || abort "FreeSWITCH started and its event socket answers on 127.0.0.1:$esl_port" "$fs_error"
 ok "FreeSWITCH $("$fs_bin" -version | awk '{print $3}') up (pid $fs_pid), event socket answers"
 
 check "mod_natterbox_sf loaded at startup (modules.conf.xml)" grep -q 'mod_natterbox_sf loaded: 1 org(s), headers from FREESWITCH_PREFIX' "$fs_log"

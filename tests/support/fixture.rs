@@ -248,9 +248,10 @@ fn config_xml(
             .find(|(name, _)| *name == org.name)
             .map_or("US", |(_, country)| country);
         xml.push_str(&format!(
-            "    <org name=\"{}\" api-version=\"68.0\" default-country=\"{country}\" login-url=\"{}\" {org_attrs}>{PROFILE}\n    </org>\n",
+            "    <org name=\"{}\" api-version=\"68.0\" default-country=\"{country}\" login-url=\"{}\"{} {org_attrs}>{PROFILE}\n    </org>\n",
             org.name,
-            org.emulator.login_url()
+            org.emulator.login_url(),
+            insecure_attr(&org.emulator.login_url())
         ));
     }
     xml.push_str("  </orgs>\n</configuration>\n");
@@ -321,4 +322,14 @@ fn spawn_sidecar(dir: &Path, orgs: Vec<Arc<Org>>, received: Arc<Mutex<Received>>
             });
         }
     });
+}
+
+/// ` allow-insecure-http="true"` for an `http://` emulator (the default), else nothing: the
+/// config refuses plain HTTP without it.
+pub fn insecure_attr(login_url: &str) -> &'static str {
+    if login_url.starts_with("http://") {
+        r#" allow-insecure-http="true""#
+    } else {
+        ""
+    }
 }

@@ -85,16 +85,20 @@ pub struct Sidecar {
     child: Option<Child>,
     config: PathBuf,
     log: PathBuf,
-    pub http: SocketAddr,
+    /// `admin-listen`: /healthz, /metrics, /status.
+    pub admin: SocketAddr,
+    /// `agent-listen`: the agents' /agent WebSocket.
+    pub agent: SocketAddr,
 }
 
 impl Sidecar {
-    pub fn start(config: &Path, log: &Path, http: SocketAddr) -> Sidecar {
+    pub fn start(config: &Path, log: &Path, admin: SocketAddr, agent: SocketAddr) -> Sidecar {
         let mut sidecar = Sidecar {
             child: None,
             config: config.to_path_buf(),
             log: log.to_path_buf(),
-            http,
+            admin,
+            agent,
         };
         sidecar.restart();
         sidecar
@@ -125,7 +129,7 @@ impl Sidecar {
             .expect("start the sidecar");
         self.child = Some(child);
         let client = reqwest::blocking::Client::new();
-        let url = format!("http://{}/healthz", self.http);
+        let url = format!("http://{}/healthz", self.admin);
         poll(Duration::from_secs(30), "the sidecar's /healthz", || {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("the sidecar exited with {status}:\n{}", self.log());
@@ -168,7 +172,7 @@ impl Sidecar {
     }
 
     pub fn status(&self) -> Value {
-        reqwest::blocking::get(format!("http://{}/status", self.http))
+        reqwest::blocking::get(format!("http://{}/status", self.admin))
             .unwrap()
             .json()
             .unwrap()
@@ -188,7 +192,7 @@ impl Sidecar {
     }
 
     pub fn metrics(&self) -> String {
-        reqwest::blocking::get(format!("http://{}/metrics", self.http))
+        reqwest::blocking::get(format!("http://{}/metrics", self.admin))
             .unwrap()
             .text()
             .unwrap()
@@ -271,7 +275,8 @@ impl Product {
             serde_json::json!({ "agents": agents }).to_string(),
         )
         .unwrap();
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let agent = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let key = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/sf-emulator/fixtures/test-jwt-private-key.pem"
@@ -287,12 +292,13 @@ impl Product {
     <param name="spool-dir" value="{d}/spool"/>
   </settings>
   <sidecar>
-    <param name="http-listen" value="{http}"/>
+    <param name="admin-listen" value="{admin}"/>
+    <param name="agent-listen" value="{agent}"/>
     <param name="outbox-db" value="{d}/state/outbox.sqlite"/>
     <param name="agent-tokens-file" value="{agents}"/>
   </sidecar>
   <orgs>
-    <org name="acme" api-version="68.0" default-country="US" login-url="{login}" session-timeout-s="{timeout}">
+    <org name="acme" api-version="68.0" default-country="US" login-url="{login}"{insecure} session-timeout-s="{timeout}">
       <auth flow="jwt-bearer" client-id="{JWT_CLIENT}" username="{INTEGRATION_USER}"
             private-key-file="{key}" audience="https://login.salesforce.com"/>{profile}
     </org>
@@ -301,12 +307,13 @@ impl Product {
 "#,
             agents = agents_file.display(),
             login = emulator.login_url(),
+            insecure = super::fixture::insecure_attr(&emulator.login_url()),
             timeout = options.session_timeout_s,
             profile = super::fixture::PROFILE,
         );
         let config_path = conf_dir.join("autoload_configs/natterbox_sf.conf.xml");
         std::fs::write(&config_path, config).unwrap();
-        let sidecar = Sidecar::start(&config_path, &dir.path().join("sidecar.log"), http);
+        let sidecar = Sidecar::start(&config_path, &dir.path().join("sidecar.log"), admin, agent);
         let token_file = dir.path().join("tokens/acme.json");
         poll(
             Duration::from_secs(20),
@@ -395,16 +402,27 @@ impl Product {
 /// An agent console: a WebSocket client of the sidecar's `/agent`.
 pub type AgentSocket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
-/// Connects to `/agent` with `Authorization: Bearer <token>`. `Err` carries the HTTP status of a
-/// refused upgrade.
-pub fn connect_agent(http: SocketAddr, token: &str) -> Result<AgentSocket, u16> {
+/// Connects to `/agent` on the agent listener as a browser console does: the token in the
+/// subprotocol list (`natterbox.agent.v1`, `natterbox.token.<token>`), the server answering
+/// `natterbox.agent.v1`. `Err` carries the HTTP status of a refused upgrade.
+pub fn connect_agent(agent_listen: SocketAddr, token: &str) -> Result<AgentSocket, u16> {
     use tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{http}/agent").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let mut request = format!("ws://{agent_listen}/agent")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("natterbox.agent.v1, natterbox.token.{token}")
+            .parse()
+            .unwrap(),
+    );
     match tungstenite::connect(request) {
-        Ok((socket, _)) => {
+        Ok((socket, response)) => {
+            assert_eq!(
+                response.headers()["sec-websocket-protocol"],
+                "natterbox.agent.v1",
+                "the server names the protocol and never echoes the token"
+            );
             if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_ref() {
                 s.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();

@@ -70,7 +70,7 @@ fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
              <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
              <param name="event-socket" value="{}"/><param name="lookup-timeout-ms" value="{timeout_ms}"/>
              <param name="cache-max-entries" value="2000000"/><param name="runtime-threads" value="{threads}"/>
-           </settings><orgs><org name="acme" login-url="{}" max-concurrent="{max_concurrent}">
+           </settings><orgs><org name="acme" login-url="{}" allow-insecure-http="true" max-concurrent="{max_concurrent}">
              <profile name="default">
                <object name="Contact" fields="Id,Name,OwnerId,Owner.Extension"><map field="Owner.Extension" variable="sf_owner_extension"/></object>
                <object name="Lead" fields="Id,Name,OwnerId,Company"/>

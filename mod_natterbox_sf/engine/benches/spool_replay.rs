@@ -220,7 +220,7 @@ fn main() {
              <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
              <param name="event-socket" value="{}"/><param name="lookup-timeout-ms" value="5000"/>
              <param name="runtime-threads" value="1"/>
-           </settings><orgs><org name="acme" login-url="{instance_url}" max-concurrent="50">
+           </settings><orgs><org name="acme" login-url="{instance_url}" allow-insecure-http="true" max-concurrent="50">
              <profile name="default">
                <object name="Contact" fields="Id,Name,OwnerId"/>
                <object name="Lead" fields="Id,Name,OwnerId,Company"/>

@@ -315,14 +315,16 @@ impl Engine {
         Ok(engine)
     }
 
-    fn token_slot(&self, dir: &std::path::Path, org: &str) -> Arc<TokenSlot> {
+    fn token_slot(&self, dir: &std::path::Path, org: &OrgConfig) -> Arc<TokenSlot> {
         let mut slots = self.token_slots.lock();
+        let (allow_insecure_http, org) = (org.allow_insecure_http, org.name.as_str());
         match slots.get(org) {
             Some(slot) if slot.path() == natterbox_common::handoff::token_path(dir, org) => {
+                slot.set_allow_insecure_http(allow_insecure_http);
                 slot.clone()
             }
             _ => {
-                let slot = Arc::new(TokenSlot::new(dir, org));
+                let slot = Arc::new(TokenSlot::new(dir, org, allow_insecure_http));
                 slots.insert(org.to_string(), slot.clone());
                 slot
             }
@@ -389,7 +391,7 @@ impl Engine {
                     client: SalesforceClient::new(http.clone(), &org.api_version),
                     concurrency: Semaphore::new(org.max_concurrent),
                     breaker: Breaker::default(),
-                    tokens: self.token_slot(&config.settings.token_dir, &org.name),
+                    tokens: self.token_slot(&config.settings.token_dir, org),
                     profiles,
                     schema: match previous.and_then(|p| p.orgs.get(&org.name)) {
                         Some(old) => SchemaCheck::after(&old.schema, &org.profiles),
@@ -851,9 +853,9 @@ impl Engine {
     /// The sidecar's own view (`GET /status` on its loopback listener): token health per org,
     /// with what to fix. Waits at most `timeout`; says why when it cannot tell.
     pub fn sidecar_status(&self, timeout: Duration) -> serde_json::Value {
-        let listen = self.snapshot.load().config.sidecar.http_listen;
+        let listen = self.snapshot.load().config.sidecar.admin_listen;
         if listen.port() == 0 {
-            return serde_json::json!({"reachable": false, "error": "sidecar http-listen has no fixed port"});
+            return serde_json::json!({"reachable": false, "error": "sidecar admin-listen has no fixed port"});
         }
         let host = if listen.ip().is_unspecified() {
             std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
@@ -1340,7 +1342,7 @@ mod tests {
             r#"<configuration name="natterbox_sf.conf"><settings>
                  <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
                  <param name="event-socket" value="{}"/>
-               </settings><orgs><org name="acme" login-url="{}">
+               </settings><orgs><org name="acme" login-url="{}" allow-insecure-http="true">
                  <profile name="default"><object name="Contact" fields="Id,Name"/></profile>
                </org></orgs></configuration>"#,
             tokens.display(),

@@ -3,6 +3,7 @@
 //! for it, within its deadline.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use natterbox_common::handoff::{self, FileStamp, TokenFile};
@@ -14,6 +15,8 @@ pub struct TokenSlot {
     current: RwLock<Option<(Arc<TokenFile>, FileStamp)>>,
     generation: watch::Sender<u64>,
     last_error: RwLock<Option<String>>,
+    /// The org's `allow-insecure-http`: an `http://` instance URL is refused without it.
+    allow_insecure_http: AtomicBool,
 }
 
 /// A usable token: where to call, as whom, and which generation to report if it is refused.
@@ -25,12 +28,21 @@ pub struct Credential {
 }
 
 impl TokenSlot {
-    pub fn new(dir: &Path, org: &str) -> TokenSlot {
+    pub fn new(dir: &Path, org: &str, allow_insecure_http: bool) -> TokenSlot {
         TokenSlot {
             path: handoff::token_path(dir, org),
             current: RwLock::new(None),
             generation: watch::channel(0).0,
             last_error: RwLock::new(None),
+            allow_insecure_http: AtomicBool::new(allow_insecure_http),
+        }
+    }
+
+    /// A reload changed the org's `allow-insecure-http`: the token in hand is judged again at
+    /// the next `poll`.
+    pub fn set_allow_insecure_http(&self, allow: bool) {
+        if self.allow_insecure_http.swap(allow, Ordering::Relaxed) != allow {
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 
@@ -64,8 +76,18 @@ impl TokenSlot {
         if unchanged {
             return false;
         }
+        let allow_insecure_http = self.allow_insecure_http.load(Ordering::Relaxed);
         match handoff::read(&self.path) {
             Ok(token) if token.org == org => {
+                // Lookups would send callers' numbers and the token to this URL.
+                if let Err(e) = natterbox_common::https_only::check(
+                    &format!("{}: instance_url", self.path.display()),
+                    &token.instance_url,
+                    allow_insecure_http,
+                ) {
+                    self.set_error(e);
+                    return false;
+                }
                 let generation = token.generation;
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) =
                     Some((Arc::new(token), stamp));
@@ -146,7 +168,7 @@ mod tests {
     #[tokio::test]
     async fn takes_new_files_and_keeps_the_last_good_one() {
         let dir = tempfile::tempdir().unwrap();
-        let slot = TokenSlot::new(dir.path(), "acme");
+        let slot = TokenSlot::new(dir.path(), "acme", true);
         assert!(!slot.poll("acme"));
         assert!(slot.credential().is_none());
         handoff::write(dir.path(), &token(1), None).unwrap();
@@ -170,9 +192,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refuses_a_plain_http_instance_url_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        handoff::write(dir.path(), &token(1), None).unwrap();
+        let slot = TokenSlot::new(dir.path(), "acme", false);
+        assert!(!slot.poll("acme"));
+        assert!(slot.credential().is_none());
+        assert!(slot.last_error().unwrap().contains("allow-insecure-http"));
+        slot.set_allow_insecure_http(true);
+        assert!(slot.poll("acme"));
+        assert_eq!(slot.credential().unwrap().generation, 1);
+        // Taken away again by a reload: the token in hand goes too.
+        slot.set_allow_insecure_http(false);
+        assert!(!slot.poll("acme"));
+        assert!(slot.credential().is_none());
+    }
+
+    #[tokio::test]
     async fn waits_for_a_newer_generation_until_the_deadline() {
         let dir = tempfile::tempdir().unwrap();
-        let slot = Arc::new(TokenSlot::new(dir.path(), "acme"));
+        let slot = Arc::new(TokenSlot::new(dir.path(), "acme", true));
         handoff::write(dir.path(), &token(1), None).unwrap();
         slot.poll("acme");
         let soon = tokio::time::Instant::now() + Duration::from_millis(20);

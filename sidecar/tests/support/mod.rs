@@ -24,7 +24,10 @@ pub fn free_port() -> u16 {
 /// A directory with everything one sidecar needs.
 pub struct Setup {
     pub dir: tempfile::TempDir,
-    pub http: SocketAddr,
+    /// `admin-listen`: /healthz, /metrics, /status.
+    pub admin: SocketAddr,
+    /// `agent-listen`: the agents' /agent WebSocket.
+    pub agent: SocketAddr,
     pub agents: Vec<(String, String, String)>,
 }
 
@@ -33,7 +36,8 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         Setup {
             dir,
-            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            agent: SocketAddr::from(([127, 0, 0, 1], free_port())),
             agents: Vec::new(),
         }
     }
@@ -96,7 +100,8 @@ impl Setup {
     <param name="spool-dir" value="{spool}"/>
   </settings>
   <sidecar>
-    <param name="http-listen" value="{http}"/>
+    <param name="admin-listen" value="{admin}"/>
+    <param name="agent-listen" value="{agent}"/>
     <param name="outbox-db" value="{outbox}"/>
     <param name="agent-tokens-file" value="{agents}"/>
     {extra_sidecar}
@@ -108,7 +113,8 @@ impl Setup {
             tokens = self.token_dir().display(),
             socket = self.socket().display(),
             spool = self.path("spool").display(),
-            http = self.http,
+            admin = self.admin,
+            agent = self.agent,
             outbox = self.outbox().display(),
             agents = self.path("agents.json").display(),
         );
@@ -139,7 +145,7 @@ impl Setup {
         let child = self.command().spawn().expect("sidecar starts");
         let running = Running {
             child,
-            http: self.http,
+            admin: self.admin,
         };
         running.wait_healthy().await;
         running
@@ -161,7 +167,8 @@ impl Setup {
 
 pub struct Running {
     pub child: Child,
-    pub http: SocketAddr,
+    /// The admin listener, where /healthz, /metrics and /status are asked.
+    pub admin: SocketAddr,
 }
 
 impl Running {
@@ -170,7 +177,7 @@ impl Running {
         let client = reqwest::Client::new();
         loop {
             if let Ok(r) = client
-                .get(format!("http://{}/healthz", self.http))
+                .get(format!("http://{}/healthz", self.admin))
                 .send()
                 .await
             {
@@ -184,7 +191,7 @@ impl Running {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.http))
+        reqwest::get(format!("http://{}/metrics", self.admin))
             .await
             .unwrap()
             .text()
@@ -199,7 +206,7 @@ impl Running {
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        reqwest::get(format!("http://{}/status", self.http))
+        reqwest::get(format!("http://{}/status", self.admin))
             .await
             .unwrap()
             .json()
@@ -349,9 +356,11 @@ pub async fn emulator() -> sf_emulator::Emulator {
 }
 
 /// An org whose `<auth>` is `auth` (the element's attributes) and whose login URL is `login_url`.
+/// A plain-HTTP emulator needs `allow-insecure-http`; an HTTPS one does not get it.
 pub fn org_xml(name: &str, login_url: &str, auth: &str, extra: &str) -> String {
+    let insecure = insecure_attr(login_url);
     format!(
-        r#"<org name="{name}" login-url="{login_url}" session-timeout-s="7200">
+        r#"<org name="{name}" login-url="{login_url}"{insecure} session-timeout-s="7200">
       <auth {auth}/>
       <profile name="default"><object name="Contact"/></profile>
       {extra}
@@ -395,4 +404,29 @@ pub async fn token_works(token: &natterbox_common::handoff::TokenFile) -> bool {
         .await
         .map(|r| r.status().is_success())
         .unwrap_or(false)
+}
+
+/// ` allow-insecure-http="true"` for an `http://` login URL (the emulator's default), else nothing.
+pub fn insecure_attr(login_url: &str) -> &'static str {
+    if login_url.starts_with("http://") {
+        r#" allow-insecure-http="true""#
+    } else {
+        ""
+    }
+}
+
+impl Running {
+    /// Waits until `n` more outbox delivery rounds have finished than when called: a round that
+    /// starts after this call sees everything committed before it, so afterwards the outbox and
+    /// Salesforce reflect it (or the loop is not doing what it should).
+    pub async fn delivery_rounds(&self, n: u64) {
+        let series = "natterbox_sidecar_outbox_delivery_rounds_total";
+        let start = self.metric(series).await;
+        eventually(
+            Duration::from_secs(10 + 2 * n),
+            "outbox delivery rounds",
+            || async { self.metric(series).await >= start + n },
+        )
+        .await;
+    }
 }
