@@ -43,7 +43,7 @@ fn start(dir: &std::path::Path, emulator: &Emulator) -> Engine {
              <param name="token-dir" value="{}"/><param name="spool-dir" value="{}"/>
              <param name="event-socket" value="{}"/><param name="lookup-timeout-ms" value="1000"/>
              <param name="runtime-threads" value="1"/>
-           </settings><orgs><org name="acme" login-url="{instance_url}">
+           </settings><orgs><org name="acme" login-url="{instance_url}" allow-insecure-http="true">
              <profile name="default"><object name="Contact" fields="Id,Name,OwnerId"/><object name="Account" fields="Id,Name,OwnerId"/></profile>
            </org></orgs></configuration>"#,
         tokens.display(),
