@@ -218,6 +218,21 @@ mod tests {
         config.orgs[0].profiles[0].clone()
     }
 
+    /// `decide` with the test profile and its variable names.
+    fn decide_for_profile(
+        caller: &CallerNumber,
+        country: Country,
+        records: &[Value],
+    ) -> Result<Outcome, MalformedAnswer> {
+        decide(
+            &profile(),
+            &VarNames::for_profile(&profile()),
+            caller,
+            country,
+            records,
+        )
+    }
+
     fn us() -> Country {
         Country::parse("US").unwrap()
     }
@@ -250,14 +265,7 @@ mod tests {
             lead("00Q000000000001AAA", "415-555-0123"),
             contact("003000000000001AAA", "(415) 555-0123"),
         ];
-        let outcome = decide(
-            &profile(),
-            &VarNames::for_profile(&profile()),
-            &caller,
-            us(),
-            &records,
-        )
-        .unwrap();
+        let outcome = decide_for_profile(&caller, us(), &records).unwrap();
         assert_eq!(outcome.status, LookupStatus::Found);
         assert_eq!(outcome.vars.get("sf_record_id"), Some("003000000000001AAA"));
         assert_eq!(outcome.vars.get("sf_record_type"), Some("Contact"));
@@ -285,14 +293,7 @@ mod tests {
             contact("003000000000009AAA", "(415) 555-0123"),
             contact("003000000000003AAA", "(415) 555-0199"),
         ];
-        let outcome = decide(
-            &profile(),
-            &VarNames::for_profile(&profile()),
-            &caller,
-            us(),
-            &records,
-        )
-        .unwrap();
+        let outcome = decide_for_profile(&caller, us(), &records).unwrap();
         // Two Contacts tie at the top; the Leads count too. A match on Phone ranks before a
         // match on MobilePhone, then Ids.
         assert_eq!(outcome.status, LookupStatus::Multiple);
@@ -303,14 +304,7 @@ mod tests {
         );
         assert_eq!(outcome.vars.get("sf_record_type"), Some("Contact"));
         // Without the second Contact the first is found, and the Leads are still counted.
-        let outcome = decide(
-            &profile(),
-            &VarNames::for_profile(&profile()),
-            &caller,
-            us(),
-            &records[..3],
-        )
-        .unwrap();
+        let outcome = decide_for_profile(&caller, us(), &records[..3]).unwrap();
         assert_eq!(outcome.status, LookupStatus::Found);
         assert_eq!(outcome.match_count, 3);
         assert_eq!(outcome.vars.get("sf_record_id"), Some("003000000000001AAA"));
@@ -324,15 +318,7 @@ mod tests {
         let records = [contact("003000000000001AAA", "(415) 555-0123")];
         let decide_for = |number: &str| {
             let caller = CallerNumber::parse(number, de).unwrap();
-            decide(
-                &profile(),
-                &VarNames::for_profile(&profile()),
-                &caller,
-                de,
-                &records,
-            )
-            .unwrap()
-            .status
+            decide_for_profile(&caller, de, &records).unwrap().status
         };
         assert_eq!(decide_for("+1 415 555 0123"), LookupStatus::Found);
         assert_eq!(decide_for("+49 4155 550123"), LookupStatus::NotFound);
@@ -346,14 +332,7 @@ mod tests {
             contact("003000000000001AAA", "(415) 555-0123"),
             contact("003000000000002AAA", "+14155550123"),
         ];
-        let outcome = decide(
-            &profile(),
-            &VarNames::for_profile(&profile()),
-            &caller,
-            us(),
-            &records,
-        )
-        .unwrap();
+        let outcome = decide_for_profile(&caller, us(), &records).unwrap();
         assert_eq!(outcome.status, LookupStatus::Multiple);
         assert_eq!(outcome.match_count, 2);
         assert_eq!(
@@ -369,24 +348,9 @@ mod tests {
         let caller = CallerNumber::parse("4155550123", us()).unwrap();
         let records = [contact("003000000000001AAA", "+44 415 555 0123")];
         assert_eq!(
-            decide(
-                &profile(),
-                &VarNames::for_profile(&profile()),
-                &caller,
-                us(),
-                &records
-            )
-            .unwrap()
-            .status,
+            decide_for_profile(&caller, us(), &records).unwrap().status,
             LookupStatus::NotFound
         );
-        assert!(decide(
-            &profile(),
-            &VarNames::for_profile(&profile()),
-            &caller,
-            us(),
-            &[json!({"Id":"x"})]
-        )
-        .is_err());
+        assert!(decide_for_profile(&caller, us(), &[json!({"Id":"x"})]).is_err());
     }
 }
