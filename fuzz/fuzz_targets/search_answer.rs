@@ -2,6 +2,7 @@
 //! records are Salesforce's, the caller number is the caller's.
 //!
 //! Properties: no answer panics `decide`; a Found outcome names a record of the winning type
+//! (object names compare without case, as SOQL's do)
 //! whose Id it reports and counts at least that match; Multiple means at least two matches; every channel variable value is
 //! free of control characters and within the size limit.
 #![no_main]
@@ -87,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
                     r.get("attributes")
                         .and_then(|a| a.get("type"))
                         .and_then(Value::as_str)
-                        == Some(kind)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(kind))
                         && id_text(r).is_some_and(|t| {
                             t.chars()
                                 .map(|c| if c.is_control() { ' ' } else { c })
