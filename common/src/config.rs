@@ -80,6 +80,19 @@ pub struct OrgConfig {
     pub screen_pop: ScreenPopConfig,
     /// What the owner directory keeps of each User beyond the built-in fields.
     pub owners: OwnersConfig,
+    /// Which Salesforce API the call-time reads go through (`api="rest|soap"`).
+    pub api: OrgApiKind,
+}
+
+/// The API an org's call-time reads (lookups, named queries) use. Describe, owners, writes and
+/// tokens stay on REST/OAuth either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrgApiKind {
+    #[default]
+    Rest,
+    /// The SOAP partner API (`/services/Soap/u/NN.0`), authenticated by the OAuth access token
+    /// in `SessionHeader`: legacy orgs behind a SOAP-only service gateway.
+    Soap,
 }
 
 impl OrgConfig {
@@ -576,6 +589,15 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|o| parse_owners(o, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let api = match element.attr("api").map(str::trim) {
+        None | Some("rest") => OrgApiKind::Rest,
+        Some("soap") => OrgApiKind::Soap,
+        Some(other) => {
+            return err(format!(
+                "{ctx}: api=\"{other}\": expected rest or soap"
+            ))
+        }
+    };
 
     Ok(OrgConfig {
         name,
@@ -590,6 +612,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         call_log,
         screen_pop,
         owners,
+        api,
     })
 }
 
@@ -931,6 +954,17 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         Config::parse(text).unwrap_err().0
+    }
+
+    #[test]
+    fn an_org_chooses_rest_or_soap_for_call_time_reads() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert!(config.orgs.iter().all(|o| o.api == OrgApiKind::Rest));
+        let soap = SAMPLE.replace("api-version=\"66.0\"", "api-version=\"66.0\" api=\"soap\"");
+        let config = Config::parse(&soap).unwrap();
+        assert_eq!(config.orgs[0].api, OrgApiKind::Soap);
+        let wrong = SAMPLE.replace("api-version=\"66.0\"", "api-version=\"66.0\" api=\"bulk\"");
+        assert!(error_of(&wrong).contains("api=\"bulk\": expected rest or soap"));
     }
 
     #[test]
