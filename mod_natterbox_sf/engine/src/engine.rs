@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use natterbox_common::config::{Config, OrgConfig, Settings};
+use natterbox_common::config::{Config, OrgApiKind, OrgConfig, Settings};
 use natterbox_common::phone::{CallerNumber, InvalidNumber};
 use natterbox_common::salesforce::client::{http_client, ClientOptions};
 use natterbox_common::salesforce::{LimitInfo, SalesforceClient, SfError};
@@ -22,6 +22,7 @@ use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::overload::{timeout_is_salesforces, RuntimeQueue};
+use crate::read_api::OrgReadApi;
 use crate::owners::{Owner, OwnerDirectory};
 use crate::schema_check::SchemaCheck;
 use crate::search::decide;
@@ -61,6 +62,8 @@ pub struct OrgRuntime {
     pub name: &'static str,
     pub config: OrgConfig,
     client: SalesforceClient,
+    /// The API call-time reads go through (`api="rest|soap"`).
+    reads: OrgReadApi,
     concurrency: Semaphore,
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
@@ -100,6 +103,11 @@ impl OrgRuntime {
 
     pub(crate) fn client(&self) -> &SalesforceClient {
         &self.client
+    }
+
+    /// "Run SOSL / SOQL for this org" through the org's configured API.
+    pub fn reads(&self) -> &OrgReadApi {
+        &self.reads
     }
 
     /// The owner of a settled answer's record, from memory.
@@ -389,6 +397,7 @@ impl Engine {
                     name: intern(&org.name),
                     config: org.clone(),
                     client: SalesforceClient::new(http.clone(), &org.api_version),
+                    reads: OrgReadApi::new(org.api, http.clone(), &org.api_version),
                     concurrency: Semaphore::new(org.max_concurrent),
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, org),
@@ -907,6 +916,7 @@ impl Engine {
                 serde_json::json!({
                     "org": org.config.name,
                     "api_version": org.config.api_version,
+                    "api": match org.config.api { OrgApiKind::Rest => "rest", OrgApiKind::Soap => "soap" },
                     "token": credential.as_ref().map(|c: &Credential| serde_json::json!({
                         "generation": c.generation,
                         "age_s": now_ms.saturating_sub(c.issued_at_ms) / 1000,
@@ -1144,7 +1154,7 @@ async fn fetch_admitted(
     loop {
         org.requests.fetch_add(1, Ordering::Relaxed);
         let answer =
-            match tokio::time::timeout_at(deadline, org.client.search(&credential.session, &sosl))
+            match tokio::time::timeout_at(deadline, org.reads.search(&credential.session, &sosl))
                 .await
             {
                 Err(_) => Err(SfError::Timeout),

@@ -11,6 +11,7 @@ mod org_upkeep;
 pub mod outbox;
 pub mod outcome;
 pub mod overload;
+pub mod read_api;
 pub mod owners;
 pub mod schema_check;
 pub mod search;
