@@ -254,7 +254,9 @@ pub fn handle(org: &Org, req: &Request) -> Response {
             "",
         );
     }
-    org.stats.endpoint(&format!("soap_{op}"));
+    // Counted as REST counts its endpoints: once the session is accepted and the request
+    // charged (login has neither).
+    let counted = || org.stats.endpoint(&format!("soap_{op}"));
     let get = |k: &str| texts.get(k).map(String::as_str).unwrap_or("");
     let session = || {
         request
@@ -263,7 +265,10 @@ pub fn handle(org: &Org, req: &Request) -> Response {
             .and_then(|id| org.use_session(id.trim()))
     };
     match op {
-        "login" => login(org, version, get("username"), get("password")),
+        "login" => {
+            counted();
+            login(org, version, get("username"), get("password"))
+        }
         "search" => {
             let Some(_session) = session() else {
                 return session_fault();
@@ -271,6 +276,7 @@ pub fn handle(org: &Org, req: &Request) -> Response {
             if let Err((e, _)) = rest::charge(org) {
                 return api_fault(&e);
             }
+            counted();
             search(org, texts.get("searchString").map(String::as_str), version)
         }
         "query" | "queryAll" | "queryMore" => {
@@ -280,6 +286,7 @@ pub fn handle(org: &Org, req: &Request) -> Response {
             if let Err((e, _)) = rest::charge(org) {
                 return api_fault(&e);
             }
+            counted();
             let batch = texts
                 .get("batchSize")
                 .and_then(|b| b.trim().parse::<usize>().ok())
@@ -304,11 +311,14 @@ pub fn handle(org: &Org, req: &Request) -> Response {
                 Err(e) => api_fault(&e),
             }
         }
-        other => fault(
+        other => {
+            counted();
+            fault(
             "soapenv:Client",
             &format!("No operation available for request {{urn:partner.soap.sforce.com}}{other}"),
             "",
-        ),
+        )
+        }
     }
 }
 
