@@ -7,68 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sf_emulator::{EmulatorOptions, FaultRule, LimitsUpdate};
 use support::fixture::{Fixture, Options};
+use support::read_api::Api;
 use support::shim::escape_arg;
-
-/// The API an org's lookups go through: every lookup test runs against both.
-#[derive(Debug, Clone, Copy)]
-enum Api {
-    Rest,
-    Soap,
-}
-
-impl Api {
-    fn options(self) -> Options {
-        Options {
-            org_attrs: match self {
-                Api::Rest => String::new(),
-                Api::Soap => r#"api="soap""#.into(),
-            },
-            ..Options::default()
-        }
-    }
-
-    /// The emulator's name for the lookup's search endpoint.
-    fn search_endpoint(self) -> &'static str {
-        match self {
-            Api::Rest => "search",
-            Api::Soap => "soap_search",
-        }
-    }
-
-    /// The emulator's query-log kind of the lookup's search.
-    fn sosl_kind(self) -> &'static str {
-        match self {
-            Api::Rest => "sosl",
-            Api::Soap => "soap_sosl",
-        }
-    }
-
-    /// Where the lookup's search is sent (for faults injected on it).
-    fn read_path(self) -> &'static str {
-        match self {
-            Api::Rest => "/services/data",
-            Api::Soap => "/services/Soap",
-        }
-    }
-}
-
-/// Runs each named test once per API, as `rest::<name>` and `soap::<name>`.
-macro_rules! for_both_apis {
-    ($($test:ident),* $(,)?) => {
-        mod rest {
-            $(#[test]
-            fn $test() {
-                super::$test(super::Api::Rest)
-            })*
-        }
-        mod soap {
-            $(#[test]
-            fn $test() {
-                super::$test(super::Api::Soap)
-            })*
-        }
-    };
-}
 
 for_both_apis!(
     found_by_national_and_international_forms_then_served_from_cache,

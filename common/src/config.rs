@@ -82,6 +82,9 @@ pub struct OrgConfig {
     pub owners: OwnersConfig,
     /// Which Salesforce API the call-time reads go through (`api="rest|soap"`).
     pub api: OrgApiKind,
+    /// The share (percent) of the org's daily API allowance call-time reads may spend before
+    /// cached answers are served past their TTL (`call-time-api-share-percent`, default 50).
+    pub call_time_api_share_percent: u8,
 }
 
 /// The API an org's call-time reads (lookups, named queries) use. Describe, owners, writes and
@@ -598,6 +601,8 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
             ))
         }
     };
+    let call_time_api_share_percent =
+        parse_attr_number(element, "call-time-api-share-percent", 50u8, 1, 100, &ctx)?;
 
     Ok(OrgConfig {
         name,
@@ -613,6 +618,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         screen_pop,
         owners,
         api,
+        call_time_api_share_percent,
     })
 }
 
@@ -965,6 +971,22 @@ mod tests {
         assert_eq!(config.orgs[0].api, OrgApiKind::Soap);
         let wrong = SAMPLE.replace("api-version=\"66.0\"", "api-version=\"66.0\" api=\"bulk\"");
         assert!(error_of(&wrong).contains("api=\"bulk\": expected rest or soap"));
+    }
+
+    #[test]
+    fn an_org_sets_the_share_of_its_api_allowance_calls_may_spend() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert_eq!(config.orgs[0].call_time_api_share_percent, 50);
+        let set = SAMPLE.replace(
+            "api-version=\"66.0\"",
+            "api-version=\"66.0\" call-time-api-share-percent=\"30\"",
+        );
+        assert_eq!(Config::parse(&set).unwrap().orgs[0].call_time_api_share_percent, 30);
+        let zero = SAMPLE.replace(
+            "api-version=\"66.0\"",
+            "api-version=\"66.0\" call-time-api-share-percent=\"0\"",
+        );
+        assert!(error_of(&zero).contains("call-time-api-share-percent"));
     }
 
     #[test]

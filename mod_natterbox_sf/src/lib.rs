@@ -6,6 +6,7 @@
 
 mod api;
 mod apps;
+mod budget_event;
 mod ffi;
 mod hangup;
 mod module;

@@ -16,6 +16,7 @@ use natterbox_common::wire::{CallLog, ScreenPop};
 use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
+use crate::budget::{BudgetChange, BudgetListener, BudgetState, CallTimeBudget};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
 use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
@@ -75,6 +76,9 @@ pub struct OrgRuntime {
     parsed: ParseMemo,
     limit_used: AtomicU64,
     limit_max: AtomicU64,
+    /// The share of the daily allowance call-time reads may spend, and where usage stands.
+    pub budget: CallTimeBudget,
+    budget_listener: Arc<BudgetListener>,
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
     /// The newest token generation a search succeeded with.
@@ -94,6 +98,18 @@ impl OrgRuntime {
         if let Some(l) = limit {
             self.limit_used.store(l.used, Ordering::Relaxed);
             self.limit_max.store(l.max, Ordering::Relaxed);
+            if let Some(change) = self.budget.observe(self.name, l) {
+                tracing::warn!(
+                    "org {}: call-time API budget {} -> {} ({}/{} API requests used, call-time share {}%)",
+                    change.org,
+                    change.from.as_str(),
+                    change.to.as_str(),
+                    change.used,
+                    change.max,
+                    change.share_percent
+                );
+                self.budget_listener.notify(&change);
+            }
         }
     }
 
@@ -219,6 +235,8 @@ pub struct Engine {
     /// How long requests wait for the runtime (the host's load), see `overload`.
     queue: Arc<RuntimeQueue>,
     runtime_threads: usize,
+    /// Told when an org's call-time API budget changes state.
+    budget_listener: Arc<BudgetListener>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -301,6 +319,7 @@ impl Engine {
             lookup_metrics: Arc::new(LookupMetrics::default()),
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
+            budget_listener: Arc::new(BudgetListener::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -410,6 +429,8 @@ impl Engine {
                     parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),
                     limit_max: AtomicU64::new(0),
+                    budget: CallTimeBudget::new(org.call_time_api_share_percent),
+                    budget_listener: self.budget_listener.clone(),
                     requests: AtomicU64::new(0),
                     unauthorized: AtomicU64::new(0),
                     worked_generation: AtomicU64::new(0),
@@ -525,6 +546,11 @@ impl Engine {
                 Ok(self.cache.flush(Some(&scopes)))
             }
         }
+    }
+
+    /// Sets who hears of call-time API budget changes (once; false if already set).
+    pub fn on_budget_change(&self, callback: impl Fn(&BudgetChange) + Send + Sync + 'static) -> bool {
+        self.budget_listener.set(Box::new(callback))
     }
 
     pub fn screen_pop(&self, pop: ScreenPop) {
@@ -715,7 +741,11 @@ impl Engine {
                 claimed_refresh,
             } => {
                 if claimed_refresh {
-                    if let Joined::Leader(flight) = self.flights.join(&key) {
+                    // Near or past its call-time budget the org's calls are not spent on
+                    // answers the cache already has (`budget`).
+                    if !org.budget.may_revalidate(Instant::now()) {
+                        self.cache.release_refresh(&key);
+                    } else if let Joined::Leader(flight) = self.flights.join(&key) {
                         let p = prepare();
                         self.spawn_fetch(&p, flight, Instant::now() + p.refresh_timeout);
                     }
@@ -723,6 +753,19 @@ impl Engine {
                 Ok(hit(outcome, Source::Stale))
             }
             Cached::Miss => {
+                if org.budget.state() == BudgetState::Spent {
+                    if let Some(outcome) = self.cache.get_expired(&key) {
+                        // Now and then one goes out, in the background: only an answer says
+                        // the org's usage has fallen again.
+                        if org.budget.may_revalidate(Instant::now()) {
+                            if let Joined::Leader(flight) = self.flights.join(&key) {
+                                let p = prepare();
+                                self.spawn_fetch(&p, flight, Instant::now() + p.refresh_timeout);
+                            }
+                        }
+                        return Ok(hit(outcome, Source::Stale));
+                    }
+                }
                 if let Some(delay) = self.queue.would_miss(Instant::now(), deadline) {
                     self.queue.overloaded.fetch_add(1, Ordering::Relaxed);
                     return Ok(LookupAnswer {
@@ -924,6 +967,10 @@ impl Engine {
                     })),
                     "token_error": org.tokens.last_error(),
                     "api_usage": org.limit().map(|l| format!("{}/{}", l.used, l.max)),
+                    "call_time_budget": {
+                        "share_percent": org.budget.share_percent(),
+                        "state": org.budget.state().as_str(),
+                    },
                     "breaker": match org.breaker.view(now) {
                         BreakerView::Closed => "closed".to_string(),
                         BreakerView::HalfOpen => "half-open".to_string(),

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod breaker;
+pub mod budget;
 pub mod cache;
 pub mod engine;
 pub mod flight;
