@@ -41,7 +41,9 @@ fn budget_events(f: &mut Fixture) -> Vec<(String, String, String)> {
 
 fn past_its_share_of_the_allowance_an_org_is_served_stale_answers(api: Api) {
     let mut options = api.options();
-    options.org_attrs.push_str(r#" call-time-api-share-percent="40""#);
+    options
+        .org_attrs
+        .push_str(r#" call-time-api-share-percent="40""#);
     options.settings = vec![
         ("cache-ttl-s", "1".to_string()),
         ("cache-max-stale-s", "1".to_string()),
@@ -68,7 +70,10 @@ fn past_its_share_of_the_allowance_an_org_is_served_stale_answers(api: Api) {
     assert_eq!(budget_of(&mut f)["state"], "spent");
     let events = budget_events(&mut f);
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!((events[0].0.as_str(), events[0].1.as_str()), ("spent", "normal"));
+    assert_eq!(
+        (events[0].0.as_str(), events[0].1.as_str()),
+        ("spent", "normal")
+    );
     assert!(events[0].2.parse::<u64>().unwrap() >= 4_001, "{events:?}");
     let searches = f.acme().admin().endpoint_count(api.search_endpoint());
     assert_eq!(searches, 2);
@@ -114,8 +119,14 @@ fn past_its_share_of_the_allowance_an_org_is_served_stale_answers(api: Api) {
     assert_eq!(budget_of(&mut f)["state"], "normal");
     let events = budget_events(&mut f);
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!((events[1].0.as_str(), events[1].1.as_str()), ("normal", "spent"));
-    assert!((501..4_000).contains(&events[1].2.parse::<u64>().unwrap()), "{events:?}");
+    assert_eq!(
+        (events[1].0.as_str(), events[1].1.as_str()),
+        ("normal", "spent")
+    );
+    assert!(
+        (501..4_000).contains(&events[1].2.parse::<u64>().unwrap()),
+        "{events:?}"
+    );
     // Normal again: the answer past its max-stale is not served; it is asked for again.
     let fresh = f.lookup("f", "+14155550123", "");
     assert_eq!(fresh["sf_lookup_source"], "salesforce", "{fresh:?}");

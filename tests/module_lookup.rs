@@ -249,8 +249,20 @@ fn tenants_never_share_answers(api: Api) {
         .ok("call v caller_id_number=+14155550123 sf_org=globex");
     f.shim.ok("app v sf_lookup");
     assert_eq!(f.shim.vars("v")["sf_lookup_status"], "not_found");
-    assert_eq!(f.org("acme").emulator.admin().endpoint_count(api.search_endpoint()), 1);
-    assert_eq!(f.org("globex").emulator.admin().endpoint_count(api.search_endpoint()), 1);
+    assert_eq!(
+        f.org("acme")
+            .emulator
+            .admin()
+            .endpoint_count(api.search_endpoint()),
+        1
+    );
+    assert_eq!(
+        f.org("globex")
+            .emulator
+            .admin()
+            .endpoint_count(api.search_endpoint()),
+        1
+    );
     assert_eq!(
         f.lookup("u", "+14155550123", "org=initech")["sf_lookup_status"],
         "error"

@@ -595,11 +595,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
     let api = match element.attr("api").map(str::trim) {
         None | Some("rest") => OrgApiKind::Rest,
         Some("soap") => OrgApiKind::Soap,
-        Some(other) => {
-            return err(format!(
-                "{ctx}: api=\"{other}\": expected rest or soap"
-            ))
-        }
+        Some(other) => return err(format!("{ctx}: api=\"{other}\": expected rest or soap")),
     };
     let call_time_api_share_percent =
         parse_attr_number(element, "call-time-api-share-percent", 50u8, 1, 100, &ctx)?;
@@ -981,7 +977,10 @@ mod tests {
             "api-version=\"66.0\"",
             "api-version=\"66.0\" call-time-api-share-percent=\"30\"",
         );
-        assert_eq!(Config::parse(&set).unwrap().orgs[0].call_time_api_share_percent, 30);
+        assert_eq!(
+            Config::parse(&set).unwrap().orgs[0].call_time_api_share_percent,
+            30
+        );
         let zero = SAMPLE.replace(
             "api-version=\"66.0\"",
             "api-version=\"66.0\" call-time-api-share-percent=\"0\"",

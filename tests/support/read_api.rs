@@ -64,4 +64,3 @@ macro_rules! for_both_apis {
         }
     };
 }
-

@@ -9,5 +9,5 @@ pub mod oauth;
 pub mod soap;
 
 pub use client::{QueryValue, SalesforceClient, Session};
-pub use soap::SoapClient;
 pub use error::{ApiError, LimitInfo, SfError};
+pub use soap::SoapClient;

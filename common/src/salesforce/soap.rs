@@ -100,8 +100,8 @@ fn parse_tree(body: &[u8]) -> Result<Node, String> {
             Event::Text(text) => {
                 if let Some(top) = stack.last_mut() {
                     let raw = text.decode().map_err(|e| format!("text: {e}"))?;
-                    let unescaped = quick_xml::escape::unescape(&raw)
-                        .map_err(|e| format!("text: {e}"))?;
+                    let unescaped =
+                        quick_xml::escape::unescape(&raw).map_err(|e| format!("text: {e}"))?;
                     top.text.push_str(&unescaped);
                 }
             }
@@ -109,8 +109,8 @@ fn parse_tree(body: &[u8]) -> Result<Node, String> {
                 if let Some(top) = stack.last_mut() {
                     let name = reference.decode().map_err(|e| format!("entity: {e}"))?;
                     let entity = format!("&{name};");
-                    let text = quick_xml::escape::unescape(&entity)
-                        .map_err(|e| format!("entity: {e}"))?;
+                    let text =
+                        quick_xml::escape::unescape(&entity).map_err(|e| format!("entity: {e}"))?;
                     top.text.push_str(&text);
                 }
             }
@@ -199,7 +199,10 @@ fn limit_info(root: &Node) -> Option<LimitInfo> {
         .children
         .iter()
         .filter(|c| c.name == "limitInfo")
-        .find(|c| c.child("type").is_some_and(|t| t.text.trim() == "API REQUESTS"))
+        .find(|c| {
+            c.child("type")
+                .is_some_and(|t| t.text.trim() == "API REQUESTS")
+        })
         .and_then(|info| {
             Some(LimitInfo {
                 used: info.child("current")?.text.trim().parse().ok()?,
@@ -213,7 +216,10 @@ fn limit_info(root: &Node) -> Option<LimitInfo> {
 /// `null`, parents nested, child relationships as `{totalSize, done, records}`.
 fn record_json(node: &Node) -> Value {
     let mut record = Map::new();
-    let sobject_type = node.child("type").map(|t| t.text.clone()).unwrap_or_default();
+    let sobject_type = node
+        .child("type")
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
     record.insert(
         "attributes".into(),
         serde_json::json!({ "type": sobject_type }),
@@ -418,7 +424,10 @@ mod tests {
         );
         let limit = String::from_utf8_lossy(fault)
             .replace("INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED")
-            .replace("Invalid Session ID found in SessionHeader: Illegal Session", "TotalRequests Limit exceeded.");
+            .replace(
+                "Invalid Session ID found in SessionHeader: Illegal Session",
+                "TotalRequests Limit exceeded.",
+            );
         let e = fault_error(500, limit.as_bytes());
         assert!(e.is_limit_exceeded() && !e.is_server_side(), "{e}");
         let malformed = String::from_utf8_lossy(fault)

@@ -176,12 +176,24 @@ mod tests {
     #[test]
     fn the_state_follows_usage_against_the_share() {
         assert_eq!(BudgetState::of(limit(0, 0), 50), BudgetState::Normal);
-        assert_eq!(BudgetState::of(limit(4_499, 10_000), 50), BudgetState::Normal);
+        assert_eq!(
+            BudgetState::of(limit(4_499, 10_000), 50),
+            BudgetState::Normal
+        );
         assert_eq!(BudgetState::of(limit(4_500, 10_000), 50), BudgetState::Near);
         assert_eq!(BudgetState::of(limit(4_999, 10_000), 50), BudgetState::Near);
-        assert_eq!(BudgetState::of(limit(5_000, 10_000), 50), BudgetState::Spent);
-        assert_eq!(BudgetState::of(limit(15_000, 15_000), 100), BudgetState::Spent);
-        assert_eq!(BudgetState::of(limit(13_499, 15_000), 100), BudgetState::Normal);
+        assert_eq!(
+            BudgetState::of(limit(5_000, 10_000), 50),
+            BudgetState::Spent
+        );
+        assert_eq!(
+            BudgetState::of(limit(15_000, 15_000), 100),
+            BudgetState::Spent
+        );
+        assert_eq!(
+            BudgetState::of(limit(13_499, 15_000), 100),
+            BudgetState::Normal
+        );
         assert_eq!(
             BudgetState::of(limit(u64::MAX, u64::MAX), 100),
             BudgetState::Spent
@@ -199,7 +211,10 @@ mod tests {
         );
         assert_eq!(budget.observe("acme", limit(6_001, 10_000)), None);
         let back = budget.observe("acme", limit(100, 10_000)).unwrap();
-        assert_eq!((back.from, back.to), (BudgetState::Spent, BudgetState::Normal));
+        assert_eq!(
+            (back.from, back.to),
+            (BudgetState::Spent, BudgetState::Normal)
+        );
     }
 
     #[test]

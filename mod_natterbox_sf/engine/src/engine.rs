@@ -23,8 +23,8 @@ use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::overload::{timeout_is_salesforces, RuntimeQueue};
-use crate::read_api::OrgReadApi;
 use crate::owners::{Owner, OwnerDirectory};
+use crate::read_api::OrgReadApi;
 use crate::schema_check::SchemaCheck;
 use crate::search::decide;
 use crate::tokens::{Credential, TokenSlot};
@@ -549,7 +549,10 @@ impl Engine {
     }
 
     /// Sets who hears of call-time API budget changes (once; false if already set).
-    pub fn on_budget_change(&self, callback: impl Fn(&BudgetChange) + Send + Sync + 'static) -> bool {
+    pub fn on_budget_change(
+        &self,
+        callback: impl Fn(&BudgetChange) + Send + Sync + 'static,
+    ) -> bool {
         self.budget_listener.set(Box::new(callback))
     }
 

@@ -110,12 +110,7 @@ struct EnvelopeFault(&'static str, String);
 /// namespace (anything else named `sessionId` is not a session).
 fn parse_envelope(body: &[u8]) -> Result<RequestEnvelope, EnvelopeFault> {
     use quick_xml::name::ResolveResult;
-    let unparsable = || {
-        EnvelopeFault(
-            "soapenv:Client",
-            "Unable to parse the SOAP envelope".into(),
-        )
-    };
+    let unparsable = || EnvelopeFault("soapenv:Client", "Unable to parse the SOAP envelope".into());
     let mut reader = quick_xml::NsReader::from_reader(body);
     // (namespace is the one required, local name) from the root down.
     let mut stack: Vec<(Option<Vec<u8>>, String)> = vec![];
@@ -168,9 +163,11 @@ fn parse_envelope(body: &[u8]) -> Result<RequestEnvelope, EnvelopeFault> {
                 }
                 Event::Text(_) | Event::GeneralRef(_) | Event::CData(_) => {
                     let text = match &event {
-                        Event::Text(t) => quick_xml::escape::unescape(&String::from_utf8_lossy(t.as_ref()))
-                            .map_err(|_| unparsable())?
-                            .into_owned(),
+                        Event::Text(t) => {
+                            quick_xml::escape::unescape(&String::from_utf8_lossy(t.as_ref()))
+                                .map_err(|_| unparsable())?
+                                .into_owned()
+                        }
                         Event::GeneralRef(r) => {
                             let entity = format!("&{};", String::from_utf8_lossy(r.as_ref()));
                             quick_xml::escape::unescape(&entity)
@@ -314,10 +311,12 @@ pub fn handle(org: &Org, req: &Request) -> Response {
         other => {
             counted();
             fault(
-            "soapenv:Client",
-            &format!("No operation available for request {{urn:partner.soap.sforce.com}}{other}"),
-            "",
-        )
+                "soapenv:Client",
+                &format!(
+                    "No operation available for request {{urn:partner.soap.sforce.com}}{other}"
+                ),
+                "",
+            )
         }
     }
 }

@@ -310,7 +310,11 @@ async fn search_answers_the_partner_wsdl_s_search_result() {
         "{body}"
     );
     assert!(body.contains("<type>API REQUESTS</type>"), "{body}");
-    let result = between(&body, "<searchResponse><result>", "</result></searchResponse>");
+    let result = between(
+        &body,
+        "<searchResponse><result>",
+        "</result></searchResponse>",
+    );
     assert!(result.starts_with("<queryId>"), "{result}");
     assert_eq!(result.matches("<searchRecords>").count(), 2, "{result}");
     let contact = between(
@@ -337,7 +341,10 @@ async fn search_answers_the_partner_wsdl_s_search_result() {
     // Nothing found is a result with no searchRecords.
     let (s, body) = post(
         url,
-        search_body(&tok, "FIND {9999999999} IN PHONE FIELDS RETURNING Contact(Id)"),
+        search_body(
+            &tok,
+            "FIND {9999999999} IN PHONE FIELDS RETURNING Contact(Id)",
+        ),
     )
     .await;
     assert_eq!(s, 200, "{body}");
@@ -349,7 +356,11 @@ async fn search_faults_as_salesforce_sends_them() {
     let emu = start().await;
     let tok = token(&emu).await;
     let url = format!("{}/services/Soap/u/66.0", emu.instance_url());
-    let (s, body) = post(url.clone(), search_body(&tok, "FIND {a:b} RETURNING Contact")).await;
+    let (s, body) = post(
+        url.clone(),
+        search_body(&tok, "FIND {a:b} RETURNING Contact"),
+    )
+    .await;
     assert_eq!(s, 500, "{body}");
     assert!(
         body.contains("<faultcode>sf:MALFORMED_SEARCH</faultcode>"),
@@ -361,14 +372,23 @@ async fn search_faults_as_salesforce_sends_them() {
     );
     let (s, body) = post(
         url.clone(),
-        search_body(&tok, "FIND {4155550199} IN PHONE FIELDS RETURNING Contact(Nope)"),
+        search_body(
+            &tok,
+            "FIND {4155550199} IN PHONE FIELDS RETURNING Contact(Nope)",
+        ),
     )
     .await;
     assert_eq!(s, 500, "{body}");
-    assert!(body.contains("<faultcode>sf:INVALID_FIELD</faultcode>"), "{body}");
+    assert!(
+        body.contains("<faultcode>sf:INVALID_FIELD</faultcode>"),
+        "{body}"
+    );
     let (s, body) = post(url.clone(), search_body("bogus", "FIND {4155550199}")).await;
     assert_eq!(s, 500);
-    assert!(body.contains("<faultcode>sf:INVALID_SESSION_ID</faultcode>"), "{body}");
+    assert!(
+        body.contains("<faultcode>sf:INVALID_SESSION_ID</faultcode>"),
+        "{body}"
+    );
     emu.admin().set_limits(sf_emulator::admin::LimitsUpdate {
         daily_used: Some(100),
         daily_max: Some(100),
@@ -419,7 +439,10 @@ async fn the_envelope_session_header_and_namespaces_are_checked() {
     )
     .await;
     assert_eq!(s, 500);
-    assert!(body.contains("<faultcode>soapenv:Client</faultcode>"), "{body}");
+    assert!(
+        body.contains("<faultcode>soapenv:Client</faultcode>"),
+        "{body}"
+    );
     // SOAP 1.2's envelope is not SOAP 1.1's.
     let (s, body) = post(
         url,
