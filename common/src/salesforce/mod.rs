@@ -4,6 +4,7 @@
 pub mod client;
 pub mod describe;
 pub mod error;
+pub mod bind;
 pub mod escape;
 pub mod oauth;
 
