@@ -42,7 +42,10 @@ pub struct Bind {
 enum Piece {
     Text(String),
     /// Index into `binds`; `parens` when the template has none around an `IN` list.
-    Bind { index: usize, add_parens: bool },
+    Bind {
+        index: usize,
+        add_parens: bool,
+    },
 }
 
 /// A parsed template: literal text and placeholders.
@@ -244,30 +247,29 @@ pub fn parse_soql(text: &str) -> Result<QueryTemplate, String> {
             }
         };
         let before = |n: usize| i.checked_sub(n);
-        let (field_at, list, add_parens) =
-            if punct(before(1).unwrap_or(usize::MAX)) == Some("(")
-                && is_kw(before(2).and_then(|k| toks.get(k)), "IN")
-            {
-                if punct(i + 1) != Some(")") {
-                    return Err(format!("IN (:{name}) takes one bind and nothing else"));
-                }
-                (before(3), true, false)
-            } else if is_kw(before(1).and_then(|k| toks.get(k)), "IN") {
-                (before(2), true, true)
-            } else if matches!(
-                punct(before(1).unwrap_or(usize::MAX)),
-                Some("=" | "!=" | "<>" | "<" | "<=" | ">" | ">=")
-            ) {
-                (before(2), false, false)
-            } else if is_kw(before(1).and_then(|k| toks.get(k)), "LIKE") {
-                return Err(format!(
+        let (field_at, list, add_parens) = if punct(before(1).unwrap_or(usize::MAX)) == Some("(")
+            && is_kw(before(2).and_then(|k| toks.get(k)), "IN")
+        {
+            if punct(i + 1) != Some(")") {
+                return Err(format!("IN (:{name}) takes one bind and nothing else"));
+            }
+            (before(3), true, false)
+        } else if is_kw(before(1).and_then(|k| toks.get(k)), "IN") {
+            (before(2), true, true)
+        } else if matches!(
+            punct(before(1).unwrap_or(usize::MAX)),
+            Some("=" | "!=" | "<>" | "<" | "<=" | ">" | ">=")
+        ) {
+            (before(2), false, false)
+        } else if is_kw(before(1).and_then(|k| toks.get(k)), "LIKE") {
+            return Err(format!(
                     ":{name} after LIKE: a caller's text would choose the wildcards; compare with = instead"
                 ));
-            } else {
-                return Err(format!(
+        } else {
+            return Err(format!(
                     ":{name} is not compared with a field (write Field = :{name} or Field IN (:{name}))"
                 ));
-            };
+        };
         // `Field NOT IN (:x)`.
         let field_at = match field_at {
             Some(k) if list && is_kw(toks.get(k), "NOT") => k.checked_sub(1),
@@ -429,7 +431,11 @@ pub(crate) fn parse_named_queries(
                 .map(|e| (e, QueryKind::Sosl, "sosl")),
         );
     for (element, kind, text_attr) in elements {
-        let Some(name) = element.attr("name").map(str::trim).filter(|n| !n.is_empty()) else {
+        let Some(name) = element
+            .attr("name")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        else {
             return fail(format!("{org_ctx}: <{}> needs name=\"…\"", element.name));
         };
         let ctx = format!("{org_ctx} {} \"{name}\"", kind.as_str());
@@ -439,9 +445,15 @@ pub(crate) fn parse_named_queries(
             ));
         }
         if queries.iter().any(|q| q.name == name) {
-            return fail(format!("{ctx}: a query or search of this name is defined twice"));
+            return fail(format!(
+                "{ctx}: a query or search of this name is defined twice"
+            ));
         }
-        let Some(text) = element.attr(text_attr).map(str::trim).filter(|t| !t.is_empty()) else {
+        let Some(text) = element
+            .attr(text_attr)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
             return fail(format!("{ctx}: needs {text_attr}=\"…\""));
         };
         let parsed = match kind {
@@ -453,15 +465,20 @@ pub(crate) fn parse_named_queries(
             Err(e) => return fail(format!("{ctx}: {e}")),
         };
         for bind in element.children_named("bind") {
-            let Some(bind_name) = bind.attr("name").map(|n| n.trim().trim_start_matches(':')) else {
+            let Some(bind_name) = bind.attr("name").map(|n| n.trim().trim_start_matches(':'))
+            else {
                 return fail(format!("{ctx}: <bind> needs name=\"…\""));
             };
             let Some(known) = template.binds.iter_mut().find(|b| b.name == bind_name) else {
-                return fail(format!("{ctx}: <bind name=\"{bind_name}\">: the {text_attr} has no :{bind_name}"));
+                return fail(format!(
+                    "{ctx}: <bind name=\"{bind_name}\">: the {text_attr} has no :{bind_name}"
+                ));
             };
             if let Some(variable) = bind.attr("variable").map(str::trim) {
                 if !is_variable_name(variable) {
-                    return fail(format!("{ctx}: <bind variable=\"{variable}\">: use letters, digits and '_'"));
+                    return fail(format!(
+                        "{ctx}: <bind variable=\"{variable}\">: use letters, digits and '_'"
+                    ));
                 }
                 known.variable = variable.to_string();
             }
@@ -476,10 +493,14 @@ pub(crate) fn parse_named_queries(
                 .iter()
                 .any(|(_, fields)| fields.iter().any(|f| f.eq_ignore_ascii_case(field)))
             {
-                return fail(format!("{ctx}: <map field=\"{field}\">: the {text_attr} does not select {field}"));
+                return fail(format!(
+                    "{ctx}: <map field=\"{field}\">: the {text_attr} does not select {field}"
+                ));
             }
             if !is_variable_name(variable) {
-                return fail(format!("{ctx}: map variable \"{variable}\": use letters, digits and '_'"));
+                return fail(format!(
+                    "{ctx}: map variable \"{variable}\": use letters, digits and '_'"
+                ));
             }
             mappings.push(FieldMapping {
                 field: field.to_string(),
@@ -505,7 +526,12 @@ pub(crate) fn parse_named_queries(
             },
         };
         // Every row's columns (SOSL: of the widest object, plus its type) and the count.
-        let widest = template.objects.iter().map(|(_, f)| f.len()).max().unwrap_or(0)
+        let widest = template
+            .objects
+            .iter()
+            .map(|(_, f)| f.len())
+            .max()
+            .unwrap_or(0)
             + usize::from(kind == QueryKind::Sosl);
         if widest * max_rows + 1 > MAX_RESULT_VARIABLES {
             return fail(format!(
@@ -592,7 +618,10 @@ mod tests {
         assert_eq!(
             t.objects,
             [
-                ("Contact".to_string(), vec!["Id".into(), "Name".into(), "Email".into()]),
+                (
+                    "Contact".to_string(),
+                    vec!["Id".into(), "Name".into(), "Email".into()]
+                ),
                 ("Account".to_string(), vec!["Id".into(), "Name".into()])
             ]
         );

@@ -11,7 +11,8 @@ use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
 use crate::ffi::entry::{
-    on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_query_app, sf_screen_pop_app, sf_search_app,
+    on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_query_app, sf_screen_pop_app,
+    sf_search_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};

@@ -284,7 +284,17 @@ mod tests {
             assert_eq!(soql_number(ok), Ok(ok));
         }
         for bad in [
-            "", "-", "1.", ".5", "1e5", "+1", "1 OR Id != null", "0x10", "1,5", "١٢", "NaN",
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1e5",
+            "+1",
+            "1 OR Id != null",
+            "0x10",
+            "1,5",
+            "١٢",
+            "NaN",
         ] {
             assert!(soql_number(bad).is_err(), "{bad}");
         }

@@ -62,9 +62,7 @@ impl QueryTransport {
     ) -> Result<(Vec<Value>, Option<LimitInfo>), SfError> {
         match (self, kind) {
             (QueryTransport::Rest, QueryKind::Soql) => client.query(session, text, max_rows).await,
-            (QueryTransport::Rest, QueryKind::Sosl) => {
-                client.search(session, &text.into()).await
-            }
+            (QueryTransport::Rest, QueryKind::Sosl) => client.search(session, &text.into()).await,
         }
     }
 }
@@ -132,14 +130,18 @@ impl QueryRuntime {
             .map(|b| b.name.as_str())
             .collect();
         match self.checked().as_deref() {
-            None => serde_json::json!({"kind": self.query.kind.as_str(), "binds": binds, "check": "pending"}),
+            None => {
+                serde_json::json!({"kind": self.query.kind.as_str(), "binds": binds, "check": "pending"})
+            }
             Some(Ok(types)) => serde_json::json!({
                 "kind": self.query.kind.as_str(),
                 "binds": binds,
                 "types": types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
                 "check": "ok",
             }),
-            Some(Err(e)) => serde_json::json!({"kind": self.query.kind.as_str(), "binds": binds, "check": "failed", "error": e}),
+            Some(Err(e)) => {
+                serde_json::json!({"kind": self.query.kind.as_str(), "binds": binds, "check": "failed", "error": e})
+            }
         }
     }
 }
@@ -231,7 +233,12 @@ async fn check(
         let object = &query.template.objects[0].0;
         let field_type = match field_type(client, session, &mut describes, object, field).await? {
             Ok(t) => t,
-            Err(e) => return Ok(Err(format!(":{} compares with {object}.{field}: {e}", b.name))),
+            Err(e) => {
+                return Ok(Err(format!(
+                    ":{} compares with {object}.{field}: {e}",
+                    b.name
+                )))
+            }
         };
         match BindType::for_field_type(&field_type) {
             Some(t) => types.push(t),
@@ -260,10 +267,7 @@ pub fn render(query: &NamedQuery, types: &[BindType], values: &[String]) -> Resu
         })
         .map_err(|(i, e)| {
             let b = &query.template.binds[i];
-            format!(
-                "the value for :{} (variable {}) is {e}",
-                b.name, b.variable
-            )
+            format!("the value for :{} (variable {}) is {e}", b.name, b.variable)
         })
 }
 
@@ -486,7 +490,12 @@ impl Engine {
             }
         };
         let (status, source, outcome, detail) = match flight.wait_until(deadline) {
-            Some(Ok(outcome)) => (outcome.status, Some(Source::Salesforce), Some(outcome), None),
+            Some(Ok(outcome)) => (
+                outcome.status,
+                Some(Source::Salesforce),
+                Some(outcome),
+                None,
+            ),
             Some(Err((status, detail))) => (status, None, None, Some(detail)),
             None => (
                 LookupStatus::Timeout,
@@ -549,8 +558,7 @@ impl Engine {
                     deadline,
                 };
                 let run = run_query(&org, &q, &values, times, &outbox);
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), run).await
-                {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), run).await {
                     Ok(result) => result,
                     Err(_) => Err((
                         LookupStatus::Timeout,
@@ -690,10 +698,11 @@ mod tests {
 
     #[test]
     fn one_row_is_flat_and_several_are_numbered() {
-        let q = query("SELECT Id, Status, Owner.Name FROM Case WHERE ContactId = :c", 5);
-        let row = |id: &str| {
-            serde_json::json!({"attributes": {"type": "Case"}, "Id": id, "Status": "New", "Owner": {"Name": "Ann"}})
-        };
+        let q = query(
+            "SELECT Id, Status, Owner.Name FROM Case WHERE ContactId = :c",
+            5,
+        );
+        let row = |id: &str| serde_json::json!({"attributes": {"type": "Case"}, "Id": id, "Status": "New", "Owner": {"Name": "Ann"}});
         let one = outcome_from_rows(&q, &[row("500A")]);
         assert_eq!(one.status, LookupStatus::Found);
         assert_eq!(one.vars.get("sf_open_case_Id"), Some("500A"));
@@ -722,8 +731,12 @@ mod tests {
         .unwrap();
         assert!(text.contains("Subject = 'it\\'s'"), "{text}");
         assert!(text.contains("Amount__c = 12.5"), "{text}");
-        let err = render(&q, &types, &["x".into(), "1 OR Id != null".into(), "x".into()])
-            .unwrap_err();
+        let err = render(
+            &q,
+            &types,
+            &["x".into(), "1 OR Id != null".into(), "x".into()],
+        )
+        .unwrap_err();
         assert!(err.contains(":n") && err.contains("not a number"), "{err}");
     }
 }
