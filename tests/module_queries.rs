@@ -240,6 +240,10 @@ fn ids_are_checked_and_15_and_18_characters_find_the_same_record_from_the_cache(
     assert_eq!(vars["case_status"], "New", "the <map>ped name");
     assert!(vars["sf_open_case_CaseNumber"].len() >= 5);
     assert!(vars["sf_open_case_OwnerId"].starts_with("005"));
+    // The owner, from the owner directory, as after sf_lookup.
+    assert_eq!(vars["sf_owner_id"], vars["sf_open_case_OwnerId"]);
+    assert_eq!(vars["sf_owner_type"], "User", "{vars:?}");
+    assert_eq!(vars["sf_owner_extension"], "1001");
     assert_eq!(last_soql_values(&f), [ada.clone(), "false".to_string()]);
 
     // The 15-character form: bound as its 18-character id, the same literal.

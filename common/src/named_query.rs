@@ -83,6 +83,13 @@ impl QueryTemplate {
         Ok(out)
     }
 
+    /// Every selected field of every object.
+    pub fn columns_of_all(&self) -> impl Iterator<Item = &str> {
+        self.objects
+            .iter()
+            .flat_map(|(_, fields)| fields.iter().map(String::as_str))
+    }
+
     /// The selected fields (SOQL: of the one object).
     pub fn columns(&self) -> &[String] {
         self.objects.first().map_or(&[], |(_, f)| f)

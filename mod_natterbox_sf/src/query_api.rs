@@ -53,6 +53,7 @@ fn answer_json(answer: &QueryAnswer) -> serde_json::Value {
         .outcome
         .iter()
         .flat_map(|o| o.vars.iter())
+        .chain(answer.owner.iter().flat_map(|o| o.vars()))
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     json!({

@@ -98,6 +98,9 @@ fn clear_previous(session: &Session<'_>, query: &NamedQuery) {
     if session.var(&format!("sf_{}_count", query.name)).is_none() {
         return;
     }
+    for var in natterbox_common::config::OWNER_VARIABLES {
+        session.set_var_prechecked(var, None);
+    }
     let mut columns: Vec<&str> = query
         .template
         .objects
@@ -143,6 +146,12 @@ fn publish(
                 );
                 continue;
             }
+            session.set_var_prechecked(var, Some(value));
+        }
+    }
+    // The owner directory's view of a one-row answer's owner, as after sf_lookup.
+    for (var, value) in answer.owner.iter().flat_map(|o| o.vars()) {
+        if !has_variable_expansion(value) {
             session.set_var_prechecked(var, Some(value));
         }
     }

@@ -363,7 +363,27 @@ pub struct QueryAnswer {
     pub elapsed: Duration,
     pub org: Option<&'static str>,
     pub outcome: Option<Arc<Outcome>>,
+    /// A single row's owner (its `OwnerId` column), from the owner directory at the time of
+    /// the answer, so the dialplan can route to the owner as after `sf_lookup`.
+    pub owner: Option<Arc<crate::owners::Owner>>,
     pub detail: Option<String>,
+}
+
+/// The owner of a one-row answer that selects `OwnerId`.
+fn owner_of(
+    org: &OrgRuntime,
+    query: &NamedQuery,
+    outcome: &Outcome,
+) -> Option<Arc<crate::owners::Owner>> {
+    if outcome.match_count != 1 {
+        return None;
+    }
+    let column = query
+        .template
+        .columns_of_all()
+        .find(|c| c.eq_ignore_ascii_case("OwnerId"))?;
+    let id = outcome.vars.get(&query.variable(column, 1, 1))?;
+    Some(org.owners.resolve(id))
 }
 
 type QueryResult = Result<Arc<Outcome>, (LookupStatus, String)>;
@@ -383,6 +403,7 @@ impl Engine {
             elapsed: started.elapsed(),
             org,
             outcome: None,
+            owner: None,
             detail: Some(detail),
         };
         let snapshot = self.snapshot();
@@ -445,6 +466,7 @@ impl Engine {
             source: Some(source),
             elapsed: started.elapsed(),
             org: Some(org.name),
+            owner: owner_of(&org, &q.query, &outcome),
             outcome: Some(outcome),
             detail: None,
         };
@@ -509,6 +531,7 @@ impl Engine {
             source,
             elapsed: started.elapsed(),
             org: Some(org.name),
+            owner: outcome.as_ref().and_then(|o| owner_of(&org, &q.query, o)),
             outcome,
             detail,
         }
