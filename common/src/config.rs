@@ -85,6 +85,8 @@ pub struct OrgConfig {
     /// The share (percent) of the org's daily API allowance call-time reads may spend before
     /// cached answers are served past their TTL (`call-time-api-share-percent`, default 50).
     pub call_time_api_share_percent: u8,
+    /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
+    pub queries: Vec<crate::named_query::NamedQuery>,
 }
 
 /// The API an org's call-time reads (lookups, named queries) use. Describe, owners, writes and
@@ -471,7 +473,7 @@ pub fn is_field_path(path: &str) -> bool {
     !path.is_empty() && path.split('.').count() <= 5 && path.split('.').all(is_api_name)
 }
 
-fn is_variable_name(name: &str) -> bool {
+pub(crate) fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -604,6 +606,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
     };
     let call_time_api_share_percent =
         parse_attr_number(element, "call-time-api-share-percent", 50u8, 1, 100, &ctx)?;
+    let queries = crate::named_query::parse_named_queries(element, &ctx)?;
 
     Ok(OrgConfig {
         name,
@@ -620,6 +623,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         owners,
         api,
         call_time_api_share_percent,
+        queries,
     })
 }
 

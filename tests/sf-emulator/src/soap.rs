@@ -400,6 +400,7 @@ fn search(org: &Org, sosl: Option<&str>, version: u32) -> Response {
     org.stats.query(QueryLogEntry {
         kind: "soap_sosl".into(),
         text: sosl.to_string(),
+        values: vec![],
         literals: parsed
             .as_ref()
             .map(|s| s.term.literals())
