@@ -29,6 +29,14 @@ impl Api {
         }
     }
 
+    /// The emulator's query-log kind of a SOQL query.
+    pub fn soql_kind(self) -> &'static str {
+        match self {
+            Api::Rest => "soql",
+            Api::Soap => "soap_soql",
+        }
+    }
+
     /// The emulator's query-log kind of the lookup's search.
     pub fn sosl_kind(self) -> &'static str {
         match self {
