@@ -205,7 +205,7 @@ fn numbers_booleans_dates_and_date_times_bind_as_their_type_or_not_at_all(api: A
 
     // Values that are not of the field's type never reach Salesforce.
     let sent = soql_count(&f, api);
-    for (i, (query, var, hostile)) in [
+    let cases = [
         ("rule_by_priority", "priority", "2 OR Name != null"),
         ("rule_by_priority", "priority", "1e3"),
         ("rule_by_priority", "priority", " 2"),
@@ -220,10 +220,9 @@ fn numbers_booleans_dates_and_date_times_bind_as_their_type_or_not_at_all(api: A
             "before",
             "2099-01-01T00:00:00Z OR Id != null",
         ),
-    ]
-    .iter()
-    .enumerate()
-    {
+    ];
+    for (i, (query, var, hostile)) in cases.iter().enumerate() {
+        let refused_before = |v: &str| cases[..i].iter().filter(|c| c.1 == v).count();
         let vars = run(
             &mut f,
             &format!("x{i}"),
@@ -233,9 +232,9 @@ fn numbers_booleans_dates_and_date_times_bind_as_their_type_or_not_at_all(api: A
         assert_eq!(vars["sf_query_status"], "error", "{hostile:?}: {vars:?}");
         assert!(
             f.shim
-                .logs_containing(&format!("variable {var}) is not a"))
+                .logs_containing(&format!("(variable {var}) is not a"))
                 .len()
-                > i,
+                == refused_before(var) + 1,
             "the log says which value is wrong: {:#?}",
             f.shim.logs
         );
