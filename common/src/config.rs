@@ -80,6 +80,8 @@ pub struct OrgConfig {
     pub screen_pop: ScreenPopConfig,
     /// What the owner directory keeps of each User beyond the built-in fields.
     pub owners: OwnersConfig,
+    /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
+    pub queries: Vec<crate::named_query::NamedQuery>,
 }
 
 impl OrgConfig {
@@ -455,7 +457,7 @@ pub fn is_field_path(path: &str) -> bool {
     !path.is_empty() && path.split('.').count() <= 5 && path.split('.').all(is_api_name)
 }
 
-fn is_variable_name(name: &str) -> bool {
+pub(crate) fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -581,6 +583,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|o| parse_owners(o, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let queries = crate::named_query::parse_named_queries(element, &ctx)?;
 
     Ok(OrgConfig {
         name,
@@ -595,6 +598,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         call_log,
         screen_pop,
         owners,
+        queries,
     })
 }
 
