@@ -26,7 +26,9 @@ pub struct Invalidation {
 pub enum Broadcast {
     Invalidate(Invalidation),
     /// Salesforce answered `REQUEST_LIMIT_EXCEEDED` to one host for this org.
-    LimitExceeded { org: String },
+    LimitExceeded {
+        org: String,
+    },
 }
 
 /// Longest message accepted from the channel; anything longer is not ours.
@@ -135,7 +137,9 @@ async fn listen(link: Weak<RedisLink>, channel: String, handle: impl Fn(Broadcas
                         }
                         match serde_json::from_slice::<Broadcast>(payload) {
                             Ok(broadcast) => handle(broadcast),
-                            Err(e) => tracing::warn!("fleet channel: a message that is not ours ({e})"),
+                            Err(e) => {
+                                tracing::warn!("fleet channel: a message that is not ours ({e})")
+                            }
                         }
                     }
                 }

@@ -112,7 +112,8 @@ impl RedisLink {
 
     /// Called on every change of health, from a runtime thread.
     pub fn observe(&self, observer: impl Fn(&LinkChange) + Send + Sync + 'static) {
-        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Box::new(observer)));
+        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(Box::new(observer)));
     }
 
     pub fn client(&self) -> &redis::Client {

@@ -11,3 +11,6 @@ mod link;
 pub use broadcast::{invalidate, subscribe, Broadcast, Invalidation};
 pub use keys::{fingerprint, Keys};
 pub use link::{LinkChange, LinkStats, RedisLink, Skipped};
+
+/// The client crate, for the commands each side builds.
+pub use redis;

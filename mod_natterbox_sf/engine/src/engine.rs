@@ -17,6 +17,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
+use crate::fleet_cache::FleetCache;
 use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
@@ -54,7 +55,7 @@ pub struct LookupAnswer {
     pub detail: Option<String>,
 }
 
-type FlightResult = Result<Arc<Outcome>, (LookupStatus, String)>;
+pub(crate) type FlightResult = Result<Arc<Outcome>, (LookupStatus, String)>;
 
 /// One org as the running config sees it.
 pub struct OrgRuntime {
@@ -116,6 +117,8 @@ struct ProfileRuntime {
     scope: ScopeId,
     index: usize,
     names: Arc<VarNames>,
+    /// The profile's definition, hashed: hosts share Redis answers only for the same one.
+    fingerprint: u64,
 }
 
 /// A caller number parsed in one country's plan, remembered: parsing is the most expensive
@@ -211,6 +214,8 @@ pub struct Engine {
     /// How long requests wait for the runtime (the host's load), see `overload`.
     queue: Arc<RuntimeQueue>,
     runtime_threads: usize,
+    /// Redis, when the config has `<fleet>`: the second-level cache and the fleet's channel.
+    fleet: Option<Arc<FleetCache>>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -244,6 +249,7 @@ const TOKEN_POLL_WAITING: Duration = Duration::from_millis(20);
 impl Engine {
     /// Starts the runtime, the token watcher and the outbox for a parsed config.
     pub fn start(config: Config) -> Result<Engine, String> {
+        let fleet_config = config.fleet.clone();
         let settings = config.settings.clone();
         let live_threads = Arc::new(AtomicUsize::new(0));
         let (started, stopped) = (live_threads.clone(), live_threads.clone());
@@ -293,6 +299,7 @@ impl Engine {
             lookup_metrics: Arc::new(LookupMetrics::default()),
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
+            fleet: None,
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -311,6 +318,19 @@ impl Engine {
         runtime.spawn(push_metrics(engine.metrics_view(), stop_rx.clone()));
         runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx.clone()));
         runtime.spawn(crate::org_upkeep::upkeep(engine.snapshot.clone(), stop_rx));
+        if let Some(settings) = &fleet_config {
+            let fleet = match FleetCache::start(settings, runtime.handle().clone()) {
+                Ok(fleet) => Arc::new(fleet),
+                Err(e) => {
+                    engine.runtime = Some(runtime);
+                    engine.shutdown(Duration::from_secs(5));
+                    return Err(e);
+                }
+            };
+            let _entered = runtime.enter();
+            crate::fleet_hooks::listen(&fleet, engine.snapshot.clone(), engine.cache.clone());
+            engine.fleet = Some(fleet);
+        }
         engine.runtime = Some(runtime);
         Ok(engine)
     }
@@ -379,6 +399,7 @@ impl Engine {
                             scope: ScopeId(self.next_scope.fetch_add(1, Ordering::Relaxed)),
                             index,
                             names: VarNames::for_profile(p),
+                            fingerprint: natterbox_common::fleet::fingerprint(&format!("{p:?}")),
                         },
                     )
                 })
@@ -431,6 +452,7 @@ impl Engine {
                 "event-queue-capacity",
                 old.config.settings.event_queue_capacity != config.settings.event_queue_capacity,
             ),
+            ("fleet", old.config.fleet != config.fleet),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -474,6 +496,15 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Redis and the fleet's second-level cache, when the config has `<fleet>`.
+    pub fn fleet(&self) -> Option<&Arc<FleetCache>> {
+        self.fleet.as_ref()
+    }
+
+    pub(crate) fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
     }
 
     /// The cache itself, for diagnostics and the benchmarks' writer storm.
@@ -694,6 +725,7 @@ impl Engine {
             org: org.clone(),
             profile_index: profile.index,
             names: profile.names.clone(),
+            fingerprint: profile.fingerprint,
             caller: parsed.clone(),
             key,
             deadline,
@@ -762,6 +794,8 @@ impl Engine {
         let names = p.names.clone();
         let key = p.key;
         let profile_index = p.profile_index;
+        let fingerprint = p.fingerprint;
+        let fleet = self.fleet.clone();
         let cache = self.cache.clone();
         let outbox = self.outbox.clone();
         let handed_off = Instant::now();
@@ -790,7 +824,18 @@ impl Engine {
                     started,
                     deadline,
                 };
-                fetch(&org, profile_index, &names, &caller.caller, times, &outbox).await
+                let lookup = Lookup {
+                    org: &org,
+                    profile_index,
+                    names: &names,
+                    caller: &caller.caller,
+                    times,
+                    outbox: &outbox,
+                };
+                match &fleet {
+                    None => lookup.fetch().await,
+                    Some(fleet) => lookup.through_fleet(fleet, fingerprint).await,
+                }
             };
             if let Ok(outcome) = &result {
                 cache.insert(key, outcome.clone());
@@ -953,6 +998,7 @@ impl Engine {
                 "spool_depth": c.spool_depth.load(Ordering::Relaxed),
                 "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
             },
+            "fleet": self.fleet.as_ref().map(|f| f.status()),
             "flights": self.flights.len(),
             "overloaded": self.queue.overloaded.load(Ordering::Relaxed),
             "runtime_queue_ms": {
@@ -976,6 +1022,7 @@ struct Prepared {
     org: Arc<OrgRuntime>,
     profile_index: usize,
     names: Arc<VarNames>,
+    fingerprint: u64,
     caller: Arc<ParsedCaller>,
     key: CacheKey,
     deadline: Instant,
@@ -1067,11 +1114,35 @@ mod test_hooks {
 /// Asks Salesforce, once, retrying once on a refused token within the deadline.
 /// When a request was handed off, started and must end.
 #[derive(Debug, Clone, Copy)]
-struct Times {
+pub(crate) struct Times {
     /// From the hand-off to the deadline.
     budget: Duration,
     started: Instant,
-    deadline: Instant,
+    pub deadline: Instant,
+}
+
+/// One lookup's request to Salesforce, and what it needs.
+pub(crate) struct Lookup<'a> {
+    pub org: &'a OrgRuntime,
+    pub profile_index: usize,
+    pub names: &'a Arc<VarNames>,
+    pub caller: &'a CallerNumber,
+    pub times: Times,
+    pub outbox: &'a Outbox,
+}
+
+impl Lookup<'_> {
+    pub(crate) async fn fetch(&self) -> FlightResult {
+        fetch(
+            self.org,
+            self.profile_index,
+            self.names,
+            self.caller,
+            self.times,
+            self.outbox,
+        )
+        .await
+    }
 }
 
 async fn fetch(

@@ -5,6 +5,8 @@ pub mod args;
 pub mod breaker;
 pub mod cache;
 pub mod engine;
+pub mod fleet_cache;
+mod fleet_hooks;
 pub mod flight;
 pub mod metrics;
 mod org_upkeep;
