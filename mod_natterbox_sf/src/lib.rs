@@ -7,6 +7,7 @@
 mod api;
 mod apps;
 mod ffi;
+mod fleet_events;
 mod hangup;
 mod module;
 
