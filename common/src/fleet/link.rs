@@ -78,6 +78,8 @@ pub struct RedisLink {
 
 /// Longest wait for a new connection and its first PING while reconnecting (in the background).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const HEALTH_CHECK_EVERY: Duration = Duration::from_millis(500);
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_millis(250);
 /// Pause between reconnect attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
@@ -107,6 +109,7 @@ impl RedisLink {
             me: me.clone(),
         });
         link.spawn_reconnect();
+        link.runtime.spawn(check_health(link.me.clone()));
         Ok(link)
     }
 
@@ -217,6 +220,23 @@ impl RedisLink {
             return;
         }
         self.runtime.spawn(reconnect(self.me.clone()));
+    }
+}
+
+/// PINGs now and then while the link is up, so a Redis that died between lookups is known to be
+/// down before a call finds out (and `sf status` says so). Ends when the link is dropped.
+async fn check_health(link: Weak<RedisLink>) {
+    loop {
+        tokio::time::sleep(HEALTH_CHECK_EVERY).await;
+        let Some(this) = link.upgrade() else { return };
+        if this.is_up() {
+            let deadline = Instant::now() + this.timeout.max(HEALTH_CHECK_TIMEOUT);
+            let _ = this
+                .run(deadline, |mut c| async move {
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                })
+                .await;
+        }
     }
 }
 
