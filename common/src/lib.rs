@@ -6,6 +6,7 @@ pub mod config;
 pub mod fleet;
 pub mod handoff;
 pub mod https_only;
+pub mod named_query;
 pub mod phone;
 pub mod salesforce;
 pub mod wire;
