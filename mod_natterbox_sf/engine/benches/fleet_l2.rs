@@ -53,6 +53,8 @@ fn start_redis(dir: &std::path::Path) -> Redis {
         .stderr(Stdio::null())
         .spawn()
         .expect("start redis-server");
+    // Dropping it kills and waits for redis-server, also when the wait below gives up.
+    let redis = Redis { child, port };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pong = TcpStream::connect(("127.0.0.1", port))
@@ -64,7 +66,7 @@ fn start_redis(dir: &std::path::Path) -> Redis {
                 Some(buf[..n].starts_with(b"+PONG"))
             });
         if pong == Some(true) {
-            return Redis { child, port };
+            return redis;
         }
         assert!(Instant::now() < deadline, "redis-server did not answer");
         std::thread::sleep(Duration::from_millis(20));
