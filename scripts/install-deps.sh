@@ -13,6 +13,8 @@ command -v npm >/dev/null || need+=(npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v curl >/dev/null || need+=(curl)
+# Fleet tests (tests/module_fleet.rs) and the L2 benchmark start their own redis-server.
+[ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || need+=(redis-server)
 # The Debian package check (tests/package/check-deb.sh): lintian, and nm for the module's symbols.
 command -v lintian >/dev/null || need+=(lintian)
 command -v nm >/dev/null || need+=(binutils)

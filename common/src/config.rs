@@ -18,6 +18,8 @@ pub struct Config {
     pub settings: Settings,
     pub sidecar: SidecarSettings,
     pub orgs: Vec<OrgConfig>,
+    /// `None`: a single host; no Redis, nothing of the fleet runs.
+    pub fleet: Option<FleetSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +47,35 @@ pub struct Settings {
     /// whether anyone listens (mod_event_socket binds every event), and an event costs the
     /// calling thread and the dispatcher: off when nothing consumes it.
     pub lookup_events: bool,
+}
+
+/// `<fleet>`: many hosts sharing one Redis (docs/fleet.md).
+#[derive(Clone, PartialEq)]
+pub struct FleetSettings {
+    /// May hold a password: never logged (see the Debug impl).
+    pub redis_url: String,
+    /// Longest a call waits for one Redis round trip (always inside the call's own deadline).
+    pub redis_timeout: Duration,
+    /// How long a host holds the fleet-wide lease to ask Salesforce for one number.
+    pub lease: Duration,
+    /// TTLs of answers in Redis: found/multiple, and not found.
+    pub l2_ttl: Duration,
+    pub l2_negative_ttl: Duration,
+    /// First part of every key and channel, so several fleets can share one Redis.
+    pub key_prefix: String,
+}
+
+impl fmt::Debug for FleetSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetSettings")
+            .field("redis_url", &"<hidden>")
+            .field("redis_timeout", &self.redis_timeout)
+            .field("lease", &self.lease)
+            .field("l2_ttl", &self.l2_ttl)
+            .field("l2_negative_ttl", &self.l2_negative_ttl)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -260,6 +291,7 @@ impl Config {
         })?;
         let settings = parse_settings(configuration.child("settings"))?;
         let sidecar = parse_sidecar(configuration.child("sidecar"))?;
+        let fleet = parse_fleet(configuration.child("fleet"))?;
         let mut orgs = Vec::new();
         if let Some(list) = configuration.child("orgs") {
             for org in list.children_named("org") {
@@ -284,6 +316,7 @@ impl Config {
             settings,
             sidecar,
             orgs,
+            fleet,
         })
     }
 
@@ -408,6 +441,36 @@ fn parse_settings(element: Option<&Element>) -> Result<Settings, ConfigError> {
             "<settings> lookup-events",
         )?,
     })
+}
+
+/// `<fleet>`: absent (or without `redis-url`) means a single host, and nothing of the fleet runs.
+fn parse_fleet(element: Option<&Element>) -> Result<Option<FleetSettings>, ConfigError> {
+    let p = Params::of("fleet", element)?;
+    let Some(url) = p.get("redis-url") else {
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return err("<fleet> param redis-url: expected redis://host:port[/db] or rediss://…");
+    }
+    let key_prefix = p.get("key-prefix").unwrap_or("nbsf").to_string();
+    if key_prefix.is_empty()
+        || key_prefix.len() > 32
+        || !key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return err(format!(
+            "<fleet> param key-prefix=\"{key_prefix}\": expected 1 to 32 letters, digits, - or _"
+        ));
+    }
+    Ok(Some(FleetSettings {
+        redis_url: url.to_string(),
+        redis_timeout: p.millis("redis-timeout-ms", 50, 1, 5_000)?,
+        lease: p.millis("lease-ms", 1500, 10, 60_000)?,
+        l2_ttl: p.secs("l2-ttl-s", 300, 1, 7 * 86_400)?,
+        l2_negative_ttl: p.secs("l2-negative-ttl-s", 30, 1, 86_400)?,
+        key_prefix,
+    }))
 }
 
 fn parse_sidecar(element: Option<&Element>) -> Result<SidecarSettings, ConfigError> {

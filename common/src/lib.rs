@@ -3,6 +3,7 @@
 
 pub mod atomic_file;
 pub mod config;
+pub mod fleet;
 pub mod handoff;
 pub mod https_only;
 pub mod named_query;

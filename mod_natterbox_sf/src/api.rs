@@ -10,7 +10,7 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf query <org> <name> [variable=value …] | sf cache stats | sf cache flush [org] | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf query <org> <name> [variable=value …] | sf cache stats | sf cache flush [org] | sf cache invalidate <org> <object> <id>… | sf reload\n";
 
 /// `lookup <org>[/<profile>] <number…>`: as with the dialplan applications, the number (which a
 /// dialplan may expand into `${sf(lookup acme ${caller_id_number})}`) comes last and is the rest
@@ -84,6 +84,9 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
                     Ok(n) => format!("+OK flushed {n} entries of {org}\n"),
                     Err(e) => format!("-ERR {e}\n"),
                 },
+                ["cache", "invalidate", org, object, ids @ ..] if !ids.is_empty() => {
+                    crate::fleet_events::invalidate(&state.engine, org, object, ids)
+                }
                 _ => format!("-ERR unknown command\n{USAGE}"),
             },
         },

@@ -8,6 +8,7 @@ mod api;
 mod apps;
 mod budget_event;
 mod ffi;
+mod fleet_events;
 mod hangup;
 mod module;
 mod query_api;

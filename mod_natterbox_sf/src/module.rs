@@ -95,7 +95,7 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, metrics, lookup, cache, reload",
-        c"status | metrics | lookup <org>[/<profile>] <number> | cache stats|flush [org] | reload",
+        c"status | metrics | lookup <org>[/<profile>] <number> | cache stats|flush [org]|invalidate <org> <object> <id>... | reload",
         sf_api,
     );
     if !registered {
@@ -119,6 +119,7 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
             "natterbox_sf::lookup events are reserved by another module; not firing them",
         );
     }
+    crate::fleet_events::start(&engine);
     STATE.store(Some(Arc::new(ModuleState {
         engine,
         warnings: WarningLimiter::default(),
@@ -158,6 +159,7 @@ pub fn shutdown() -> sys::switch_status_t {
     }
     event::free_subclass(MODULE_NAME, LOOKUP_EVENT);
     event::free_subclass(MODULE_NAME, BUDGET_EVENT);
+    crate::fleet_events::stop();
     let Some(mut state) = STATE.swap(None) else {
         return sys::switch_status_t::SWITCH_STATUS_SUCCESS;
     };

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod fleet;
 pub mod product;
 pub mod read_api;
 pub mod shim;

@@ -267,6 +267,14 @@ impl<K: ScopedKey> LookupCache<K> {
         before.saturating_sub(map.len())
     }
 
+    /// Drops the answers of `scopes` that `matches` picks (invalidation by record).
+    pub fn remove_where(&self, scopes: &[ScopeId], matches: impl Fn(&Outcome) -> bool) -> usize {
+        let map = self.map.pin();
+        let before = map.len();
+        map.retain(|k, entry| !(scopes.contains(&k.scope()) && matches(&entry.outcome)));
+        before.saturating_sub(map.len())
+    }
+
     pub fn set_policy(&self, policy: CachePolicy) {
         *self.writers.policy.write() = policy;
     }

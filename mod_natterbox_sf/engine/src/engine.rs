@@ -18,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
 use crate::budget::{BudgetChange, BudgetListener, BudgetState, CallTimeBudget};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
+use crate::fleet_cache::FleetCache;
 use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
 use crate::outbox::Outbox;
@@ -56,7 +57,7 @@ pub struct LookupAnswer {
     pub detail: Option<String>,
 }
 
-type FlightResult = Result<Arc<Outcome>, (LookupStatus, String)>;
+pub(crate) type FlightResult = Result<Arc<Outcome>, (LookupStatus, String)>;
 
 /// One org as the running config sees it.
 pub struct OrgRuntime {
@@ -142,6 +143,8 @@ struct ProfileRuntime {
     scope: ScopeId,
     index: usize,
     names: Arc<VarNames>,
+    /// The profile's definition, hashed: hosts share Redis answers only for the same one.
+    fingerprint: u64,
 }
 
 /// A caller number parsed in one country's plan, remembered: parsing is the most expensive
@@ -242,6 +245,8 @@ pub struct Engine {
     runtime_threads: usize,
     /// Told when an org's call-time API budget changes state.
     budget_listener: Arc<BudgetListener>,
+    /// Redis, when the config has `<fleet>`: the second-level cache and the fleet's channel.
+    fleet: Option<Arc<FleetCache>>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -275,6 +280,7 @@ const TOKEN_POLL_WAITING: Duration = Duration::from_millis(20);
 impl Engine {
     /// Starts the runtime, the token watcher and the outbox for a parsed config.
     pub fn start(config: Config) -> Result<Engine, String> {
+        let fleet_config = config.fleet.clone();
         let settings = config.settings.clone();
         let live_threads = Arc::new(AtomicUsize::new(0));
         let (started, stopped) = (live_threads.clone(), live_threads.clone());
@@ -327,6 +333,7 @@ impl Engine {
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
             budget_listener: Arc::new(BudgetListener::default()),
+            fleet: None,
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -345,6 +352,19 @@ impl Engine {
         runtime.spawn(push_metrics(engine.metrics_view(), stop_rx.clone()));
         runtime.spawn(watch_tokens(engine.token_slots.clone(), stop_rx.clone()));
         runtime.spawn(crate::org_upkeep::upkeep(engine.snapshot.clone(), stop_rx));
+        if let Some(settings) = &fleet_config {
+            let fleet = match FleetCache::start(settings, runtime.handle().clone()) {
+                Ok(fleet) => Arc::new(fleet),
+                Err(e) => {
+                    engine.runtime = Some(runtime);
+                    engine.shutdown(Duration::from_secs(5));
+                    return Err(e);
+                }
+            };
+            let _entered = runtime.enter();
+            crate::fleet_hooks::listen(&fleet, engine.snapshot.clone(), engine.cache.clone());
+            engine.fleet = Some(fleet);
+        }
         engine.runtime = Some(runtime);
         Ok(engine)
     }
@@ -413,6 +433,7 @@ impl Engine {
                             scope: ScopeId(self.next_scope.fetch_add(1, Ordering::Relaxed)),
                             index,
                             names: VarNames::for_profile(p),
+                            fingerprint: natterbox_common::fleet::fingerprint(&format!("{p:?}")),
                         },
                     )
                 })
@@ -471,6 +492,7 @@ impl Engine {
                 "event-queue-capacity",
                 old.config.settings.event_queue_capacity != config.settings.event_queue_capacity,
             ),
+            ("fleet", old.config.fleet != config.fleet),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -519,6 +541,11 @@ impl Engine {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Redis and the fleet's second-level cache, when the config has `<fleet>`.
+    pub fn fleet(&self) -> Option<&Arc<FleetCache>> {
+        self.fleet.as_ref()
     }
 
     /// The cache itself, for diagnostics and the benchmarks' writer storm.
@@ -757,6 +784,7 @@ impl Engine {
             org: org.clone(),
             profile_index: profile.index,
             names: profile.names.clone(),
+            fingerprint: profile.fingerprint,
             caller: parsed.clone(),
             key,
             deadline,
@@ -842,6 +870,8 @@ impl Engine {
         let names = p.names.clone();
         let key = p.key;
         let profile_index = p.profile_index;
+        let fingerprint = p.fingerprint;
+        let fleet = self.fleet.clone();
         let cache = self.cache.clone();
         let outbox = self.outbox.clone();
         let handed_off = Instant::now();
@@ -870,7 +900,18 @@ impl Engine {
                     started,
                     deadline,
                 };
-                fetch(&org, profile_index, &names, &caller.caller, times, &outbox).await
+                let lookup = Lookup {
+                    org: &org,
+                    profile_index,
+                    names: &names,
+                    caller: &caller.caller,
+                    times,
+                    outbox: &outbox,
+                };
+                match &fleet {
+                    None => lookup.fetch().await,
+                    Some(fleet) => lookup.through_fleet(fleet, fingerprint).await,
+                }
             };
             if let Ok(outcome) = &result {
                 cache.insert(key, outcome.clone());
@@ -1040,6 +1081,7 @@ impl Engine {
                 "spool_depth": c.spool_depth.load(Ordering::Relaxed),
                 "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
             },
+            "fleet": self.fleet.as_ref().map(|f| f.status()),
             "flights": self.flights.len(),
             "overloaded": self.queue.overloaded.load(Ordering::Relaxed),
             "runtime_queue_ms": {
@@ -1063,6 +1105,7 @@ struct Prepared {
     org: Arc<OrgRuntime>,
     profile_index: usize,
     names: Arc<VarNames>,
+    fingerprint: u64,
     caller: Arc<ParsedCaller>,
     key: CacheKey,
     deadline: Instant,
@@ -1159,6 +1202,30 @@ pub(crate) struct Times {
     pub budget: Duration,
     pub started: Instant,
     pub deadline: Instant,
+}
+
+/// One lookup's request to Salesforce, and what it needs.
+pub(crate) struct Lookup<'a> {
+    pub org: &'a OrgRuntime,
+    pub profile_index: usize,
+    pub names: &'a Arc<VarNames>,
+    pub caller: &'a CallerNumber,
+    pub times: Times,
+    pub outbox: &'a Outbox,
+}
+
+impl Lookup<'_> {
+    pub(crate) async fn fetch(&self) -> FlightResult {
+        fetch(
+            self.org,
+            self.profile_index,
+            self.names,
+            self.caller,
+            self.times,
+            self.outbox,
+        )
+        .await
+    }
 }
 
 async fn fetch(

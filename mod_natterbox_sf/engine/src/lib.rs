@@ -6,6 +6,8 @@ pub mod breaker;
 pub mod budget;
 pub mod cache;
 pub mod engine;
+pub mod fleet_cache;
+mod fleet_hooks;
 pub mod flight;
 pub mod metrics;
 mod org_upkeep;

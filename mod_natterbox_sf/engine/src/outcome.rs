@@ -97,6 +97,10 @@ impl VarNames {
         )
     }
 
+    pub fn contains(&self, name: &str) -> bool {
+        self.index(name).is_some()
+    }
+
     fn index(&self, name: &str) -> Option<u8> {
         self.0.iter().position(|n| &**n == name).map(|i| i as u8)
     }

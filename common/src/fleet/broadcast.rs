@@ -1,0 +1,150 @@
+//! What one host tells every other: an invalidation (records changed: drop their cached
+//! answers), or an org over its API limit (open the breaker everywhere).
+//!
+//! Redis pub/sub, not Streams: these messages matter only to hosts up now (a host that was away
+//! has an empty in-process cache, or one that the TTL bounds), they need no replay and no
+//! consumer group, and a PUBLISH costs one command whatever the number of hosts.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{Keys, RedisLink, Skipped};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invalidation {
+    pub org: String,
+    /// The sObject type (`Contact`, `Account`, …), for the record and the log.
+    pub object: String,
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Broadcast {
+    Invalidate(Invalidation),
+    /// Salesforce answered `REQUEST_LIMIT_EXCEEDED` to one host for this org.
+    LimitExceeded {
+        org: String,
+    },
+}
+
+/// Longest message accepted from the channel; anything longer is not ours.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
+
+/// Deletes, in Redis, every cached answer that holds one of the records and their index
+/// entries, in one round trip. Returns how many answers it removed.
+const INVALIDATE_SCRIPT: &str = r"
+local removed = 0
+for _, index in ipairs(KEYS) do
+  local answers = redis.call('SMEMBERS', index)
+  for _, answer in ipairs(answers) do
+    removed = removed + redis.call('DEL', answer)
+  end
+  redis.call('DEL', index)
+end
+return removed
+";
+
+impl Broadcast {
+    /// Sends to every host subscribed now (this one included).
+    pub async fn publish(
+        &self,
+        link: &RedisLink,
+        keys: &Keys,
+        deadline: Instant,
+    ) -> Result<(), Skipped> {
+        let text = serde_json::to_string(self).map_err(|e| Skipped::Failed(e.to_string()))?;
+        let channel = keys.channel();
+        link.run(deadline, |mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(text)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Removes the records' answers from Redis and tells every host to drop them from its
+/// in-process cache. The hook for Change Data Capture: call it with the change event's org,
+/// entity and record ids. Returns the number of answers removed from Redis.
+pub async fn invalidate(
+    link: &RedisLink,
+    keys: &Keys,
+    invalidation: Invalidation,
+    deadline: Instant,
+) -> Result<u64, Skipped> {
+    let indexes: Vec<String> = invalidation
+        .ids
+        .iter()
+        .map(|id| keys.record_index(&invalidation.org, id))
+        .collect();
+    let removed = link
+        .run(deadline, |mut c| async move {
+            redis::Script::new(INVALIDATE_SCRIPT)
+                .key(indexes)
+                .invoke_async::<u64>(&mut c)
+                .await
+        })
+        .await?;
+    Broadcast::Invalidate(invalidation)
+        .publish(link, keys, deadline)
+        .await?;
+    Ok(removed)
+}
+
+/// Hears the fleet's channel until the link is dropped, resubscribing after a lost connection;
+/// each message goes to `handle` on a runtime thread.
+pub fn subscribe(
+    link: &Arc<RedisLink>,
+    keys: &Keys,
+    handle: impl Fn(Broadcast) + Send + Sync + 'static,
+) {
+    let weak = Arc::downgrade(link);
+    let channel = keys.channel();
+    tokio::spawn(listen(weak, channel, handle));
+}
+
+async fn listen(link: Weak<RedisLink>, channel: String, handle: impl Fn(Broadcast) + Send + Sync) {
+    loop {
+        let Some(this) = link.upgrade() else { return };
+        let client = this.client().clone();
+        drop(this);
+        let subscribed = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        if let Ok(Ok(pubsub)) = subscribed {
+            let mut messages = pubsub.into_on_message();
+            loop {
+                // Wake now and then to notice a dropped link.
+                match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                    Err(_) if link.strong_count() == 0 => return,
+                    Err(_) => continue,
+                    Ok(None) => break,
+                    Ok(Some(message)) => {
+                        let payload = message.get_payload_bytes();
+                        if payload.len() > MAX_MESSAGE_BYTES {
+                            continue;
+                        }
+                        match serde_json::from_slice::<Broadcast>(payload) {
+                            Ok(broadcast) => handle(broadcast),
+                            Err(e) => {
+                                tracing::warn!("fleet channel: a message that is not ours ({e})")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+    }
+}

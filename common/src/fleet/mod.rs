@@ -1,0 +1,16 @@
+//! Fleet mode: many hosts sharing one Redis (docs/fleet.md). Both the module and the sidecar
+//! use this one implementation: the connection and its health, the key scheme, the fleet-wide
+//! lease, and the broadcasts every host hears (invalidations, an org over its API limit).
+//!
+//! Nothing here runs unless the config has `<fleet>` with a `redis-url`.
+
+mod broadcast;
+mod keys;
+mod link;
+
+pub use broadcast::{invalidate, subscribe, Broadcast, Invalidation};
+pub use keys::{fingerprint, Keys};
+pub use link::{LinkChange, LinkStats, RedisLink, Skipped};
+
+/// The client crate, for the commands each side builds.
+pub use redis;
