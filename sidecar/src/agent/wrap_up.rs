@@ -93,12 +93,11 @@ impl Outbox {
         let mut rows = statement
             .query(params![call_uuid])
             .map_err(|e| e.to_string())?;
-        Ok(rows
-            .next()
+        rows.next()
             .map_err(|e| e.to_string())?
             .map(|r| r.get::<_, String>(0))
             .transpose()
-            .map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())
     }
 
     fn due_wrap_ups(&self, now_ms: u64) -> Result<Vec<DueWrapUp>, String> {
