@@ -82,6 +82,8 @@ pub struct OrgConfig {
     pub owners: OwnersConfig,
     /// How an agent's click-to-dial is originated (`<click-to-dial>`).
     pub click_to_dial: ClickToDialConfig,
+    /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
+    pub queries: Vec<crate::named_query::NamedQuery>,
 }
 
 impl OrgConfig {
@@ -538,7 +540,7 @@ pub fn is_field_path(path: &str) -> bool {
     !path.is_empty() && path.split('.').count() <= 5 && path.split('.').all(is_api_name)
 }
 
-fn is_variable_name(name: &str) -> bool {
+pub(crate) fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -664,6 +666,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|o| parse_owners(o, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let queries = crate::named_query::parse_named_queries(element, &ctx)?;
 
     let click_to_dial = element
         .child("click-to-dial")
@@ -685,6 +688,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         screen_pop,
         owners,
         click_to_dial,
+        queries,
     })
 }
 

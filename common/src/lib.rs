@@ -6,6 +6,7 @@ pub mod call_control;
 pub mod config;
 pub mod handoff;
 pub mod https_only;
+pub mod named_query;
 pub mod phone;
 pub mod salesforce;
 pub mod wire;

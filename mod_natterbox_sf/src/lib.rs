@@ -11,5 +11,7 @@ mod ffi;
 mod hangup;
 mod module;
 mod presence;
+mod query_api;
+mod query_apps;
 
 pub use ffi::entry::mod_natterbox_sf_module_interface;

@@ -13,7 +13,7 @@ use natterbox_engine::{Engine, ReloadReport};
 use crate::call_control::CommandThread;
 use crate::ffi::entry::{
     on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_presence_app,
-    sf_screen_pop_app,
+    sf_query_app, sf_screen_pop_app, sf_search_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -73,6 +73,20 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         sf_lookup_app,
         flags(),
     ) && interface.add_app(
+        c"sf_query",
+        c"Run a named SOQL query from the config",
+        c"Runs a <query> of the org (cached) with its binds from channel variables and sets sf_query_status and sf_<name>_* variables. Never answers the call.",
+        c"<query name> [org=<org>] [timeout_ms=<ms>]",
+        sf_query_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_search",
+        c"Run a named SOSL search from the config",
+        c"Runs a <search> of the org (cached) with its search term from a channel variable and sets sf_search_status and sf_<name>_* variables. Never answers the call.",
+        c"<search name> [org=<org>] [timeout_ms=<ms>]",
+        sf_search_app,
+        flags(),
+    ) && interface.add_app(
         c"sf_screen_pop",
         c"Pop the caller's Salesforce record on an agent's console",
         c"Sends a screen pop for this call to the sidecar, addressed to an agent's Salesforce user id and/or extension.",
@@ -89,7 +103,7 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, metrics, lookup, cache, reload",
-        c"status | metrics | lookup <org>[/<profile>] <number> | cache stats|flush [org] | presence <agent> | reload",
+        c"status | metrics | lookup <org>[/<profile>] <number> | query <org> <name> [variable=value ...] | cache stats|flush [org] | presence <agent> | reload",
         sf_api,
     );
     if !registered {

@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod overload;
 pub mod owners;
 pub mod presence;
+pub mod query;
 pub mod schema_check;
 pub mod search;
 pub mod spool;
@@ -23,3 +24,4 @@ pub mod warnings;
 
 pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};
+pub use query::{QueryAnswer, QueryRequest};
