@@ -284,6 +284,11 @@ fn screen_pop_reaches_the_agents_websocket() {
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["extension"], "1001");
     assert_eq!(hello["user_id"], grace.as_str());
+    // Protocol v1: the agent's presence follows the hello.
+    assert_eq!(
+        next_json(&mut console, Duration::from_secs(5)).unwrap()["type"],
+        "presence"
+    );
     // A reader thread stamps each frame as it arrives.
     let (tx, frames) = std::sync::mpsc::channel::<(Instant, Value)>();
     let reader = std::thread::spawn(move || {
@@ -325,6 +330,10 @@ fn screen_pop_reaches_the_agents_websocket() {
         next_json(&mut late, Duration::from_secs(5)).unwrap()["type"],
         "hello"
     );
+    assert_eq!(
+        next_json(&mut late, Duration::from_secs(5)).unwrap()["type"],
+        "presence"
+    );
     let replayed = next_json(&mut late, Duration::from_secs(5)).expect("the pop, replayed");
     assert_eq!(replayed["call_uuid"], "pop-1");
     assert_eq!(replayed["record_ids"], json!([ada]));
@@ -340,6 +349,10 @@ fn screen_pop_reaches_the_agents_websocket() {
     assert_eq!(
         next_json(&mut third, Duration::from_secs(5)).unwrap()["type"],
         "hello"
+    );
+    assert_eq!(
+        next_json(&mut third, Duration::from_secs(5)).unwrap()["type"],
+        "presence"
     );
     assert_eq!(next_json(&mut third, Duration::from_millis(500)), None);
 
@@ -513,6 +526,10 @@ fn a_screen_pop_made_while_the_sidecar_is_down_arrives_when_it_returns() {
     assert_eq!(
         next_json(&mut console, Duration::from_secs(5)).unwrap()["type"],
         "hello"
+    );
+    assert_eq!(
+        next_json(&mut console, Duration::from_secs(5)).unwrap()["type"],
+        "presence"
     );
     // The module reconnects with a backoff of at most 5 s.
     let pop = next_json(&mut console, Duration::from_secs(15)).expect("the pop, late but in time");

@@ -7,10 +7,12 @@
 mod api;
 mod apps;
 mod budget_event;
+mod call_control;
 mod ffi;
 mod fleet_events;
 mod hangup;
 mod module;
+mod presence;
 mod query_api;
 mod query_apps;
 

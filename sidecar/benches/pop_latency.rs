@@ -111,6 +111,7 @@ async fn main() {
         }
     };
     let _hello = ws.next().await;
+    let _presence = ws.next().await;
     let mut module = tokio::net::UnixStream::connect(&socket).await.unwrap();
 
     // Latency: one pop at a time, timed from the write to the frame's arrival.

@@ -37,6 +37,11 @@ async fn connect(setup: &Setup, token: &str) -> Result<Ws, tokio_tungstenite::tu
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
     let hello = next_json(&mut ws).await.expect("hello");
     assert_eq!(hello["type"], "hello");
+    // Protocol v1: the agent's presence follows the hello (docs/agent-protocol.md).
+    assert_eq!(
+        next_json(&mut ws).await.expect("presence")["type"],
+        "presence"
+    );
     Ok(ws)
 }
 
@@ -147,6 +152,10 @@ async fn pops_reach_the_agent_and_survive_a_reconnect() {
     assert_eq!(
         next_json(&mut by_subprotocol).await.unwrap()["type"],
         "hello"
+    );
+    assert_eq!(
+        next_json(&mut by_subprotocol).await.unwrap()["type"],
+        "presence"
     );
     assert_eq!(
         next_json(&mut by_subprotocol).await.unwrap()["call_uuid"],
@@ -464,6 +473,7 @@ async fn the_agent_websocket_speaks_tls_when_configured() {
     let hello = next_json_tls(&mut ws).await.unwrap();
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["user_id"], "005000000000001AAA");
+    assert_eq!(next_json_tls(&mut ws).await.unwrap()["type"], "presence");
     let mut module = ModuleConn::connect(&setup.socket()).await;
     module
         .send(&Message::ScreenPop(pop(
