@@ -1,5 +1,6 @@
 //! The agents' listener (`agent-listen`): the `/agent` WebSocket that carries screen pops to agent
-//! consoles (protocol in sidecar/README.md), and `/healthz` for a load balancer in front of it.
+//! consoles (protocol in sidecar/README.md), `/healthz` for a load balancer in front of it, and
+//! the console page itself (`/console/`, console.rs).
 //! TLS when `websocket-tls-cert`/`-key` are set.
 //!
 //! Authentication happens before the upgrade, with the agent's token in one of two places:
@@ -34,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(crate::admin::healthz))
         .route("/agent", get(agent))
+        .merge(crate::console::routes())
         .with_state(app)
 }
 
