@@ -177,6 +177,7 @@
     };
     $("call-title").textContent = frame.direction === "outbound" ? "Outbound call" : "Incoming call";
     $("caller-number").textContent = frame.caller_number || "Unknown number";
+    $("caller-number").setAttribute("aria-label", "Call back " + (frame.caller_number || "unknown number"));
     $("caller-number").disabled = !frame.caller_number;
     text("record-name", record && record.name);
     text("record-type", record && record.type);
@@ -190,7 +191,8 @@
       $("record-none").textContent = "No matching record";
     }
     const link = $("record-link");
-    const href = ids.length ? recordUrl(frame.salesforce_url, record && record.type, ids[0]) : null;
+    // Several matches: the agent picks in Salesforce (Open CTI searches the number).
+    const href = ids.length === 1 ? recordUrl(frame.salesforce_url, record && record.type, ids[0]) : null;
     link.hidden = !href;
     if (href) link.href = href;
     else link.removeAttribute("href");
@@ -201,6 +203,14 @@
     // When it reached the screen, for the latency figure (docs/benchmarks.md).
     $("call").dataset.shownAtMs = String(Date.now());
     $("call").dataset.createdAtMs = String(frame.created_at_ms || "");
+    // And after the next frame is painted (a task after the animation frame).
+    delete $("call").dataset.paintedAtMs;
+    const shown = frame.call_uuid;
+    requestAnimationFrame(() =>
+      setTimeout(() => {
+        if ($("call").dataset.callUuid === shown) $("call").dataset.paintedAtMs = String(Date.now());
+      }, 0),
+    );
     addHistory(state.call);
     // Notes can start during the call; the form stays for this call until saved.
     startWrapUp(state.call);
