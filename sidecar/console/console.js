@@ -1,5 +1,5 @@
 // The agent's softphone console: screen pops, click-to-dial, call control, presence and wrap-up
-// over the sidecar's /agent WebSocket (protocol: sidecar/README.md and docs/agent-protocol.md).
+// over the sidecar's /agent WebSocket (protocol v1: docs/agent-protocol.md).
 // The token lives only in this page's memory: never in the URL, never in storage.
 "use strict";
 (function () {
@@ -89,16 +89,16 @@
       showMessage("Not connected: " + frame.type + " not sent.");
       return null;
     }
-    const request_id = "r" + state.nextRequest++;
-    const body = Object.assign({ request_id }, frame);
+    const id = "c" + state.nextRequest++;
+    const body = Object.assign({ id }, frame);
     state.socket.send(JSON.stringify(body));
     const timer = setTimeout(() => {
-      if (state.pending.delete(request_id)) {
+      if (state.pending.delete(id)) {
         showMessage("No answer from the sidecar to " + frame.type + ".");
       }
     }, REPLY_WAIT_MS);
-    state.pending.set(request_id, { frame: body, timer });
-    return request_id;
+    state.pending.set(id, { frame: body, timer });
+    return id;
   }
 
   function receive(frame) {
@@ -107,7 +107,6 @@
         state.agent = { user_id: frame.user_id, extension: frame.extension };
         $("agent-name").textContent = frame.user_id;
         $("agent-extension").textContent = frame.extension ? "ext. " + frame.extension : "";
-        if (frame.presence) $("presence").value = frame.presence;
         $("sign-in").hidden = true;
         $("agent").hidden = false;
         $("dialer").hidden = false;
@@ -116,29 +115,30 @@
       case "screen_pop":
         showPop(frame);
         break;
-      case "call_state":
+      case "call":
         callState(frame);
         break;
       case "presence":
         if (frame.state) $("presence").value = frame.state;
         break;
       case "result":
-      case "error":
         reply(frame);
         break;
     }
   }
 
+  // A result only says accepted or refused; `call` frames are the truth about state.
   function reply(frame) {
-    const pending = state.pending.get(frame.request_id);
+    const pending = state.pending.get(frame.id);
     if (pending) {
       clearTimeout(pending.timer);
-      state.pending.delete(frame.request_id);
+      state.pending.delete(frame.id);
     }
-    if (frame.type === "error" || frame.ok === false) {
-      const what = pending ? pending.frame.type : "request";
-      const status = frame.status ? " (" + frame.status + ")" : "";
-      showMessage(what + " refused" + status + ": " + (frame.error || frame.message || "error"));
+    if (frame.ok === false) {
+      const what = pending ? pending.frame.type : "command";
+      const error = frame.error || {};
+      const code = error.code ? " (" + error.code + (error.reason ? " " + error.reason : "") + ")" : "";
+      showMessage(what + " refused" + code + ": " + (error.message || "error"));
     } else {
       showMessage("");
     }
@@ -161,8 +161,9 @@
     return url.origin + path;
   }
 
-  function showPop(frame) {
+  function showPop(frame, { ack = true } = {}) {
     if (frame.expires_at_ms && frame.expires_at_ms <= Date.now()) return;
+    if (frame.salesforce_url) state.salesforceUrl = frame.salesforce_url;
     const record = frame.record || null;
     const ids = Array.isArray(frame.record_ids) ? frame.record_ids : [];
     state.call = {
@@ -214,7 +215,7 @@
     addHistory(state.call);
     // Notes can start during the call; the form stays for this call until saved.
     startWrapUp(state.call);
-    if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    if (ack && state.socket && state.socket.readyState === WebSocket.OPEN) {
       state.socket.send(JSON.stringify({ ack: frame.call_uuid }));
     }
     popListeners.forEach((fn) => fn(frame));
@@ -228,40 +229,43 @@
     for (const id of ["hold", "mute", "hangup"]) $(id).disabled = false;
   }
 
+  const STATE_LABELS = {
+    ringing: "Ringing", answered: "Connected", held: "On hold", transferred: "Transferred", ended: "Ended",
+  };
+
   function callState(frame) {
-    const call = state.call;
-    if (!call || call.call_uuid !== frame.call_uuid) {
-      if (frame.state === "dialing" || frame.state === "ringing" || frame.state === "answered") {
-        showPop({
-          type: "screen_pop",
-          call_uuid: frame.call_uuid,
-          caller_number: frame.number || frame.caller_number || "",
-          direction: frame.direction || "outbound",
-          record_ids: frame.record_id ? [frame.record_id] : [],
-        });
-      } else {
+    if (!state.call || state.call.call_uuid !== frame.call_uuid) {
+      if (frame.state === "ended" || frame.state === "transferred") {
+        const old = state.history.find((c) => c.call_uuid === frame.call_uuid);
+        if (old) old.ended = true;
+        renderHistory();
         return;
       }
+      // A call this console has no pop for: a click-to-dial, or one that was live at connect.
+      showPop({
+        type: "screen_pop",
+        call_uuid: frame.call_uuid,
+        caller_number: frame.other_party || "",
+        direction: frame.direction || "outbound",
+        record_ids: frame.record_id ? [frame.record_id] : [],
+        salesforce_url: state.salesforceUrl,
+      }, { ack: false });
     }
-    const labels = {
-      dialing: "Dialling", ringing: "Ringing", answered: "Connected", held: "On hold",
-      resumed: "Connected", muted: "Muted", unmuted: "Connected", transferred: "Transferred",
-      hungup: "Ended", ended: "Ended",
-    };
-    $("call-state").textContent = labels[frame.state] || frame.state;
-    if (frame.state === "held" || frame.state === "resumed") {
-      state.call.held = frame.state === "held";
-      $("hold").textContent = state.call.held ? "Resume" : "Hold";
-      $("hold").setAttribute("aria-pressed", String(state.call.held));
+    const call = state.call;
+    call.state = frame.state;
+    $("call-state").textContent =
+      (STATE_LABELS[frame.state] || frame.state) +
+      (frame.state === "ended" && frame.cause ? " (" + frame.cause + ")" : "") +
+      (frame.state === "transferred" && frame.transferred_to ? " to " + frame.transferred_to : "");
+    call.held = frame.state === "held";
+    $("hold").textContent = call.held ? "Resume" : "Hold";
+    $("hold").setAttribute("aria-pressed", String(call.held));
+    if (typeof frame.muted === "boolean") {
+      call.muted = frame.muted;
+      $("mute").textContent = call.muted ? "Unmute" : "Mute";
+      $("mute").setAttribute("aria-pressed", String(call.muted));
     }
-    if (frame.state === "muted" || frame.state === "unmuted") {
-      state.call.muted = frame.state === "muted";
-      $("mute").textContent = state.call.muted ? "Unmute" : "Mute";
-      $("mute").setAttribute("aria-pressed", String(state.call.muted));
-    }
-    if (frame.state === "hungup" || frame.state === "ended" || frame.state === "transferred") {
-      endCall();
-    }
+    if (frame.state === "ended" || frame.state === "transferred") endCall();
     renderHistory();
   }
 
@@ -305,7 +309,8 @@
 
   function dial_(number, recordId) {
     const cleaned = String(number || "").trim();
-    if (!/^[0-9+*#() .-]{1,40}$/.test(cleaned)) {
+    // The protocol's number rule (docs/agent-protocol.md): checked here so a typo fails at once.
+    if (!/^[0-9+*#() .-]{1,32}$/.test(cleaned) || !/[0-9].*[0-9]/.test(cleaned)) {
       showMessage("Not a number that can be dialled: " + cleaned);
       return null;
     }
@@ -348,14 +353,10 @@
       connect();
     });
     $("sign-out").addEventListener("click", () => signOut());
-    $("presence").addEventListener("change", () => send({ type: "presence", state: $("presence").value }));
+    $("presence").addEventListener("change", () => send({ type: "set_presence", state: $("presence").value }));
     $("keypad").addEventListener("click", (event) => {
       if (event.target.tagName !== "BUTTON") return;
-      const key = event.target.textContent;
-      if (state.call && !state.call.ended && document.activeElement !== $("dial-number")) {
-        callCommand("dtmf", { digits: key });
-      }
-      $("dial-number").value += key;
+      $("dial-number").value += event.target.textContent;
     });
     $("dial").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -369,7 +370,10 @@
     $("hangup").addEventListener("click", () => callCommand("hangup"));
     $("transfer").addEventListener("submit", (event) => {
       event.preventDefault();
-      callCommand("transfer", { to: $("transfer-to").value.trim(), kind: $("transfer-kind").value });
+      const to = $("transfer-to").value.trim();
+      const mode = $("transfer-mode").value;
+      if (mode === "conference") callCommand("conference", { to });
+      else callCommand("transfer", { to, mode });
     });
     $("wrap-up-form").addEventListener("submit", (event) => {
       event.preventDefault();

@@ -216,24 +216,27 @@ test("the controls send the documented frames: click-to-dial, hold, mute, transf
     await page.getByLabel("Disposition").selectOption("Resolved");
     await page.getByLabel("Notes").fill("Asked about the invoice");
     await page.getByRole("button", { name: "Save wrap-up" }).click();
-    await page.getByLabel("Presence").selectOption("away");
+    await page.getByLabel("Presence").selectOption("Away");
     // Click-to-dial from the popped record: the caller's number, linked to the record.
     await page.locator("#caller-number").click();
     const commands = await until("seven commands", () => {
       const c = sent.filter((f) => f.type);
       return c.length >= 7 ? c : null;
     }, 3000);
-    const strip = ({ request_id, ...rest }) => {
-      assert.match(request_id, /^r\d+$/);
+    const ids = new Set();
+    const strip = ({ id, ...rest }) => {
+      assert.match(id, /^c\d+$/);
+      assert.ok(!ids.has(id), "ids are unique per connection");
+      ids.add(id);
       return rest;
     };
     assert.deepEqual(commands.map(strip), [
       { type: "hold", call_uuid: uuid },
       { type: "mute", call_uuid: uuid },
-      { type: "transfer", call_uuid: uuid, to: "1002", kind: "blind" },
+      { type: "transfer", call_uuid: uuid, to: "1002", mode: "blind" },
       { type: "hangup", call_uuid: uuid },
       { type: "wrap_up", call_uuid: uuid, disposition: "Resolved", notes: "Asked about the invoice" },
-      { type: "presence", state: "away" },
+      { type: "set_presence", state: "Away" },
       { type: "dial", number: "+14155550123", record_id: "003Em0000000001IAA" },
     ]);
     // A number that is not one is refused in the page, before anything is sent.

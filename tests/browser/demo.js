@@ -23,12 +23,12 @@ async function control(page, sent, replies, type, act) {
   const before = sent.length;
   await act();
   const frame = await until(`the ${type} frame`, () => sent.slice(before).find((f) => f.type === type), 3000);
-  const reply = await until(`an answer to ${type}`, () => replies.find((r) => r.request_id === frame.request_id), 2000)
+  const reply = await until(`an answer to ${type}`, () => replies.find((r) => r.type === "result" && r.id === frame.id), 6000)
     .catch(() => null);
   if (!reply) return `sent ${type}; this sidecar has no call control to answer it yet`;
-  return reply.ok === false || reply.type === "error"
-    ? `${type} refused: ${reply.error || reply.message || reply.status}`
-    : `${type}: done`;
+  return reply.ok === false
+    ? `${type} refused: ${reply.error.code} ${reply.error.reason}`
+    : `${type}: accepted`;
 }
 
 (async () => {
