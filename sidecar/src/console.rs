@@ -30,7 +30,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/console/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/console/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", CONSOLE_JS) }),
@@ -55,7 +58,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if let Ok(value) = HeaderValue::from_str(&policy()) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
@@ -69,11 +75,34 @@ mod tests {
     #[test]
     fn the_page_loads_only_its_own_scripts_and_never_asks_for_a_token_in_the_url() {
         for script in ["console.js", "opencti.js"] {
-            assert!(INDEX_HTML.contains(&format!("src=\"{script}\"")), "{script}");
+            assert!(
+                INDEX_HTML.contains(&format!("src=\"{script}\"")),
+                "{script}"
+            );
         }
         assert!(!INDEX_HTML.contains("http://") && !INDEX_HTML.contains("https://"));
         assert!(!CONSOLE_JS.contains("localStorage") && !CONSOLE_JS.contains("sessionStorage"));
         assert!(CONSOLE_JS.contains("natterbox.token."));
         assert!(policy().contains("frame-ancestors 'self' https://*.lightning.force.com:*"));
+    }
+
+    #[test]
+    fn the_call_center_file_has_every_required_item_and_is_for_lightning() {
+        let xml = include_str!("../../open-cti/natterbox-call-center.xml");
+        for item in [
+            "reqInternalName",
+            "reqDisplayName",
+            "reqAdapterUrl",
+            "reqUseApi",
+            "reqSoftphoneHeight",
+            "reqSoftphoneWidth",
+        ] {
+            assert!(xml.contains(&format!("name=\"{item}\"")), "{item}");
+        }
+        assert!(xml.contains(
+            "name=\"reqSalesforceCompatibilityMode\" label=\"Salesforce Compatibility Mode\">Lightning<"
+        ));
+        // Lightning frames only an https softphone.
+        assert!(xml.contains("label=\"CTI Adapter URL\">https://"));
     }
 }

@@ -435,6 +435,33 @@ mod tests {
     }
 
     #[test]
+    fn the_frame_carries_the_record_and_the_org_url_for_the_console() {
+        let hub = PopHub::new(Arc::new(Metrics::default()));
+        let mut sub = hub.subscribe(agent("005A"));
+        let mut with_record = pop("c1", "005A", 10_000);
+        with_record.record = Some(PoppedRecord {
+            object_type: "Contact".into(),
+            name: Some("Ada Lovelace".into()),
+            owner_id: Some("005Em0000000002IAA".into()),
+            owner_name: Some("Grace Hopper".into()),
+        });
+        hub.publish_with_link(
+            &with_record,
+            30_000,
+            Some("https://acme.my.salesforce.com".into()),
+        );
+        hub.publish(&pop("c2", "005A", 10_000), 30_000);
+        let first: serde_json::Value = serde_json::from_str(&sub.rx.try_recv().unwrap()).unwrap();
+        assert_eq!(first["record"]["type"], "Contact");
+        assert_eq!(first["record"]["name"], "Ada Lovelace");
+        assert_eq!(first["record"]["owner_name"], "Grace Hopper");
+        assert_eq!(first["salesforce_url"], "https://acme.my.salesforce.com");
+        // Without them, the fields are left out (older consoles see the frame they knew).
+        let second: serde_json::Value = serde_json::from_str(&sub.rx.try_recv().unwrap()).unwrap();
+        assert!(second.get("record").is_none() && second.get("salesforce_url").is_none());
+    }
+
+    #[test]
     fn agents_authenticate_by_token_hash() {
         let text = format!(
             r#"{{"agents":[{{"user_id":"005A","extension":"1001","token_sha256":"{}"}}]}}"#,
