@@ -21,7 +21,7 @@ command -v openssl >/dev/null || fail "no openssl (the Open CTI test host's cert
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1) || { cat "$work/npm.log"; fail "npm ci failed"; }
 
 export CHROMIUM="$chromium" BROWSER_FIGURES="$work/figures"
-(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap console.test.js opencti.test.js) >"$work/tap" 2>&1
+(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap console.test.js opencti.test.js protocol.test.js) >"$work/tap" 2>&1
 status=$?
 pass=$(grep -E '^# pass ' "$work/tap" | awk '{print $3}')
 failed=$(grep -E '^# fail ' "$work/tap" | awk '{print $3}')
