@@ -149,6 +149,42 @@ test("signing back in brings the pops still within their TTL, and not the expire
   }
 });
 
+test("a dropped connection reconnects by itself and gets the pops still within their TTL", async () => {
+  const agent = product.agents[0];
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The real sidecar behind playwright's WebSocket routing, so the test can drop the connection
+  // and hold the reconnect until the pops are published.
+  const connections = [];
+  let release;
+  const released = new Promise((r) => (release = r));
+  await page.routeWebSocket(/\/agent$/, async (ws) => {
+    connections.push(ws);
+    if (connections.length > 1) await released;
+    ws.connectToServer();
+  });
+  try {
+    await signIn(page, product.consoleUrl, agent.token);
+    await connections[0].close({ code: 1001, reason: "going away" });
+    await page.waitForSelector('#connection[data-state="reconnecting"]');
+    await until("the reconnect attempt", () => connections.length === 2, 5000);
+    const stale = await product.inboundCall("+49309018200");
+    const staleAt = await product.screenPop(stale);
+    await until("the first pop's TTL to pass", () => Date.now() > staleAt + 2100, 5000);
+    const fresh = await product.inboundCall("+14155550123");
+    await product.screenPop(fresh);
+    release();
+    await page.waitForSelector('#connection[data-state="connected"]');
+    await page.waitForSelector("#call:not([hidden])");
+    assert.equal(await page.textContent("#record-name"), "Ada Lovelace");
+    const history = await page.locator("#history li").allTextContents();
+    assert.equal(history.length, 1, JSON.stringify(history));
+    assert.ok(!history[0].includes("+49309018200"));
+  } finally {
+    await context.close();
+  }
+});
+
 test("the token is typed, sent as a subprotocol, never in a URL; a wrong one is refused", async () => {
   const agent = product.agents[1];
   const { page, sockets, close } = await consolePage(agent);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The agent console in a real browser: Debian's chromium (/usr/bin/chromium, or $CHROMIUM)
 # driven by playwright-core, against the real sidecar, the real module in the host shim and the
-# org emulator (console.test.js), and framed by a test host playing Salesforce's side of Open
-# CTI (opencti.test.js). Prints the pop-to-screen figure and "browser: N passed, N failed".
+# org emulator (console.test.js), framed by a test host playing Salesforce's side of Open CTI
+# (opencti.test.js), and against protocol v1's server frames played by the test
+# (protocol.test.js). Prints the pop-to-screen figure and "browser: N passed, N failed".
 set -u -o pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
