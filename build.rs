@@ -35,6 +35,10 @@ const FUNCTIONS: &[&str] = &[
     "switch_event_destroy",
     "switch_event_bind_removable",
     "switch_event_unbind",
+    // Call control (agents' commands): the API commands as FreeSWITCH's console runs them.
+    "switch_api_execute",
+    "switch_console_stream_write",
+    "switch_console_stream_raw_write",
 ];
 
 struct Headers {

@@ -80,6 +80,8 @@ pub struct OrgConfig {
     pub screen_pop: ScreenPopConfig,
     /// What the owner directory keeps of each User beyond the built-in fields.
     pub owners: OwnersConfig,
+    /// How an agent's click-to-dial is originated (`<click-to-dial>`).
+    pub click_to_dial: ClickToDialConfig,
 }
 
 impl OrgConfig {
@@ -214,6 +216,85 @@ pub struct CallLogConfig {
 pub struct ScreenPopConfig {
     pub platform_event: Option<String>,
     pub ttl: Duration,
+}
+
+/// `<click-to-dial context="…" caller-id-number="…" caller-id-name="…" endpoint="user/{extension}"
+/// answer-timeout-s="30"/>`: the agent's phone is rung through `endpoint`, then the number is
+/// routed through the dialplan `context` with the org's caller id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClickToDialConfig {
+    pub context: String,
+    pub caller_id_number: Option<String>,
+    pub caller_id_name: Option<String>,
+    /// A FreeSWITCH dial string with `{extension}` where the agent's extension goes.
+    pub endpoint: String,
+    pub answer_timeout: Duration,
+}
+
+impl Default for ClickToDialConfig {
+    fn default() -> Self {
+        ClickToDialConfig {
+            context: "default".into(),
+            caller_id_number: None,
+            caller_id_name: None,
+            endpoint: "user/{extension}".into(),
+            answer_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Values that go into an originate command line: no spaces, quotes, braces, commas or `$`.
+fn dial_safe(value: &str, allow_space: bool) -> bool {
+    !value.is_empty()
+        && value.len() <= 80
+        && value.chars().all(|c| {
+            c.is_ascii_alphanumeric() || "+-_./@:".contains(c) || (allow_space && c == ' ')
+        })
+}
+
+fn parse_click_to_dial(element: &Element, org_ctx: &str) -> Result<ClickToDialConfig, ConfigError> {
+    let ctx = format!("{org_ctx} <click-to-dial>");
+    let defaults = ClickToDialConfig::default();
+    let checked = |attr: &str, allow_space: bool| -> Result<Option<String>, ConfigError> {
+        match element.attr(attr).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            // `{extension}` is the endpoint's one placeholder.
+            Some(v)
+                if dial_safe(
+                    &if attr == "endpoint" {
+                        v.replace("{extension}", "0")
+                    } else {
+                        v.to_string()
+                    },
+                    allow_space,
+                ) =>
+            {
+                Ok(Some(v.to_string()))
+            }
+            Some(v) => err(format!(
+                "{ctx}: {attr}=\"{v}\" may hold only letters, digits and + - _ . / @ :{}",
+                if allow_space { " and spaces" } else { "" }
+            )),
+        }
+    };
+    let endpoint = checked("endpoint", false)?.unwrap_or(defaults.endpoint);
+    if !endpoint.contains("{extension}") {
+        return err(format!("{ctx}: endpoint=\"{endpoint}\" must contain {{extension}}"));
+    }
+    Ok(ClickToDialConfig {
+        context: checked("context", false)?.unwrap_or(defaults.context),
+        caller_id_number: checked("caller-id-number", false)?,
+        caller_id_name: checked("caller-id-name", true)?,
+        endpoint,
+        answer_timeout: Duration::from_secs(parse_attr_number(
+            element,
+            "answer-timeout-s",
+            30u64,
+            5,
+            300,
+            &ctx,
+        )?),
+    })
 }
 
 /// What is wrong with a config, in words an operator can act on.
@@ -582,6 +663,12 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .transpose()?
         .unwrap_or_default();
 
+    let click_to_dial = element
+        .child("click-to-dial")
+        .map(|c| parse_click_to_dial(c, &ctx))
+        .transpose()?
+        .unwrap_or_default();
+
     Ok(OrgConfig {
         name,
         api_version,
@@ -595,6 +682,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         call_log,
         screen_pop,
         owners,
+        click_to_dial,
     })
 }
 

@@ -2,6 +2,7 @@
 //! Salesforce protocol, phone-number parsing, the token hand-off files and the event wire format.
 
 pub mod atomic_file;
+pub mod call_control;
 pub mod config;
 pub mod handoff;
 pub mod https_only;

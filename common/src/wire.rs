@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::call_control::{AgentPresence, CallCommand, CallState};
+
 /// Longest line either side accepts; longer lines are a protocol error.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -29,6 +31,21 @@ pub enum Message {
     Ack {
         call_uuid: String,
     },
+    /// Sidecar → module: carry out an agent's call-control command (already authorised).
+    SwitchCommand { id: u64, command: CallCommand },
+    /// Module → sidecar: how a `SwitchCommand` went; `error` is FreeSWITCH's `-ERR` text or
+    /// the module's reason.
+    SwitchResult {
+        id: u64,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Module → sidecar: a call of an agent changed (answered, held, ended, …).
+    CallState(CallState),
+    /// Sidecar → module: an agent's presence (on each change; every agent's when the module
+    /// connects), for the dialplan.
+    Presence(AgentPresence),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf cache stats | sf cache flush [org] | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf cache stats | sf cache flush [org] | sf presence <user id or extension> | sf reload\n";
 
 /// `lookup <org>[/<profile>] <number…>`: as with the dialplan applications, the number (which a
 /// dialplan may expand into `${sf(lookup acme ${caller_id_number})}`) comes last and is the rest
@@ -55,6 +55,11 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
                     )
                 }
             ),
+            Err(e) => format!("-ERR {e}\n"),
+        },
+        // An agent's presence: the bare state, for `${sf(presence 1001)}` in a condition.
+        ["presence", who] => match crate::presence::lookup(who) {
+            Ok(state) => state.to_string(),
             Err(e) => format!("-ERR {e}\n"),
         },
         rest => match module::state() {

@@ -6,8 +6,10 @@
 
 mod api;
 mod apps;
+mod call_control;
 mod ffi;
 mod hangup;
 mod module;
+mod presence;
 
 pub use ffi::entry::mod_natterbox_sf_module_interface;

@@ -10,8 +10,10 @@ use natterbox_common::config::{Config, CONFIG_NAME};
 use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
+use crate::call_control::CommandThread;
 use crate::ffi::entry::{
-    on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_screen_pop_app,
+    on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_presence_app,
+    sf_screen_pop_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -29,6 +31,7 @@ pub struct ModuleState {
 
 static STATE: ArcSwapOption<ModuleState> = ArcSwapOption::const_empty();
 static BINDINGS: Mutex<Vec<Binding>> = Mutex::new(Vec::new());
+static COMMAND_THREAD: Mutex<Option<CommandThread>> = Mutex::new(None);
 
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -76,10 +79,17 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"[org=<org>] [direction=inbound|outbound|internal] [agent=<user id> | extension=<ext>] (last, takes the rest of the data)",
         sf_screen_pop_app,
         flags(),
+    ) && interface.add_app(
+        c"sf_presence",
+        c"Read an agent's presence",
+        c"Sets sf_agent_presence to the agent's presence (Available, Busy, Away, Offline) as set from their console.",
+        c"<user id or extension>",
+        sf_presence_app,
+        flags(),
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, metrics, lookup, cache, reload",
-        c"status | metrics | lookup <org>[/<profile>] <number> | cache stats|flush [org] | reload",
+        c"status | metrics | lookup <org>[/<profile>] <number> | cache stats|flush [org] | presence <agent> | reload",
         sf_api,
     );
     if !registered {
@@ -96,10 +106,20 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
             "natterbox_sf::lookup events are reserved by another module; not firing them",
         );
     }
+    let inbox = engine.take_sidecar_inbox();
     STATE.store(Some(Arc::new(ModuleState {
         engine,
         warnings: WarningLimiter::default(),
     })));
+    match inbox.and_then(CommandThread::start) {
+        Some(thread) => {
+            *COMMAND_THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        }
+        None => log::log(
+            Level::Error,
+            "mod_natterbox_sf: cannot start the call-control thread; agents' commands will fail",
+        ),
+    }
     let mut bindings = BINDINGS.lock().unwrap_or_else(|e| e.into_inner());
     for (kind, callback) in [
         (
@@ -109,6 +129,34 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         (
             sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_HANGUP_COMPLETE,
             on_hangup_complete,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_PROGRESS,
+            on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_PROGRESS_MEDIA,
+            on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_ANSWER,
+            on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_BRIDGE,
+            on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_HOLD,
+            on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_UNHOLD,
+            on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_HANGUP_COMPLETE,
+            on_channel_event,
         ),
     ] {
         match Binding::bind(MODULE_NAME, kind, callback) {
@@ -134,6 +182,14 @@ pub fn shutdown() -> sys::switch_status_t {
         binding.unbind();
     }
     event::free_subclass(MODULE_NAME, LOOKUP_EVENT);
+    // Before the state goes: a command in progress finishes with it.
+    if let Some(thread) = COMMAND_THREAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        thread.stop();
+    }
     let Some(mut state) = STATE.swap(None) else {
         return sys::switch_status_t::SWITCH_STATUS_SUCCESS;
     };

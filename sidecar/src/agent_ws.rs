@@ -1,6 +1,6 @@
-//! The agents' listener (`agent-listen`): the `/agent` WebSocket that carries screen pops to agent
-//! consoles (protocol in sidecar/README.md), `/healthz` for a load balancer in front of it, and
-//! the console page itself (`/console/`, console.rs).
+//! The agents' listener (`agent-listen`): the `/agent` WebSocket of agent consoles (screen pops,
+//! call state, call control, presence, wrap-up; protocol in docs/agent-protocol.md), `/healthz`
+//! for a load balancer in front of it, and the console page itself (`/console/`, console.rs).
 //! TLS when `websocket-tls-cert`/`-key` are set.
 //!
 //! Authentication happens before the upgrade, with the agent's token in one of two places:
@@ -13,15 +13,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::agent::calls::call_frame;
+use crate::agent::commands::{self, ClientFrame, CommandError};
+use crate::agent::presence::presence_frame;
 use crate::pops::AgentIdentity;
 use crate::App;
 
@@ -84,10 +86,10 @@ async fn agent(
         .on_upgrade(move |socket| agent_session(socket, identity, app, shutdown))
 }
 
-#[derive(Deserialize)]
-struct ClientFrame {
-    ack: Option<String>,
-}
+/// Commands a connection may send per second before `429 too_many_commands`.
+const COMMANDS_PER_SECOND: u32 = 20;
+/// Longest frame a client may send (docs/agent-protocol.md).
+const MAX_CLIENT_FRAME: usize = 16 * 1024;
 
 async fn agent_session(
     mut socket: WebSocket,
@@ -97,17 +99,25 @@ async fn agent_session(
 ) {
     let hello = serde_json::json!({
         "type": "hello",
+        "protocol": 1,
         "user_id": agent.user_id,
         "extension": agent.extension,
     });
-    if socket
-        .send(WsMessage::Text(hello.to_string().into()))
-        .await
-        .is_err()
-    {
-        return;
+    // Subscribed before the snapshot, so no change falls between the two.
+    let mut bus = app.desk.subscribe();
+    let mut opening = vec![
+        hello.to_string(),
+        presence_frame(&app.desk.presence.get(&agent)),
+    ];
+    opening.extend(app.desk.calls.live_for(&agent).iter().map(call_frame));
+    for frame in opening {
+        if socket.send(WsMessage::Text(frame.into())).await.is_err() {
+            return;
+        }
     }
     tracing::debug!(user_id = %agent.user_id, "agent client connected");
+    let (results_tx, mut results) = mpsc::channel::<String>(64);
+    let mut window = (std::time::Instant::now(), 0u32);
     let mut subscription = app.pops.subscribe(agent.clone());
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -122,10 +132,64 @@ async fn agent_session(
                     app.pops.catch_up(subscription.id);
                 }
             }
+            frame = bus.recv() => match frame {
+                Ok(frame) => {
+                    if frame.is_for(&agent) && socket.send(WsMessage::Text((&*frame.text).into())).await.is_err() {
+                        break;
+                    }
+                }
+                // Too slow: missed changes; the live calls as they are now.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    for state in app.desk.calls.live_for(&agent) {
+                        if socket.send(WsMessage::Text(call_frame(&state).into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            Some(result) = results.recv() => {
+                if socket.send(WsMessage::Text(result.into())).await.is_err() {
+                    break;
+                }
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(WsMessage::Text(text))) => {
-                    if let Ok(ClientFrame { ack: Some(call_uuid) }) = serde_json::from_str(text.as_str()) {
-                        app.pops.ack(&agent, &call_uuid);
+                    if text.len() > MAX_CLIENT_FRAME {
+                        let _ = socket.send(WsMessage::Close(Some(CloseFrame {
+                            code: 1009,
+                            reason: "frame too large".into(),
+                        }))).await;
+                        break;
+                    }
+                    match commands::parse(text.as_str()) {
+                        ClientFrame::Ack(call_uuid) => {
+                            app.pops.ack(&agent, &call_uuid);
+                        }
+                        ClientFrame::Invalid(id, error) => {
+                            tracing::info!(agent = %agent.user_id, code = error.code, error = %error.message, "agent command refused");
+                            let _ = results_tx.try_send(commands::result_frame(id, Err(error)));
+                        }
+                        ClientFrame::Command(id, command) => {
+                            let now = std::time::Instant::now();
+                            if now.duration_since(window.0) >= Duration::from_secs(1) {
+                                window = (now, 0);
+                            }
+                            window.1 += 1;
+                            if window.1 > COMMANDS_PER_SECOND {
+                                let _ = results_tx.try_send(commands::result_frame(id, Err(CommandError {
+                                    code: 429,
+                                    reason: "too_many_commands",
+                                    message: format!("more than {COMMANDS_PER_SECOND} commands in a second"),
+                                })));
+                                continue;
+                            }
+                            let (app, agent, results_tx) = (app.clone(), agent.clone(), results_tx.clone());
+                            tokio::spawn(async move {
+                                let frame = commands::answer(&app, &agent, id, command).await;
+                                let _ = results_tx.send(frame).await;
+                            });
+                        }
                     }
                 }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,

@@ -142,11 +142,21 @@ struct OrgPause {
 }
 
 /// What went wrong with a whole chunk.
-enum ChunkError {
+pub(crate) enum ChunkError {
     /// 401 even after a refresh, or no token: wait for the token task.
     NoSession,
     Limit,
     Transient(String),
+}
+
+impl std::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkError::NoSession => f.write_str("no usable access token"),
+            ChunkError::Limit => f.write_str("REQUEST_LIMIT_EXCEEDED"),
+            ChunkError::Transient(e) => f.write_str(e),
+        }
+    }
 }
 
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
@@ -165,6 +175,8 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         deliver_round(&app, &mut pauses, &shutdown).await;
+        // Wrap-ups go onto Tasks this round created.
+        crate::agent::wrap_up::deliver_round(&app).await;
         update_gauges(&app).await;
         app.metrics.outbox_delivery_rounds.inc();
         tokio::select! {
@@ -298,7 +310,7 @@ async fn retry_or_fail(app: &App, row: &PendingRow, error: &str, max: u32, wait:
 }
 
 /// Runs `op` with the org's session; on 401 asks for a new token once and runs it again.
-async fn with_session<T, F, Fut>(app: &App, org: &str, op: F) -> Result<T, ChunkError>
+pub(crate) async fn with_session<T, F, Fut>(app: &App, org: &str, op: F) -> Result<T, ChunkError>
 where
     F: Fn(natterbox_common::salesforce::Session) -> Fut,
     Fut: std::future::Future<Output = Result<T, SfError>>,

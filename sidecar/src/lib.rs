@@ -6,6 +6,7 @@
 //! as Tasks through a durable SQLite outbox. See sidecar/README.md and docs/design.md.
 
 pub mod admin;
+pub mod agent;
 pub mod agent_ws;
 pub mod backoff;
 pub mod calllog;
@@ -54,6 +55,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<TokenManager>,
     pub pops: Arc<PopHub>,
+    /// Call state, call control, presence and wrap-up for agents' consoles.
+    pub desk: agent::AgentDesk,
     pub outbox: Arc<Outbox>,
     pub outbox_tx: mpsc::Sender<socket::Accepted>,
     pub platform_tx: mpsc::Sender<ScreenPop>,
@@ -150,7 +153,7 @@ pub async fn run(
         http.clone(),
         config.settings.token_dir.clone(),
         owner,
-        state_dir,
+        state_dir.clone(),
         metrics.clone(),
     );
     let (outbox_tx, outbox_rx) = mpsc::channel(config.settings.event_queue_capacity);
@@ -162,6 +165,7 @@ pub async fn run(
         metrics: metrics.clone(),
         tokens: tokens.clone(),
         pops: PopHub::new(metrics.clone()),
+        desk: agent::AgentDesk::new(&state_dir),
         outbox,
         outbox_tx,
         platform_tx,

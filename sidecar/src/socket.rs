@@ -84,6 +84,11 @@ async fn connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Rece
             }
         }
     });
+    // This module can now carry agents' commands; it gets every agent's presence first.
+    let link_id = app.desk.link.attach(reply_tx.clone());
+    for presence in app.desk.presence.all() {
+        let _ = reply_tx.try_send(Message::Presence(presence).to_line());
+    }
     let mut reader = BufReader::with_capacity(64 * 1024, read);
     let mut line = Vec::with_capacity(1024);
     loop {
@@ -102,6 +107,7 @@ async fn connection(stream: UnixStream, app: Arc<App>, mut shutdown: watch::Rece
             }
         }
     }
+    app.desk.link.detach(link_id);
     drop(reply_tx);
     // Let queued acks go out; the writer ends when the outbox writer drops its senders.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
@@ -215,7 +221,10 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
             }
         }
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
-        Message::Ack { .. } => {
+        Message::SwitchResult { id, ok, error } => app.desk.link.resolve(id, ok, error),
+        Message::CallState(state) => app.desk.on_call_state(state),
+        // Only the sidecar sends these.
+        Message::Ack { .. } | Message::SwitchCommand { .. } | Message::Presence(_) => {
             app.metrics.events_malformed.inc();
         }
     }

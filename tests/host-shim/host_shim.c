@@ -3115,6 +3115,9 @@ static int cmd_hangup(const char *uuid, const char *cause, const char **err)
 	return 1;
 }
 
+/* switch_api_execute and the core's call-control commands (a room of their own). */
+#include "core_commands.c"
+
 static int cmd_fire(char **w, int n, const char **err)
 {
 	switch_event_types_t id;
@@ -3479,6 +3482,12 @@ static void run_command(const char *raw_line)
 			ok = 0, err = "usage: hangup <uuid> [cause]";
 		} else {
 			ok = cmd_hangup(w[1], n == 3 ? w[2] : NULL, &err);
+		}
+	} else if (!strcmp(w[0], "bridge")) {
+		if (n != 3) {
+			ok = 0, err = "usage: bridge <uuid> <other uuid>";
+		} else {
+			ok = cmd_bridge(w[1], w[2], &err);
 		}
 	} else if (!strcmp(w[0], "answer")) {
 		if (n != 2) {

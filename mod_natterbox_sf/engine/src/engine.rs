@@ -12,7 +12,7 @@ use natterbox_common::config::{Config, OrgConfig, Settings};
 use natterbox_common::phone::{CallerNumber, InvalidNumber};
 use natterbox_common::salesforce::client::{http_client, ClientOptions};
 use natterbox_common::salesforce::{LimitInfo, SalesforceClient, SfError};
-use natterbox_common::wire::{CallLog, ScreenPop};
+use natterbox_common::wire::{CallLog, Message, ScreenPop};
 use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
@@ -211,6 +211,11 @@ pub struct Engine {
     /// How long requests wait for the runtime (the host's load), see `overload`.
     queue: Arc<RuntimeQueue>,
     runtime_threads: usize,
+    /// What the sidecar sends besides acks (call-control commands, presence), for the module's
+    /// call-control thread to take once.
+    sidecar_inbox: parking_lot::Mutex<Option<std::sync::mpsc::Receiver<Message>>>,
+    agent_calls: Arc<crate::agent_calls::AgentCalls>,
+    presence: Arc<crate::presence::PresenceBoard>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -267,11 +272,13 @@ impl Engine {
                 settings.spool_dir.display()
             );
         }
+        let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
         let (outbox, outbox_task, spool_thread) = Outbox::new(
             settings.event_socket.clone(),
             settings.spool_dir.clone(),
             settings.event_queue_capacity,
             stop_rx.clone(),
+            inbound_tx,
         )
         .map_err(|e| format!("cannot start the spool writer thread: {e}"))?;
         let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
@@ -293,6 +300,9 @@ impl Engine {
             lookup_metrics: Arc::new(LookupMetrics::default()),
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
+            sidecar_inbox: parking_lot::Mutex::new(Some(inbound_rx)),
+            agent_calls: Arc::new(crate::agent_calls::AgentCalls::default()),
+            presence: Arc::new(crate::presence::PresenceBoard::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -500,6 +510,21 @@ impl Engine {
 
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// The sidecar's commands and presence updates; `None` after the first call.
+    pub fn take_sidecar_inbox(&self) -> Option<std::sync::mpsc::Receiver<Message>> {
+        self.sidecar_inbox.lock().take()
+    }
+
+    /// The agents' calls the module follows (call control, state reports).
+    pub fn agent_calls(&self) -> &Arc<crate::agent_calls::AgentCalls> {
+        &self.agent_calls
+    }
+
+    /// Agents' presence as the sidecar last reported it.
+    pub fn presence(&self) -> &Arc<crate::presence::PresenceBoard> {
+        &self.presence
     }
 
     /// Drops cached answers of one org, or of all.

@@ -1,6 +1,7 @@
 //! The call-path logic of mod_natterbox_sf, in plain Rust: it tests without FreeSWITCH. The
 //! cdylib's FFI layer calls into it.
 
+pub mod agent_calls;
 pub mod args;
 pub mod breaker;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod outbox;
 pub mod outcome;
 pub mod overload;
 pub mod owners;
+pub mod presence;
 pub mod schema_check;
 pub mod search;
 pub mod spool;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use natterbox_common::call_control::CallState;
 use natterbox_common::wire::{CallLog, Message, ScreenPop, MAX_LINE_BYTES};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -93,6 +94,7 @@ impl Outbox {
         spool_dir: PathBuf,
         capacity: usize,
         stop: watch::Receiver<bool>,
+        inbound: std::sync::mpsc::Sender<Message>,
     ) -> std::io::Result<(
         Outbox,
         impl std::future::Future<Output = ()>,
@@ -121,7 +123,11 @@ impl Outbox {
             replayed: replay_rx,
             epoch,
         };
-        Ok((outbox, run(socket, rx, link, counters, stop), thread))
+        Ok((
+            outbox,
+            run(socket, rx, link, counters, stop, inbound),
+            thread,
+        ))
     }
 
     pub fn counters(&self) -> &OutboxCounters {
@@ -160,6 +166,20 @@ impl Outbox {
         self.offer_or_drop(Message::ScreenPop(pop));
     }
 
+    /// A change of an agent's call, for their console.
+    pub fn call_state(&self, state: CallState) {
+        self.offer_or_drop(Message::CallState(state));
+    }
+
+    /// The answer to the sidecar's `SwitchCommand` `id`.
+    pub fn switch_result(&self, id: u64, error: Option<String>) {
+        self.offer_or_drop(Message::SwitchResult {
+            id,
+            ok: error.is_none(),
+            error,
+        });
+    }
+
     /// The module's metrics for the sidecar's `/metrics`; a newer one follows, so a full queue
     /// drops it.
     pub fn module_metrics(&self, text: String) {
@@ -194,7 +214,12 @@ struct Connection {
     epoch: u64,
 }
 
-async fn connect(socket: &Path, epoch: u64) -> std::io::Result<Connection> {
+/// `inbound` takes what the sidecar sends besides acks (call-control commands, presence).
+async fn connect(
+    socket: &Path,
+    epoch: u64,
+    inbound: std::sync::mpsc::Sender<Message>,
+) -> std::io::Result<Connection> {
     let stream = UnixStream::connect(socket).await?;
     let (reader, writer) = stream.into_split();
     let (ack_tx, acks) = mpsc::unbounded_channel();
@@ -206,13 +231,18 @@ async fn connect(socket: &Path, epoch: u64) -> std::io::Result<Connection> {
             match lines.read_until(b'\n', &mut line).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) if line.len() > MAX_LINE_BYTES => return,
-                Ok(_) => {
-                    if let Ok(Message::Ack { call_uuid }) = Message::from_line(&line) {
+                Ok(_) => match Message::from_line(&line) {
+                    Ok(Message::Ack { call_uuid }) => {
                         if ack_tx.send(call_uuid).is_err() {
                             return;
                         }
                     }
-                }
+                    Ok(other) => {
+                        // Nobody listening (module stopping): nothing to do with it.
+                        let _ = inbound.send(other);
+                    }
+                    Err(_) => {}
+                },
             }
         }
     });
@@ -230,6 +260,7 @@ async fn run(
     mut spool: SpoolLink,
     counters: Arc<OutboxCounters>,
     mut stop: watch::Receiver<bool>,
+    inbound: std::sync::mpsc::Sender<Message>,
 ) {
     let mut waiting_pops: VecDeque<ScreenPop> = VecDeque::new();
     let mut connection: Option<Connection> = None;
@@ -242,7 +273,7 @@ async fn run(
         }
         if connection.is_none() && tokio::time::Instant::now() >= next_attempt {
             epoch += 1;
-            match connect(&socket, epoch).await {
+            match connect(&socket, epoch, inbound.clone()).await {
                 Ok(mut c) => {
                     counters.connected.store(1, Ordering::Relaxed);
                     backoff = RECONNECT_MIN;
@@ -463,7 +494,7 @@ mod tests {
         std::fs::create_dir(&spool_dir).unwrap();
         let (stop_tx, stop) = watch::channel(false);
         let (outbox, task, spool_thread) =
-            Outbox::new(socket.clone(), spool_dir.clone(), 16, stop).unwrap();
+            Outbox::new(socket.clone(), spool_dir.clone(), 16, stop, std::sync::mpsc::channel().0).unwrap();
         let task = tokio::spawn(task);
 
         outbox.call_log(log("uuid-1"));
@@ -527,7 +558,7 @@ mod tests {
         std::fs::create_dir(&spool_dir).unwrap();
         let (_stop_tx, stop) = watch::channel(false);
         let (outbox, task, _spool_thread) =
-            Outbox::new(socket.clone(), spool_dir.clone(), 1, stop).unwrap();
+            Outbox::new(socket.clone(), spool_dir.clone(), 1, stop, std::sync::mpsc::channel().0).unwrap();
         // The task is not running yet: the queue holds one message.
         outbox.call_log(log("queued"));
         outbox.call_log(log("overflow-1"));
@@ -568,6 +599,7 @@ mod tests {
             dir.path().to_path_buf(),
             16,
             stop,
+            std::sync::mpsc::channel().0,
         )
         .unwrap();
         tokio::spawn(task);

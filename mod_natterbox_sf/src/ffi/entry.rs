@@ -9,7 +9,8 @@ use crate::ffi::interface::ModuleInterface;
 use crate::ffi::session::Session;
 use crate::ffi::stream::Stream;
 use crate::ffi::sys;
-use crate::{api, apps, hangup, module};
+use crate::{api, apps, call_control, hangup, module, presence};
+use natterbox_engine::agent_calls::ChannelEventKind;
 
 /// What FreeSWITCH's loader reads (`SWITCH_MODULE_DEFINITION`).
 #[unsafe(no_mangle)]
@@ -78,6 +79,21 @@ pub unsafe extern "C" fn sf_screen_pop_app(
     })
 }
 
+pub unsafe extern "C" fn sf_presence_app(
+    session: *mut sys::switch_core_session_t,
+    data: *const c_char,
+) {
+    guarded("sf_presence", (), || {
+        // SAFETY: as in sf_lookup_app.
+        let Some(session) = (unsafe { Session::from_raw(session) }) else {
+            return;
+        };
+        // SAFETY: as in sf_lookup_app.
+        let data = unsafe { text_arg(data) };
+        presence::sf_presence(&session, &data);
+    })
+}
+
 pub unsafe extern "C" fn sf_api(
     cmd: *const c_char,
     _session: *mut sys::switch_core_session_t,
@@ -107,6 +123,26 @@ pub unsafe extern "C" fn on_hangup_complete(event: *mut sys::switch_event_t) {
         if let Some(mut event) = unsafe { EventRef::from_raw(event) } {
             hangup::on_hangup_complete(&mut event);
         }
+    })
+}
+
+/// The channel events of agents' calls (answer, bridge, hold, unhold, hangup), for call control.
+pub unsafe extern "C" fn on_channel_event(event: *mut sys::switch_event_t) {
+    guarded("channel event", (), || {
+        // SAFETY: FreeSWITCH passes the event being delivered, valid during the call.
+        let Some(mut event) = (unsafe { EventRef::from_raw(event) }) else {
+            return;
+        };
+        let kind = match event.header("Event-Name").as_deref() {
+            Some("CHANNEL_PROGRESS") | Some("CHANNEL_PROGRESS_MEDIA") => ChannelEventKind::Progress,
+            Some("CHANNEL_ANSWER") => ChannelEventKind::Answer,
+            Some("CHANNEL_BRIDGE") => ChannelEventKind::Bridge,
+            Some("CHANNEL_HOLD") => ChannelEventKind::Hold,
+            Some("CHANNEL_UNHOLD") => ChannelEventKind::Unhold,
+            Some("CHANNEL_HANGUP_COMPLETE") => ChannelEventKind::Hangup,
+            _ => return,
+        };
+        call_control::on_channel_event(kind, &mut event);
     })
 }
 

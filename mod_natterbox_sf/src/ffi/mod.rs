@@ -1,6 +1,7 @@
 //! The FFI layer: the only place with `unsafe`. Everything above it works with the safe types
 //! here (`Session`, `Stream`, `EventRef`) and plain Rust values.
 
+pub mod api;
 pub mod entry;
 pub mod event;
 pub mod guard;

@@ -1,0 +1,588 @@
+//! The agents' calls as the module follows them: which channel is the agent's leg and which the
+//! other party's, what state the call is in, and which FreeSWITCH API commands carry out an
+//! agent's command. Plain Rust (the module feeds it channel events and runs the commands it
+//! plans), so it tests without FreeSWITCH.
+//!
+//! A call is an agent's when one of its channels carries `sf_agent_user_id` or
+//! `sf_agent_extension` (set by `sf_screen_pop`, the dialplan, or the module's own originate).
+//! The call's id is that channel's UUID (the one its screen pop and its Task carry). For an
+//! inbound call that channel is the caller's, and the agent's leg is learnt from the bridge;
+//! for a click-to-dial the marked channel is the agent's own leg (`sf_agent_leg=true`).
+
+use std::collections::{HashMap, VecDeque};
+
+use natterbox_common::call_control::{
+    dialable, CallCommand, CallPhase, CallState, TransferMode,
+};
+use natterbox_common::config::ClickToDialConfig;
+use natterbox_common::wire::Direction;
+
+/// Calls remembered after they end, so late events of their channels start nothing new.
+const ENDED_MEMORY: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelEventKind {
+    Progress,
+    Answer,
+    Bridge,
+    Hold,
+    Unhold,
+    Hangup,
+}
+
+/// The parts of a FreeSWITCH channel event this needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelEvent {
+    pub unique_id: String,
+    /// `Other-Leg-Unique-ID` / `Bridge-B-Unique-ID` on a bridge.
+    pub other_leg: Option<String>,
+    pub agent_user_id: Option<String>,
+    pub agent_extension: Option<String>,
+    /// `sf_agent_leg=true`: this channel is the agent's own phone (click-to-dial).
+    pub agent_leg: bool,
+    pub org: Option<String>,
+    pub direction: Option<Direction>,
+    pub other_party: Option<String>,
+    pub record_id: Option<String>,
+    pub cause: Option<String>,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct TrackedCall {
+    call_uuid: String,
+    agent_leg: Option<String>,
+    org: String,
+    agent_user_id: Option<String>,
+    agent_extension: Option<String>,
+    direction: Direction,
+    other_party: String,
+    record_id: Option<String>,
+    phase: CallPhase,
+    muted: bool,
+    /// Blind or warm transfer asked for: the agent's leg ending means "transferred to".
+    transferring_to: Option<String>,
+    /// In a conference: hanging up leaves the others talking.
+    conference: bool,
+}
+
+impl TrackedCall {
+    fn state(&self, at_ms: u64) -> CallState {
+        CallState {
+            call_uuid: self.call_uuid.clone(),
+            state: self.phase,
+            direction: self.direction,
+            other_party: self.other_party.clone(),
+            record_id: self.record_id.clone(),
+            org: self.org.clone(),
+            agent_user_id: self.agent_user_id.clone(),
+            agent_extension: self.agent_extension.clone(),
+            muted: self.muted,
+            cause: None,
+            transferred_to: None,
+            at_ms,
+        }
+    }
+}
+
+/// One FreeSWITCH API command (`switch_api_execute(command, args)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    pub command: &'static str,
+    pub args: String,
+    /// A failure of this one does not fail the agent's command (a leg already gone).
+    pub may_fail: bool,
+}
+
+fn api(command: &'static str, args: String) -> ApiCall {
+    ApiCall {
+        command,
+        args,
+        may_fail: false,
+    }
+}
+
+#[derive(Default)]
+pub struct AgentCalls {
+    inner: parking_lot::Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    calls: HashMap<String, TrackedCall>,
+    /// Every known leg (the call's own channel included) → call id.
+    legs: HashMap<String, String>,
+    ended: VecDeque<String>,
+}
+
+impl Table {
+    fn forget(&mut self, call_uuid: &str) {
+        if let Some(call) = self.calls.remove(call_uuid) {
+            self.legs.retain(|_, c| c != call_uuid);
+            for leg in [Some(call.call_uuid), call.agent_leg].into_iter().flatten() {
+                self.ended.push_back(leg);
+            }
+            while self.ended.len() > ENDED_MEMORY {
+                self.ended.pop_front();
+            }
+        }
+    }
+}
+
+/// Salesforce key prefixes that are people (`WhoId`); anything else is `WhatId`.
+pub fn record_type_for(record_id: &str) -> &'static str {
+    match record_id.get(..3) {
+        Some("003") => "Contact",
+        Some("00Q") => "Lead",
+        Some("001") => "Account",
+        _ => "Record",
+    }
+}
+
+impl AgentCalls {
+    pub fn len(&self) -> usize {
+        self.inner.lock().calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes a channel event; returns the state to report when the agent's view changed.
+    pub fn on_event(&self, kind: ChannelEventKind, event: &ChannelEvent) -> Option<CallState> {
+        let mut table = self.inner.lock();
+        if table.ended.contains(&event.unique_id) {
+            return None;
+        }
+        let call_uuid = match table.legs.get(&event.unique_id) {
+            Some(call) => call.clone(),
+            None => {
+                if event.agent_user_id.is_none() && event.agent_extension.is_none() {
+                    return None;
+                }
+                let org = event.org.clone()?;
+                let call = TrackedCall {
+                    call_uuid: event.unique_id.clone(),
+                    agent_leg: event.agent_leg.then(|| event.unique_id.clone()),
+                    org,
+                    agent_user_id: event.agent_user_id.clone(),
+                    agent_extension: event.agent_extension.clone(),
+                    direction: event.direction.unwrap_or(Direction::Inbound),
+                    other_party: event.other_party.clone().unwrap_or_default(),
+                    record_id: event.record_id.clone(),
+                    phase: CallPhase::Ringing,
+                    muted: false,
+                    transferring_to: None,
+                    conference: false,
+                };
+                table
+                    .legs
+                    .insert(event.unique_id.clone(), event.unique_id.clone());
+                table.calls.insert(event.unique_id.clone(), call);
+                if kind == ChannelEventKind::Progress {
+                    let call = &table.calls[&event.unique_id];
+                    return Some(call.state(event.at_ms));
+                }
+                event.unique_id.clone()
+            }
+        };
+        let is_agent_leg = {
+            let call = table.calls.get(&call_uuid)?;
+            call.agent_leg.as_deref() == Some(event.unique_id.as_str())
+        };
+        match kind {
+            ChannelEventKind::Progress => None,
+            ChannelEventKind::Bridge => {
+                let other = event.other_leg.clone()?;
+                let call = table.calls.get_mut(&call_uuid)?;
+                if call.agent_leg.is_none() && event.unique_id == call.call_uuid {
+                    call.agent_leg = Some(other.clone());
+                }
+                table.legs.insert(other, call_uuid.clone());
+                let call = table.calls.get_mut(&call_uuid)?;
+                if call.phase == CallPhase::Ringing {
+                    call.phase = CallPhase::Answered;
+                    return Some(call.state(event.at_ms));
+                }
+                None
+            }
+            ChannelEventKind::Answer => {
+                let call = table.calls.get_mut(&call_uuid)?;
+                if call.phase == CallPhase::Ringing {
+                    call.phase = CallPhase::Answered;
+                    return Some(call.state(event.at_ms));
+                }
+                None
+            }
+            ChannelEventKind::Hold | ChannelEventKind::Unhold => {
+                let call = table.calls.get_mut(&call_uuid)?;
+                if !is_agent_leg || call.phase.is_final() {
+                    return None;
+                }
+                let phase = if kind == ChannelEventKind::Hold {
+                    CallPhase::Held
+                } else {
+                    CallPhase::Answered
+                };
+                (call.phase != phase).then(|| {
+                    call.phase = phase;
+                    call.state(event.at_ms)
+                })
+            }
+            ChannelEventKind::Hangup => {
+                let call = table.calls.get(&call_uuid)?;
+                let ends_it = is_agent_leg
+                    || event.unique_id == call.call_uuid
+                    || call.agent_leg.is_none();
+                if !ends_it {
+                    // Another leg (a conference guest, the transfer target) left.
+                    table.legs.remove(&event.unique_id);
+                    return None;
+                }
+                let mut state = call.state(event.at_ms);
+                match &call.transferring_to {
+                    Some(to) => {
+                        state.state = CallPhase::Transferred;
+                        state.transferred_to = Some(to.clone());
+                    }
+                    None => {
+                        state.state = CallPhase::Ended;
+                        state.cause = Some(
+                            event
+                                .cause
+                                .clone()
+                                .unwrap_or_else(|| "NORMAL_CLEARING".into()),
+                        );
+                    }
+                }
+                table.forget(&call_uuid);
+                Some(state)
+            }
+        }
+    }
+
+    pub fn org_of(&self, call_uuid: &str) -> Option<String> {
+        self.inner.lock().calls.get(call_uuid).map(|c| c.org.clone())
+    }
+
+    /// The state after a mute or unmute went through.
+    pub fn set_muted(&self, call_uuid: &str, muted: bool, at_ms: u64) -> Option<CallState> {
+        let mut table = self.inner.lock();
+        let call = table.calls.get_mut(call_uuid)?;
+        call.muted = muted;
+        Some(call.state(at_ms))
+    }
+
+    /// The FreeSWITCH commands for an agent's command, and what to remember once they went
+    /// through. Errors are for the agent (no such call, wrong state).
+    pub fn plan(
+        &self,
+        command: &CallCommand,
+        dialing: &ClickToDialConfig,
+    ) -> Result<Vec<ApiCall>, String> {
+        command.check()?;
+        if let CallCommand::Dial {
+            call_uuid,
+            org,
+            agent_user_id,
+            agent_extension,
+            number,
+            record_id,
+        } = command
+        {
+            return Ok(vec![originate(
+                call_uuid,
+                org,
+                agent_user_id,
+                agent_extension,
+                number,
+                record_id.as_deref(),
+                dialing,
+            )]);
+        }
+        let mut table = self.inner.lock();
+        let call = table
+            .calls
+            .get_mut(command.call_uuid())
+            .ok_or_else(|| format!("no live call {}", command.call_uuid()))?;
+        let agent_leg = call
+            .agent_leg
+            .clone()
+            .ok_or_else(|| "the agent's phone is not connected to this call yet".to_string())?;
+        let context = &dialing.context;
+        Ok(match command {
+            CallCommand::Dial { .. } => unreachable!("handled above"),
+            CallCommand::Hold { .. } => vec![api("uuid_hold", agent_leg)],
+            CallCommand::Resume { .. } => vec![api("uuid_hold", format!("off {agent_leg}"))],
+            CallCommand::Mute { .. } => {
+                vec![api("uuid_audio", format!("{agent_leg} start read mute 1"))]
+            }
+            CallCommand::Unmute { .. } => vec![api("uuid_audio", format!("{agent_leg} stop"))],
+            CallCommand::Transfer { to, mode, .. } => {
+                let to = dialable(to);
+                call.transferring_to = Some(to.clone());
+                match mode {
+                    // The agent's partner (the other party) goes to `to` in the dialplan.
+                    TransferMode::Blind => vec![api(
+                        "uuid_transfer",
+                        format!("{agent_leg} -bleg {to} XML {context}"),
+                    )],
+                    // FreeSWITCH's attended transfer, run on the agent's leg: the other party
+                    // waits; the agent talks to `to`; the agent hanging up joins the two.
+                    TransferMode::Warm => vec![api(
+                        "uuid_broadcast",
+                        format!("{agent_leg} att_xfer::loopback/{to}/{context} aleg"),
+                    )],
+                }
+            }
+            CallCommand::Conference { to, leg_uuid, .. } => {
+                let to = dialable(to);
+                call.conference = true;
+                let room = format!("sf-{}@default", call.call_uuid);
+                vec![
+                    api(
+                        "uuid_transfer",
+                        format!("{agent_leg} -both conference:{room} inline"),
+                    ),
+                    api(
+                        "bgapi",
+                        format!(
+                            "originate {{origination_uuid={leg_uuid},sf_conference_of={}}}loopback/{to}/{context} &conference({room})",
+                            call.call_uuid
+                        ),
+                    ),
+                ]
+            }
+            CallCommand::Hangup { .. } => {
+                let mut calls = vec![api("uuid_kill", agent_leg.clone())];
+                if !call.conference && call.transferring_to.is_none() && call.call_uuid != agent_leg
+                {
+                    // A two-party call ends for both.
+                    calls.push(ApiCall {
+                        command: "uuid_kill",
+                        args: call.call_uuid.clone(),
+                        may_fail: true,
+                    });
+                }
+                calls
+            }
+        })
+    }
+}
+
+/// Click-to-dial: ring the agent's phone (`endpoint`); once answered, route `number` through the
+/// org's dialplan context with the org's caller id. `bgapi`: the originate waits for the
+/// agent to answer, which must not hold the command thread.
+fn originate(
+    call_uuid: &str,
+    org: &str,
+    agent_user_id: &str,
+    agent_extension: &str,
+    number: &str,
+    record_id: Option<&str>,
+    dialing: &ClickToDialConfig,
+) -> ApiCall {
+    let number = dialable(number);
+    let mut vars = vec![
+        format!("origination_uuid={call_uuid}"),
+        format!("sf_agent_user_id={agent_user_id}"),
+        format!("sf_agent_extension={agent_extension}"),
+        "sf_agent_leg=true".to_string(),
+        format!("sf_org={org}"),
+        "sf_call_direction=outbound".to_string(),
+        format!("sf_other_party={number}"),
+        // What the agent's phone shows: who they are calling.
+        format!("origination_caller_id_number={number}"),
+        format!("originate_timeout={}", dialing.answer_timeout.as_secs()),
+        "hangup_after_bridge=true".to_string(),
+    ];
+    if let Some(id) = record_id {
+        vars.push(format!("sf_record_id={id}"));
+        vars.push(format!("sf_record_type={}", record_type_for(id)));
+    }
+    // What the customer sees: the org's number.
+    if let Some(cid) = &dialing.caller_id_number {
+        vars.push(format!("effective_caller_id_number={cid}"));
+    }
+    if let Some(name) = &dialing.caller_id_name {
+        vars.push(format!("effective_caller_id_name='{name}'"));
+    }
+    let endpoint = dialing.endpoint.replace("{extension}", agent_extension);
+    api(
+        "bgapi",
+        format!(
+            "originate {{{}}}{endpoint} {number} XML {}",
+            vars.join(","),
+            dialing.context
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound(kind_uuid: &str) -> ChannelEvent {
+        ChannelEvent {
+            unique_id: kind_uuid.into(),
+            agent_extension: Some("1001".into()),
+            org: Some("acme".into()),
+            direction: Some(Direction::Inbound),
+            other_party: Some("+14155550100".into()),
+            record_id: Some("003xx000004TmiQAAS".into()),
+            at_ms: 5,
+            ..ChannelEvent::default()
+        }
+    }
+
+    fn leg(uuid: &str) -> ChannelEvent {
+        ChannelEvent {
+            unique_id: uuid.into(),
+            at_ms: 6,
+            ..ChannelEvent::default()
+        }
+    }
+
+    #[test]
+    fn an_inbound_call_learns_the_agents_leg_from_the_bridge() {
+        let calls = AgentCalls::default();
+        let ringing = calls
+            .on_event(ChannelEventKind::Progress, &inbound("a"))
+            .unwrap();
+        assert_eq!(ringing.state, CallPhase::Ringing);
+        let hold = CallCommand::Hold {
+            call_uuid: "a".into(),
+        };
+        let dialing = ClickToDialConfig::default();
+        assert!(calls.plan(&hold, &dialing).unwrap_err().contains("not connected"));
+        let mut bridge = inbound("a");
+        bridge.other_leg = Some("b".into());
+        let answered = calls.on_event(ChannelEventKind::Bridge, &bridge).unwrap();
+        assert_eq!(answered.state, CallPhase::Answered);
+        assert_eq!(
+            calls.plan(&hold, &dialing).unwrap(),
+            vec![api("uuid_hold", "b".into())]
+        );
+        // The hold shows on the agent's leg.
+        let held = calls.on_event(ChannelEventKind::Hold, &leg("b")).unwrap();
+        assert_eq!(held.state, CallPhase::Held);
+        assert_eq!(held.call_uuid, "a");
+        assert_eq!(calls.on_event(ChannelEventKind::Hold, &leg("a")), None);
+        let resumed = calls.on_event(ChannelEventKind::Unhold, &leg("b")).unwrap();
+        assert_eq!(resumed.state, CallPhase::Answered);
+        let hangup = CallCommand::Hangup {
+            call_uuid: "a".into(),
+        };
+        let plan = calls.plan(&hangup, &dialing).unwrap();
+        assert_eq!(plan[0], api("uuid_kill", "b".into()));
+        assert_eq!(plan[1].args, "a");
+        assert!(plan[1].may_fail);
+        let mut gone = leg("b");
+        gone.cause = Some("NORMAL_CLEARING".into());
+        let ended = calls.on_event(ChannelEventKind::Hangup, &gone).unwrap();
+        assert_eq!(ended.state, CallPhase::Ended);
+        assert_eq!(ended.cause.as_deref(), Some("NORMAL_CLEARING"));
+        // The caller's leg ending later starts nothing new.
+        assert_eq!(calls.on_event(ChannelEventKind::Hangup, &inbound("a")), None);
+        assert!(calls.is_empty());
+    }
+
+    #[test]
+    fn a_blind_transfer_ends_as_transferred() {
+        let calls = AgentCalls::default();
+        let mut bridge = inbound("a");
+        bridge.other_leg = Some("b".into());
+        calls.on_event(ChannelEventKind::Bridge, &bridge);
+        let plan = calls
+            .plan(
+                &CallCommand::Transfer {
+                    call_uuid: "a".into(),
+                    to: "1002".into(),
+                    mode: TransferMode::Blind,
+                },
+                &ClickToDialConfig::default(),
+            )
+            .unwrap();
+        assert_eq!(plan, vec![api("uuid_transfer", "b -bleg 1002 XML default".into())]);
+        let done = calls.on_event(ChannelEventKind::Hangup, &leg("b")).unwrap();
+        assert_eq!(done.state, CallPhase::Transferred);
+        assert_eq!(done.transferred_to.as_deref(), Some("1002"));
+    }
+
+    #[test]
+    fn click_to_dial_originates_the_agents_phone_then_the_number() {
+        let calls = AgentCalls::default();
+        let dialing = ClickToDialConfig {
+            context: "agents".into(),
+            caller_id_number: Some("+14155550000".into()),
+            caller_id_name: Some("Acme Support".into()),
+            ..ClickToDialConfig::default()
+        };
+        let plan = calls
+            .plan(
+                &CallCommand::Dial {
+                    call_uuid: "d-1".into(),
+                    org: "acme".into(),
+                    agent_user_id: "005xx000001SvLbYAK".into(),
+                    agent_extension: "1001".into(),
+                    number: "+1 (415) 555-0100".into(),
+                    record_id: Some("003xx000004TmiQAAS".into()),
+                },
+                &dialing,
+            )
+            .unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].command, "bgapi");
+        let args = &plan[0].args;
+        assert!(args.starts_with("originate {origination_uuid=d-1,"), "{args}");
+        assert!(args.ends_with("}user/1001 +14155550100 XML agents"), "{args}");
+        for var in [
+            "sf_agent_leg=true",
+            "sf_call_direction=outbound",
+            "sf_record_type=Contact",
+            "effective_caller_id_number=+14155550000",
+            "effective_caller_id_name='Acme Support'",
+        ] {
+            assert!(args.contains(var), "{var} in {args}");
+        }
+        // A dial string or variable for a number never gets that far.
+        let bad = CallCommand::Dial {
+            call_uuid: "d-2".into(),
+            org: "acme".into(),
+            agent_user_id: "005xx000001SvLbYAK".into(),
+            agent_extension: "1001".into(),
+            number: "1002,sf_agent_leg=false".into(),
+            record_id: None,
+        };
+        assert!(calls.plan(&bad, &dialing).is_err());
+        // The originated leg is the agent's: its events make the call.
+        let mut ringing = ChannelEvent {
+            unique_id: "d-1".into(),
+            agent_user_id: Some("005xx000001SvLbYAK".into()),
+            agent_extension: Some("1001".into()),
+            agent_leg: true,
+            org: Some("acme".into()),
+            direction: Some(Direction::Outbound),
+            other_party: Some("+14155550100".into()),
+            ..ChannelEvent::default()
+        };
+        assert_eq!(
+            calls
+                .on_event(ChannelEventKind::Progress, &ringing)
+                .unwrap()
+                .state,
+            CallPhase::Ringing
+        );
+        ringing.other_leg = Some("cust".into());
+        calls.on_event(ChannelEventKind::Answer, &ringing).unwrap();
+        let plan = calls
+            .plan(
+                &CallCommand::Mute {
+                    call_uuid: "d-1".into(),
+                },
+                &dialing,
+            )
+            .unwrap();
+        assert_eq!(plan, vec![api("uuid_audio", "d-1 start read mute 1".into())]);
+    }
+}

@@ -1,0 +1,81 @@
+//! Agents' presence (Available, Busy, Away, Offline): set from their consoles, kept across
+//! restarts in `presence.json` next to the outbox, pushed to the module for the dialplan.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use natterbox_common::call_control::{AgentPresence, PresenceState};
+
+use crate::backoff::now_ms;
+use crate::pops::AgentIdentity;
+
+pub struct PresenceStore {
+    path: PathBuf,
+    agents: std::sync::Mutex<HashMap<String, AgentPresence>>,
+}
+
+impl PresenceStore {
+    /// What was saved; nothing (everyone Offline) when the file is missing or unreadable.
+    pub fn load(path: PathBuf) -> PresenceStore {
+        let agents = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Vec<AgentPresence>>(&bytes).ok())
+            .map(|list| {
+                list.into_iter()
+                    .map(|p| (p.user_id.clone(), p))
+                    .collect::<HashMap<_, _>>()
+            })
+            .unwrap_or_default();
+        PresenceStore {
+            path,
+            agents: std::sync::Mutex::new(agents),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentPresence>> {
+        self.agents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, agent: &AgentIdentity) -> AgentPresence {
+        self.lock()
+            .get(&agent.user_id)
+            .cloned()
+            .unwrap_or(AgentPresence {
+                user_id: agent.user_id.clone(),
+                extension: agent.extension.clone(),
+                state: PresenceState::Offline,
+                since_ms: 0,
+            })
+    }
+
+    pub fn all(&self) -> Vec<AgentPresence> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Sets and saves the agent's presence; returns the new value.
+    pub fn set(&self, agent: &AgentIdentity, state: PresenceState) -> Result<AgentPresence, String> {
+        let presence = AgentPresence {
+            user_id: agent.user_id.clone(),
+            extension: agent.extension.clone(),
+            state,
+            since_ms: now_ms(),
+        };
+        let mut agents = self.lock();
+        agents.insert(agent.user_id.clone(), presence.clone());
+        let list: Vec<&AgentPresence> = agents.values().collect();
+        let bytes = serde_json::to_vec(&list).expect("presence serializes");
+        natterbox_common::atomic_file::write(&self.path, &bytes, None)
+            .map_err(|e| format!("saving presence to {}: {e}", self.path.display()))?;
+        Ok(presence)
+    }
+}
+
+pub fn presence_frame(presence: &AgentPresence) -> String {
+    serde_json::json!({
+        "type": "presence",
+        "user_id": presence.user_id,
+        "state": presence.state.as_str(),
+        "since_ms": presence.since_ms,
+    })
+    .to_string()
+}
