@@ -99,8 +99,8 @@ test("a pop reaches only the agent it is for", async () => {
   const first = await consolePage(a);
   const second = await consolePage(b);
   try {
-    const call = await product.inboundCall("+442079460958");
-    await product.screenPop(call, b.extension);
+    const call = await product.inboundCall("+442079460958", { extension: b.extension });
+    await product.screenPop(call);
     await second.page.waitForSelector("#call:not([hidden])");
     assert.equal(await second.page.textContent("#caller-number"), "+442079460958");
     // Several records match that number: no single record, no link, the count instead.
@@ -110,8 +110,8 @@ test("a pop reaches only the agent it is for", async () => {
     assert.ok(ids.length > 1);
     assert.equal(await second.page.textContent("#record-none"), `${ids.length} matching records`);
     // Agent A's console got nothing; a pop of its own shows that its connection works.
-    const own = await product.inboundCall("+14155550123");
-    await product.screenPop(own, a.extension);
+    const own = await product.inboundCall("+14155550123", { extension: a.extension });
+    await product.screenPop(own);
     await first.page.waitForSelector("#call:not([hidden])");
     assert.equal(await first.page.textContent("#caller-number"), "+14155550123");
     assert.equal(await first.page.locator("#history li").count(), 1);

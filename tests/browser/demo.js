@@ -32,7 +32,9 @@ async function control(page, sent, replies, type, act) {
 }
 
 (async () => {
-  const product = await startProduct();
+  const product = await startProduct({
+    orgExtra: `\n      <click-to-dial context="agents" caller-id-number="+14155550000" caller-id-name="Acme Support"/>`,
+  });
   const lightning = await startFakeSalesforce("acme.lightning.force.com");
   const browser = await launchChromium([
     "--host-resolver-rules=MAP acme.lightning.force.com 127.0.0.1",
@@ -49,7 +51,8 @@ async function control(page, sent, replies, type, act) {
     });
     const agent = product.agents[0];
     await signIn(page, product.consoleUrl, agent.token);
-    await step(page, "signed-in", `Agent ${agent.user_id} (ext. ${agent.extension}) signs in to the console; the token is typed, never in a URL.`);
+    const presence = await control(page, sent, replies, "set_presence", () => page.getByLabel("Presence").selectOption("Available"));
+    await step(page, "signed-in", `Agent ${agent.user_id} (ext. ${agent.extension}) signs in (the token is typed, never in a URL) and goes Available (${presence}).`);
 
     const call = await product.inboundCall("+14155550123");
     console.log(`   A call rings from +1 415 555 0123; sf_lookup finds ${call.vars.sf_record_type} ${call.vars.sf_record_name} (owner ${call.vars.sf_owner_name}) in ${call.vars.sf_lookup_ms} ms.`);
@@ -58,17 +61,46 @@ async function control(page, sent, replies, type, act) {
     const ms = Number(await page.getAttribute("#call", "data-painted-at-ms")) - Number(await page.getAttribute("#call", "data-created-at-ms"));
     await step(page, "screen-pop", `The pop is on screen ${ms} ms after sf_screen_pop: name, type, owner and a link into Salesforce, before the agent answers.`);
 
+    const shim = product.shim;
+    await shim.run(`call ${call.id}-b direction=outbound destination_number=${agent.extension}`);
+    await shim.run(`answer ${call.id}-b`);
+    await shim.run(`bridge ${call.id} ${call.id}-b`);
+    await until("Connected", async () => (await page.textContent("#call-state")) === "Connected");
+    await step(page, "answered", `The agent answers on extension ${agent.extension}; the console shows the call connected.`);
+    const ran = () => {
+      const c = shim.switchCommands().at(-1);
+      return c ? `FreeSWITCH ran: ${c.command} ${c.arg}` : "";
+    };
     let said = await control(page, sent, replies, "hold", () => page.getByRole("button", { name: "Hold" }).click());
-    await step(page, "hold", `The agent puts the caller on hold (${said}).`);
+    await until("On hold", async () => (await page.textContent("#call-state")) === "On hold");
+    await shim.run("wait_events");
+    await step(page, "hold", `The agent puts the caller on hold (${said}; ${ran()}).`);
+    said = await control(page, sent, replies, "resume", () => page.getByRole("button", { name: "Resume" }).click());
+    await until("Connected", async () => (await page.textContent("#call-state")) === "Connected");
     await page.getByLabel("Transfer to").fill("1002");
     said = await control(page, sent, replies, "transfer", () => page.getByRole("button", { name: "Transfer", exact: true }).click());
-    await step(page, "transfer", `…and transfers the call to extension 1002 (${said}).`);
+    await shim.run("wait_events");
+    const transferRan = ran();
+    await shim.run(`hangup ${call.id}-b`);
+    await until("Transferred", async () => (await page.textContent("#call-state")).startsWith("Transferred"));
+    await step(page, "transfer", `…takes them off hold and transfers the call to extension 1002 (${said}; ${transferRan}).`);
     await page.getByLabel("Disposition").selectOption("Resolved");
     await page.getByLabel("Notes").fill("Asked about the March invoice; resent it.");
     said = await control(page, sent, replies, "wrap_up", () => page.getByRole("button", { name: "Save wrap-up" }).click());
     await step(page, "wrap-up", `Wrap-up: disposition "Resolved" and a note for the call's Task (${said}).`);
     said = await control(page, sent, replies, "dial", () => page.locator("#history .number").first().click());
-    await step(page, "click-to-dial", `Click-to-dial from the session's call history: +1 415 555 0123 again (${said}).`);
+    await shim.run("wait_events");
+    const originate = shim.switchCommands().filter((c) => c.command === "originate").at(-1);
+    await page.waitForSelector('#call-title:text("Outbound call")');
+    await step(page, "click-to-dial", `Click-to-dial from the session's history: +1 415 555 0123 again (${said}); FreeSWITCH rings the agent's phone first: originate ${originate ? originate.arg.replace(/^\{[^}]*\}/, "{…}") : "(none)"}.`);
+    const dialled = originate && originate.arg.match(/origination_uuid=([0-9a-zA-Z-]+)/)[1];
+    if (dialled) {
+      await shim.run(`answer ${dialled}`);
+      await until("Connected", async () => (await page.textContent("#call-state")) === "Connected");
+      said = await control(page, sent, replies, "hangup", () => page.getByRole("button", { name: "Hang up" }).click());
+      await until("Ended", async () => (await page.textContent("#call-state")).startsWith("Ended"));
+      await step(page, "hangup", `The customer answers, they talk, the agent hangs up (${said}).`);
+    }
     await context.close();
 
     // The same console as the Open CTI softphone in Lightning (a test host plays Salesforce).

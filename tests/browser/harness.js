@@ -53,17 +53,34 @@ async function until(what, check, timeoutMs = 15000, everyMs = 50) {
 /// The shim with its stdin open: one command at a time, each answered by a `<<<` line.
 class Shim {
   constructor(shimPath, confDir, logFile) {
-    this.child = spawn(shimPath, ["--conf-dir", confDir, "--events-brief"], {
+    this.child = spawn(shimPath, ["--conf-dir", confDir], {
       stdio: ["pipe", "pipe", fs.openSync(logFile, "a")],
     });
     this.waiting = [];
     this.body = [];
+    /// Every event the shim printed: { name, headers, at } (at: when this process read it).
+    this.events = [];
+    let event = null;
     this.exited = false;
     this.child.on("exit", () => {
       this.exited = true;
       for (const w of this.waiting.splice(0)) w.reject(new Error("host shim exited"));
     });
     readline.createInterface({ input: this.child.stdout }).on("line", (line) => {
+      if (line.startsWith("@event ")) {
+        event = { name: line.split(" ")[2], headers: {}, at: Date.now() };
+        return;
+      }
+      if (event && line.startsWith("@header ")) {
+        const [k, ...v] = line.slice(8).split(": ");
+        event.headers[k] = v.join(": ");
+        return;
+      }
+      if (event && line.startsWith("@end ")) {
+        this.events.push(event);
+        event = null;
+        return;
+      }
       if (line.startsWith("<<< ")) {
         const w = this.waiting.shift();
         const body = this.body;
@@ -81,6 +98,13 @@ class Shim {
       this.waiting.push({ line, resolve, reject });
       this.child.stdin.write(line + "\n");
     });
+  }
+
+  /// The FreeSWITCH API commands the module ran (not its own `sf`): [{ command, arg, at }].
+  switchCommands() {
+    return this.events
+      .filter((e) => e.name === "API" && e.headers["API-Command"] !== "sf")
+      .map((e) => ({ command: e.headers["API-Command"], arg: e.headers["API-Command-Argument"] || "", at: e.at }));
   }
 
   async vars(call) {
@@ -108,7 +132,7 @@ function hashToken(token) {
 }
 
 /// Starts everything; `stop()` ends it all and removes the work directory.
-async function startProduct({ popTtlMs = 30000 } = {}) {
+async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
   const bin = targetDir();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "natterbox-browser-"));
   const children = [];
@@ -168,8 +192,8 @@ async function startProduct({ popTtlMs = 30000 } = {}) {
         </object>
         <object name="Lead" fields="Id,Name,OwnerId"/>
       </profile>
-      <call-log enabled="true" subject="Call {direction} {from}" status="Completed"/>
-      <screen-pop ttl-ms="${popTtlMs}"/>
+      <call-log enabled="true" directions="inbound,outbound" subject="Call {direction} {from}" status="Completed"/>
+      <screen-pop ttl-ms="${popTtlMs}"/>${orgExtra}
     </org>
   </orgs>
 </configuration>
@@ -209,8 +233,9 @@ async function startProduct({ popTtlMs = 30000 } = {}) {
     shim,
     /// An inbound call looked up in the org; returns its UUID (the shim's session id).
     async inboundCall(number, { extension = "1001" } = {}) {
-      const id = `call-${++calls}-${Date.now()}`;
-      await shim.run(`call ${id} caller_id_number=${number} destination_number=2000`);
+      const id = `in-${++calls}`;
+      // The dialplan routes it to the agent (sf_agent_extension: the call is theirs to control).
+      await shim.run(`call ${id} caller_id_number=${number} destination_number=2000 sf_agent_extension=${extension}`);
       await shim.run(`app ${id} sf_lookup`);
       const vars = await shim.vars(id);
       return { id, uuid: vars.uuid || id, vars, extension };

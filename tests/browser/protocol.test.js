@@ -1,7 +1,8 @@
-// The console's side of agent protocol v1 (docs/agent-protocol.md) for the frames the sidecar on
-// this branch does not send yet (call state, presence, results: agent-ctl's part). The test
-// plays the server through playwright's WebSocket routing; the page is the sidecar's real one.
-// Once call control is merged, console.test.js covers the same against the real sidecar.
+// The console's side of agent protocol v1 (docs/agent-protocol.md): how the page shows each
+// server frame (call states, presence, refusals), including ones hard to provoke from the real
+// switch (a refusal rendered, a warm transfer ending). The test plays the server through
+// playwright's WebSocket routing; the page is the sidecar's real one. control.test.js drives the
+// same controls against the real sidecar and module.
 "use strict";
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");

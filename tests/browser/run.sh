@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The agent console in a real browser: Debian's chromium (/usr/bin/chromium, or $CHROMIUM)
 # driven by playwright-core, against the real sidecar, the real module in the host shim and the
-# org emulator (console.test.js), framed by a test host playing Salesforce's side of Open CTI
+# org emulator (console.test.js; call control with the FreeSWITCH command each button runs,
+# control.test.js), framed by a test host playing Salesforce's side of Open CTI
 # (opencti.test.js), and against protocol v1's server frames played by the test
 # (protocol.test.js). Prints the pop-to-screen figure and "browser: N passed, N failed".
 set -u -o pipefail
@@ -22,7 +23,7 @@ command -v openssl >/dev/null || fail "no openssl (the Open CTI test host's cert
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1) || { cat "$work/npm.log"; fail "npm ci failed"; }
 
 export CHROMIUM="$chromium" BROWSER_FIGURES="$work/figures"
-(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap console.test.js opencti.test.js protocol.test.js) >"$work/tap" 2>&1
+(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap console.test.js control.test.js opencti.test.js protocol.test.js) >"$work/tap" 2>&1
 status=$?
 pass=$(grep -E '^# pass ' "$work/tap" | awk '{print $3}')
 failed=$(grep -E '^# fail ' "$work/tap" | awk '{print $3}')
