@@ -7,7 +7,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::product::{connect_agent, next_json, poll, Agent, AgentSocket, Product, ProductOptions};
+use support::product::{
+    connect_agent, next_json, poll, Agent, AgentSocket, Product, ProductOptions,
+};
 
 const GRACE_TOKEN: &str = "grace-console-token";
 const ALAN_TOKEN: &str = "alan-console-token";
@@ -57,7 +59,9 @@ fn expect_frame(console: &mut Console, what: &str, matches: impl Fn(&Value) -> b
 fn command(console: &mut Console, frame: Value) -> Value {
     let id = frame["id"].clone();
     console.send(&frame.to_string());
-    expect_frame(console, "result", |f| f["type"] == "result" && f["id"] == id)
+    expect_frame(console, "result", |f| {
+        f["type"] == "result" && f["id"] == id
+    })
 }
 
 fn call_frame(console: &mut Console, call_uuid: &str, state: &str) -> Value {
@@ -77,7 +81,9 @@ fn switch_commands(p: &mut Product) -> Vec<(String, String)> {
         .map(|e| {
             (
                 e.header("API-Command").unwrap_or_default().to_string(),
-                e.header("API-Command-Argument").unwrap_or_default().to_string(),
+                e.header("API-Command-Argument")
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect()
@@ -146,12 +152,15 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
 
     // An inbound call for extension 1001: looked up, popped, ringing, then bridged to the
     // agent's phone (leg in-1-b).
-    p.shim.ok("call in-1 caller_id_number=+14155550123 destination_number=2000 sf_agent_extension=1001");
+    p.shim.ok(
+        "call in-1 caller_id_number=+14155550123 destination_number=2000 sf_agent_extension=1001",
+    );
     p.shim.ok("app in-1 sf_lookup");
     p.shim.ok("app in-1 sf_screen_pop");
     let pop = expect_frame(&mut grace, "screen_pop", |f| f["type"] == "screen_pop");
     assert_eq!(pop["call_uuid"], "in-1");
-    p.shim.ok("call in-1-b direction=outbound destination_number=1001");
+    p.shim
+        .ok("call in-1-b direction=outbound destination_number=1001");
     p.shim.ok("answer in-1-b");
     p.shim.ok("bridge in-1 in-1-b");
     let answered = call_frame(&mut grace, "in-1", "answered");
@@ -161,7 +170,10 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
     assert_eq!(answered["muted"], false);
 
     // Another agent cannot touch it, and FreeSWITCH hears nothing of it.
-    let refused = command(&mut alan, json!({"type":"hold","id":"a1","call_uuid":"in-1"}));
+    let refused = command(
+        &mut alan,
+        json!({"type":"hold","id":"a1","call_uuid":"in-1"}),
+    );
     assert_eq!(refused["ok"], false);
     assert_eq!(refused["error"]["code"], 403);
     assert_eq!(refused["error"]["reason"], "not_your_call");
@@ -170,7 +182,11 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
         json!({"type":"transfer","id":"a2","call_uuid":"in-1","to":"1002","mode":"blind"}),
     );
     assert_eq!(refused["error"]["code"], 403);
-    assert!(switch_commands(&mut p).is_empty(), "{:?}", switch_commands(&mut p));
+    assert!(
+        switch_commands(&mut p).is_empty(),
+        "{:?}",
+        switch_commands(&mut p)
+    );
 
     // Bad input is a clear error.
     let bad = command(
@@ -178,32 +194,59 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
         json!({"type":"transfer","id":"g0","call_uuid":"in-1","to":"sofia/gateway/evil/1","mode":"blind"}),
     );
     assert_eq!(bad["error"]["code"], 400);
-    assert!(bad["error"]["message"].as_str().unwrap().starts_with("to "), "{bad}");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().starts_with("to "),
+        "{bad}"
+    );
     let bad = command(&mut grace, json!({"type":"hold","id":"g00"}));
     assert_eq!(bad["error"]["message"], "call_uuid is missing");
-    let gone = command(&mut grace, json!({"type":"hold","id":"g01","call_uuid":"no-such-call"}));
+    let gone = command(
+        &mut grace,
+        json!({"type":"hold","id":"g01","call_uuid":"no-such-call"}),
+    );
     assert_eq!(gone["error"]["code"], 404);
     grace.send("not json");
-    let garbage = expect_frame(&mut grace, "result", |f| f["type"] == "result" && f["id"].is_null());
+    let garbage = expect_frame(&mut grace, "result", |f| {
+        f["type"] == "result" && f["id"].is_null()
+    });
     assert_eq!(garbage["error"]["code"], 400);
-    let not_held = command(&mut grace, json!({"type":"resume","id":"g02","call_uuid":"in-1"}));
+    let not_held = command(
+        &mut grace,
+        json!({"type":"resume","id":"g02","call_uuid":"in-1"}),
+    );
     assert_eq!(not_held["error"]["code"], 409);
     assert!(switch_commands(&mut p).is_empty());
 
     // Hold and resume act on the agent's leg (the other party hears the hold music).
-    let ok = command(&mut grace, json!({"type":"hold","id":"g1","call_uuid":"in-1"}));
+    let ok = command(
+        &mut grace,
+        json!({"type":"hold","id":"g1","call_uuid":"in-1"}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
     call_frame(&mut grace, "in-1", "held");
-    let ok = command(&mut grace, json!({"type":"resume","id":"g2","call_uuid":"in-1"}));
+    let ok = command(
+        &mut grace,
+        json!({"type":"resume","id":"g2","call_uuid":"in-1"}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
     call_frame(&mut grace, "in-1", "answered");
-    let ok = command(&mut grace, json!({"type":"mute","id":"g3","call_uuid":"in-1"}));
+    let ok = command(
+        &mut grace,
+        json!({"type":"mute","id":"g3","call_uuid":"in-1"}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
-    let muted = expect_frame(&mut grace, "muted", |f| f["type"] == "call" && f["muted"] == true);
+    let muted = expect_frame(&mut grace, "muted", |f| {
+        f["type"] == "call" && f["muted"] == true
+    });
     assert_eq!(muted["call_uuid"], "in-1");
-    let ok = command(&mut grace, json!({"type":"unmute","id":"g4","call_uuid":"in-1"}));
+    let ok = command(
+        &mut grace,
+        json!({"type":"unmute","id":"g4","call_uuid":"in-1"}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
-    expect_frame(&mut grace, "unmuted", |f| f["type"] == "call" && f["muted"] == false);
+    expect_frame(&mut grace, "unmuted", |f| {
+        f["type"] == "call" && f["muted"] == false
+    });
     let ok = command(
         &mut grace,
         json!({"type":"transfer","id":"g5","call_uuid":"in-1","to":"1002","mode":"blind"}),
@@ -216,14 +259,20 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
             ("uuid_hold".into(), "off in-1-b".into()),
             ("uuid_audio".into(), "in-1-b start read mute 1".into()),
             ("uuid_audio".into(), "in-1-b stop".into()),
-            ("uuid_transfer".into(), "in-1-b -bleg 1002 XML agents".into()),
+            (
+                "uuid_transfer".into(),
+                "in-1-b -bleg 1002 XML agents".into()
+            ),
         ]
     );
     // The agent's leg ends as FreeSWITCH ends it after the transfer.
     p.shim.ok("hangup in-1-b");
     let transferred = call_frame(&mut grace, "in-1", "transferred");
     assert_eq!(transferred["transferred_to"], "1002");
-    let over = command(&mut grace, json!({"type":"hold","id":"g6","call_uuid":"in-1"}));
+    let over = command(
+        &mut grace,
+        json!({"type":"hold","id":"g6","call_uuid":"in-1"}),
+    );
     assert_eq!(over["error"]["code"], 404);
 
     // Click-to-dial: the agent's phone first, then the number, with the org's caller id.
@@ -240,17 +289,32 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
     let originate = &commands[5..];
     assert_eq!(originate[0].0, "originate", "{commands:?}");
     let args = &originate[0].1;
-    assert!(args.starts_with(&format!("{{origination_uuid={call},")), "{args}");
-    assert!(args.ends_with("}user/1001 +14155550100 XML agents"), "{args}");
-    assert!(args.contains("effective_caller_id_number=+14155550000"), "{args}");
+    assert!(
+        args.starts_with(&format!("{{origination_uuid={call},")),
+        "{args}"
+    );
+    assert!(
+        args.ends_with("}user/1001 +14155550100 XML agents"),
+        "{args}"
+    );
+    assert!(
+        args.contains("effective_caller_id_number=+14155550000"),
+        "{args}"
+    );
     assert!(args.contains(&format!("sf_record_id={ada}")), "{args}");
     assert_eq!(originate[1].0, "bgapi");
     p.shim.ok(&format!("answer {call}"));
     call_frame(&mut grace, &call, "answered");
     // Not Alan's to hang up.
-    let refused = command(&mut alan, json!({"type":"hangup","id":"a3","call_uuid":call}));
+    let refused = command(
+        &mut alan,
+        json!({"type":"hangup","id":"a3","call_uuid":call}),
+    );
     assert_eq!(refused["error"]["code"], 403);
-    let ok = command(&mut grace, json!({"type":"hangup","id":"g8","call_uuid":call}));
+    let ok = command(
+        &mut grace,
+        json!({"type":"hangup","id":"g8","call_uuid":call}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
     let ended = call_frame(&mut grace, &call, "ended");
     assert_eq!(ended["cause"], "NORMAL_CLEARING");
@@ -283,7 +347,10 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
     });
     let description = task["Description"].as_str().unwrap();
     assert!(description.contains("Call back Tuesday"), "{description}");
-    assert!(description.contains(&format!("Call UUID: {call}")), "{description}");
+    assert!(
+        description.contains(&format!("Call UUID: {call}")),
+        "{description}"
+    );
     assert_eq!(p.tasks_for(&call).len(), 1);
 
     // Every command is in the sidecar's log, the token never.
@@ -291,7 +358,10 @@ fn each_command_runs_the_right_freeswitch_command_on_the_agents_own_call_only() 
     assert!(log.contains("agent command refused"), "{log}");
     assert!(log.contains("not_your_call"));
     assert!(!log.contains(GRACE_TOKEN) && !log.contains(ALAN_TOKEN));
-    assert!(!log.contains("Call back Tuesday"), "notes stay out of the log");
+    assert!(
+        !log.contains("Call back Tuesday"),
+        "notes stay out of the log"
+    );
 }
 
 #[test]
@@ -301,10 +371,15 @@ fn presence_set_from_the_console_reaches_the_dialplan_and_survives_a_restart() {
     let mut second_tab = console(&p, GRACE_TOKEN);
     assert_eq!(p.shim.api("presence 1001").trim(), "Offline");
 
-    let ok = command(&mut grace, json!({"type":"set_presence","id":"p1","state":"Away"}));
+    let ok = command(
+        &mut grace,
+        json!({"type":"set_presence","id":"p1","state":"Away"}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
     for tab in [&mut grace, &mut second_tab] {
-        let frame = expect_frame(tab, "presence", |f| f["type"] == "presence" && f["state"] == "Away");
+        let frame = expect_frame(tab, "presence", |f| {
+            f["type"] == "presence" && f["state"] == "Away"
+        });
         assert_eq!(frame["user_id"], grace_id.as_str());
     }
     poll(Duration::from_secs(5), "sf presence 1001 = Away", || {
@@ -316,24 +391,36 @@ fn presence_set_from_the_console_reaches_the_dialplan_and_survives_a_restart() {
     p.shim.ok("app q-1 sf_presence 1001");
     assert_eq!(p.shim.vars("q-1")["sf_agent_presence"], "Away");
     assert!(p.shim.api("presence 10;01").starts_with("-ERR"));
-    let bad = command(&mut grace, json!({"type":"set_presence","id":"p2","state":"Sleeping"}));
+    let bad = command(
+        &mut grace,
+        json!({"type":"set_presence","id":"p2","state":"Sleeping"}),
+    );
     assert_eq!(bad["error"]["code"], 400);
 
     // Kept across a sidecar restart, and given to the module again when it reconnects.
     drop(grace);
     drop(second_tab);
+    p.sidecar.stop();
     p.sidecar.restart();
     let mut socket = connect_agent(p.sidecar.agent, GRACE_TOKEN).expect("reconnects");
-    assert_eq!(next_json(&mut socket, Duration::from_secs(5)).unwrap()["type"], "hello");
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).unwrap()["type"],
+        "hello"
+    );
     let presence = next_json(&mut socket, Duration::from_secs(5)).unwrap();
     assert_eq!(presence["state"], "Away", "{presence}");
     let mut back = Console {
         socket,
         unread: Vec::new(),
     };
-    let ok = command(&mut back, json!({"type":"set_presence","id":"p3","state":"Available"}));
+    let ok = command(
+        &mut back,
+        json!({"type":"set_presence","id":"p3","state":"Available"}),
+    );
     assert_eq!(ok["ok"], true, "{ok}");
-    poll(Duration::from_secs(10), "sf presence 1001 = Available", || {
-        (p.shim.api("presence 1001").trim() == "Available").then_some(())
-    });
+    poll(
+        Duration::from_secs(10),
+        "sf presence 1001 = Available",
+        || (p.shim.api("presence 1001").trim() == "Available").then_some(()),
+    );
 }

@@ -247,8 +247,7 @@ pub fn check_call_uuid(text: &str) -> Result<(), String> {
 
 /// A Salesforce id: 15 or 18 letters and digits.
 pub fn check_record_id(text: &str) -> Result<(), String> {
-    if !(text.len() == 15 || text.len() == 18) || !text.chars().all(|c| c.is_ascii_alphanumeric())
-    {
+    if !(text.len() == 15 || text.len() == 18) || !text.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err("record_id must be a 15 or 18 character Salesforce id".into());
     }
     Ok(())
@@ -277,7 +276,13 @@ mod tests {
 
     #[test]
     fn dial_targets_are_numbers_not_dial_strings() {
-        for good in ["+1 (415) 555-0100", "1002", "*72", "+44.20.7946.0958", "#31#0"] {
+        for good in [
+            "+1 (415) 555-0100",
+            "1002",
+            "*72",
+            "+44.20.7946.0958",
+            "#31#0",
+        ] {
             assert_eq!(check_dial_target(good), Ok(()), "{good}");
         }
         for bad in [

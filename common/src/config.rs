@@ -279,7 +279,9 @@ fn parse_click_to_dial(element: &Element, org_ctx: &str) -> Result<ClickToDialCo
     };
     let endpoint = checked("endpoint", false)?.unwrap_or(defaults.endpoint);
     if !endpoint.contains("{extension}") {
-        return err(format!("{ctx}: endpoint=\"{endpoint}\" must contain {{extension}}"));
+        return err(format!(
+            "{ctx}: endpoint=\"{endpoint}\" must contain {{extension}}"
+        ));
     }
     Ok(ClickToDialConfig {
         context: checked("context", false)?.unwrap_or(defaults.context),

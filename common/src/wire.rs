@@ -32,7 +32,10 @@ pub enum Message {
         call_uuid: String,
     },
     /// Sidecar → module: carry out an agent's call-control command (already authorised).
-    SwitchCommand { id: u64, command: CallCommand },
+    SwitchCommand {
+        id: u64,
+        command: CallCommand,
+    },
     /// Module → sidecar: how a `SwitchCommand` went; `error` is FreeSWITCH's `-ERR` text or
     /// the module's reason.
     SwitchResult {

@@ -11,9 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use natterbox_common::call_control::{
-    dialable, CallCommand, CallPhase, CallState, TransferMode,
-};
+use natterbox_common::call_control::{dialable, CallCommand, CallPhase, CallState, TransferMode};
 use natterbox_common::config::ClickToDialConfig;
 use natterbox_common::wire::Direction;
 
@@ -231,9 +229,8 @@ impl AgentCalls {
             }
             ChannelEventKind::Hangup => {
                 let call = table.calls.get(&call_uuid)?;
-                let ends_it = is_agent_leg
-                    || event.unique_id == call.call_uuid
-                    || call.agent_leg.is_none();
+                let ends_it =
+                    is_agent_leg || event.unique_id == call.call_uuid || call.agent_leg.is_none();
                 if !ends_it {
                     // Another leg (a conference guest, the transfer target) left.
                     table.legs.remove(&event.unique_id);
@@ -262,7 +259,11 @@ impl AgentCalls {
     }
 
     pub fn org_of(&self, call_uuid: &str) -> Option<String> {
-        self.inner.lock().calls.get(call_uuid).map(|c| c.org.clone())
+        self.inner
+            .lock()
+            .calls
+            .get(call_uuid)
+            .map(|c| c.org.clone())
     }
 
     /// The state after a mute or unmute went through.
@@ -454,7 +455,10 @@ mod tests {
             call_uuid: "a".into(),
         };
         let dialing = ClickToDialConfig::default();
-        assert!(calls.plan(&hold, &dialing).unwrap_err().contains("not connected"));
+        assert!(calls
+            .plan(&hold, &dialing)
+            .unwrap_err()
+            .contains("not connected"));
         let mut bridge = inbound("a");
         bridge.other_leg = Some("b".into());
         let answered = calls.on_event(ChannelEventKind::Bridge, &bridge).unwrap();
@@ -483,7 +487,10 @@ mod tests {
         assert_eq!(ended.state, CallPhase::Ended);
         assert_eq!(ended.cause.as_deref(), Some("NORMAL_CLEARING"));
         // The caller's leg ending later starts nothing new.
-        assert_eq!(calls.on_event(ChannelEventKind::Hangup, &inbound("a")), None);
+        assert_eq!(
+            calls.on_event(ChannelEventKind::Hangup, &inbound("a")),
+            None
+        );
         assert!(calls.is_empty());
     }
 
@@ -503,7 +510,10 @@ mod tests {
                 &ClickToDialConfig::default(),
             )
             .unwrap();
-        assert_eq!(plan, vec![api("uuid_transfer", "b -bleg 1002 XML default".into())]);
+        assert_eq!(
+            plan,
+            vec![api("uuid_transfer", "b -bleg 1002 XML default".into())]
+        );
         let done = calls.on_event(ChannelEventKind::Hangup, &leg("b")).unwrap();
         assert_eq!(done.state, CallPhase::Transferred);
         assert_eq!(done.transferred_to.as_deref(), Some("1002"));
@@ -534,8 +544,14 @@ mod tests {
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].command, "bgapi");
         let args = &plan[0].args;
-        assert!(args.starts_with("originate {origination_uuid=d-1,"), "{args}");
-        assert!(args.ends_with("}user/1001 +14155550100 XML agents"), "{args}");
+        assert!(
+            args.starts_with("originate {origination_uuid=d-1,"),
+            "{args}"
+        );
+        assert!(
+            args.ends_with("}user/1001 +14155550100 XML agents"),
+            "{args}"
+        );
         for var in [
             "sf_agent_leg=true",
             "sf_call_direction=outbound",
@@ -583,6 +599,9 @@ mod tests {
                 &dialing,
             )
             .unwrap();
-        assert_eq!(plan, vec![api("uuid_audio", "d-1 start read mute 1".into())]);
+        assert_eq!(
+            plan,
+            vec![api("uuid_audio", "d-1 start read mute 1".into())]
+        );
     }
 }

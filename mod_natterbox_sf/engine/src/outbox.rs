@@ -493,8 +493,14 @@ mod tests {
         let spool_dir = dir.path().join("spool");
         std::fs::create_dir(&spool_dir).unwrap();
         let (stop_tx, stop) = watch::channel(false);
-        let (outbox, task, spool_thread) =
-            Outbox::new(socket.clone(), spool_dir.clone(), 16, stop, std::sync::mpsc::channel().0).unwrap();
+        let (outbox, task, spool_thread) = Outbox::new(
+            socket.clone(),
+            spool_dir.clone(),
+            16,
+            stop,
+            std::sync::mpsc::channel().0,
+        )
+        .unwrap();
         let task = tokio::spawn(task);
 
         outbox.call_log(log("uuid-1"));
@@ -557,8 +563,14 @@ mod tests {
         let spool_dir = dir.path().join("spool");
         std::fs::create_dir(&spool_dir).unwrap();
         let (_stop_tx, stop) = watch::channel(false);
-        let (outbox, task, _spool_thread) =
-            Outbox::new(socket.clone(), spool_dir.clone(), 1, stop, std::sync::mpsc::channel().0).unwrap();
+        let (outbox, task, _spool_thread) = Outbox::new(
+            socket.clone(),
+            spool_dir.clone(),
+            1,
+            stop,
+            std::sync::mpsc::channel().0,
+        )
+        .unwrap();
         // The task is not running yet: the queue holds one message.
         outbox.call_log(log("queued"));
         outbox.call_log(log("overflow-1"));

@@ -148,11 +148,16 @@ pub enum ClientFrame {
     Invalid(Value, CommandError),
 }
 
-fn text_field(fields: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, CommandError> {
+fn text_field(
+    fields: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, CommandError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(CommandError::bad_request(format!("{name} must be a string"))),
+        Some(_) => Err(CommandError::bad_request(format!(
+            "{name} must be a string"
+        ))),
     }
 }
 
@@ -161,7 +166,10 @@ fn required(fields: &serde_json::Map<String, Value>, name: &str) -> Result<Strin
 }
 
 fn no_controls(text: &str, name: &str) -> Result<(), CommandError> {
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(CommandError::bad_request(format!(
             "{name} may not contain control characters"
         )));
@@ -173,11 +181,17 @@ pub fn parse(text: &str) -> ClientFrame {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            return ClientFrame::Invalid(Value::Null, CommandError::bad_request(format!("not JSON: {e}")))
+            return ClientFrame::Invalid(
+                Value::Null,
+                CommandError::bad_request(format!("not JSON: {e}")),
+            )
         }
     };
     let Value::Object(fields) = value else {
-        return ClientFrame::Invalid(Value::Null, CommandError::bad_request("a frame must be a JSON object"));
+        return ClientFrame::Invalid(
+            Value::Null,
+            CommandError::bad_request("a frame must be a JSON object"),
+        );
     };
     if fields.get("type").is_none() {
         if let Some(Value::String(call_uuid)) = fields.get("ack") {
@@ -185,7 +199,9 @@ pub fn parse(text: &str) -> ClientFrame {
         }
     }
     let id = match fields.get("id") {
-        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= 64 => Value::String(id.clone()),
+        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= 64 => {
+            Value::String(id.clone())
+        }
         _ => {
             return ClientFrame::Invalid(
                 Value::Null,
@@ -205,7 +221,10 @@ fn call_uuid_field(fields: &serde_json::Map<String, Value>) -> Result<String, Co
     Ok(uuid)
 }
 
-fn target_field(fields: &serde_json::Map<String, Value>, name: &str) -> Result<String, CommandError> {
+fn target_field(
+    fields: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<String, CommandError> {
     let to = required(fields, name)?;
     check_dial_target(&to).map_err(|e| CommandError::bad_request(format!("{name} {e}")))?;
     Ok(to)
@@ -300,7 +319,14 @@ pub fn new_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = crate::pops::hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// Carries out a command for `agent`; the `result` frame's extra fields on success.
@@ -382,7 +408,9 @@ pub async fn execute(
         Command::Conference { call_uuid, to } => {
             let call = desk.calls.live_call(agent, &call_uuid)?;
             if call.state == CallPhase::Ringing {
-                return Err(CommandError::wrong_state("conference needs an answered call"));
+                return Err(CommandError::wrong_state(
+                    "conference needs an answered call",
+                ));
             }
             let leg_uuid = new_uuid();
             desk.link
@@ -427,10 +455,12 @@ pub async fn execute(
                 disposition,
                 notes,
             };
-            tokio::task::spawn_blocking(move || outbox.put_wrap_up(&wrap, crate::backoff::now_ms()))
-                .await
-                .map_err(|e| CommandError::internal(e.to_string()))?
-                .map_err(CommandError::internal)?;
+            tokio::task::spawn_blocking(move || {
+                outbox.put_wrap_up(&wrap, crate::backoff::now_ms())
+            })
+            .await
+            .map_err(|e| CommandError::internal(e.to_string()))?
+            .map_err(CommandError::internal)?;
             app.delivery_wake.notify_one();
             Ok(json!({}))
         }
@@ -443,8 +473,12 @@ pub async fn answer(app: &Arc<App>, agent: &AgentIdentity, id: Value, command: C
     let call_uuid = command.call_uuid().map(str::to_string);
     let outcome = execute(app, agent, command).await;
     match &outcome {
-        Ok(_) => tracing::info!(agent = %agent.user_id, command = name, call_uuid = call_uuid.as_deref().unwrap_or("-"), "agent command done"),
-        Err(e) => tracing::info!(agent = %agent.user_id, command = name, call_uuid = call_uuid.as_deref().unwrap_or("-"), code = e.code, reason = e.reason, error = %e.message, "agent command refused"),
+        Ok(_) => {
+            tracing::info!(agent = %agent.user_id, command = name, call_uuid = call_uuid.as_deref().unwrap_or("-"), "agent command done")
+        }
+        Err(e) => {
+            tracing::info!(agent = %agent.user_id, command = name, call_uuid = call_uuid.as_deref().unwrap_or("-"), code = e.code, reason = e.reason, error = %e.message, "agent command refused")
+        }
     }
     result_frame(id, outcome)
 }
@@ -491,17 +525,28 @@ mod tests {
         }
         assert!(invalid("nope").message.starts_with("not JSON"));
         assert!(invalid(r#"{"type":"hold"}"#).message.contains("id"));
-        assert_eq!(invalid(r#"{"type":"hold","id":"1"}"#).message, "call_uuid is missing");
-        assert!(invalid(r#"{"type":"dial","id":"1","number":"sofia/gateway/x/1"}"#)
+        assert_eq!(
+            invalid(r#"{"type":"hold","id":"1"}"#).message,
+            "call_uuid is missing"
+        );
+        assert!(
+            invalid(r#"{"type":"dial","id":"1","number":"sofia/gateway/x/1"}"#)
+                .message
+                .starts_with("number ")
+        );
+        assert!(
+            invalid(r#"{"type":"dial","id":"1","number":"1002","record_id":"x'"}"#)
+                .message
+                .contains("record_id")
+        );
+        assert!(
+            invalid(r#"{"type":"set_presence","id":"1","state":"away"}"#)
+                .message
+                .contains("Available")
+        );
+        assert!(invalid(r#"{"type":"fly","id":"1"}"#)
             .message
-            .starts_with("number "));
-        assert!(invalid(r#"{"type":"dial","id":"1","number":"1002","record_id":"x'"}"#)
-            .message
-            .contains("record_id"));
-        assert!(invalid(r#"{"type":"set_presence","id":"1","state":"away"}"#)
-            .message
-            .contains("Available"));
-        assert!(invalid(r#"{"type":"fly","id":"1"}"#).message.contains("unknown"));
+            .contains("unknown"));
         let long = "x".repeat(256);
         assert!(invalid(&format!(
             r#"{{"type":"wrap_up","id":"1","call_uuid":"c","disposition":"{long}"}}"#

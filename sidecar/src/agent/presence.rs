@@ -53,7 +53,11 @@ impl PresenceStore {
     }
 
     /// Sets and saves the agent's presence; returns the new value.
-    pub fn set(&self, agent: &AgentIdentity, state: PresenceState) -> Result<AgentPresence, String> {
+    pub fn set(
+        &self,
+        agent: &AgentIdentity,
+        state: PresenceState,
+    ) -> Result<AgentPresence, String> {
         let presence = AgentPresence {
             user_id: agent.user_id.clone(),
             extension: agent.extension.clone(),

@@ -71,7 +71,13 @@ impl Outbox {
              ON CONFLICT(call_uuid) DO UPDATE SET org = ?2, disposition = ?3, notes = ?4,
                  state = 'pending', attempts = 0, next_attempt_ms = 0, last_error = NULL,
                  updated_ms = ?5",
-            params![wrap.call_uuid, wrap.org, wrap.disposition, wrap.notes, now_ms as i64],
+            params![
+                wrap.call_uuid,
+                wrap.org,
+                wrap.disposition,
+                wrap.notes,
+                now_ms as i64
+            ],
         )
         .map_err(|e| format!("outbox database: {e}"))?;
         Ok(())
@@ -84,7 +90,9 @@ impl Outbox {
         let mut statement = conn
             .prepare("SELECT state FROM wrap_up WHERE call_uuid = ?1")
             .map_err(|e| e.to_string())?;
-        let mut rows = statement.query(params![call_uuid]).map_err(|e| e.to_string())?;
+        let mut rows = statement
+            .query(params![call_uuid])
+            .map_err(|e| e.to_string())?;
         Ok(rows
             .next()
             .map_err(|e| e.to_string())?
@@ -123,7 +131,8 @@ impl Outbox {
                 })
             })
             .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
     }
 
     fn settle_wrap_up(
@@ -139,7 +148,14 @@ impl Outbox {
             .execute(
                 "UPDATE wrap_up SET state = ?2, attempts = ?3, next_attempt_ms = ?4,
                      last_error = ?5, updated_ms = ?6 WHERE call_uuid = ?1",
-                params![call_uuid, state, attempts, next_attempt_ms as i64, error, now_ms as i64],
+                params![
+                    call_uuid,
+                    state,
+                    attempts,
+                    next_attempt_ms as i64,
+                    error,
+                    now_ms as i64
+                ],
             )
             .map(|_| ())
             .map_err(|e| format!("outbox database: {e}"))
@@ -147,7 +163,11 @@ impl Outbox {
 }
 
 /// The Task's fields for a wrap-up: the disposition, and the call's description with the notes.
-pub fn task_update(log: &CallLog, app_config: &natterbox_common::config::CallLogConfig, wrap: &WrapUp) -> serde_json::Value {
+pub fn task_update(
+    log: &CallLog,
+    app_config: &natterbox_common::config::CallLogConfig,
+    wrap: &WrapUp,
+) -> serde_json::Value {
     let task = crate::calllog::task_fields(log, app_config);
     let mut description = task["Description"].as_str().unwrap_or_default().to_string();
     description.push_str(&format!("\n\nDisposition: {}", wrap.disposition));
@@ -201,17 +221,32 @@ async fn deliver_one(app: &App, item: &DueWrapUp) -> (&'static str, u32, u64, Op
         return waiting("the call's log never arrived");
     };
     if call_state == "failed" {
-        return ("failed", item.attempts, 0, Some("the call's Task could not be created".into()));
+        return (
+            "failed",
+            item.attempts,
+            0,
+            Some("the call's Task could not be created".into()),
+        );
     }
     let Some(task_id) = task_id else {
         return waiting("the call's Task was never created");
     };
     let config = app.config();
     let Some(org) = config.org(&item.wrap.org) else {
-        return ("failed", item.attempts, 0, Some(format!("org {} is gone from the config", item.wrap.org)));
+        return (
+            "failed",
+            item.attempts,
+            0,
+            Some(format!("org {} is gone from the config", item.wrap.org)),
+        );
     };
     let Ok(log) = serde_json::from_str::<CallLog>(record) else {
-        return ("failed", item.attempts, 0, Some("the call log record is unreadable".into()));
+        return (
+            "failed",
+            item.attempts,
+            0,
+            Some("the call log record is unreadable".into()),
+        );
     };
     let fields = task_update(&log, &org.call_log, &item.wrap);
     let url_tail = format!("sobjects/Task/{task_id}");
