@@ -5,7 +5,9 @@
 #   3. the real mod_natterbox_sf.so loaded into the host shim (FreeSWITCH's module loader and
 #      core functions, tests/host-shim), taking simulated inbound calls through sf_lookup,
 #      sf_screen_pop and hangup, exactly as a dialplan would run them;
-#   4. the call log arriving in the org as a Task.
+#   4. the call log arriving in the org as a Task;
+#   5. the agent's console in headless chromium (tests/browser/demo.js): the pop on screen, the
+#      call controls, wrap-up, click-to-dial and the Open CTI softphone, as PNGs in demo-output/.
 # Nothing leaves the machine. With a real org, the same config points at login.salesforce.com.
 # With FREESWITCH_PREFIX pointing at an installed FreeSWITCH, it then runs tests/freeswitch/run.sh:
 # the module in that FreeSWITCH, taking real SIP calls from sipp.
@@ -144,6 +146,9 @@ PY
 echo
 echo "== sidecar: screen pops and call logs"
 curl -s "http://127.0.0.1:$admin_port/metrics" | grep -E '^natterbox_sidecar_(pops|call_logs|outbox)[a-z_]*' | head -8 || true
+echo
+echo "== the agent's side: the console in headless chromium (PNG screenshots in demo-output/)"
+node "$top/tests/browser/demo.js" "$top/demo-output"
 echo
 if [ -n "${FREESWITCH_PREFIX:-}" ] && [ -x "$FREESWITCH_PREFIX/bin/freeswitch" ]; then
   echo "== FREESWITCH_PREFIX is set: the same against the real FreeSWITCH, with SIP calls (sipp)"

@@ -18,6 +18,10 @@ command -v curl >/dev/null || need+=(curl)
 # The Debian package check (tests/package/check-deb.sh): lintian, and nm for the module's symbols.
 command -v lintian >/dev/null || need+=(lintian)
 command -v nm >/dev/null || need+=(binutils)
+# The browser tests and the demo (tests/browser, scripts/demo.sh): Debian's chromium, driven by
+# playwright-core from npm (which downloads no browser); openssl for the Open CTI test host.
+command -v chromium >/dev/null || need+=(chromium)
+command -v openssl >/dev/null || need+=(openssl)
 # The real-FreeSWITCH suite (tests/freeswitch/run.sh) places its calls with sipp.
 [ -z "${FREESWITCH_PREFIX:-}" ] || command -v sipp >/dev/null || need+=(sip-tester)
 
@@ -36,4 +40,8 @@ fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component" >/dev/null 2>&1 || true
 done
+top="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! "$top/tests/browser/node_modules/.package-lock.json" -nt "$top/tests/browser/package-lock.json" ]; then
+  (cd "$top/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 echo "install-deps: ok"

@@ -81,6 +81,24 @@ pub struct ScreenPop {
     pub direction: Direction,
     pub created_at_ms: u64,
     pub ttl_ms: u64,
+    /// What the lookup found, for the agent's console to show before they answer. Left out by
+    /// a module that predates it, and when the lookup found no single record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<PoppedRecord>,
+}
+
+/// The caller's record as the console shows it: from `sf_record_type`, `sf_record_name`,
+/// `sf_owner_id` and (when the profile maps `Owner.Name`) `sf_owner_name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoppedRecord {
+    #[serde(rename = "type")]
+    pub object_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use natterbox_common::wire::{CallLog, Direction, Message, ScreenPop, MAX_LINE_BYTES};
+use natterbox_common::wire::{
+    CallLog, Direction, Message, PoppedRecord, ScreenPop, MAX_LINE_BYTES,
+};
 
 #[derive(Arbitrary, Debug)]
 enum AnyDirection {
@@ -34,6 +36,7 @@ enum AnyMessage {
         direction: AnyDirection,
         created_at_ms: u64,
         ttl_ms: u64,
+        record: Option<(String, Option<String>, Option<String>, Option<String>)>,
     },
     CallLog {
         org: String,
@@ -87,6 +90,7 @@ fn message(any: AnyMessage) -> Message {
             direction: d,
             created_at_ms,
             ttl_ms,
+            record,
         } => Message::ScreenPop(ScreenPop {
             org,
             call_uuid,
@@ -97,6 +101,12 @@ fn message(any: AnyMessage) -> Message {
             direction: direction(d),
             created_at_ms,
             ttl_ms,
+            record: record.map(|(object_type, name, owner_id, owner_name)| PoppedRecord {
+                object_type,
+                name,
+                owner_id,
+                owner_name,
+            }),
         }),
         AnyMessage::CallLog {
             org,

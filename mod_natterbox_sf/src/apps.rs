@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use natterbox_common::config::OWNER_VARIABLES;
-use natterbox_common::wire::{Direction, ScreenPop};
+use natterbox_common::wire::{Direction, PoppedRecord, ScreenPop};
 use natterbox_engine::args::{printable, AppArgs, ArgSpec};
 use natterbox_engine::outbox::now_ms;
 use natterbox_engine::outcome::has_variable_expansion;
@@ -319,6 +319,21 @@ pub fn sf_screen_pop(session: &Session<'_>, data: &str) {
         direction,
         created_at_ms: now_ms(),
         ttl_ms: org.screen_pop.ttl.as_millis() as u64,
+        record: popped_record(session),
     });
     session.set_var("sf_screen_pop", Some("sent"));
+}
+
+/// What the console shows about the caller: the lookup's type, name and owner, when it found
+/// one record (`sf_record_id` set). Values came from Salesforce and are shown as text.
+fn popped_record(session: &Session) -> Option<PoppedRecord> {
+    session.var("sf_record_id")?;
+    let object_type = session.var("sf_record_type")?;
+    let text = |name: &str| session.var(name).map(|v| printable(&v));
+    Some(PoppedRecord {
+        object_type: printable(&object_type),
+        name: text("sf_record_name"),
+        owner_id: text("sf_owner_id"),
+        owner_name: text("sf_owner_name"),
+    })
 }

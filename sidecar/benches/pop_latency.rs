@@ -33,6 +33,7 @@ fn pop(uuid: String) -> Message {
         direction: Direction::Inbound,
         created_at_ms: natterbox_sidecar::backoff::now_ms(),
         ttl_ms: 60_000,
+        record: None,
     })
 }
 

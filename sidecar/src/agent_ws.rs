@@ -1,6 +1,6 @@
 //! The agents' listener (`agent-listen`): the `/agent` WebSocket of agent consoles (screen pops,
-//! call state, call control, presence, wrap-up; protocol in docs/agent-protocol.md), and
-//! `/healthz` for a load balancer in front of it.
+//! call state, call control, presence, wrap-up; protocol in docs/agent-protocol.md), `/healthz`
+//! for a load balancer in front of it, and the console page itself (`/console/`, console.rs).
 //! TLS when `websocket-tls-cert`/`-key` are set.
 //!
 //! Authentication happens before the upgrade, with the agent's token in one of two places:
@@ -37,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(crate::admin::healthz))
         .route("/agent", get(agent))
+        .merge(crate::console::routes())
         .with_state(app)
 }
 

@@ -11,6 +11,7 @@ pub mod agent_ws;
 pub mod backoff;
 pub mod calllog;
 pub mod check;
+pub mod console;
 pub mod dirs;
 pub mod metrics;
 pub mod notify;

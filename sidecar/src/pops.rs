@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use natterbox_common::wire::ScreenPop;
+use natterbox_common::wire::{PoppedRecord, ScreenPop};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -155,6 +155,11 @@ pub struct PopFrame {
     pub direction: natterbox_common::wire::Direction,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<PoppedRecord>,
+    /// The org's instance URL, so the console can link the records (`<url>/<record id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salesforce_url: Option<String>,
 }
 
 struct StoredPop {
@@ -224,6 +229,16 @@ impl PopHub {
 
     /// Takes a pop from the module. `default_ttl_ms` applies when the pop carries none.
     pub fn publish(&self, pop: &ScreenPop, default_ttl_ms: u64) {
+        self.publish_with_link(pop, default_ttl_ms, None)
+    }
+
+    /// As `publish`, with the org's instance URL for the console's record links.
+    pub fn publish_with_link(
+        &self,
+        pop: &ScreenPop,
+        default_ttl_ms: u64,
+        salesforce_url: Option<String>,
+    ) {
         self.metrics.pops_received.inc();
         let now = now_ms();
         let ttl = if pop.ttl_ms == 0 {
@@ -253,6 +268,8 @@ impl PopHub {
             direction: pop.direction,
             created_at_ms: created,
             expires_at_ms,
+            record: pop.record.clone(),
+            salesforce_url,
         };
         let frame: Arc<str> = serde_json::to_string(&frame)
             .expect("frames serialize")
@@ -406,6 +423,7 @@ mod tests {
             direction: Direction::Inbound,
             created_at_ms: now_ms(),
             ttl_ms,
+            record: None,
         }
     }
 
@@ -414,6 +432,33 @@ mod tests {
             user_id: user.into(),
             extension: Some("1001".into()),
         }
+    }
+
+    #[test]
+    fn the_frame_carries_the_record_and_the_org_url_for_the_console() {
+        let hub = PopHub::new(Arc::new(Metrics::default()));
+        let mut sub = hub.subscribe(agent("005A"));
+        let mut with_record = pop("c1", "005A", 10_000);
+        with_record.record = Some(PoppedRecord {
+            object_type: "Contact".into(),
+            name: Some("Ada Lovelace".into()),
+            owner_id: Some("005Em0000000002IAA".into()),
+            owner_name: Some("Grace Hopper".into()),
+        });
+        hub.publish_with_link(
+            &with_record,
+            30_000,
+            Some("https://acme.my.salesforce.com".into()),
+        );
+        hub.publish(&pop("c2", "005A", 10_000), 30_000);
+        let first: serde_json::Value = serde_json::from_str(&sub.rx.try_recv().unwrap()).unwrap();
+        assert_eq!(first["record"]["type"], "Contact");
+        assert_eq!(first["record"]["name"], "Ada Lovelace");
+        assert_eq!(first["record"]["owner_name"], "Grace Hopper");
+        assert_eq!(first["salesforce_url"], "https://acme.my.salesforce.com");
+        // Without them, the fields are left out (older consoles see the frame they knew).
+        let second: serde_json::Value = serde_json::from_str(&sub.rx.try_recv().unwrap()).unwrap();
+        assert!(second.get("record").is_none() && second.get("salesforce_url").is_none());
     }
 
     #[test]

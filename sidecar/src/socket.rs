@@ -186,8 +186,12 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
             if pop.ttl_ms == 0 {
                 pop.ttl_ms = org.screen_pop.ttl.as_millis() as u64;
             }
+            let salesforce_url = app
+                .tokens
+                .session(&org.name)
+                .map(|(session, _)| session.instance_url.trim_end_matches('/').to_string());
             app.pops
-                .publish(&pop, org.screen_pop.ttl.as_millis() as u64);
+                .publish_with_link(&pop, org.screen_pop.ttl.as_millis() as u64, salesforce_url);
             if org.screen_pop.platform_event.is_some()
                 && pop.created_at_ms.saturating_add(pop.ttl_ms) > now_ms()
                 && app.platform_tx.try_send(pop).is_err()

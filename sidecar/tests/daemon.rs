@@ -160,6 +160,7 @@ pub fn pop(org: &str, uuid: &str, user: &str, ttl_ms: u64) -> natterbox_common::
         direction: natterbox_common::wire::Direction::Inbound,
         created_at_ms: natterbox_sidecar::backoff::now_ms(),
         ttl_ms,
+        record: None,
     }
 }
 

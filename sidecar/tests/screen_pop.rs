@@ -24,6 +24,7 @@ fn pop(uuid: &str, user: Option<&str>, ext: Option<&str>, age_ms: u64, ttl_ms: u
         direction: Direction::Inbound,
         created_at_ms: natterbox_sidecar::backoff::now_ms() - age_ms,
         ttl_ms,
+        record: None,
     }
 }
 

@@ -625,6 +625,7 @@ mod tests {
             direction: Direction::Inbound,
             created_at_ms: now_ms(),
             ttl_ms: 50,
+            record: None,
         });
         eventually("the pop expires", || {
             outbox
@@ -647,6 +648,7 @@ mod tests {
             direction: Direction::Inbound,
             created_at_ms: now_ms(),
             ttl_ms: 30_000,
+            record: None,
         }
     }
 
