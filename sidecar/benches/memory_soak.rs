@@ -56,6 +56,7 @@ fn screen_pop(i: u64, now: u64) -> ScreenPop {
         direction: Direction::Inbound,
         created_at_ms: now,
         ttl_ms: 30_000,
+        record: None,
     }
 }
 
