@@ -486,6 +486,7 @@ mod tests {
             directions: vec![Direction::Inbound],
             subject: "Call {direction} {from} to {to}".into(),
             status: "Completed".into(),
+            record: natterbox_common::config::CallRecord::Task,
         };
         let task = task_fields(&log(), &config);
         assert_eq!(task["Subject"], "Call Inbound +14155550100 to 1001");
