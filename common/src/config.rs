@@ -557,8 +557,12 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
             record: CallRecord::Task,
         },
     };
-    let (record, voice) =
-        voice::parse_record(element.child("call-log"), element, &ctx, allow_insecure_http)?;
+    let (record, voice) = voice::parse_record(
+        element.child("call-log"),
+        element,
+        &ctx,
+        allow_insecure_http,
+    )?;
     call_log.record = record;
     let screen_pop = match element.child("screen-pop") {
         None => ScreenPopConfig {

@@ -101,5 +101,8 @@ pub fn on_hangup_complete(event: &mut EventRef<'_>) {
         hangup_cause: event
             .header("Hangup-Cause")
             .unwrap_or_else(|| "UNKNOWN".into()),
+        recording_url: event
+            .header("variable_sf_recording_url")
+            .filter(|u| !u.is_empty()),
     });
 }

@@ -468,6 +468,7 @@ mod tests {
             who_id: Some("003000000000001AAA".into()),
             what_id: Some("001000000000001AAA".into()),
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         }
     }
 

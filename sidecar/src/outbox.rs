@@ -41,6 +41,26 @@ fn db_err(e: rusqlite::Error) -> String {
     format!("outbox database: {e}")
 }
 
+/// Inserts call logs inside `tx`; a call UUID already present is left as it is.
+pub(crate) fn insert_logs(
+    tx: &rusqlite::Transaction<'_>,
+    logs: &[CallLog],
+    now_ms: u64,
+) -> Result<(), String> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO call_log (call_uuid, org, record, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+        )
+        .map_err(db_err)?;
+    for log in logs {
+        let record = serde_json::to_string(log).map_err(|e| e.to_string())?;
+        stmt.execute(params![log.call_uuid, log.org, record, now_ms as i64])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 impl Outbox {
     pub fn open(path: &Path) -> Result<Arc<Outbox>, String> {
         crate::dirs::ensure_parent(path)?;
@@ -64,12 +84,13 @@ impl Outbox {
              CREATE INDEX IF NOT EXISTS call_log_due ON call_log(state, next_attempt_ms);",
         )
         .map_err(db_err)?;
+        crate::voicecall_queue::create_table(&conn)?;
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
         }))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -77,19 +98,7 @@ impl Outbox {
     pub fn insert_batch(&self, logs: &[CallLog], now_ms: u64) -> Result<(), String> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db_err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO call_log (call_uuid, org, record, created_ms, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )
-                .map_err(db_err)?;
-            for log in logs {
-                let record = serde_json::to_string(log).map_err(|e| e.to_string())?;
-                stmt.execute(params![log.call_uuid, log.org, record, now_ms as i64])
-                    .map_err(db_err)?;
-            }
-        }
+        insert_logs(&tx, logs, now_ms)?;
         tx.commit().map_err(db_err)
     }
 
@@ -271,6 +280,7 @@ mod tests {
             who_id: None,
             what_id: None,
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         }
     }
 
