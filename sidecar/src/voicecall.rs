@@ -298,6 +298,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         deliver_round(&app, &mut paused, &shutdown).await;
+        app.metrics.voicecall_rounds.inc();
         tokio::select! {
             _ = app.voicecall_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(1000)) => {}
@@ -336,6 +337,7 @@ async fn deliver_round(
                 if let Err(e) = db(app, move |o| o.step_done(id, now_ms())).await {
                     tracing::error!(error = %e, "cannot record a delivered VoiceCall step");
                 }
+                app.metrics.voicecall_steps_delivered.inc();
                 tracing::debug!(org = %step.org, call_uuid = %step.call_uuid, step = %step.kind, "VoiceCall step delivered");
                 continue;
             }
@@ -345,6 +347,7 @@ async fn deliver_round(
         let attempt = attempts + 1;
         if attempt >= max {
             tracing::error!(org = %step.org, call_uuid = %step.call_uuid, step = %step.kind, %error, "giving up on a VoiceCall step");
+            app.metrics.voicecall_steps_failed.inc();
             let whole_call = step.kind == "create";
             let _ = db(app, move |o| {
                 o.step_failed(id, whole_call, &error, now_ms())
