@@ -6,6 +6,7 @@
 
 mod api;
 mod apps;
+mod call_progress;
 mod ffi;
 mod hangup;
 mod module;

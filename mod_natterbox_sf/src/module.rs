@@ -11,7 +11,7 @@ use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
 use crate::ffi::entry::{
-    on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_screen_pop_app,
+    on_channel_answer, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_screen_pop_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -109,6 +109,10 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         (
             sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_HANGUP_COMPLETE,
             on_hangup_complete,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_ANSWER,
+            on_channel_answer,
         ),
     ] {
         match Binding::bind(MODULE_NAME, kind, callback) {

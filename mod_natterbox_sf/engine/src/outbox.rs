@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use natterbox_common::wire::{CallLog, Message, ScreenPop, MAX_LINE_BYTES};
+use natterbox_common::wire::{CallLog, CallProgress, Message, ScreenPop, MAX_LINE_BYTES};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
@@ -158,6 +158,11 @@ impl Outbox {
 
     pub fn screen_pop(&self, pop: ScreenPop) {
         self.offer_or_drop(Message::ScreenPop(pop));
+    }
+
+    /// Best effort: the call log at hangup carries what a dropped one would have said.
+    pub fn call_progress(&self, progress: CallProgress) {
+        self.offer_or_drop(Message::CallProgress(progress));
     }
 
     /// The module's metrics for the sidecar's `/metrics`; a newer one follows, so a full queue
