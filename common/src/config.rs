@@ -85,6 +85,8 @@ pub struct OrgConfig {
     pub owners: OwnersConfig,
     /// `<service-cloud-voice>`: the Telephony Integration REST API, for VoiceCall records.
     pub voice: Option<VoiceConfig>,
+    /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
+    pub queries: Vec<crate::named_query::NamedQuery>,
 }
 
 impl OrgConfig {
@@ -462,7 +464,7 @@ pub fn is_field_path(path: &str) -> bool {
     !path.is_empty() && path.split('.').count() <= 5 && path.split('.').all(is_api_name)
 }
 
-fn is_variable_name(name: &str) -> bool {
+pub(crate) fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -481,7 +483,12 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
     let ctx = format!("org \"{name}\"");
 
     let api_version = element.attr("api-version").unwrap_or("68.0").to_string();
-    match api_version.strip_suffix(".0").map(str::parse::<u32>) {
+    // Exactly two digits then ".0", as Salesforce writes versions in URLs (`/services/data/v66.0`):
+    // u32's parser alone would also take "+66" or "066".
+    let major = api_version
+        .strip_suffix(".0")
+        .filter(|m| m.len() == 2 && m.bytes().all(|b| b.is_ascii_digit()));
+    match major.map(str::parse::<u32>) {
         Some(Ok(v)) if (31..=99).contains(&v) => {}
         _ => {
             return err(format!(
@@ -592,6 +599,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|o| parse_owners(o, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let queries = crate::named_query::parse_named_queries(element, &ctx)?;
 
     Ok(OrgConfig {
         name,
@@ -607,6 +615,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         screen_pop,
         owners,
         voice,
+        queries,
     })
 }
 
@@ -954,8 +963,10 @@ mod tests {
     fn explains_what_is_wrong() {
         let bad_timeout = SAMPLE.replace("value=\"800\"", "value=\"soon\"");
         assert!(error_of(&bad_timeout).contains("lookup-timeout-ms=\"soon\""));
-        let bad_version = SAMPLE.replace("66.0", "66");
-        assert!(error_of(&bad_version).contains("api-version"));
+        for version in ["66", "+66.0", "066.0", "66.00", "6 6.0", "30.0"] {
+            let bad_version = SAMPLE.replace("\"66.0\"", &format!("\"{version}\""));
+            assert!(error_of(&bad_version).contains("api-version"), "{version}");
+        }
         let bad_country = SAMPLE.replace("\"GB\"", "\"Britain\"");
         assert!(error_of(&bad_country).contains("default-country"));
         let inline_secret = SAMPLE.replace("private-key-file=", "private-key=");

@@ -10,5 +10,7 @@ mod call_progress;
 mod ffi;
 mod hangup;
 mod module;
+mod query_api;
+mod query_apps;
 
 pub use ffi::entry::mod_natterbox_sf_module_interface;
