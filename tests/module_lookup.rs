@@ -7,21 +7,37 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sf_emulator::{EmulatorOptions, FaultRule, LimitsUpdate};
 use support::fixture::{Fixture, Options};
+use support::read_api::Api;
 use support::shim::escape_arg;
 
-fn sosl_queries(emulator: &sf_emulator::Emulator) -> Vec<String> {
+for_both_apis!(
+    found_by_national_and_international_forms_then_served_from_cache,
+    not_found_multiple_and_priority,
+    invalid_numbers_never_reach_salesforce,
+    hostile_caller_numbers_and_arguments_never_escape_a_literal,
+    tenants_never_share_answers,
+    a_slow_salesforce_never_holds_the_call_past_its_deadline,
+    an_expired_session_is_refreshed_once_within_the_deadline,
+    a_refresh_that_brings_no_new_token_ends_as_unauthorized,
+    limit_exceeded_opens_the_breaker_instead_of_hammering,
+    garbage_resets_and_truncated_bodies_are_errors_not_crashes,
+    five_hundred_concurrent_lookups_of_one_number_make_one_request,
+    salesforce_values_cannot_inject_variable_expansions,
+    past_its_ttl_an_answer_is_served_stale_while_it_is_refreshed,
+);
+
+fn sosl_queries(emulator: &sf_emulator::Emulator, api: Api) -> Vec<String> {
     emulator
         .admin()
         .queries()
         .into_iter()
-        .filter(|q| q.kind == "sosl")
+        .filter(|q| q.kind == api.sosl_kind())
         .map(|q| q.text)
         .collect()
 }
 
-#[test]
-fn found_by_national_and_international_forms_then_served_from_cache() {
-    let mut f = Fixture::start(Options::default());
+fn found_by_national_and_international_forms_then_served_from_cache(api: Api) {
+    let mut f = Fixture::start(api.options());
     let vars = f.lookup("c1", "+14155550123", "");
     assert_eq!(vars["sf_lookup_status"], "found", "{vars:?}");
     assert_eq!(vars["sf_lookup_source"], "salesforce");
@@ -41,10 +57,10 @@ fn found_by_national_and_international_forms_then_served_from_cache() {
     assert_eq!(again["sf_lookup_status"], "found");
     assert_eq!(again["sf_lookup_source"], "cache");
     assert_eq!(again["sf_record_id"], vars["sf_record_id"]);
-    assert_eq!(f.acme().admin().endpoint_count("search"), 1);
+    assert_eq!(f.acme().admin().endpoint_count(api.search_endpoint()), 1);
 
     // The search asked for every digit form the number may be stored as, each a quoted phrase.
-    let queries = sosl_queries(f.acme());
+    let queries = sosl_queries(f.acme(), api);
     assert!(
         queries[0].starts_with(
             "FIND {\"14155550123\" OR \"4155550123\" OR \"0014155550123\"} IN PHONE FIELDS RETURNING Contact("
@@ -64,9 +80,8 @@ fn found_by_national_and_international_forms_then_served_from_cache() {
     assert_eq!(event.header("Unique-ID"), Some("c1"));
 }
 
-#[test]
-fn not_found_multiple_and_priority() {
-    let mut f = Fixture::start(Options::default());
+fn not_found_multiple_and_priority(api: Api) {
+    let mut f = Fixture::start(api.options());
     assert_eq!(
         f.lookup("n", "+1 415 555 0999", "")["sf_lookup_status"],
         "not_found"
@@ -116,9 +131,8 @@ fn not_found_multiple_and_priority() {
     assert!(!rule["sf_queue"].is_empty());
 }
 
-#[test]
-fn invalid_numbers_never_reach_salesforce() {
-    let mut f = Fixture::start(Options::default());
+fn invalid_numbers_never_reach_salesforce(api: Api) {
+    let mut f = Fixture::start(api.options());
     for (i, caller) in ["anonymous", "123", "+1%20415", "4155550123%27OR%27"]
         .iter()
         .enumerate()
@@ -135,12 +149,11 @@ fn invalid_numbers_never_reach_salesforce() {
     // An unknown argument in the dialplan's own text is an error.
     let vars = f.lookup("bad-args", "+14155550123", "evil=1 number=+14155550123");
     assert_eq!(vars["sf_lookup_status"], "error");
-    assert_eq!(f.acme().admin().endpoint_count("search"), 0);
+    assert_eq!(f.acme().admin().endpoint_count(api.search_endpoint()), 0);
 }
 
-#[test]
-fn hostile_caller_numbers_and_arguments_never_escape_a_literal() {
-    let mut f = Fixture::start(Options::default());
+fn hostile_caller_numbers_and_arguments_never_escape_a_literal(api: Api) {
+    let mut f = Fixture::start(api.options());
     // Caller ids and display names as an attacker would send them in SIP headers.
     let corpus = [
         "+14155550123}",
@@ -181,7 +194,7 @@ fn hostile_caller_numbers_and_arguments_never_escape_a_literal() {
     }
     // Every search the emulator received is quoted digit phrases joined by OR in braces, and the
     // profile's fixed list.
-    let queries = sosl_queries(f.acme());
+    let queries = sosl_queries(f.acme(), api);
     assert!(!queries.is_empty());
     for q in &queries {
         let term = q
@@ -206,8 +219,7 @@ fn hostile_caller_numbers_and_arguments_never_escape_a_literal() {
     }
 }
 
-#[test]
-fn tenants_never_share_answers() {
+fn tenants_never_share_answers(api: Api) {
     let mut globex = EmulatorOptions::default_seed();
     globex.seed.org_id = "00DEm0000000002".into();
     // Globex's Ada Lovelace has another number.
@@ -222,7 +234,7 @@ fn tenants_never_share_answers() {
             ("acme", EmulatorOptions::default_seed()),
             ("globex", globex),
         ],
-        ..Options::default()
+        ..api.options()
     });
     let acme = f.lookup("a", "+14155550123", "org=acme");
     assert_eq!(acme["sf_lookup_status"], "found");
@@ -237,19 +249,30 @@ fn tenants_never_share_answers() {
         .ok("call v caller_id_number=+14155550123 sf_org=globex");
     f.shim.ok("app v sf_lookup");
     assert_eq!(f.shim.vars("v")["sf_lookup_status"], "not_found");
-    assert_eq!(f.org("acme").emulator.admin().endpoint_count("search"), 1);
-    assert_eq!(f.org("globex").emulator.admin().endpoint_count("search"), 1);
+    assert_eq!(
+        f.org("acme")
+            .emulator
+            .admin()
+            .endpoint_count(api.search_endpoint()),
+        1
+    );
+    assert_eq!(
+        f.org("globex")
+            .emulator
+            .admin()
+            .endpoint_count(api.search_endpoint()),
+        1
+    );
     assert_eq!(
         f.lookup("u", "+14155550123", "org=initech")["sf_lookup_status"],
         "error"
     );
 }
 
-#[test]
-fn a_slow_salesforce_never_holds_the_call_past_its_deadline() {
-    let mut f = Fixture::start(Options::default());
+fn a_slow_salesforce_never_holds_the_call_past_its_deadline(api: Api) {
+    let mut f = Fixture::start(api.options());
     f.acme().admin().add_fault(FaultRule {
-        path_prefix: "/services/data".into(),
+        path_prefix: api.read_path().into(),
         latency_ms: 3000,
         ..FaultRule::default()
     });
@@ -267,9 +290,8 @@ fn a_slow_salesforce_never_holds_the_call_past_its_deadline() {
     assert!((290..700).contains(&ms), "{ms}");
 }
 
-#[test]
-fn an_expired_session_is_refreshed_once_within_the_deadline() {
-    let mut f = Fixture::start(Options::default());
+fn an_expired_session_is_refreshed_once_within_the_deadline(api: Api) {
+    let mut f = Fixture::start(api.options());
     assert_eq!(
         f.lookup("a", "+14155550123", "")["sf_lookup_status"],
         "found"
@@ -303,8 +325,8 @@ fn an_expired_session_is_refreshed_once_within_the_deadline() {
     // One refused search (401, not counted as a search by the emulator), one with the new token.
     let stats = f.acme().admin().stats();
     assert_eq!(
-        stats["endpoints"]["search"].as_u64().unwrap()
-            - before["endpoints"]["search"].as_u64().unwrap(),
+        stats["endpoints"][api.search_endpoint()].as_u64().unwrap()
+            - before["endpoints"][api.search_endpoint()].as_u64().unwrap(),
         1,
         "{stats}"
     );
@@ -320,11 +342,10 @@ fn an_expired_session_is_refreshed_once_within_the_deadline() {
     assert_eq!(status["orgs"][0]["unauthorized"], 1);
 }
 
-#[test]
-fn a_refresh_that_brings_no_new_token_ends_as_unauthorized() {
+fn a_refresh_that_brings_no_new_token_ends_as_unauthorized(api: Api) {
     let mut f = Fixture::start(Options {
         sidecar: false,
-        ..Options::default()
+        ..api.options()
     });
     f.acme().admin().expire_sessions();
     f.shim.ok("call a caller_id_number=+14155550123");
@@ -334,9 +355,8 @@ fn a_refresh_that_brings_no_new_token_ends_as_unauthorized() {
     assert_eq!(f.shim.vars("a")["sf_lookup_status"], "unauthorized");
 }
 
-#[test]
-fn limit_exceeded_opens_the_breaker_instead_of_hammering() {
-    let mut f = Fixture::start(Options::default());
+fn limit_exceeded_opens_the_breaker_instead_of_hammering(api: Api) {
+    let mut f = Fixture::start(api.options());
     f.acme().admin().set_limits(LimitsUpdate {
         daily_used: Some(15_000),
         daily_max: Some(15_000),
@@ -374,27 +394,26 @@ fn limit_exceeded_opens_the_breaker_instead_of_hammering() {
     );
 }
 
-#[test]
-fn garbage_resets_and_truncated_bodies_are_errors_not_crashes() {
-    let mut f = Fixture::start(Options::default());
+fn garbage_resets_and_truncated_bodies_are_errors_not_crashes(api: Api) {
+    let mut f = Fixture::start(api.options());
     let faults = [
         FaultRule {
-            path_prefix: "/services/data".into(),
+            path_prefix: api.read_path().into(),
             garbage_rate: 1.0,
             ..FaultRule::default()
         },
         FaultRule {
-            path_prefix: "/services/data".into(),
+            path_prefix: api.read_path().into(),
             truncate_rate: 1.0,
             ..FaultRule::default()
         },
         FaultRule {
-            path_prefix: "/services/data".into(),
+            path_prefix: api.read_path().into(),
             reset_rate: 1.0,
             ..FaultRule::default()
         },
         FaultRule {
-            path_prefix: "/services/data".into(),
+            path_prefix: api.read_path().into(),
             status: Some(503),
             ..FaultRule::default()
         },
@@ -410,11 +429,10 @@ fn garbage_resets_and_truncated_bodies_are_errors_not_crashes() {
     assert!(f.shim.api("status").contains("\"orgs\""));
 }
 
-#[test]
-fn five_hundred_concurrent_lookups_of_one_number_make_one_request() {
-    let mut f = Fixture::start(Options::default());
+fn five_hundred_concurrent_lookups_of_one_number_make_one_request(api: Api) {
+    let mut f = Fixture::start(api.options());
     f.acme().admin().add_fault(FaultRule {
-        path_prefix: "/services/data".into(),
+        path_prefix: api.read_path().into(),
         latency_ms: 300,
         ..FaultRule::default()
     });
@@ -429,12 +447,11 @@ fn five_hundred_concurrent_lookups_of_one_number_make_one_request() {
     for i in (0..500).step_by(37) {
         assert_eq!(f.shim.vars(&format!("p{i}"))["sf_lookup_status"], "found");
     }
-    assert_eq!(f.acme().admin().endpoint_count("search"), 1);
+    assert_eq!(f.acme().admin().endpoint_count(api.search_endpoint()), 1);
 }
 
-#[test]
-fn salesforce_values_cannot_inject_variable_expansions() {
-    let mut f = Fixture::start(Options::default());
+fn salesforce_values_cannot_inject_variable_expansions(api: Api) {
+    let mut f = Fixture::start(api.options());
     // Someone renames a Contact in Salesforce.
     let token = support::fixture::fetch_token(f.acme());
     let ada = f
@@ -629,14 +646,13 @@ fn unload_and_load_again_while_lookups_are_in_flight() {
     );
 }
 
-#[test]
-fn past_its_ttl_an_answer_is_served_stale_while_it_is_refreshed() {
+fn past_its_ttl_an_answer_is_served_stale_while_it_is_refreshed(api: Api) {
     let mut f = Fixture::start(Options {
         settings: vec![
             ("cache-ttl-s", "1".to_string()),
             ("cache-max-stale-s", "60".to_string()),
         ],
-        ..Options::default()
+        ..api.options()
     });
     assert_eq!(
         f.lookup("a", "+14155550123", "")["sf_lookup_source"],
@@ -667,7 +683,7 @@ fn past_its_ttl_an_answer_is_served_stale_while_it_is_refreshed() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(fresh["sf_lookup_source"], "cache", "{fresh:?}");
-    assert_eq!(f.acme().admin().endpoint_count("search"), 2);
+    assert_eq!(f.acme().admin().endpoint_count(api.search_endpoint()), 2);
 }
 
 #[test]

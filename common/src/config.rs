@@ -85,8 +85,24 @@ pub struct OrgConfig {
     pub owners: OwnersConfig,
     /// `<service-cloud-voice>`: the Telephony Integration REST API, for VoiceCall records.
     pub voice: Option<VoiceConfig>,
+    /// Which Salesforce API the call-time reads go through (`api="rest|soap"`).
+    pub api: OrgApiKind,
+    /// The share (percent) of the org's daily API allowance call-time reads may spend before
+    /// cached answers are served past their TTL (`call-time-api-share-percent`, default 50).
+    pub call_time_api_share_percent: u8,
     /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
     pub queries: Vec<crate::named_query::NamedQuery>,
+}
+
+/// The API an org's call-time reads (lookups, named queries) use. Describe, owners, writes and
+/// tokens stay on REST/OAuth either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrgApiKind {
+    #[default]
+    Rest,
+    /// The SOAP partner API (`/services/Soap/u/NN.0`), authenticated by the OAuth access token
+    /// in `SessionHeader`: legacy orgs behind a SOAP-only service gateway.
+    Soap,
 }
 
 impl OrgConfig {
@@ -599,6 +615,13 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|o| parse_owners(o, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let api = match element.attr("api").map(str::trim) {
+        None | Some("rest") => OrgApiKind::Rest,
+        Some("soap") => OrgApiKind::Soap,
+        Some(other) => return err(format!("{ctx}: api=\"{other}\": expected rest or soap")),
+    };
+    let call_time_api_share_percent =
+        parse_attr_number(element, "call-time-api-share-percent", 50u8, 1, 100, &ctx)?;
     let queries = crate::named_query::parse_named_queries(element, &ctx)?;
 
     Ok(OrgConfig {
@@ -615,6 +638,8 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         screen_pop,
         owners,
         voice,
+        api,
+        call_time_api_share_percent,
         queries,
     })
 }
@@ -957,6 +982,36 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         Config::parse(text).unwrap_err().0
+    }
+
+    #[test]
+    fn an_org_chooses_rest_or_soap_for_call_time_reads() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert!(config.orgs.iter().all(|o| o.api == OrgApiKind::Rest));
+        let soap = SAMPLE.replace("api-version=\"66.0\"", "api-version=\"66.0\" api=\"soap\"");
+        let config = Config::parse(&soap).unwrap();
+        assert_eq!(config.orgs[0].api, OrgApiKind::Soap);
+        let wrong = SAMPLE.replace("api-version=\"66.0\"", "api-version=\"66.0\" api=\"bulk\"");
+        assert!(error_of(&wrong).contains("api=\"bulk\": expected rest or soap"));
+    }
+
+    #[test]
+    fn an_org_sets_the_share_of_its_api_allowance_calls_may_spend() {
+        let config = Config::parse(SAMPLE).unwrap();
+        assert_eq!(config.orgs[0].call_time_api_share_percent, 50);
+        let set = SAMPLE.replace(
+            "api-version=\"66.0\"",
+            "api-version=\"66.0\" call-time-api-share-percent=\"30\"",
+        );
+        assert_eq!(
+            Config::parse(&set).unwrap().orgs[0].call_time_api_share_percent,
+            30
+        );
+        let zero = SAMPLE.replace(
+            "api-version=\"66.0\"",
+            "api-version=\"66.0\" call-time-api-share-percent=\"0\"",
+        );
+        assert!(error_of(&zero).contains("call-time-api-share-percent"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod api;
 mod apps;
+mod budget_event;
 mod call_progress;
 mod ffi;
 mod hangup;

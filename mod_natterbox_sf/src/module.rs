@@ -10,6 +10,7 @@ use natterbox_common::config::{Config, CONFIG_NAME};
 use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
+use crate::budget_event::BUDGET_EVENT;
 use crate::ffi::entry::{
     on_channel_answer, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_query_app,
     sf_screen_pop_app, sf_search_app,
@@ -105,6 +106,13 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         engine.shutdown(SHUTDOWN_WAIT);
         return sys::switch_status_t::SWITCH_STATUS_FALSE;
     }
+    if !event::reserve_subclass(MODULE_NAME, BUDGET_EVENT) {
+        log::log(
+            Level::Warning,
+            "natterbox_sf::api_budget events are reserved by another module; firing them anyway",
+        );
+    }
+    engine.on_budget_change(crate::budget_event::fire);
     if !event::reserve_subclass(MODULE_NAME, LOOKUP_EVENT) {
         log::log(
             Level::Warning,
@@ -153,6 +161,7 @@ pub fn shutdown() -> sys::switch_status_t {
         binding.unbind();
     }
     event::free_subclass(MODULE_NAME, LOOKUP_EVENT);
+    event::free_subclass(MODULE_NAME, BUDGET_EVENT);
     let Some(mut state) = STATE.swap(None) else {
         return sys::switch_status_t::SWITCH_STATUS_SUCCESS;
     };

@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod product;
+pub mod read_api;
 pub mod shim;
 
 use std::path::PathBuf;

@@ -112,13 +112,25 @@ pub fn http_client(options: &ClientOptions) -> Result<reqwest::Client, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
-fn transport_error(e: reqwest::Error) -> SfError {
+pub(super) fn transport_error(e: reqwest::Error) -> SfError {
     if e.is_timeout() {
         SfError::Timeout
     } else {
         // Without the URL: it carries no secret, but the error text stays short.
         SfError::Transport(e.without_url().to_string())
     }
+}
+
+/// The whole body, refused past `MAX_BODY_BYTES`.
+pub(super) async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, SfError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(SfError::Garbage("response body too large".into()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// A query-string value, encoded once: `application/x-www-form-urlencoded` as Salesforce
@@ -160,6 +172,32 @@ impl QueryValue {
 
     pub fn encoded(&self) -> &str {
         &self.0
+    }
+
+    /// The text again (for APIs that carry it unencoded, such as SOAP): the exact inverse of
+    /// `push_text`, `+` being a space and `%XX` a byte.
+    pub fn decoded(&self) -> String {
+        let bytes = self.0.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push(h << 4 | l);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
@@ -279,13 +317,7 @@ impl SalesforceClient {
             .get("sforce-limit-info")
             .and_then(|v| v.to_str().ok())
             .and_then(LimitInfo::parse);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(SfError::Garbage("response body too large".into()));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_body(&mut response).await?;
         if !status.is_success() {
             return Err(SfError::Api(ApiError::from_response(
                 status.as_u16(),
@@ -442,6 +474,7 @@ mod tests {
         assert_eq!(decoded.len(), 1);
         assert_eq!(decoded[0].0, "q");
         assert_eq!(decoded[0].1, text);
+        assert_eq!(value.decoded(), text);
         let mut joined = QueryValue::from("FIND {1}");
         joined.push_encoded(&QueryValue::from(" IN PHONE FIELDS"));
         assert_eq!(joined.encoded(), "FIND+%7B1%7D+IN+PHONE+FIELDS");

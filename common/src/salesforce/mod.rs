@@ -7,6 +7,8 @@ pub mod describe;
 pub mod error;
 pub mod escape;
 pub mod oauth;
+pub mod soap;
 
 pub use client::{QueryValue, SalesforceClient, Session};
 pub use error::{ApiError, LimitInfo, SfError};
+pub use soap::SoapClient;

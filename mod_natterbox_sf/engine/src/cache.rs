@@ -153,6 +153,16 @@ impl<K: ScopedKey> LookupCache<K> {
         Cached::Miss
     }
 
+    /// An answer past its max-stale that is still held (not yet evicted), for an org that has
+    /// spent its call-time API budget (`budget`). Counted as a stale hit.
+    pub fn get_expired(&self, key: &K) -> Option<Arc<Outcome>> {
+        let map = self.map.pin();
+        let entry = map.get(key)?;
+        entry.referenced.store(true, Ordering::Relaxed);
+        self.stale_hits.add(1);
+        Some(entry.outcome.clone())
+    }
+
     /// Gives back a refresh claim that could not be carried out (e.g. the org is throttled),
     /// so a later caller may try.
     pub fn release_refresh(&self, key: &K) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use natterbox_common::config::{Config, OrgConfig, Settings};
+use natterbox_common::config::{Config, OrgApiKind, OrgConfig, Settings};
 use natterbox_common::phone::{CallerNumber, InvalidNumber};
 use natterbox_common::salesforce::client::{http_client, ClientOptions};
 use natterbox_common::salesforce::{LimitInfo, SalesforceClient, SfError};
@@ -16,6 +16,7 @@ use natterbox_common::wire::{CallLog, CallProgress, ScreenPop};
 use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
+use crate::budget::{BudgetChange, BudgetListener, BudgetState, CallTimeBudget};
 use crate::cache::{CacheKey, CachePolicy, CacheStats, Cached, LookupCache, ScopeId};
 use crate::flight::{Flight, FlightGuard, Flights, Joined};
 use crate::metrics::{LookupMetrics, MetricsSources};
@@ -23,6 +24,7 @@ use crate::outbox::Outbox;
 use crate::outcome::{LookupStatus, Outcome, Source, VarNames};
 use crate::overload::{timeout_is_salesforces, RuntimeQueue};
 use crate::owners::{Owner, OwnerDirectory};
+use crate::read_api::OrgReadApi;
 use crate::schema_check::SchemaCheck;
 use crate::search::decide;
 use crate::tokens::{Credential, TokenSlot};
@@ -61,6 +63,8 @@ pub struct OrgRuntime {
     pub name: &'static str,
     pub config: OrgConfig,
     client: SalesforceClient,
+    /// The API call-time reads go through (`api="rest|soap"`).
+    reads: OrgReadApi,
     concurrency: Semaphore,
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
@@ -72,6 +76,9 @@ pub struct OrgRuntime {
     parsed: ParseMemo,
     limit_used: AtomicU64,
     limit_max: AtomicU64,
+    /// The share of the daily allowance call-time reads may spend, and where usage stands.
+    pub budget: CallTimeBudget,
+    budget_listener: Arc<BudgetListener>,
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
     /// The newest token generation a search succeeded with.
@@ -93,6 +100,18 @@ impl OrgRuntime {
         if let Some(l) = limit {
             self.limit_used.store(l.used, Ordering::Relaxed);
             self.limit_max.store(l.max, Ordering::Relaxed);
+            if let Some(change) = self.budget.observe(self.name, l) {
+                tracing::warn!(
+                    "org {}: call-time API budget {} -> {} ({}/{} API requests used, call-time share {}%)",
+                    change.org,
+                    change.from.as_str(),
+                    change.to.as_str(),
+                    change.used,
+                    change.max,
+                    change.share_percent
+                );
+                self.budget_listener.notify(&change);
+            }
         }
     }
 
@@ -102,6 +121,11 @@ impl OrgRuntime {
 
     pub(crate) fn client(&self) -> &SalesforceClient {
         &self.client
+    }
+
+    /// "Run SOSL / SOQL for this org" through the org's configured API.
+    pub fn reads(&self) -> &OrgReadApi {
+        &self.reads
     }
 
     /// The owner of a settled answer's record, from memory.
@@ -216,6 +240,8 @@ pub struct Engine {
     /// How long requests wait for the runtime (the host's load), see `overload`.
     queue: Arc<RuntimeQueue>,
     runtime_threads: usize,
+    /// Told when an org's call-time API budget changes state.
+    budget_listener: Arc<BudgetListener>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -300,6 +326,7 @@ impl Engine {
             lookup_metrics: Arc::new(LookupMetrics::default()),
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
+            budget_listener: Arc::new(BudgetListener::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -396,6 +423,7 @@ impl Engine {
                     name: intern(&org.name),
                     config: org.clone(),
                     client: SalesforceClient::new(http.clone(), &org.api_version),
+                    reads: OrgReadApi::new(org.api, http.clone(), &org.api_version),
                     concurrency: Semaphore::new(org.max_concurrent),
                     breaker: Breaker::default(),
                     tokens: self.token_slot(&config.settings.token_dir, org),
@@ -408,6 +436,8 @@ impl Engine {
                     parsed: papaya::HashMap::new(),
                     limit_used: AtomicU64::new(0),
                     limit_max: AtomicU64::new(0),
+                    budget: CallTimeBudget::new(org.call_time_api_share_percent),
+                    budget_listener: self.budget_listener.clone(),
                     requests: AtomicU64::new(0),
                     unauthorized: AtomicU64::new(0),
                     worked_generation: AtomicU64::new(0),
@@ -532,6 +562,14 @@ impl Engine {
                 Ok(self.cache.flush(Some(&scopes)) + self.query_cache.flush(Some(&query_scopes)))
             }
         }
+    }
+
+    /// Sets who hears of call-time API budget changes (once; false if already set).
+    pub fn on_budget_change(
+        &self,
+        callback: impl Fn(&BudgetChange) + Send + Sync + 'static,
+    ) -> bool {
+        self.budget_listener.set(Box::new(callback))
     }
 
     pub fn screen_pop(&self, pop: ScreenPop) {
@@ -735,7 +773,11 @@ impl Engine {
                 claimed_refresh,
             } => {
                 if claimed_refresh {
-                    if let Joined::Leader(flight) = self.flights.join(&key) {
+                    // Near or past its call-time budget the org's calls are not spent on
+                    // answers the cache already has (`budget`).
+                    if !org.budget.may_revalidate(Instant::now()) {
+                        self.cache.release_refresh(&key);
+                    } else if let Joined::Leader(flight) = self.flights.join(&key) {
                         let p = prepare();
                         self.spawn_fetch(&p, flight, Instant::now() + p.refresh_timeout);
                     }
@@ -743,6 +785,19 @@ impl Engine {
                 Ok(hit(outcome, Source::Stale))
             }
             Cached::Miss => {
+                if org.budget.state() == BudgetState::Spent {
+                    if let Some(outcome) = self.cache.get_expired(&key) {
+                        // Now and then one goes out, in the background: only an answer says
+                        // the org's usage has fallen again.
+                        if org.budget.may_revalidate(Instant::now()) {
+                            if let Joined::Leader(flight) = self.flights.join(&key) {
+                                let p = prepare();
+                                self.spawn_fetch(&p, flight, Instant::now() + p.refresh_timeout);
+                            }
+                        }
+                        return Ok(hit(outcome, Source::Stale));
+                    }
+                }
                 if let Some(delay) = self.queue.would_miss(Instant::now(), deadline) {
                     self.queue.overloaded.fetch_add(1, Ordering::Relaxed);
                     return Ok(LookupAnswer {
@@ -936,6 +991,7 @@ impl Engine {
                 serde_json::json!({
                     "org": org.config.name,
                     "api_version": org.config.api_version,
+                    "api": match org.config.api { OrgApiKind::Rest => "rest", OrgApiKind::Soap => "soap" },
                     "token": credential.as_ref().map(|c: &Credential| serde_json::json!({
                         "generation": c.generation,
                         "age_s": now_ms.saturating_sub(c.issued_at_ms) / 1000,
@@ -943,6 +999,10 @@ impl Engine {
                     })),
                     "token_error": org.tokens.last_error(),
                     "api_usage": org.limit().map(|l| format!("{}/{}", l.used, l.max)),
+                    "call_time_budget": {
+                        "share_percent": org.budget.share_percent(),
+                        "state": org.budget.state().as_str(),
+                    },
                     "breaker": match org.breaker.view(now) {
                         BreakerView::Closed => "closed".to_string(),
                         BreakerView::HalfOpen => "half-open".to_string(),
@@ -1120,10 +1180,10 @@ async fn fetch(
         Err(reason) => return Err((LookupStatus::Error, reason.clone())),
     };
     let sosl = search.query(caller);
-    let client = &org.client;
+    let reads = &org.reads;
     let records = call_org(org, times, outbox, |session| {
         let sosl = &sosl;
-        async move { client.search(&session, sosl).await }
+        async move { reads.search(&session, sosl).await }
     })
     .await?;
     match decide(profile, names, caller, org.config.default_country, &records) {

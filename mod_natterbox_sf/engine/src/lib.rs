@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod breaker;
+pub mod budget;
 pub mod cache;
 pub mod engine;
 pub mod flight;
@@ -13,6 +14,7 @@ pub mod outcome;
 pub mod overload;
 pub mod owners;
 pub mod query;
+pub mod read_api;
 pub mod schema_check;
 pub mod search;
 pub mod spool;

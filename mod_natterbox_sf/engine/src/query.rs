@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use natterbox_common::named_query::{Bind, NamedQuery, QueryKind};
 use natterbox_common::salesforce::bind::{self, BindType};
 use natterbox_common::salesforce::describe::{Parent, SObjectDescribe};
-use natterbox_common::salesforce::{LimitInfo, SalesforceClient, Session, SfError};
+use natterbox_common::salesforce::{SalesforceClient, Session, SfError};
 use serde_json::Value;
 
 use crate::cache::{Cached, ScopeId, ScopedKey};
@@ -35,35 +35,6 @@ pub struct QueryKey {
 impl ScopedKey for QueryKey {
     fn scope(&self) -> ScopeId {
         self.scope
-    }
-}
-
-/// How an org's named queries reach Salesforce. REST today; another API (the SOAP partner
-/// API's `query`/`search`) plugs in as a variant that returns records in the REST JSON shape
-/// (`attributes.type`, fields by name, parents as nested objects).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryTransport {
-    Rest,
-}
-
-impl QueryTransport {
-    pub fn for_org(_org: &OrgRuntime) -> QueryTransport {
-        QueryTransport::Rest
-    }
-
-    /// Runs one SOQL query (up to `max_rows` records) or SOSL search for the org.
-    pub async fn run(
-        self,
-        client: &SalesforceClient,
-        session: &Session,
-        kind: QueryKind,
-        text: &str,
-        max_rows: usize,
-    ) -> Result<(Vec<Value>, Option<LimitInfo>), SfError> {
-        match (self, kind) {
-            (QueryTransport::Rest, QueryKind::Soql) => client.query(session, text, max_rows).await,
-            (QueryTransport::Rest, QueryKind::Sosl) => client.search(session, &text.into()).await,
-        }
     }
 }
 
@@ -477,7 +448,11 @@ impl Engine {
                 claimed_refresh,
             } => {
                 if claimed_refresh {
-                    if let Joined::Leader(flight) = self.query_flights.join(&key) {
+                    // Near or past its call-time API budget the org's calls are not spent on
+                    // answers the cache already has (`budget`), as for lookups.
+                    if !org.budget.may_revalidate(Instant::now()) {
+                        self.query_cache.release_refresh(&key);
+                    } else if let Joined::Leader(flight) = self.query_flights.join(&key) {
                         self.spawn_query(
                             &org,
                             &q,
@@ -491,6 +466,23 @@ impl Engine {
                 return hit(outcome, Source::Stale);
             }
             Cached::Miss => {
+                if org.budget.state() == crate::budget::BudgetState::Spent {
+                    if let Some(outcome) = self.query_cache.get_expired(&key) {
+                        if org.budget.may_revalidate(Instant::now()) {
+                            if let Joined::Leader(flight) = self.query_flights.join(&key) {
+                                self.spawn_query(
+                                    &org,
+                                    &q,
+                                    key.clone(),
+                                    values,
+                                    flight,
+                                    Instant::now() + settings.lookup_timeout,
+                                );
+                            }
+                        }
+                        return hit(outcome, Source::Stale);
+                    }
+                }
                 // A value that cannot be bound is refused here, without a flight.
                 if let Some(checked) = q.checked() {
                     match checked.as_ref() {
@@ -627,11 +619,17 @@ async fn run_query(
         Err(e) => return Err((LookupStatus::Error, e.clone())),
     };
     let text = render(&q.query, types, values).map_err(|e| (LookupStatus::Error, e))?;
-    let transport = QueryTransport::for_org(org);
+    // Through the org's read API (`api="rest|soap"`), as lookups go.
+    let reads = org.reads();
     let (kind, max_rows) = (q.query.kind, q.query.max_rows);
     let rows = call_org(org, times, outbox, |session| {
         let text = &text;
-        async move { transport.run(client, &session, kind, text, max_rows).await }
+        async move {
+            match kind {
+                QueryKind::Soql => reads.query(&session, text, max_rows).await,
+                QueryKind::Sosl => reads.search(&session, &text.as_str().into()).await,
+            }
+        }
     })
     .await?;
     org.breaker.on_success();

@@ -1,11 +1,15 @@
-//! SOAP partner API (`/services/Soap/u/NN.0[/orgId]`): login, query, queryAll, queryMore,
-//! with Salesforce's envelope shapes and HTTP 500 faults (fact sheet §4).
+//! SOAP partner API (`/services/Soap/u/NN.0[/orgId]`): login, query, queryAll, queryMore and
+//! search, with Salesforce's envelope shapes and HTTP 500 faults (fact sheet §4). The envelope
+//! is read namespace-aware: SOAP 1.1's envelope, the partner namespace's operation and
+//! `SessionHeader`.
 
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::rest::{self, query};
 use crate::sessions::Session;
+use crate::sosl;
 use crate::state::Org;
+use crate::stats::QueryLogEntry;
 use crate::util;
 use quick_xml::events::Event;
 use serde_json::Value;
@@ -67,6 +71,7 @@ fn api_fault(e: &ApiError) -> Response {
         "INVALID_TYPE" => "InvalidSObjectFault",
         "INVALID_QUERY_LOCATOR" => "InvalidQueryLocatorFault",
         "INVALID_QUERY_FILTER_OPERATOR" => "InvalidQueryFilterOperatorFault",
+        "MALFORMED_SEARCH" | "INVALID_SEARCH" => "MalformedSearchFault",
         "INVALID_SESSION_ID" | "REQUEST_LIMIT_EXCEEDED" => "UnexpectedErrorFault",
         _ => "ApiQueryFault",
     };
@@ -82,62 +87,124 @@ fn session_fault() -> Response {
     )
 }
 
-/// The operation (first element in Body) and the text of every element by local name.
-fn parse_envelope(body: &[u8]) -> Option<(String, HashMap<String, String>)> {
-    let mut reader = quick_xml::Reader::from_reader(body);
-    let mut stack: Vec<String> = vec![];
-    let mut op = None;
+const SOAP_ENVELOPE_NS: &[u8] = b"http://schemas.xmlsoap.org/soap/envelope/";
+const PARTNER_NS: &[u8] = b"urn:partner.soap.sforce.com";
+
+/// A request envelope as the partner endpoint reads it.
+struct RequestEnvelope {
+    /// The first element in `Body`, by local name.
+    op: String,
+    /// Whether `op` is in the partner namespace.
+    op_in_partner_ns: bool,
+    /// `Header/SessionHeader/sessionId`, with `SessionHeader` in the partner namespace.
+    session_id: Option<String>,
+    /// The text of each element under the operation (and the login's), by local name.
+    texts: HashMap<String, String>,
+}
+
+/// Why an envelope was refused: a SOAP fault code and message.
+struct EnvelopeFault(&'static str, String);
+
+/// Reads the envelope namespace-aware: the root must be SOAP 1.1's `Envelope`, the operation
+/// the partner namespace's, and the session header must sit in `Header` in the partner
+/// namespace (anything else named `sessionId` is not a session).
+fn parse_envelope(body: &[u8]) -> Result<RequestEnvelope, EnvelopeFault> {
+    use quick_xml::name::ResolveResult;
+    let unparsable = || EnvelopeFault("soapenv:Client", "Unable to parse the SOAP envelope".into());
+    let mut reader = quick_xml::NsReader::from_reader(body);
+    // (namespace is the one required, local name) from the root down.
+    let mut stack: Vec<(Option<Vec<u8>>, String)> = vec![];
+    let mut op: Option<(String, bool)> = None;
+    let mut session_id = None;
     let mut texts: HashMap<String, String> = HashMap::new();
     let mut buf = vec![];
     loop {
-        match reader.read_event_into(&mut buf).ok()? {
-            Event::Start(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                if op.is_none() && stack.last().is_some_and(|p| p == "Body") {
-                    op = Some(name.clone());
+        let (resolved, event) = reader
+            .read_resolved_event_into(&mut buf)
+            .map_err(|_| unparsable())?;
+        let ns = match resolved {
+            ResolveResult::Bound(ns) => Some(ns.as_ref().to_vec()),
+            ResolveResult::Unbound => None,
+            ResolveResult::Unknown(_) => return Err(unparsable()),
+        };
+        let start = match &event {
+            Event::Start(e) | Event::Empty(e) => {
+                Some(String::from_utf8_lossy(e.local_name().as_ref()).into_owned())
+            }
+            _ => None,
+        };
+        if let Some(name) = start {
+            let depth = stack.len();
+            if depth == 0 && !(name == "Envelope" && ns.as_deref() == Some(SOAP_ENVELOPE_NS)) {
+                return Err(EnvelopeFault(
+                    "soapenv:VersionMismatch",
+                    "The SOAP envelope is not in the SOAP 1.1 namespace".into(),
+                ));
+            }
+            let parent_is = |local: &str, ns_needed: &[u8]| {
+                stack
+                    .last()
+                    .is_some_and(|(n, l)| l == local && n.as_deref() == Some(ns_needed))
+            };
+            if depth == 2 && op.is_none() && parent_is("Body", SOAP_ENVELOPE_NS) {
+                op = Some((name.clone(), ns.as_deref() == Some(PARTNER_NS)));
+            }
+            if matches!(event, Event::Empty(_)) {
+                if depth >= 3 {
+                    texts.entry(name).or_default();
                 }
-                stack.push(name);
+            } else {
+                stack.push((ns, name));
             }
-            Event::Empty(e) => {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                if op.is_none() && stack.last().is_some_and(|p| p == "Body") {
-                    op = Some(name.clone());
+        } else {
+            match event {
+                Event::End(_) => {
+                    stack.pop();
                 }
-                texts.entry(name).or_default();
-            }
-            Event::End(_) => {
-                stack.pop();
-            }
-            Event::Text(t) => {
-                if let Some(top) = stack.last() {
-                    let raw = String::from_utf8_lossy(t.as_ref()).into_owned();
-                    let s = quick_xml::escape::unescape(&raw).ok()?.into_owned();
-                    texts.entry(top.clone()).or_default().push_str(&s);
+                Event::Text(_) | Event::GeneralRef(_) | Event::CData(_) => {
+                    let text = match &event {
+                        Event::Text(t) => {
+                            quick_xml::escape::unescape(&String::from_utf8_lossy(t.as_ref()))
+                                .map_err(|_| unparsable())?
+                                .into_owned()
+                        }
+                        Event::GeneralRef(r) => {
+                            let entity = format!("&{};", String::from_utf8_lossy(r.as_ref()));
+                            quick_xml::escape::unescape(&entity)
+                                .map_err(|_| unparsable())?
+                                .into_owned()
+                        }
+                        Event::CData(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+                        _ => String::new(),
+                    };
+                    let path: Vec<&str> = stack.iter().map(|(_, l)| l.as_str()).collect();
+                    let session_header_in_ns = stack.get(2).is_some_and(|(n, l)| {
+                        l == "SessionHeader" && n.as_deref() == Some(PARTNER_NS)
+                    });
+                    if path == ["Envelope", "Header", "SessionHeader", "sessionId"]
+                        && stack[1].0.as_deref() == Some(SOAP_ENVELOPE_NS)
+                        && session_header_in_ns
+                    {
+                        session_id.get_or_insert_with(String::new).push_str(&text);
+                    } else if path.len() >= 4 && path[1] == "Body" {
+                        if let Some(top) = path.last() {
+                            texts.entry(top.to_string()).or_default().push_str(&text);
+                        }
+                    }
                 }
+                Event::Eof => break,
+                _ => {}
             }
-            Event::GeneralRef(r) => {
-                if let Some(top) = stack.last() {
-                    let name = String::from_utf8_lossy(r.as_ref()).into_owned();
-                    let s = quick_xml::escape::unescape(&format!("&{name};"))
-                        .ok()?
-                        .into_owned();
-                    texts.entry(top.clone()).or_default().push_str(&s);
-                }
-            }
-            Event::CData(t) => {
-                if let Some(top) = stack.last() {
-                    texts
-                        .entry(top.clone())
-                        .or_default()
-                        .push_str(&String::from_utf8_lossy(t.as_ref()));
-                }
-            }
-            Event::Eof => break,
-            _ => {}
         }
         buf.clear();
     }
-    Some((op?, texts))
+    let (op, op_in_partner_ns) = op.ok_or_else(unparsable)?;
+    Ok(RequestEnvelope {
+        op,
+        op_in_partner_ns,
+        session_id,
+        texts,
+    })
 }
 
 fn envelope(org: &Org, body: &str) -> Response {
@@ -172,20 +239,51 @@ pub fn handle(org: &Org, req: &Request) -> Response {
             "HTTP method not allowed; use POST",
         );
     }
-    let Some((op, texts)) = parse_envelope(&req.body) else {
-        return fault("soapenv:Client", "Unable to parse the SOAP envelope", "");
+    let request = match parse_envelope(&req.body) {
+        Ok(request) => request,
+        Err(EnvelopeFault(code, message)) => return fault(code, &message, ""),
     };
-    org.stats.endpoint(&format!("soap_{op}"));
+    let (op, texts) = (request.op.as_str(), &request.texts);
+    if !request.op_in_partner_ns {
+        return fault(
+            "soapenv:Client",
+            &format!("No operation available for request {op} outside urn:partner.soap.sforce.com"),
+            "",
+        );
+    }
+    // Counted as REST counts its endpoints: once the session is accepted and the request
+    // charged (login has neither).
+    let counted = || org.stats.endpoint(&format!("soap_{op}"));
     let get = |k: &str| texts.get(k).map(String::as_str).unwrap_or("");
-    match op.as_str() {
-        "login" => login(org, version, get("username"), get("password")),
-        "query" | "queryAll" | "queryMore" => {
-            let Some(session) = org.use_session(get("sessionId").trim()) else {
+    let session = || {
+        request
+            .session_id
+            .as_deref()
+            .and_then(|id| org.use_session(id.trim()))
+    };
+    match op {
+        "login" => {
+            counted();
+            login(org, version, get("username"), get("password"))
+        }
+        "search" => {
+            let Some(_session) = session() else {
                 return session_fault();
             };
             if let Err((e, _)) = rest::charge(org) {
                 return api_fault(&e);
             }
+            counted();
+            search(org, texts.get("searchString").map(String::as_str), version)
+        }
+        "query" | "queryAll" | "queryMore" => {
+            let Some(session) = session() else {
+                return session_fault();
+            };
+            if let Err((e, _)) = rest::charge(org) {
+                return api_fault(&e);
+            }
+            counted();
             let batch = texts
                 .get("batchSize")
                 .and_then(|b| b.trim().parse::<usize>().ok())
@@ -206,15 +304,20 @@ pub fn handle(org: &Org, req: &Request) -> Response {
                 )
             };
             match page {
-                Ok(p) => envelope(org, &query_response(&op, p)),
+                Ok(p) => envelope(org, &query_response(op, p)),
                 Err(e) => api_fault(&e),
             }
         }
-        other => fault(
-            "soapenv:Client",
-            &format!("No operation available for request {{urn:partner.soap.sforce.com}}{other}"),
-            "",
-        ),
+        other => {
+            counted();
+            fault(
+                "soapenv:Client",
+                &format!(
+                    "No operation available for request {{urn:partner.soap.sforce.com}}{other}"
+                ),
+                "",
+            )
+        }
     }
 }
 
@@ -281,6 +384,49 @@ fn login(org: &Org, version: u32, username: &str, password: &str) -> Response {
         escape(username),
     );
     envelope(org, &body)
+}
+
+/// `search(searchString)`: the SOSL as REST runs it, answered as the partner WSDL's
+/// `SearchResult` (`queryId`, then one `searchRecords` holding a `record` per hit).
+fn search(org: &Org, sosl: Option<&str>, version: u32) -> Response {
+    let Some(sosl) = sosl.filter(|s| !s.trim().is_empty()) else {
+        return fault(
+            "MALFORMED_SEARCH",
+            "No search term found. The search term must be enclosed in braces.",
+            "MalformedSearchFault",
+        );
+    };
+    let parsed = sosl::parse_cached(&org.schema, &org.search_plans, sosl);
+    org.stats.query(QueryLogEntry {
+        kind: "soap_sosl".into(),
+        text: sosl.to_string(),
+        values: vec![],
+        literals: parsed
+            .as_ref()
+            .map(|s| s.term.literals())
+            .unwrap_or_default(),
+        error: parsed.as_ref().err().map(|e| e.code.clone()),
+    });
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => return api_fault(&e),
+    };
+    let records = {
+        let phone = org.runtime().phone_match;
+        let data = org.data();
+        sosl::run(&data.store, &parsed, &phone, &format!("{version}.0"))
+    };
+    let mut out = format!(
+        "<searchResponse><result><queryId>{}</queryId>",
+        util::random_token(18)
+    );
+    for r in &records {
+        out.push_str("<searchRecords>");
+        record_xml(r, "record", &mut out);
+        out.push_str("</searchRecords>");
+    }
+    out.push_str("</result></searchResponse>");
+    envelope(org, &out)
 }
 
 fn query_response(op: &str, p: query::Page) -> String {

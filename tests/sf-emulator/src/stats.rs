@@ -10,7 +10,7 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct QueryLogEntry {
-    /// "soql", "soql_all", "sosl", "parameterized_search", "soap_soql".
+    /// "soql", "soql_all", "sosl", "parameterized_search", "soap_soql", "soap_sosl".
     pub kind: String,
     /// The query text exactly as received (decoded).
     pub text: String,

@@ -282,3 +282,179 @@ async fn query_faults() {
     assert!(body.contains("sf:INVALID_SESSION_ID"));
     assert_eq!(emu.admin().queries().last().unwrap().kind, "soap_soql");
 }
+
+fn search_body(session: &str, sosl: &str) -> String {
+    query_body(
+        session,
+        "search",
+        &format!("<urn:searchString>{sosl}</urn:searchString>"),
+    )
+}
+
+#[tokio::test]
+async fn search_answers_the_partner_wsdl_s_search_result() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let url = format!("{}/services/Soap/u/66.0", emu.instance_url());
+    let (s, body) = post(
+        url.clone(),
+        search_body(
+            &tok,
+            "FIND {4155550199} IN PHONE FIELDS RETURNING Contact(Id, Name, Phone, Email), Lead(Name)",
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.contains("<LimitInfoHeader><limitInfo><current>"),
+        "{body}"
+    );
+    assert!(body.contains("<type>API REQUESTS</type>"), "{body}");
+    let result = between(
+        &body,
+        "<searchResponse><result>",
+        "</result></searchResponse>",
+    );
+    assert!(result.starts_with("<queryId>"), "{result}");
+    assert_eq!(result.matches("<searchRecords>").count(), 2, "{result}");
+    let contact = between(
+        result,
+        r#"<searchRecords><record xsi:type="sf:sObject"><sf:type>Contact</sf:type>"#,
+        "</record></searchRecords>",
+    );
+    let id = between(contact, "<sf:Id>", "</sf:Id>");
+    assert!(id.starts_with("003"), "{contact}");
+    assert!(
+        contact.starts_with(&format!(
+            "<sf:Id>{id}</sf:Id><sf:Id>{id}</sf:Id><sf:Name>Bob Jones</sf:Name><sf:Phone>"
+        )),
+        "{contact}"
+    );
+    // A lead without its Id selected has a nil fixed Id, as query's records do.
+    assert!(
+        result.contains(r#"<record xsi:type="sf:sObject"><sf:type>Lead</sf:type><sf:Id xsi:nil="true"/><sf:Name>Sam Lee</sf:Name></record>"#),
+        "{result}"
+    );
+    let logged = emu.admin().queries().last().unwrap().clone();
+    assert_eq!(logged.kind, "soap_sosl");
+    assert_eq!(logged.literals, vec!["4155550199".to_string()]);
+    // Nothing found is a result with no searchRecords.
+    let (s, body) = post(
+        url,
+        search_body(
+            &tok,
+            "FIND {9999999999} IN PHONE FIELDS RETURNING Contact(Id)",
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(!body.contains("<searchRecords>"), "{body}");
+}
+
+#[tokio::test]
+async fn search_faults_as_salesforce_sends_them() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let url = format!("{}/services/Soap/u/66.0", emu.instance_url());
+    let (s, body) = post(
+        url.clone(),
+        search_body(&tok, "FIND {a:b} RETURNING Contact"),
+    )
+    .await;
+    assert_eq!(s, 500, "{body}");
+    assert!(
+        body.contains("<faultcode>sf:MALFORMED_SEARCH</faultcode>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<sf:MalformedSearchFault xsi:type="sf:MalformedSearchFault"><sf:exceptionCode>MALFORMED_SEARCH</sf:exceptionCode>"#),
+        "{body}"
+    );
+    let (s, body) = post(
+        url.clone(),
+        search_body(
+            &tok,
+            "FIND {4155550199} IN PHONE FIELDS RETURNING Contact(Nope)",
+        ),
+    )
+    .await;
+    assert_eq!(s, 500, "{body}");
+    assert!(
+        body.contains("<faultcode>sf:INVALID_FIELD</faultcode>"),
+        "{body}"
+    );
+    let (s, body) = post(url.clone(), search_body("bogus", "FIND {4155550199}")).await;
+    assert_eq!(s, 500);
+    assert!(
+        body.contains("<faultcode>sf:INVALID_SESSION_ID</faultcode>"),
+        "{body}"
+    );
+    emu.admin().set_limits(sf_emulator::admin::LimitsUpdate {
+        daily_used: Some(100),
+        daily_max: Some(100),
+        ..Default::default()
+    });
+    let (s, body) = post(url, search_body(&tok, "FIND {4155550199}")).await;
+    assert_eq!(s, 500);
+    assert!(
+        body.contains("<faultcode>sf:REQUEST_LIMIT_EXCEEDED</faultcode>"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_envelope_session_header_and_namespaces_are_checked() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let url = format!("{}/services/Soap/u/66.0", emu.instance_url());
+    let sosl = "FIND {4155550199} IN PHONE FIELDS RETURNING Contact(Id)";
+    // The session id in the body, not in the header, is no session.
+    let misplaced = envelope(
+        "",
+        &format!("<urn:search><urn:searchString>{sosl}</urn:searchString><urn:sessionId>{tok}</urn:sessionId></urn:search>"),
+    );
+    let (s, body) = post(url.clone(), misplaced).await;
+    assert_eq!(s, 500);
+    assert!(body.contains("sf:INVALID_SESSION_ID"), "{body}");
+    // A SessionHeader outside the partner namespace is no session either.
+    let foreign_header = envelope(
+        &format!("<SessionHeader xmlns=\"urn:enterprise.soap.sforce.com\"><sessionId>{tok}</sessionId></SessionHeader>"),
+        &format!("<urn:search><urn:searchString>{sosl}</urn:searchString></urn:search>"),
+    );
+    let (_, body) = post(url.clone(), foreign_header).await;
+    assert!(body.contains("sf:INVALID_SESSION_ID"), "{body}");
+    // The default namespace works as well as a prefix.
+    let default_ns = format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com"><soapenv:Header><SessionHeader><sessionId>{tok}</sessionId></SessionHeader></soapenv:Header><soapenv:Body><search><searchString>{sosl}</searchString></search></soapenv:Body></soapenv:Envelope>"#
+    );
+    let (s, body) = post(url.clone(), default_ns.clone()).await;
+    assert_eq!(s, 200, "{body}");
+    // An operation outside the partner namespace is unknown.
+    let (s, body) = post(
+        url.clone(),
+        default_ns.replace(
+            r#"xmlns="urn:partner.soap.sforce.com""#,
+            r#"xmlns="urn:enterprise.soap.sforce.com""#,
+        ),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert!(
+        body.contains("<faultcode>soapenv:Client</faultcode>"),
+        "{body}"
+    );
+    // SOAP 1.2's envelope is not SOAP 1.1's.
+    let (s, body) = post(
+        url,
+        default_ns.replace(
+            "http://schemas.xmlsoap.org/soap/envelope/",
+            "http://www.w3.org/2003/05/soap-envelope",
+        ),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert!(
+        body.contains("<faultcode>soapenv:VersionMismatch</faultcode>"),
+        "{body}"
+    );
+}
