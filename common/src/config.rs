@@ -10,6 +10,9 @@ use crate::phone::Country;
 use crate::wire::Direction;
 use crate::xml::{self, Element};
 
+mod voice;
+pub use voice::{CallRecord, VoiceConfig};
+
 /// The name FreeSWITCH knows the configuration by (`<configuration name="…">`).
 pub const CONFIG_NAME: &str = "natterbox_sf.conf";
 
@@ -111,6 +114,8 @@ pub struct OrgConfig {
     pub screen_pop: ScreenPopConfig,
     /// What the owner directory keeps of each User beyond the built-in fields.
     pub owners: OwnersConfig,
+    /// `<service-cloud-voice>`: the Telephony Integration REST API, for VoiceCall records.
+    pub voice: Option<VoiceConfig>,
     /// Which Salesforce API the call-time reads go through (`api="rest|soap"`).
     pub api: OrgApiKind,
     /// The share (percent) of the org's daily API allowance call-time reads may spend before
@@ -259,6 +264,8 @@ pub struct CallLogConfig {
     pub directions: Vec<Direction>,
     pub subject: String,
     pub status: String,
+    /// `record="task|voicecall|both"`: which Salesforce record a call becomes.
+    pub record: CallRecord,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -700,12 +707,13 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         return err(format!("{ctx}: needs a <profile name=\"default\">"));
     }
 
-    let call_log = match element.child("call-log") {
+    let mut call_log = match element.child("call-log") {
         None => CallLogConfig {
             enabled: false,
             directions: vec![Direction::Inbound],
             subject: "Call {direction} {from}".into(),
             status: "Completed".into(),
+            record: CallRecord::Task,
         },
         Some(c) => CallLogConfig {
             enabled: parse_bool(c.attr("enabled").unwrap_or("true"), &ctx)?,
@@ -715,8 +723,16 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
                 .unwrap_or("Call {direction} {from}")
                 .to_string(),
             status: c.attr("status").unwrap_or("Completed").to_string(),
+            record: CallRecord::Task,
         },
     };
+    let (record, voice) = voice::parse_record(
+        element.child("call-log"),
+        element,
+        &ctx,
+        allow_insecure_http,
+    )?;
+    call_log.record = record;
     let screen_pop = match element.child("screen-pop") {
         None => ScreenPopConfig {
             platform_event: None,
@@ -773,6 +789,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         call_log,
         screen_pop,
         owners,
+        voice,
         api,
         call_time_api_share_percent,
         click_to_dial,

@@ -22,6 +22,9 @@ pub enum Message {
     },
     ScreenPop(ScreenPop),
     CallLog(CallLog),
+    /// Module → sidecar: a call's progress as it happens, for its VoiceCall record. Best
+    /// effort (not spooled): the call log at hangup carries what a lost one would have said.
+    CallProgress(CallProgress),
     /// Module → sidecar: the module's figures in the Prometheus text format, pushed every few
     /// seconds; the sidecar serves the latest on its `/metrics`.
     ModuleMetrics {
@@ -116,6 +119,32 @@ pub struct CallLog {
     pub who_id: Option<String>,
     pub what_id: Option<String>,
     pub hangup_cause: String,
+    /// Where the call's recording is (`sf_recording_url`), for the VoiceCall record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_url: Option<String>,
+}
+
+/// What happened to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEvent {
+    /// The call reached the switch (an inbound call is about to be routed to an agent).
+    Started,
+    /// The call was answered.
+    Answered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallProgress {
+    pub org: String,
+    pub call_uuid: String,
+    pub event: CallEvent,
+    pub from: String,
+    pub to: String,
+    pub direction: Direction,
+    pub start_ms: u64,
+    /// When `event` happened.
+    pub at_ms: u64,
 }
 
 impl Message {

@@ -20,17 +20,19 @@ use natterbox_common::wire::{CallLog, Direction};
 use crate::ffi::event::EventRef;
 use crate::module;
 
-fn micros_to_ms(text: Option<String>) -> Option<u64> {
+pub(crate) fn micros_to_ms(text: Option<String>) -> Option<u64> {
     text.and_then(|t| t.parse::<u64>().ok())
         .filter(|us| *us > 0)
         .map(|us| us / 1000)
 }
 
-pub fn on_hangup_complete(event: &mut EventRef<'_>) {
-    let Some(state) = module::state() else { return };
-    let Some(call_uuid) = event.header("Unique-ID") else {
-        return;
-    };
+/// The call an event is about: its UUID, org and direction, when it is a call of its own that
+/// its org logs (`<call-log enabled directions>`).
+pub(crate) fn logged_call(
+    event: &mut EventRef<'_>,
+    config: &natterbox_common::config::Config,
+) -> Option<(String, natterbox_common::config::OrgConfig, Direction)> {
+    let call_uuid = event.header("Unique-ID")?;
     let dialplan_direction = event
         .header("variable_sf_call_direction")
         .and_then(|d| Direction::parse(&d));
@@ -39,7 +41,7 @@ pub fn on_hangup_complete(event: &mut EventRef<'_>) {
         .or_else(|| event.header("variable_call_uuid"))
         .is_none_or(|call| call == call_uuid);
     if dialplan_direction.is_none() && !call_of_its_own {
-        return;
+        return None;
     }
     let direction = dialplan_direction.unwrap_or_else(|| {
         match event
@@ -51,19 +53,30 @@ pub fn on_hangup_complete(event: &mut EventRef<'_>) {
             _ => Direction::Inbound,
         }
     });
-    let snapshot = state.engine.snapshot();
     let org = match event.header("variable_sf_lookup_org") {
-        Some(name) => snapshot.config.org(&name),
-        None => snapshot
-            .config
-            .resolve_org(event.header("variable_sf_org").as_deref()),
-    };
-    let Some(org) = org else {
-        return;
-    };
+        Some(name) => config.org(&name),
+        None => config.resolve_org(event.header("variable_sf_org").as_deref()),
+    }?;
     if !org.call_log.enabled || !org.call_log.directions.contains(&direction) {
-        return;
+        return None;
     }
+    Some((call_uuid, org.clone(), direction))
+}
+
+/// The caller's number as the call log and the VoiceCall record it.
+pub(crate) fn caller_number(event: &mut EventRef<'_>) -> String {
+    event
+        .header("variable_sf_caller_e164")
+        .or_else(|| event.header("Caller-Caller-ID-Number"))
+        .unwrap_or_default()
+}
+
+pub fn on_hangup_complete(event: &mut EventRef<'_>) {
+    let Some(state) = module::state() else { return };
+    let snapshot = state.engine.snapshot();
+    let Some((call_uuid, org, direction)) = logged_call(event, &snapshot.config) else {
+        return;
+    };
     let start_ms = micros_to_ms(event.header("variable_start_uepoch"))
         .unwrap_or_else(natterbox_engine::outbox::now_ms);
     let answer_ms = micros_to_ms(event.header("variable_answer_uepoch"));
@@ -83,10 +96,7 @@ pub fn on_hangup_complete(event: &mut EventRef<'_>) {
     state.engine.call_log(CallLog {
         org: org.name.clone(),
         call_uuid,
-        from: event
-            .header("variable_sf_caller_e164")
-            .or_else(|| event.header("Caller-Caller-ID-Number"))
-            .unwrap_or_default(),
+        from: caller_number(event),
         to: event
             .header("Caller-Destination-Number")
             .unwrap_or_default(),
@@ -101,5 +111,8 @@ pub fn on_hangup_complete(event: &mut EventRef<'_>) {
         hangup_cause: event
             .header("Hangup-Cause")
             .unwrap_or_else(|| "UNKNOWN".into()),
+        recording_url: event
+            .header("variable_sf_recording_url")
+            .filter(|u| !u.is_empty()),
     });
 }

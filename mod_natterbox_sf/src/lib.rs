@@ -8,6 +8,7 @@ mod api;
 mod apps;
 mod budget_event;
 mod call_control;
+mod call_progress;
 mod ffi;
 mod fleet_events;
 mod hangup;

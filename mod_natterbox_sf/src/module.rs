@@ -13,8 +13,8 @@ use natterbox_engine::{Engine, ReloadReport};
 use crate::budget_event::BUDGET_EVENT;
 use crate::call_control::CommandThread;
 use crate::ffi::entry::{
-    on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app, sf_presence_app,
-    sf_query_app, sf_screen_pop_app, sf_search_app,
+    on_channel_answer, on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app,
+    sf_presence_app, sf_query_app, sf_screen_pop_app, sf_search_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -180,6 +180,10 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         (
             sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_HANGUP_COMPLETE,
             on_channel_event,
+        ),
+        (
+            sys::switch_event_types_t_SWITCH_EVENT_CHANNEL_ANSWER,
+            on_channel_answer,
         ),
     ] {
         match Binding::bind(MODULE_NAME, kind, callback) {

@@ -42,6 +42,7 @@ fn call_log(i: u64, now: u64) -> CallLog {
         who_id: None,
         what_id: None,
         hangup_cause: "NORMAL_CLEARING".into(),
+        recording_url: None,
     }
 }
 

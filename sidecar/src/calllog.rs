@@ -480,6 +480,7 @@ mod tests {
             who_id: Some("003000000000001AAA".into()),
             what_id: Some("001000000000001AAA".into()),
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         }
     }
 
@@ -498,6 +499,7 @@ mod tests {
             directions: vec![Direction::Inbound],
             subject: "Call {direction} {from} to {to}".into(),
             status: "Completed".into(),
+            record: natterbox_common::config::CallRecord::Task,
         };
         let task = task_fields(&log(), &config);
         assert_eq!(task["Subject"], "Call Inbound +14155550100 to 1001");

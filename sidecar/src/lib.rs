@@ -21,6 +21,8 @@ pub mod pops;
 pub mod socket;
 pub mod tls;
 pub mod tokens;
+pub mod voicecall;
+pub mod voicecall_queue;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +63,8 @@ pub struct App {
     pub outbox_tx: mpsc::Sender<socket::Accepted>,
     pub platform_tx: mpsc::Sender<ScreenPop>,
     pub delivery_wake: Notify,
+    /// Wakes the VoiceCall worker when steps are committed.
+    pub voicecall_wake: Notify,
     pub http: reqwest::Client,
     draining: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
@@ -170,6 +174,7 @@ pub async fn run(
         outbox_tx,
         platform_tx,
         delivery_wake: Notify::new(),
+        voicecall_wake: Notify::new(),
         http,
         draining: AtomicBool::new(false),
         shutdown_tx,
@@ -199,6 +204,7 @@ pub async fn run(
     let socket_task = tokio::spawn(socket::serve(unix, app.clone(), shutdown_rx.clone()));
     let writer_task = tokio::spawn(socket::outbox_writer(app.clone(), outbox_rx));
     let delivery_task = tokio::spawn(calllog::run(app.clone(), shutdown_rx.clone()));
+    let voicecall_task = tokio::spawn(voicecall::run(app.clone(), shutdown_rx.clone()));
     let platform_task = tokio::spawn(publish_platform_events(app.clone(), platform_rx));
     let sweeper = {
         let app = app.clone();
@@ -295,6 +301,14 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("in-flight call log writes did not finish in time; the outbox keeps them");
+    }
+    if tokio::time::timeout_at(deadline, voicecall_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight VoiceCall requests did not finish in time; the outbox keeps them"
+        );
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), agent_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;

@@ -88,6 +88,10 @@ pub struct Metrics {
     pub outbox_failed: Gauge,
     /// Delivery rounds finished (gauges updated after each): flat means the loop is stuck.
     pub outbox_delivery_rounds: Counter,
+    /// VoiceCall worker rounds finished, and its requests by outcome.
+    pub voicecall_rounds: Counter,
+    pub voicecall_steps_delivered: Counter,
+    pub voicecall_steps_failed: Counter,
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     orgs: Mutex<BTreeMap<String, Arc<OrgCounters>>>,
@@ -256,6 +260,24 @@ impl Metrics {
             "counter",
             "Outbox delivery rounds finished (at least one a second while running).",
             self.outbox_delivery_rounds.get(),
+        );
+        one(
+            "natterbox_sidecar_voicecall_rounds_total",
+            "counter",
+            "VoiceCall delivery rounds finished (at least one a second while running).",
+            self.voicecall_rounds.get(),
+        );
+        one(
+            "natterbox_sidecar_voicecall_steps_delivered_total",
+            "counter",
+            "Telephony Integration API requests Salesforce accepted (create and updates).",
+            self.voicecall_steps_delivered.get(),
+        );
+        one(
+            "natterbox_sidecar_voicecall_steps_failed_total",
+            "counter",
+            "VoiceCall requests given up on (kept in the outbox as failed).",
+            self.voicecall_steps_failed.get(),
         );
         one(
             "natterbox_sidecar_config_reloads_total",

@@ -86,6 +86,16 @@ struct Claims<'a> {
     exp: u64,
 }
 
+/// Claims signed RS256 with an RSA PEM key, header `{"typ":"JWT","alg":"RS256"}`: the one
+/// signer for the JWT bearer assertion and the Telephony Integration API's bearer token.
+pub fn sign_rs256<C: Serialize>(claims: &C, key_pem: &str) -> Result<String, TokenError> {
+    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
+        TokenError::Credentials(format!("the private key is not an RSA PEM key ({e})"))
+    })?;
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key)
+        .map_err(|e| TokenError::Credentials(format!("signing the JWT failed ({e})")))
+}
+
 /// A signed RS256 assertion for the JWT bearer flow.
 pub fn jwt_assertion(
     client_id: &str,
@@ -94,9 +104,6 @@ pub fn jwt_assertion(
     key_pem: &str,
     now: SystemTime,
 ) -> Result<String, TokenError> {
-    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
-        TokenError::Credentials(format!("the private key is not an RSA PEM key ({e})"))
-    })?;
     let exp = (now + JWT_LIFETIME)
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -107,8 +114,7 @@ pub fn jwt_assertion(
         aud: audience,
         exp,
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
-        .map_err(|e| TokenError::Credentials(format!("signing the assertion failed ({e})")))
+    sign_rs256(&claims, key_pem)
 }
 
 /// Checks that the org's secrets load and its key parses, without contacting Salesforce.

@@ -46,6 +46,26 @@ fn db_err(e: rusqlite::Error) -> String {
     format!("outbox database: {e}")
 }
 
+/// Inserts call logs inside `tx`; a call UUID already present is left as it is.
+pub(crate) fn insert_logs(
+    tx: &rusqlite::Transaction<'_>,
+    logs: &[CallLog],
+    now_ms: u64,
+) -> Result<(), String> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO call_log (call_uuid, org, record, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+        )
+        .map_err(db_err)?;
+    for log in logs {
+        let record = serde_json::to_string(log).map_err(|e| e.to_string())?;
+        stmt.execute(params![log.call_uuid, log.org, record, now_ms as i64])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// SQLite's page cache for the outbox, in KiB (SQLite's own default is 2 000 KiB per
 /// connection). The hot pages are the few pending rows, their index and the right edge of the
 /// tables; older pages are read back from the OS's file cache when a prune or a resend needs them.
@@ -99,6 +119,7 @@ impl Outbox {
         // One transaction: the counts are filled from the rows and the triggers created together.
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS_SCHEMA} COMMIT;"))
             .map_err(db_err)?;
+        crate::voicecall_queue::create_table(&conn)?;
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
         }))
@@ -112,19 +133,7 @@ impl Outbox {
     pub fn insert_batch(&self, logs: &[CallLog], now_ms: u64) -> Result<(), String> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(db_err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO call_log (call_uuid, org, record, created_ms, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )
-                .map_err(db_err)?;
-            for log in logs {
-                let record = serde_json::to_string(log).map_err(|e| e.to_string())?;
-                stmt.execute(params![log.call_uuid, log.org, record, now_ms as i64])
-                    .map_err(db_err)?;
-            }
-        }
+        insert_logs(&tx, logs, now_ms)?;
         tx.commit().map_err(db_err)
     }
 
@@ -306,6 +315,7 @@ mod tests {
             who_id: None,
             what_id: None,
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         }
     }
 

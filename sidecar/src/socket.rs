@@ -220,6 +220,10 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
                 app.metrics.events_dropped.inc();
             }
         }
+        Message::CallProgress(progress) => {
+            let app = app.clone();
+            tokio::spawn(async move { crate::voicecall::on_progress(&app, progress).await });
+        }
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
         Message::SwitchResult { id, ok, error } => app.desk.link.resolve(id, ok, error),
         Message::CallState(state) => app.desk.on_call_state(state),
@@ -234,11 +238,33 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
 pub async fn outbox_writer(app: Arc<App>, mut rx: mpsc::Receiver<Accepted>) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
-        let logs: Vec<CallLog> = batch.iter().map(|a| a.log.clone()).collect();
+        // Per org: a Task (the call_log rows), VoiceCall steps, or both; one transaction.
+        let config = app.config();
+        let mut logs: Vec<CallLog> = Vec::with_capacity(batch.len());
+        let mut steps = Vec::new();
+        for accepted in &batch {
+            let log = &accepted.log;
+            let org = config.org(&log.org);
+            let record = org.map(|o| o.call_log.record).unwrap_or_default();
+            if record.wants_task() {
+                logs.push(log.clone());
+            }
+            if let Some(voice) = org
+                .and_then(|o| o.voice.as_ref())
+                .filter(|_| record.wants_voicecall())
+            {
+                steps.extend(crate::voicecall::steps_for_log(log, voice));
+            }
+        }
+        let wakes_voicecall = !steps.is_empty();
         let outbox = app.outbox.clone();
-        let result = tokio::task::spawn_blocking(move || outbox.insert_batch(&logs, now_ms()))
-            .await
-            .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")));
+        let result =
+            tokio::task::spawn_blocking(move || outbox.insert_calls(&logs, &steps, now_ms()))
+                .await
+                .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")));
+        if result.is_ok() && wakes_voicecall {
+            app.voicecall_wake.notify_one();
+        }
         match result {
             Ok(()) => {
                 for accepted in batch.drain(..) {

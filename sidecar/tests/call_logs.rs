@@ -39,6 +39,7 @@ fn log(uuid: &str) -> CallLog {
         who_id: None,
         what_id: None,
         hangup_cause: "NORMAL_CLEARING".into(),
+        recording_url: None,
     }
 }
 

@@ -291,6 +291,7 @@ async fn the_socket_survives_garbage_and_acks_call_logs_of_orgs_without_logging(
         who_id: None,
         what_id: None,
         hangup_cause: "NO_ANSWER".into(),
+        recording_url: None,
     };
     module.send(&Message::CallLog(log)).await;
     assert_eq!(

@@ -77,6 +77,7 @@ fn fill_spool(dir: &Path, n: usize) {
             who_id: Some("003Em00000000001AAA".into()),
             what_id: None,
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         };
         std::fs::write(
             dir.join(format!("{uuid}.calllog.json")),

@@ -12,7 +12,7 @@ use natterbox_common::config::{Config, OrgApiKind, OrgConfig, Settings};
 use natterbox_common::phone::{CallerNumber, InvalidNumber};
 use natterbox_common::salesforce::client::{http_client, ClientOptions};
 use natterbox_common::salesforce::{LimitInfo, SalesforceClient, SfError};
-use natterbox_common::wire::{CallLog, Message, ScreenPop};
+use natterbox_common::wire::{CallLog, CallProgress, Message, ScreenPop};
 use tokio::sync::{watch, Semaphore};
 
 use crate::breaker::{Admission, Breaker, BreakerView, Failure};
@@ -630,6 +630,10 @@ impl Engine {
 
     pub fn call_log(&self, log: CallLog) {
         self.outbox.call_log(log);
+    }
+
+    pub fn call_progress(&self, progress: CallProgress) {
+        self.outbox.call_progress(progress);
     }
 
     /// The lookup, for FreeSWITCH's threads: returns by the deadline whatever happens.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use natterbox_common::call_control::CallState;
-use natterbox_common::wire::{CallLog, Message, ScreenPop, MAX_LINE_BYTES};
+use natterbox_common::wire::{CallLog, CallProgress, Message, ScreenPop, MAX_LINE_BYTES};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
@@ -178,6 +178,11 @@ impl Outbox {
             ok: error.is_none(),
             error,
         });
+    }
+
+    /// Best effort: the call log at hangup carries what a dropped one would have said.
+    pub fn call_progress(&self, progress: CallProgress) {
+        self.offer_or_drop(Message::CallProgress(progress));
     }
 
     /// The module's metrics for the sidecar's `/metrics`; a newer one follows, so a full queue
@@ -465,6 +470,7 @@ mod tests {
             who_id: None,
             what_id: None,
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         }
     }
 

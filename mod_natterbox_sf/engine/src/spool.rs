@@ -310,6 +310,7 @@ mod tests {
             who_id: None,
             what_id: None,
             hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: None,
         }
     }
 

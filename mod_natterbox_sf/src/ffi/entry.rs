@@ -177,6 +177,17 @@ pub unsafe extern "C" fn on_channel_event(event: *mut sys::switch_event_t) {
 }
 
 /// # Safety
+/// `event` must be NULL or the event FreeSWITCH is delivering, valid for the duration of the call.
+pub unsafe extern "C" fn on_channel_answer(event: *mut sys::switch_event_t) {
+    guarded("answer", (), || {
+        // SAFETY: FreeSWITCH passes the event being delivered, valid during the call.
+        if let Some(mut event) = unsafe { EventRef::from_raw(event) } {
+            crate::call_progress::on_channel_answer(&mut event);
+        }
+    })
+}
+
+/// # Safety
 /// `ptr` must be NULL or a NUL-terminated string valid for the duration of the call.
 unsafe fn text_arg(ptr: *const c_char) -> String {
     if ptr.is_null() {

@@ -75,6 +75,14 @@ impl Admin {
         self.org.data().created.clone()
     }
 
+    /// The Telephony Integration API's VoiceCalls, each with every request that changed it.
+    pub fn voicecalls(&self) -> Vec<Value> {
+        match self.org.telephony.list() {
+            Value::Array(list) => list,
+            _ => Vec::new(),
+        }
+    }
+
     /// Current live records of one object.
     pub fn records(&self, object: &str) -> Vec<Value> {
         records(&self.org, object)
@@ -255,6 +263,7 @@ pub fn handle(org: &Org, req: &Request) -> Response {
         (Method::GET, "/queries") => ok(json!(org.stats.query_log())),
         (Method::GET, "/events") => ok(Value::Array(org.data().events.clone())),
         (Method::GET, "/created") => ok(Value::Array(org.data().created.clone())),
+        (Method::GET, "/voicecalls") => ok(org.telephony.list()),
         (Method::GET, s) if s.starts_with("/records/") => ok(Value::Array(records(org, &s[9..]))),
         (Method::GET, "/faults") => ok(json!(org.faults.list())),
         (Method::POST, "/faults") => match parse::<FaultRule>(req) {

@@ -23,6 +23,7 @@ pub mod sosl;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod telephony;
 pub mod tls;
 pub mod util;
 

@@ -45,6 +45,9 @@ pub struct Seed {
     pub users: Vec<SeedUser>,
     #[serde(default)]
     pub connected_apps: Vec<SeedApp>,
+    /// Service Cloud Voice contact centers (Telephony Integration API).
+    #[serde(default)]
+    pub call_centers: Vec<SeedCallCenter>,
     /// Extra custom fields per object (added to the built-in object model).
     #[serde(default)]
     pub custom_fields: std::collections::BTreeMap<String, Vec<SeedField>>,
@@ -105,6 +108,23 @@ pub struct SeedUser {
     pub active: bool,
     #[serde(default)]
     pub id: Option<String>,
+}
+
+/// A contact center: its API name (the JWT's `sub`), the telephony provider's name (the
+/// `Telephony-Provider-Name` header; any when absent) and the provider's certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCallCenter {
+    pub api_name: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    /// Path to a PEM file (cert or public key), relative to the seed file.
+    #[serde(default)]
+    pub cert_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,27 +226,39 @@ impl Seed {
 
     /// Loads `cert_file` references; the built-in seed's files come from the crate's fixtures.
     fn resolve_files(&mut self, dir: Option<&Path>) -> std::io::Result<()> {
+        let load = |file: &str| -> std::io::Result<String> {
+            match dir {
+                Some(d) => std::fs::read_to_string(d.join(file)),
+                None => match file {
+                    "test-jwt-cert.pem" => Ok(TEST_JWT_CERT_PEM.to_string()),
+                    "test-jwt-public-key.pem" => Ok(TEST_JWT_PUBLIC_KEY_PEM.to_string()),
+                    other => Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("built-in seed names unknown fixture {other}"),
+                    )),
+                },
+            }
+        };
         for app in &mut self.connected_apps {
             let Some(file) = app.cert_file.take() else {
                 continue;
             };
-            let pem = match dir {
-                Some(d) => std::fs::read_to_string(d.join(&file))?,
-                None => match file.as_str() {
-                    "test-jwt-cert.pem" => TEST_JWT_CERT_PEM.to_string(),
-                    "test-jwt-public-key.pem" => TEST_JWT_PUBLIC_KEY_PEM.to_string(),
-                    other => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            format!("built-in seed names unknown fixture {other}"),
-                        ))
-                    }
-                },
-            };
+            let pem = load(&file)?;
             if pem.contains("BEGIN CERTIFICATE") {
                 app.cert_pem = Some(pem);
             } else {
                 app.public_key_pem = Some(pem);
+            }
+        }
+        for cc in &mut self.call_centers {
+            let Some(file) = cc.cert_file.take() else {
+                continue;
+            };
+            let pem = load(&file)?;
+            if pem.contains("BEGIN CERTIFICATE") {
+                cc.cert_pem = Some(pem);
+            } else {
+                cc.public_key_pem = Some(pem);
             }
         }
         Ok(())

@@ -386,5 +386,8 @@ pub fn dispatch(org: &Org, req: &Request, dead_tokens: bool) -> Response {
     if path.starts_with("/services/Soap/u/") {
         return soap::handle(org, req);
     }
+    if path.starts_with("/telephony/") {
+        return crate::telephony::handle(org, req);
+    }
     plain_error(404, "NOT_FOUND", "The requested resource does not exist")
 }

@@ -77,6 +77,8 @@ pub struct Org {
     pub faults: Faults,
     /// SOSL plans compiled for this org's schema.
     pub search_plans: crate::sosl::PlanCache,
+    /// The Telephony Integration API's call centers and VoiceCalls.
+    pub telephony: crate::telephony::Telephony,
 }
 
 pub const MAX_CURSORS_PER_USER: usize = 10;
@@ -150,6 +152,7 @@ impl Org {
             stats: Stats::default(),
             faults: Faults::default(),
             search_plans: Default::default(),
+            telephony: crate::telephony::Telephony::new(&seed)?,
             seed,
         })
     }

@@ -1,0 +1,136 @@
+//! Service Cloud Voice per org: where a call's record goes (`<call-log record="…">`) and how the
+//! sidecar reaches the org's Telephony Integration REST API (`<service-cloud-voice …>`).
+//!
+//! ```xml
+//! <call-log enabled="true" record="voicecall"/>
+//! <service-cloud-voice scrt-url="https://acme.my.salesforce-scrt.com" org-id="00D…"
+//!     call-center="NatterboxCC" provider="Natterbox" private-key-file="/etc/natterbox/scv.pem"/>
+//! ```
+
+use super::{err, required, secret, ConfigError, SecretRef};
+use crate::xml::Element;
+
+/// Which Salesforce record a call becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallRecord {
+    /// A Task (`TaskSubtype=Call`) through the REST API.
+    #[default]
+    Task,
+    /// A VoiceCall through the Telephony Integration REST API.
+    VoiceCall,
+    Both,
+}
+
+impl CallRecord {
+    pub fn parse(word: &str, ctx: &str) -> Result<CallRecord, ConfigError> {
+        match word {
+            "task" => Ok(CallRecord::Task),
+            "voicecall" => Ok(CallRecord::VoiceCall),
+            "both" => Ok(CallRecord::Both),
+            other => err(format!(
+                "{ctx}: record=\"{other}\": expected task, voicecall or both"
+            )),
+        }
+    }
+
+    pub fn wants_task(self) -> bool {
+        matches!(self, CallRecord::Task | CallRecord::Both)
+    }
+
+    pub fn wants_voicecall(self) -> bool {
+        matches!(self, CallRecord::VoiceCall | CallRecord::Both)
+    }
+}
+
+/// `<service-cloud-voice>`: the JWT's claims and the key that signs it (Salesforce's Voice
+/// Developer Guide, "Telephony Integration REST API Authorization").
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceConfig {
+    /// `https://<MyDomain>.my.salesforce-scrt.com`, without `/telephony/v1`.
+    pub scrt_url: String,
+    /// The JWT's `iss`: the org id where the contact center is set up.
+    pub org_id: String,
+    /// The JWT's `sub` and the body's `callCenterApiName`.
+    pub call_center: String,
+    /// The `Telephony-Provider-Name` header.
+    pub provider: String,
+    /// The telephony provider's RSA private key (PEM); its certificate is on the CallCenter.
+    pub private_key: SecretRef,
+}
+
+fn is_org_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18)
+        && id.starts_with("00D")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_developer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 80
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphabetic()
+}
+
+pub fn parse_voice(
+    element: &Element,
+    org_ctx: &str,
+    allow_insecure_http: bool,
+) -> Result<VoiceConfig, ConfigError> {
+    let ctx = format!("{org_ctx} <service-cloud-voice>");
+    let scrt_url = required(element, "scrt-url", org_ctx)?
+        .trim_end_matches('/')
+        .to_string();
+    crate::https_only::check("scrt-url", &scrt_url, allow_insecure_http)
+        .map_err(|e| ConfigError(format!("{ctx}: {e}")))?;
+    let org_id = required(element, "org-id", org_ctx)?.to_string();
+    if !is_org_id(&org_id) {
+        return err(format!(
+            "{ctx}: org-id=\"{org_id}\": expected the org's 15- or 18-character id (00D…)"
+        ));
+    }
+    let call_center = required(element, "call-center", org_ctx)?.to_string();
+    if !is_developer_name(&call_center) {
+        return err(format!(
+            "{ctx}: call-center=\"{call_center}\": expected the contact center's API name"
+        ));
+    }
+    let provider = required(element, "provider", org_ctx)?.to_string();
+    if provider.chars().any(char::is_control) || provider.len() > 255 {
+        return err(format!("{ctx}: provider=\"…\" must be one line of text"));
+    }
+    let private_key = secret(element, "private-key", org_ctx)?.ok_or_else(|| {
+        ConfigError(format!(
+            "{ctx}: needs private-key-file=\"…\" or private-key-env=\"…\""
+        ))
+    })?;
+    Ok(VoiceConfig {
+        scrt_url,
+        org_id,
+        call_center,
+        provider,
+        private_key,
+    })
+}
+
+/// The org's `record=` with the `<service-cloud-voice>` it needs.
+pub fn parse_record(
+    call_log: Option<&Element>,
+    org: &Element,
+    org_ctx: &str,
+    allow_insecure_http: bool,
+) -> Result<(CallRecord, Option<VoiceConfig>), ConfigError> {
+    let record = match call_log.and_then(|c| c.attr("record")) {
+        None => CallRecord::Task,
+        Some(word) => CallRecord::parse(word, &format!("{org_ctx} <call-log>"))?,
+    };
+    let voice = org
+        .child("service-cloud-voice")
+        .map(|v| parse_voice(v, org_ctx, allow_insecure_http))
+        .transpose()?;
+    if record.wants_voicecall() && voice.is_none() {
+        return err(format!(
+            "{org_ctx}: <call-log record=\"voicecall\"> or \"both\" needs <service-cloud-voice scrt-url=… org-id=… call-center=… provider=… private-key-file=…>"
+        ));
+    }
+    Ok((record, voice))
+}

@@ -1,0 +1,365 @@
+//! VoiceCall records through Salesforce's Telephony Integration REST API (Service Cloud Voice):
+//! created when the call starts (`POST /telephony/v1/voiceCalls`), updated when it is answered
+//! and when it ends (`PATCH /telephony/v1/voiceCalls/{vendorCallKey}`), with the recording's
+//! location when there is one.
+//!
+//! Every request is a step in the outbox (`voicecall_queue`), sent in order per call and
+//! exactly once: a step is marked done in the same breath as Salesforce's 2xx; a create sent
+//! again after a crash in between is answered "already exists" and counts as done; a PATCH sent
+//! again sets the same values again.
+//!
+//! Authorization: a JWT signed RS256 with the telephony provider's private key, claims `iss`
+//! (org id), `sub` (contact center API name), `aud` `https://scrt.salesforce.com`, `exp` within
+//! three minutes, `iat`, `jti`; header `Telephony-Provider-Name` (Voice Developer Guide,
+//! "Telephony Integration REST API Authorization", "Create a Voice Call Record").
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use natterbox_common::config::VoiceConfig;
+use natterbox_common::wire::{CallEvent, CallLog, CallProgress, Direction};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::backoff::{self, now_ms};
+use crate::calllog::utc_date;
+use crate::voicecall_queue::{DueStep, VoiceCallStep};
+use crate::App;
+
+/// The audience Salesforce documents for the Telephony Integration API's JWT.
+pub const SCRT_AUDIENCE: &str = "https://scrt.salesforce.com";
+/// `exp` must be within three minutes; two leaves room for clock skew.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(120);
+const ROUND_LIMIT: usize = 200;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const RETRY_BASE: Duration = Duration::from_secs(2);
+const RETRY_CAP: Duration = Duration::from_secs(300);
+/// Transient failures (5xx, network, 401 from a key not yet on the CallCenter): about a day.
+const MAX_TRANSIENT_ATTEMPTS: u32 = 200;
+const MAX_PERMANENT_ATTEMPTS: u32 = 3;
+const KEEP_DONE_MS: u64 = 7 * 86_400_000;
+const KEEP_FAILED_MS: u64 = 30 * 86_400_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (ISO 8601, UTC).
+pub fn iso_time(ms: u64) -> String {
+    let secs = ms / 1000 % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        utc_date(ms),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+/// The create request for a call: the caller is the end user's participant.
+fn create_step(
+    org: &str,
+    call_uuid: &str,
+    from: &str,
+    to: &str,
+    direction: Direction,
+    start_ms: u64,
+    voice: &VoiceConfig,
+) -> Option<VoiceCallStep> {
+    let (method, end_user) = match direction {
+        Direction::Inbound => ("Inbound", from),
+        Direction::Outbound => ("Outbound", to),
+        // An extension calling an extension is no contact-center conversation.
+        Direction::Internal => return None,
+    };
+    Some(VoiceCallStep {
+        call_uuid: call_uuid.to_string(),
+        org: org.to_string(),
+        kind: "create".into(),
+        body: json!({
+            "callCenterApiName": voice.call_center,
+            "vendorCallKey": call_uuid,
+            "to": to,
+            "from": from,
+            "initiationMethod": method,
+            "startTime": iso_time(start_ms),
+            "participants": [{"participantKey": end_user, "type": "END_USER"}],
+        }),
+    })
+}
+
+fn patch_step(org: &str, call_uuid: &str, kind: &str, body: Value) -> VoiceCallStep {
+    VoiceCallStep {
+        call_uuid: call_uuid.to_string(),
+        org: org.to_string(),
+        kind: kind.to_string(),
+        body,
+    }
+}
+
+/// Steps for a live event: the create (if this is the first the sidecar hears of the call),
+/// and the accept when answered.
+pub fn steps_for_progress(p: &CallProgress, voice: &VoiceConfig) -> Vec<VoiceCallStep> {
+    let Some(create) = create_step(
+        &p.org,
+        &p.call_uuid,
+        &p.from,
+        &p.to,
+        p.direction,
+        p.start_ms,
+        voice,
+    ) else {
+        return Vec::new();
+    };
+    let mut steps = vec![create];
+    if p.event == CallEvent::Answered {
+        steps.push(patch_step(
+            &p.org,
+            &p.call_uuid,
+            "accept",
+            json!({"acceptTime": iso_time(p.at_ms)}),
+        ));
+    }
+    steps
+}
+
+/// Steps for a finished call: whichever of create and accept were not heard live, then the end.
+pub fn steps_for_log(log: &CallLog, voice: &VoiceConfig) -> Vec<VoiceCallStep> {
+    let Some(create) = create_step(
+        &log.org,
+        &log.call_uuid,
+        &log.from,
+        &log.to,
+        log.direction,
+        log.start_ms,
+        voice,
+    ) else {
+        return Vec::new();
+    };
+    let mut steps = vec![create];
+    if let Some(answer_ms) = log.answer_ms {
+        steps.push(patch_step(
+            &log.org,
+            &log.call_uuid,
+            "accept",
+            json!({"acceptTime": iso_time(answer_ms)}),
+        ));
+    }
+    let mut end = json!({"endTime": iso_time(log.end_ms.max(log.start_ms))});
+    if let Some(url) = log.recording_url.as_deref().filter(|u| !u.is_empty()) {
+        end["recordingLocation"] = json!(url);
+        if log.answer_ms.is_some() {
+            end["totalRecordingDuration"] = json!(log.duration_s);
+        }
+    }
+    steps.push(patch_step(&log.org, &log.call_uuid, "end", end));
+    steps
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+/// The bearer token for one request, signed by the sidecar's one JWT signer.
+pub fn bearer_token(voice: &VoiceConfig, now: SystemTime) -> Result<String, String> {
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let pem = voice.private_key.load()?;
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let claims = Claims {
+        iss: &voice.org_id,
+        sub: &voice.call_center,
+        aud: SCRT_AUDIENCE,
+        iat: since.as_secs(),
+        exp: (since + TOKEN_LIFETIME).as_secs(),
+        jti: format!(
+            "{:x}-{:x}-{:x}",
+            since.as_nanos(),
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    crate::oauth::sign_rs256(&claims, &pem).map_err(|e| e.to_string())
+}
+
+/// How a step went.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Done,
+    /// Try again later (5xx, network, timeouts, 401/403 that an admin can fix).
+    Transient(String),
+    /// Salesforce will refuse it again.
+    Refused(String),
+}
+
+/// Percent-encodes a path segment (call UUIDs are plain, but nothing unchecked goes in a URL).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn send(app: &App, voice: &VoiceConfig, step: &VoiceCallStep) -> Outcome {
+    let token = match bearer_token(voice, SystemTime::now()) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Transient(format!("cannot sign the telephony JWT: {e}")),
+    };
+    let base = format!("{}/telephony/v1/voiceCalls", voice.scrt_url);
+    let request = if step.kind == "create" {
+        app.http.post(base)
+    } else {
+        app.http
+            .patch(format!("{base}/{}", path_segment(&step.call_uuid)))
+    };
+    let request = request
+        .bearer_auth(token)
+        .header("Telephony-Provider-Name", &voice.provider)
+        .json(&step.body)
+        .timeout(REQUEST_TIMEOUT);
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Transient(format!("request failed: {e}")),
+    };
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    let detail: String = body.chars().take(300).collect();
+    match status {
+        200..=299 => Outcome::Done,
+        // A create that reached Salesforce before a crash: the record is there.
+        409 if step.kind == "create" => Outcome::Done,
+        400 if step.kind == "create" && body.contains("DUPLICATE") => Outcome::Done,
+        401 | 403 | 408 | 429 | 500..=599 => Outcome::Transient(format!("HTTP {status}: {detail}")),
+        _ => Outcome::Refused(format!("HTTP {status}: {detail}")),
+    }
+}
+
+async fn db<R: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&crate::outbox::Outbox) -> Result<R, String> + Send + 'static,
+) -> Result<R, String> {
+    let outbox = app.outbox.clone();
+    tokio::task::spawn_blocking(move || f(&outbox))
+        .await
+        .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")))
+}
+
+/// Enqueues a live event's steps (when the org records VoiceCalls) and wakes the worker.
+pub async fn on_progress(app: &Arc<App>, progress: CallProgress) {
+    let config = app.config();
+    let Some(org) = config.org(&progress.org) else {
+        tracing::warn!(org = %progress.org, "call progress for an unknown org");
+        return;
+    };
+    let Some(voice) = org
+        .voice
+        .as_ref()
+        .filter(|_| org.call_log.enabled && org.call_log.record.wants_voicecall())
+    else {
+        return;
+    };
+    let steps = steps_for_progress(&progress, voice);
+    if steps.is_empty() {
+        return;
+    }
+    match db(app, move |o| o.insert_steps(&steps, now_ms())).await {
+        Ok(()) => app.voicecall_wake.notify_one(),
+        Err(e) => tracing::error!(error = %e, "cannot commit VoiceCall steps"),
+    }
+}
+
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_prune: Option<Instant> = None;
+    // Per org: no request before this (after a transient failure).
+    let mut paused: HashMap<String, Instant> = HashMap::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            let now = now_ms();
+            let cutoffs = (
+                now.saturating_sub(KEEP_DONE_MS),
+                now.saturating_sub(KEEP_FAILED_MS),
+            );
+            if let Err(e) = db(&app, move |o| o.prune_steps(cutoffs.0, cutoffs.1)).await {
+                tracing::warn!(error = %e, "cannot prune VoiceCall steps");
+            }
+        }
+        deliver_round(&app, &mut paused, &shutdown).await;
+        app.metrics.voicecall_rounds.inc();
+        tokio::select! {
+            _ = app.voicecall_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(1000)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn deliver_round(
+    app: &Arc<App>,
+    paused: &mut HashMap<String, Instant>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let due = match db(app, |o| o.due_steps(now_ms(), ROUND_LIMIT)).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read VoiceCall steps");
+            return;
+        }
+    };
+    let config = app.config();
+    for DueStep { id, step, attempts } in due {
+        if *shutdown.borrow() {
+            return;
+        }
+        if paused.get(&step.org).is_some_and(|t| *t > Instant::now()) {
+            continue;
+        }
+        let Some(voice) = config.org(&step.org).and_then(|o| o.voice.clone()) else {
+            let error = format!("org \"{}\" has no <service-cloud-voice>", step.org);
+            let _ = db(app, move |o| o.step_failed(id, true, &error, now_ms())).await;
+            continue;
+        };
+        let (error, max) = match send(app, &voice, &step).await {
+            Outcome::Done => {
+                if let Err(e) = db(app, move |o| o.step_done(id, now_ms())).await {
+                    tracing::error!(error = %e, "cannot record a delivered VoiceCall step");
+                }
+                app.metrics.voicecall_steps_delivered.inc();
+                tracing::debug!(org = %step.org, call_uuid = %step.call_uuid, step = %step.kind, "VoiceCall step delivered");
+                continue;
+            }
+            Outcome::Transient(error) => (error, MAX_TRANSIENT_ATTEMPTS),
+            Outcome::Refused(error) => (error, MAX_PERMANENT_ATTEMPTS),
+        };
+        let attempt = attempts + 1;
+        if attempt >= max {
+            tracing::error!(org = %step.org, call_uuid = %step.call_uuid, step = %step.kind, %error, "giving up on a VoiceCall step");
+            app.metrics.voicecall_steps_failed.inc();
+            let whole_call = step.kind == "create";
+            let _ = db(app, move |o| {
+                o.step_failed(id, whole_call, &error, now_ms())
+            })
+            .await;
+        } else {
+            let wait = backoff::delay(attempt, RETRY_BASE, RETRY_CAP);
+            tracing::warn!(org = %step.org, call_uuid = %step.call_uuid, step = %step.kind, %error, retry_in_ms = wait.as_millis() as u64, "VoiceCall step failed");
+            // The org's other calls wait a little too: one bad moment is not retried per call.
+            paused.insert(step.org.clone(), Instant::now() + wait.min(RETRY_BASE));
+            let next = now_ms() + wait.as_millis() as u64;
+            let _ = db(app, move |o| o.step_retry(id, next, &error, now_ms())).await;
+        }
+    }
+}
