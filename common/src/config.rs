@@ -80,11 +80,17 @@ pub struct OrgConfig {
     pub screen_pop: ScreenPopConfig,
     /// What the owner directory keeps of each User beyond the built-in fields.
     pub owners: OwnersConfig,
+    /// The record writes the dialplan may ask for (`sf_create`, `sf_update`, `sf_upsert`).
+    pub writes: Vec<crate::record_write::WriteSpec>,
 }
 
 impl OrgConfig {
     pub fn profile(&self, name: &str) -> Option<&LookupProfile> {
         self.profiles.iter().find(|p| p.name == name)
+    }
+
+    pub fn write(&self, name: &str) -> Option<&crate::record_write::WriteSpec> {
+        self.writes.iter().find(|w| w.name == name)
     }
 }
 
@@ -577,6 +583,15 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .transpose()?
         .unwrap_or_default();
 
+    let mut writes: Vec<crate::record_write::WriteSpec> = Vec::new();
+    for write in element.children_named("write") {
+        let write = crate::record_write::parse_write(write, &ctx)?;
+        if writes.iter().any(|w| w.name == write.name) {
+            return err(format!("{ctx}: write \"{}\" is defined twice", write.name));
+        }
+        writes.push(write);
+    }
+
     Ok(OrgConfig {
         name,
         api_version,
@@ -590,6 +605,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         call_log,
         screen_pop,
         owners,
+        writes,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod handoff;
 pub mod https_only;
 pub mod phone;
+pub mod record_write;
 pub mod salesforce;
 pub mod wire;
 mod xml;

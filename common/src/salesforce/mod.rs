@@ -6,6 +6,7 @@ pub mod describe;
 pub mod error;
 pub mod escape;
 pub mod oauth;
+pub mod record_id;
 
 pub use client::{QueryValue, SalesforceClient, Session};
 pub use error::{ApiError, LimitInfo, SfError};
