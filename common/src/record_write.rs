@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{is_api_name, ConfigError};
 use crate::salesforce::record_id::is_record_id;
+use crate::salesforce::{LimitInfo, SalesforceClient, Session, SfError};
 use crate::xml::Element;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -744,6 +745,52 @@ impl WriteSpec {
     /// Whether sending it twice leaves one record (so a failed send may be retried).
     pub fn is_idempotent(&self) -> bool {
         self.op != WriteOp::Create || self.key_field.is_some()
+    }
+}
+
+/// What Salesforce did with a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub id: String,
+    /// A new record (create, or an upsert that matched nothing).
+    pub created: bool,
+    pub limit: Option<LimitInfo>,
+}
+
+/// Sends one write: an upsert when it has an External ID (or a key field), else an update by
+/// id, else a create. The same call for the module's synchronous writes and the sidecar's
+/// outbox.
+pub async fn send(
+    client: &SalesforceClient,
+    session: &Session,
+    write: &RecordWrite,
+) -> Result<Written, SfError> {
+    let body = Value::Object(write.fields.clone());
+    match (&write.upsert_by, &write.record_id) {
+        (Some((field, value)), _) => {
+            let (id, created, limit) = client
+                .upsert(session, &write.object, field, value, &body)
+                .await?;
+            Ok(Written { id, created, limit })
+        }
+        (None, Some(id)) => {
+            let limit = client.update(session, &write.object, id, &body).await?;
+            Ok(Written {
+                id: id.clone(),
+                created: false,
+                limit,
+            })
+        }
+        (None, None) => {
+            let (id, limit) = client
+                .create_with_limit(session, &write.object, &body)
+                .await?;
+            Ok(Written {
+                id,
+                created: true,
+                limit,
+            })
+        }
     }
 }
 

@@ -9,5 +9,6 @@ mod apps;
 mod ffi;
 mod hangup;
 mod module;
+mod record_writes;
 
 pub use ffi::entry::mod_natterbox_sf_module_interface;

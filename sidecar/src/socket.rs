@@ -211,7 +211,8 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
             }
         }
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
-        Message::Ack { .. } => {
+        Message::RecordWrite(write) => crate::record_writes::accept(app, write, reply.clone()),
+        Message::Ack { .. } | Message::WriteAck { .. } => {
             app.metrics.events_malformed.inc();
         }
     }

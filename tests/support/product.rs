@@ -231,6 +231,8 @@ pub struct ProductOptions {
     /// `session-timeout-s` of the org (the config allows 60 to 86400).
     pub session_timeout_s: u64,
     pub agents: Vec<Agent>,
+    /// More elements in the org, after the fixture's profiles (e.g. `<write>`s).
+    pub org_children: String,
 }
 
 impl Default for ProductOptions {
@@ -239,6 +241,7 @@ impl Default for ProductOptions {
             emulator: EmulatorOptions::default_seed(),
             session_timeout_s: 7200,
             agents: Vec::new(),
+            org_children: String::new(),
         }
     }
 }
@@ -300,7 +303,7 @@ impl Product {
   <orgs>
     <org name="acme" api-version="68.0" default-country="US" login-url="{login}"{insecure} session-timeout-s="{timeout}">
       <auth flow="jwt-bearer" client-id="{JWT_CLIENT}" username="{INTEGRATION_USER}"
-            private-key-file="{key}" audience="https://login.salesforce.com"/>{profile}
+            private-key-file="{key}" audience="https://login.salesforce.com"/>{profile}{children}
     </org>
   </orgs>
 </configuration>
@@ -310,6 +313,7 @@ impl Product {
             insecure = super::fixture::insecure_attr(&emulator.login_url()),
             timeout = options.session_timeout_s,
             profile = super::fixture::PROFILE,
+            children = options.org_children,
         );
         let config_path = conf_dir.join("autoload_configs/natterbox_sf.conf.xml");
         std::fs::write(&config_path, config).unwrap();

@@ -419,7 +419,8 @@ impl SalesforceClient {
     }
 
     /// `PATCH /sobjects/<type>/<field>/<value>`: the record's id and whether it was created
-    /// (201) or updated (200; from API 46.0 both carry `{id, success, errors, created}`).
+    /// (201) or updated (200; from API 46.0 both carry `{id, success, errors, created}`;
+    /// before, an update is 204 with no body and the id is empty).
     /// Several matches (300, a list of URLs) are `SfError::Api` with status 300 and `HTTP_300`.
     pub async fn upsert(
         &self,
@@ -431,12 +432,12 @@ impl SalesforceClient {
     ) -> Result<(String, bool, Option<LimitInfo>), SfError> {
         let url = self.sobject_url(session, &[sobject, field, value])?;
         let answer = self.call(session, Method::PATCH, url, Some(fields)).await?;
-        let id = answer
-            .body
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| SfError::Garbage("upsert response has no id".into()))?;
+        let id = match answer.body.get("id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            // Before API 46.0 an update by External ID answers 204 without a body.
+            None if answer.status == 204 => String::new(),
+            None => return Err(SfError::Garbage("upsert response has no id".into())),
+        };
         Ok((id, answer.status == 201, answer.limit))
     }
 

@@ -61,7 +61,7 @@ pub struct OrgRuntime {
     pub name: &'static str,
     pub config: OrgConfig,
     client: SalesforceClient,
-    concurrency: Semaphore,
+    pub(crate) concurrency: Semaphore,
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
     profiles: HashMap<String, ProfileRuntime>,
@@ -75,7 +75,7 @@ pub struct OrgRuntime {
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
     /// The newest token generation a search succeeded with.
-    worked_generation: AtomicU64,
+    pub(crate) worked_generation: AtomicU64,
 }
 
 impl OrgRuntime {
@@ -87,7 +87,7 @@ impl OrgRuntime {
         })
     }
 
-    fn record_limit(&self, limit: Option<LimitInfo>) {
+    pub(crate) fn record_limit(&self, limit: Option<LimitInfo>) {
         if let Some(l) = limit {
             self.limit_used.store(l.used, Ordering::Relaxed);
             self.limit_max.store(l.max, Ordering::Relaxed);
@@ -211,6 +211,8 @@ pub struct Engine {
     /// How long requests wait for the runtime (the host's load), see `overload`.
     queue: Arc<RuntimeQueue>,
     runtime_threads: usize,
+    /// Describes of the objects record writes go to (`writes.rs`).
+    pub(crate) write_objects: Arc<crate::writes::WriteObjects>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -237,7 +239,7 @@ fn client_options(settings: &Settings) -> Result<ClientOptions, String> {
     })
 }
 
-const TOKEN_WAIT_MARGIN: Duration = Duration::from_millis(25);
+pub(crate) const TOKEN_WAIT_MARGIN: Duration = Duration::from_millis(25);
 const TOKEN_POLL: Duration = Duration::from_millis(200);
 const TOKEN_POLL_WAITING: Duration = Duration::from_millis(20);
 
@@ -293,6 +295,7 @@ impl Engine {
             lookup_metrics: Arc::new(LookupMetrics::default()),
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
+            write_objects: Arc::new(crate::writes::WriteObjects::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -524,6 +527,11 @@ impl Engine {
 
     pub fn call_log(&self, log: CallLog) {
         self.outbox.call_log(log);
+    }
+
+    /// The runtime, for the record writes (`writes.rs`); None when the module is stopping.
+    pub(crate) fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
     }
 
     /// The lookup, for FreeSWITCH's threads: returns by the deadline whatever happens.
