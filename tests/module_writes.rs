@@ -117,7 +117,7 @@ fn update_and_upsert_report_what_salesforce_did() {
     call(
         &mut f,
         "u2",
-        &[("sf_record_id", "003Em000000000ZIAA"), ("ivr_title", "t")],
+        &[("sf_record_id", "003Em000000000ZIAQ"), ("ivr_title", "t")],
     );
     f.shim.ok("app u2 sf_update write=retitle");
     let vars = f.shim.vars("u2");

@@ -76,6 +76,8 @@ pub struct OrgRuntime {
     pub unauthorized: AtomicU64,
     /// The newest token generation a search succeeded with.
     pub(crate) worked_generation: AtomicU64,
+    /// Describes of the objects the org's `<write>`s go to (`writes.rs`).
+    pub(crate) write_objects: crate::writes::WriteObjects,
 }
 
 impl OrgRuntime {
@@ -211,8 +213,6 @@ pub struct Engine {
     /// How long requests wait for the runtime (the host's load), see `overload`.
     queue: Arc<RuntimeQueue>,
     runtime_threads: usize,
-    /// Describes of the objects record writes go to (`writes.rs`).
-    pub(crate) write_objects: Arc<crate::writes::WriteObjects>,
 }
 
 fn cache_policy(settings: &Settings) -> CachePolicy {
@@ -295,7 +295,6 @@ impl Engine {
             lookup_metrics: Arc::new(LookupMetrics::default()),
             queue: Arc::new(RuntimeQueue::default()),
             runtime_threads: settings.runtime_threads,
-            write_objects: Arc::new(crate::writes::WriteObjects::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {
             Ok(snapshot) => snapshot,
@@ -407,6 +406,7 @@ impl Engine {
                     requests: AtomicU64::new(0),
                     unauthorized: AtomicU64::new(0),
                     worked_generation: AtomicU64::new(0),
+                    write_objects: crate::writes::WriteObjects::default(),
                 }),
             );
         }
@@ -960,6 +960,9 @@ impl Engine {
                 "spool_errors": c.spool_errors.load(Ordering::Relaxed),
                 "spool_depth": c.spool_depth.load(Ordering::Relaxed),
                 "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
+                "record_writes_queued": c.writes_queued.load(Ordering::Relaxed),
+                "record_writes_acked": c.writes_acked.load(Ordering::Relaxed),
+                "record_writes_lost": c.writes_lost.load(Ordering::Relaxed),
             },
             "flights": self.flights.len(),
             "overloaded": self.queue.overloaded.load(Ordering::Relaxed),

@@ -84,26 +84,71 @@ pub struct WriteAnswer {
 /// How long a describe of a write's object is trusted.
 const DESCRIBE_TTL: Duration = Duration::from_secs(600);
 
-/// Describes of the objects writes go to, per org and object.
+/// Describes of the objects one org's writes go to. A reload that changes the org starts
+/// afresh (a new `OrgRuntime`), so the check runs again.
 #[derive(Default)]
 pub struct WriteObjects {
-    known: parking_lot::Mutex<HashMap<(String, String), (Instant, Arc<WritableObject>)>>,
+    known: parking_lot::Mutex<HashMap<String, (Instant, Arc<WritableObject>)>>,
 }
 
 impl WriteObjects {
-    fn get(&self, org: &str, object: &str) -> Option<Arc<WritableObject>> {
+    fn get(&self, object: &str) -> Option<Arc<WritableObject>> {
         let known = self.known.lock();
         known
-            .get(&(org.to_string(), object.to_ascii_lowercase()))
+            .get(&object.to_ascii_lowercase())
             .filter(|(at, _)| at.elapsed() < DESCRIBE_TTL)
             .map(|(_, o)| o.clone())
     }
 
-    fn put(&self, org: &str, object: &str, described: Arc<WritableObject>) {
-        self.known.lock().insert(
-            (org.to_string(), object.to_ascii_lowercase()),
-            (Instant::now(), described),
-        );
+    fn put(&self, object: &str, described: Arc<WritableObject>) {
+        self.known
+            .lock()
+            .insert(object.to_ascii_lowercase(), (Instant::now(), described));
+    }
+}
+
+/// The org's `<write>`s checked against its describes, off the call path (when its token
+/// arrives and after each reload, with the lookup profiles): each problem is logged once,
+/// naming org, write, object and field, and the describes are kept for the calls.
+pub(crate) async fn check_writes(org: &OrgRuntime, session: &Session) {
+    let mut objects: Vec<&str> = org
+        .config
+        .writes
+        .iter()
+        .map(|w| w.object.as_str())
+        .collect();
+    objects.sort_unstable_by_key(|o| o.to_ascii_lowercase());
+    objects.dedup_by_key(|o| o.to_ascii_lowercase());
+    for object in objects {
+        let described = match org.client().describe_json(session, object).await {
+            Ok(body) => WritableObject::from_describe(&body).map_err(SfError::Garbage),
+            Err(e) => Err(e),
+        };
+        let described = match described {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::warn!(
+                    "org {}: writes to {object} not checked against the org ({e}); checked at their first call",
+                    org.name
+                );
+                continue;
+            }
+        };
+        for spec in org
+            .config
+            .writes
+            .iter()
+            .filter(|w| w.object.eq_ignore_ascii_case(object))
+        {
+            for problem in check_against_describe(spec, &described) {
+                tracing::warn!(
+                    "org {}: write {}: {problem}; the write answers error until the config is fixed",
+                    org.name,
+                    spec.name
+                );
+            }
+        }
+        org.write_objects.put(object, described);
     }
 }
 
@@ -188,7 +233,7 @@ impl Engine {
                 ),
             );
         }
-        let described = self.write_objects.get(org.name, &spec.object);
+        let described = org.write_objects.get(&spec.object);
         if let Some(described) = &described {
             let problems = check_against_describe(spec, described);
             if !problems.is_empty() {
@@ -237,7 +282,6 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::sync_channel::<SendResult>(1);
         let task_org = org.clone();
         let task_write = write.clone();
-        let objects = self.write_objects.clone();
         let outbox = self.outbox().clone();
         let spec_for_task = spec.clone();
         runtime.spawn(async move {
@@ -246,7 +290,7 @@ impl Engine {
                 &task_org,
                 &spec_for_task,
                 &task_write,
-                described.is_none().then_some(&*objects),
+                described.is_none(),
                 deadline,
                 &outbox,
             )
@@ -282,7 +326,7 @@ async fn send_admitted(
     org: &OrgRuntime,
     spec: &WriteSpec,
     write: &RecordWrite,
-    describe_into: Option<&WriteObjects>,
+    describe_first: bool,
     deadline: tokio::time::Instant,
     outbox: &crate::outbox::Outbox,
 ) -> SendResult {
@@ -309,11 +353,11 @@ async fn send_admitted(
         ));
     };
     let result = with_token(org, deadline, outbox, |session| async move {
-        if let Some(objects) = describe_into {
+        if describe_first {
             let body = org.client().describe_json(&session, &spec.object).await?;
             let described = WritableObject::from_describe(&body).map_err(SfError::Garbage)?;
             let problems = check_against_describe(spec, &described);
-            objects.put(org.name, &spec.object, Arc::new(described));
+            org.write_objects.put(&spec.object, Arc::new(described));
             if !problems.is_empty() {
                 return Ok(Err(problems.join("; ")));
             }
