@@ -24,7 +24,7 @@ const WRITE_ARGS: ArgSpec = ArgSpec {
 };
 
 /// Cleared before each write, so a later write never shows an earlier one's result.
-const RESULT_VARS: &[&str] = &["sf_create_id", "sf_write_queued", "sf_write_detail"];
+const RESULT_VARS: &[&str] = &["sf_create_id", "sf_write_queued"];
 
 pub fn sf_create(session: &Session<'_>, data: &str) {
     run(session, data, WriteOp::Create);
