@@ -480,7 +480,12 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
     let ctx = format!("org \"{name}\"");
 
     let api_version = element.attr("api-version").unwrap_or("68.0").to_string();
-    match api_version.strip_suffix(".0").map(str::parse::<u32>) {
+    // Exactly two digits then ".0", as Salesforce writes versions in URLs (`/services/data/v66.0`):
+    // u32's parser alone would also take "+66" or "066".
+    let major = api_version
+        .strip_suffix(".0")
+        .filter(|m| m.len() == 2 && m.bytes().all(|b| b.is_ascii_digit()));
+    match major.map(str::parse::<u32>) {
         Some(Ok(v)) if (31..=99).contains(&v) => {}
         _ => {
             return err(format!(
@@ -953,8 +958,10 @@ mod tests {
     fn explains_what_is_wrong() {
         let bad_timeout = SAMPLE.replace("value=\"800\"", "value=\"soon\"");
         assert!(error_of(&bad_timeout).contains("lookup-timeout-ms=\"soon\""));
-        let bad_version = SAMPLE.replace("66.0", "66");
-        assert!(error_of(&bad_version).contains("api-version"));
+        for version in ["66", "+66.0", "066.0", "66.00", "6 6.0", "30.0"] {
+            let bad_version = SAMPLE.replace("\"66.0\"", &format!("\"{version}\""));
+            assert!(error_of(&bad_version).contains("api-version"), "{version}");
+        }
         let bad_country = SAMPLE.replace("\"GB\"", "\"Britain\"");
         assert!(error_of(&bad_country).contains("default-country"));
         let inline_secret = SAMPLE.replace("private-key-file=", "private-key=");
