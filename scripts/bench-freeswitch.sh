@@ -14,8 +14,10 @@
 # time trace), and with BENCH_CALLGRIND=1 instructions per call under callgrind at a low rate.
 #
 # Environment (all optional): BENCH_ROUNDS (default 12), BENCH_CALLS (calls per block, 300),
-# BENCH_RATE (calls/s, 150), BENCH_CALLGRIND=1 (also the instruction counts; slow),
-# BENCH_CALLGRIND_CALLS (calls per variant under callgrind, 20), BENCH_LOOKUP_EVENTS
+# BENCH_RATE (calls/s, 150), BENCH_CALLGRIND=1 (also the instruction counts; slow), BENCH_CPU=0
+# (skip the CPU blocks: with BENCH_CALLGRIND=1, the instruction counts alone),
+# BENCH_CALLGRIND_CALLS (calls per variant and round under callgrind, 20), BENCH_CALLGRIND_ROUNDS
+# (3), BENCH_LOOKUP_EVENTS
 # (the module's lookup-events setting, default true), BENCH_MODULE_SO (another build of the
 # module to measure, e.g. an earlier commit's), FS_CARGO_TARGET_DIR (as tests/freeswitch).
 # Without FREESWITCH_PREFIX it prints "bench-freeswitch: SKIPPED (…)" and exits 0.
@@ -34,36 +36,19 @@ for tool in sipp curl ss python3; do
 done
 prefix="$(cd "$prefix" && pwd)"
 top="$(cd "$(dirname "$0")/.." && pwd)"
-fs_bin="$prefix/bin/freeswitch"
-first_dir() { for d in "$@"; do [ -n "$d" ] && [ -d "$d" ] && { echo "$d"; return 0; }; done; return 1; }
-src_conf=$(first_dir "${FREESWITCH_CONF_DIR:-}" "$prefix/etc/freeswitch" "$prefix/conf") || { echo "no conf dir under $prefix"; exit 1; }
-src_mod=$(first_dir "${FREESWITCH_MOD_DIR:-}" "$prefix/lib/freeswitch/mod" "$prefix/mod") || { echo "no mod dir under $prefix"; exit 1; }
+# shellcheck source=tests/freeswitch/lib.sh
+. "$top/tests/freeswitch/lib.sh"
+fs_locate || { echo "bench-freeswitch: $fs_error"; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/natterbox-bench.XXXXXX")
 fs_pid="" emu_pid=""
 finish() {
-  if [ -n "$fs_pid" ] && kill -0 "$fs_pid" 2>/dev/null; then
-    "$fs_bin" -stop -run "$work/run" >/dev/null 2>&1
-    for _ in $(seq 100); do kill -0 "$fs_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$fs_pid" 2>/dev/null
-  fi
+  fs_stop 20
   [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null
   if [ -n "${BENCH_KEEP:-}" ]; then echo "# kept $work"; else rm -rf "$work"; fi
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
-
-port_next=$(( (RANDOM % 1500) * 10 + 20000 ))
-alloc_port() {
-  for _ in $(seq 1000); do
-    port_next=$((port_next + 4))
-    if ! ss -tuan 2>/dev/null | awk 'NR > 1 {print $5}' |
-      grep -qE "[:.]($port_next|$((port_next + 1))|$((port_next + 2))|$((port_next + 3)))\$"; then
-      port=$port_next; return 0
-    fi
-  done
-  return 1
-}
 
 echo "# building mod_natterbox_sf (release) against $prefix/include/freeswitch, and sf-emulator"
 export FREESWITCH_PREFIX="$prefix"
@@ -76,7 +61,6 @@ module_so="${BENCH_MODULE_SO:-$CARGO_TARGET_DIR/release/libmod_natterbox_sf.so}"
 "$CARGO_TARGET_DIR/release/sf-emulator" --bind 127.0.0.1:0 >"$work/emulator.json" 2>"$work/emulator.log" &
 emu_pid=$!
 for _ in $(seq 100); do [ -s "$work/emulator.json" ] && break; sleep 0.1; done
-json_str() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' | head -1; }
 login_url=$(json_str login_url <"$work/emulator.json")
 instance_url=$(json_str instance_url <"$work/emulator.json")
 [ -n "$instance_url" ] || { cat "$work/emulator.log"; exit 1; }
@@ -89,44 +73,15 @@ printf '{"org":"acme","access_token":"%s","instance_url":"%s","issued_at_ms":0,"
   "$token" "$instance_url" >"$work/tokens/acme.json"
 chmod 600 "$work/tokens/acme.json"
 
-conf="$work/conf"
-cp -a "$src_conf" "$conf"
-mkdir -p "$work"/{log,db,run,tmp,cache,storage,recordings,mod,sipp,scripts} "$conf/tls"
-for m in "$src_mod"/*.so; do ln -s "$m" "$work/mod/$(basename "$m")"; done
-rm -f "$work/mod/mod_natterbox_sf.so"
-install -m 0755 "$module_so" "$work/mod/mod_natterbox_sf.so"
 alloc_port && sip_port=$port && alloc_port && esl_port=$port || { echo "no free ports"; exit 1; }
-
-{
-  echo '<configuration name="modules.conf" description="Modules"><modules>'
-  for m in mod_logfile mod_event_socket mod_sofia mod_commands mod_dptools mod_dialplan_xml mod_curl mod_lua; do
-    [ -e "$work/mod/$m.so" ] && echo "  <load module=\"$m\"/>"
-  done
-  echo '  <load module="mod_natterbox_sf"/>'
-  echo '</modules></configuration>'
-} >"$conf/autoload_configs/modules.conf.xml"
+# The modules the variants need, and no console: the stock log level (debug) goes to the file
+# only, what an operator who never changed it pays.
+fs_modules="mod_logfile mod_event_socket mod_sofia mod_commands mod_dptools mod_dialplan_xml mod_curl mod_lua"
+fs_prepare "$module_so" || { echo "bench-freeswitch: $fs_error"; exit 1; }
+mkdir -p "$work/scripts"
 for m in mod_curl mod_lua; do
   [ -e "$work/mod/$m.so" ] || { echo "bench-freeswitch: $m is not installed (needed for a variant)"; exit 1; }
 done
-cat >"$conf/autoload_configs/event_socket.conf.xml" <<EOF
-<configuration name="event_socket.conf" description="Socket Client"><settings>
-  <param name="nat-map" value="false"/><param name="listen-ip" value="127.0.0.1"/>
-  <param name="listen-port" value="$esl_port"/><param name="password" value="ClueCon"/>
-</settings></configuration>
-EOF
-# The stock log level (debug) for the file: what an operator who never changed it pays.
-sed -i -e 's/cmd="stun-set" data="\([a-z_]*\)=[^"]*"/cmd="set" data="\1=127.0.0.1"/' \
-  -e 's/data="internal_sip_port=[0-9]*"/data="internal_sip_port='"$sip_port"'"/' \
-  -e 's/data="internal_auth_calls=[a-z]*"/data="internal_auth_calls=false"/' \
-  -e 's/data="local_ip_v4=[^"]*"/data="local_ip_v4=127.0.0.1"/' "$conf/vars.xml"
-grep -q 'data="local_ip_v4=' "$conf/vars.xml" ||
-  sed -i '0,/<include>/s//<include>\n  <X-PRE-PROCESS cmd="set" data="local_ip_v4=127.0.0.1"\/>/' "$conf/vars.xml"
-grep -q "data=\"internal_sip_port=$sip_port\"" "$conf/vars.xml" ||
-  sed -i 's/name="sip-port" value="[^"]*"/name="sip-port" value="'"$sip_port"'"/' "$conf/sip_profiles/internal.xml"
-for p in "$conf"/sip_profiles/*.xml; do [ "$(basename "$p")" = internal.xml ] || mv "$p" "$p.noload"; done
-sed -i -e '/name="ws-binding"/d' -e '/name="wss-binding"/d' \
-  -e 's/name="apply-inbound-acl" value="[^"]*"/name="apply-inbound-acl" value="loopback.auto"/' \
-  "$conf/sip_profiles/internal.xml"
 # Enough sessions for the bursts; no per-second cap below the bench's rate.
 sed -i -e 's/name="max-sessions" value="[^"]*"/name="max-sessions" value="5000"/' \
   -e 's/name="sessions-per-second" value="[^"]*"/name="sessions-per-second" value="2000"/' \
@@ -202,49 +157,39 @@ cat >"$conf/dialplan/public.xml" <<EOF
 </include>
 EOF
 
+# FreeSWITCH up with its SIP profile listening (start_fs [wrapper…]).
 start_fs() {
-  # start_fs [wrapper…]: FreeSWITCH in the background (no -nc fork: the wrapper must own it).
-  "$@" "$fs_bin" -nc -nf -nonat -nonatmap -conf "$conf" -log "$work/log" -db "$work/db" -run "$work/run" \
-    -mod "$work/mod" -temp "$work/tmp" -cache "$work/cache" -storage "$work/storage" \
-    -recordings "$work/recordings" -certs "$conf/tls" >"$work/fs-start.log" 2>&1 </dev/null &
-  fs_pid=$!
+  fs_start "$@" || { echo "bench-freeswitch: $fs_error"; return 1; }
   for _ in $(seq 1500); do
-    if timeout 10 "$prefix/bin/fs_cli" -H 127.0.0.1 -P "$esl_port" -p ClueCon -x 'sofia status' 2>/dev/null |
-      grep -q 'internal.*RUNNING'; then
-      return 0
-    fi
+    fscli 'sofia status' | grep -q 'internal.*RUNNING' && return 0
     kill -0 "$fs_pid" 2>/dev/null || break
     sleep 0.2
   done
-  echo "FreeSWITCH did not come up"; tail -30 "$work/log/freeswitch.log" "$work/fs-start.log"; return 1
+  echo "bench-freeswitch: the internal SIP profile did not start"; tail -30 "$fs_log"; return 1
 }
-stop_fs() {
-  "$fs_bin" -stop -run "$work/run" >/dev/null 2>&1
-  for _ in $(seq 600); do kill -0 "$fs_pid" 2>/dev/null || break; sleep 0.2; done
-  kill -9 "$fs_pid" 2>/dev/null
-  wait "$fs_pid" 2>/dev/null
-  fs_pid=""
-}
-
-start_fs || exit 1
 fs_version=$("$fs_bin" -version | awk '{print $3}')
-echo "# FreeSWITCH $fs_version (pid $fs_pid), SIP 127.0.0.1:$sip_port, emulator $instance_url, lookup-events=${BENCH_LOOKUP_EVENTS:-true}"
 alloc_port && sipp_port=$port && alloc_port && media_port=$port
-python3 "$top/scripts/bench_freeswitch.py" cpu --pid "$fs_pid" --sip "127.0.0.1:$sip_port" \
-  --scenario "$top/tests/freeswitch/uac_caller.xml" --work "$work/sipp" --sipp-port "$sipp_port" \
-  --media-port "$media_port" --rounds "${BENCH_ROUNDS:-12}" --calls "${BENCH_CALLS:-300}" \
-  --rate "${BENCH_RATE:-150}" --fs-log "$work/log/freeswitch.log"
-rc=$?
-stop_fs
+rc=0
+if [ "${BENCH_CPU:-1}" != 0 ]; then
+  start_fs || exit 1
+  echo "# FreeSWITCH $fs_version (pid $fs_pid), SIP 127.0.0.1:$sip_port, emulator $instance_url, lookup-events=${BENCH_LOOKUP_EVENTS:-true}"
+  python3 "$top/scripts/bench_freeswitch.py" cpu --pid "$fs_pid" --sip "127.0.0.1:$sip_port" \
+    --scenario "$top/tests/freeswitch/uac_caller.xml" --work "$work/sipp" --sipp-port "$sipp_port" \
+    --media-port "$media_port" --rounds "${BENCH_ROUNDS:-12}" --calls "${BENCH_CALLS:-300}" \
+    --rate "${BENCH_RATE:-150}" --fs-log "$work/log/freeswitch.log"
+  rc=$?
+  fs_stop 20
+fi
 
 if [ "${BENCH_CALLGRIND:-}" = 1 ]; then
   command -v valgrind >/dev/null || { echo "BENCH_CALLGRIND=1 needs valgrind"; exit 1; }
-  echo "# callgrind: FreeSWITCH under valgrind --tool=callgrind, ${BENCH_CALLGRIND_CALLS:-20} calls per variant at 2/s"
-  start_fs valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+  echo "# callgrind: FreeSWITCH under valgrind --tool=callgrind, ${BENCH_CALLGRIND_ROUNDS:-3} rounds of ${BENCH_CALLGRIND_CALLS:-20} calls per variant at 2/s"
+  fs_start_wait_s=300 start_fs valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
     || exit 1
   python3 "$top/scripts/bench_freeswitch.py" instructions --pid "$fs_pid" --sip "127.0.0.1:$sip_port" \
     --scenario "$top/tests/freeswitch/uac_caller.xml" --work "$work/sipp" --sipp-port "$sipp_port" \
-    --media-port "$media_port" --calls "${BENCH_CALLGRIND_CALLS:-20}" --out "$work"
-  stop_fs
+    --media-port "$media_port" --calls "${BENCH_CALLGRIND_CALLS:-20}" \
+    --rounds "${BENCH_CALLGRIND_ROUNDS:-3}" --out "$work"
+  fs_stop 120
 fi
 exit $rc

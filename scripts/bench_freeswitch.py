@@ -225,7 +225,24 @@ def callgrind_totals(out_dir, pid, before):
     raise RuntimeError("no callgrind dump appeared")
 
 
+def callgrind_window(pid, out_dir, seen, label, work):
+    """Zeroes FreeSWITCH's counters, runs `work()`, dumps them: (instructions, seconds, seen)."""
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    result = work()
+    seconds = time.monotonic() - start
+    subprocess.run(["callgrind_control", "-d", label, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total, seen = callgrind_totals(out_dir, pid, seen)
+    return total, seconds, result, seen
+
+
 def instructions_mode(args):
+    """Rounds of one window per variant (rotated order) plus an idle window with no calls. The
+    idle window gives FreeSWITCH's instructions per second with nothing to do (timers, SIP
+    stack polling), which each variant's window also contains for its length; the net figure
+    per call takes it out."""
     caller = Caller(args)
     pid = args.pid
     for variant in VARIANTS:
@@ -233,27 +250,46 @@ def instructions_mode(args):
         if failed:
             print("warm-up under callgrind: %d of 3 %s calls failed" % (failed, variant[0]))
     seen = set(glob.glob(os.path.join(args.out, "callgrind.out.%d*" % pid)))
-    results = {}
-    for variant in VARIANTS:
-        subprocess.run(["callgrind_control", "-z", str(pid)], check=True,
-                       stdout=subprocess.DEVNULL)
-        failed, _, _, _ = caller.block(variant, args.calls, 2)
-        time.sleep(1.0)
-        subprocess.run(["callgrind_control", "-d", variant[0], str(pid)], check=True,
-                       stdout=subprocess.DEVNULL)
-        total, seen = callgrind_totals(args.out, pid, seen)
-        results[variant[0]] = (total / args.calls, failed)
-    none = results["none"][0]
+    raw = {v[0]: [] for v in VARIANTS}
+    net = {v[0]: [] for v in VARIANTS}
+    failures = {v[0]: 0 for v in VARIANTS}
+    idle_rates = []
+    for r in range(args.rounds):
+        idle, idle_s, _, seen = callgrind_window(
+            pid, args.out, seen, "idle-%d" % r, lambda: time.sleep(args.calls / 2.0))
+        idle_rate = idle / idle_s
+        idle_rates.append(idle_rate)
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        line = []
+        for variant in order:
+            total, seconds, (failed, _, _, _), seen = callgrind_window(
+                pid, args.out, seen, "%s-%d" % (variant[0], r),
+                lambda: caller.block(variant, args.calls, 2))
+            failures[variant[0]] += failed
+            raw[variant[0]].append(total / args.calls)
+            net[variant[0]].append((total - idle_rate * seconds) / args.calls)
+            line.append("%s %.2f M" % (variant[0], net[variant[0]][-1] / 1e6))
+        print("round %d: idle %.2f M instructions/s; net per call: %s" % (
+            r + 1, idle_rate / 1e6, ", ".join(line)), flush=True)
+    none = statistics.median(net["none"])
     print()
-    print("callgrind, %d calls per variant at 2 calls/s (the window's idle work included)" % args.calls)
+    print("callgrind, %d rounds × %d calls per variant at 2 calls/s; idle %.2f M instructions/s "
+          "[%.2f–%.2f]" % (args.rounds, args.calls, statistics.median(idle_rates) / 1e6,
+                           min(idle_rates) / 1e6, max(idle_rates) / 1e6))
     print()
-    print("| variant | instructions per call | − no lookup | ÷ no lookup | failed calls |")
-    print("|---|---|---|---|---|")
+    print("| variant | instructions per call (window) | net of idle [range] | − no lookup | "
+          "÷ no lookup | failed calls |")
+    print("|---|---|---|---|---|---|")
     for name, _, _, what in VARIANTS:
-        per_call, failed = results[name]
-        print("| %s | %.0f | %+.0f | %.3f | %d |" % (what, per_call, per_call - none,
-                                                   per_call / none, failed))
-    return 0
+        m = statistics.median(net[name])
+        print("| %s | %.0f | %.0f [%.0f–%.0f] | %+.0f | %.3f | %d |" % (
+            what, statistics.median(raw[name]), m, min(net[name]), max(net[name]), m - none,
+            m / none, failures[name]))
+    miss, curl = statistics.median(net["miss"]), statistics.median(net["curl-app"])
+    print()
+    print("miss ÷ curl application: %.3f; miss ÷ Lua curl script: %.3f" % (
+        miss / curl, miss / statistics.median(net["lua-curl"])))
+    return 1 if any(failures.values()) else 0
 
 
 def main():

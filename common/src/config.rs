@@ -82,6 +82,8 @@ pub struct OrgConfig {
     pub owners: OwnersConfig,
     /// The record writes the dialplan may ask for (`sf_create`, `sf_update`, `sf_upsert`).
     pub writes: Vec<crate::record_write::WriteSpec>,
+    /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
+    pub queries: Vec<crate::named_query::NamedQuery>,
 }
 
 impl OrgConfig {
@@ -461,7 +463,7 @@ pub fn is_field_path(path: &str) -> bool {
     !path.is_empty() && path.split('.').count() <= 5 && path.split('.').all(is_api_name)
 }
 
-fn is_variable_name(name: &str) -> bool {
+pub(crate) fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -587,6 +589,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|o| parse_owners(o, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let queries = crate::named_query::parse_named_queries(element, &ctx)?;
 
     let mut writes: Vec<crate::record_write::WriteSpec> = Vec::new();
     for write in element.children_named("write") {
@@ -611,6 +614,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         screen_pop,
         owners,
         writes,
+        queries,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod config;
 pub mod handoff;
 pub mod https_only;
+pub mod named_query;
 pub mod phone;
 pub mod record_write;
 pub mod salesforce;

@@ -10,7 +10,7 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf cache stats | sf cache flush [org] | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf query <org> <name> [variable=value …] | sf cache stats | sf cache flush [org] | sf reload\n";
 
 /// `lookup <org>[/<profile>] <number…>`: as with the dialplan applications, the number (which a
 /// dialplan may expand into `${sf(lookup acme ${caller_id_number})}`) comes last and is the rest
@@ -71,6 +71,10 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
                     Some(request) => pretty(&answer_json(&state.engine.lookup_blocking(&request))),
                     None => format!("-ERR sf lookup <org>[/<profile>] <number>\n{USAGE}"),
                 },
+                ["query", org, name, binds @ ..] => {
+                    crate::query_api::query(&state.engine, org, name, binds)
+                }
+                ["query", ..] => format!("-ERR sf query <org> <name> [variable=value …]\n{USAGE}"),
                 ["cache", "stats"] => pretty(&state.engine.status()["cache"]),
                 ["cache", "flush"] => match state.engine.flush(None) {
                     Ok(n) => format!("+OK flushed {n} entries\n"),
@@ -87,7 +91,7 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
     stream.write(&reply);
 }
 
-fn pretty(value: &serde_json::Value) -> String {
+pub(crate) fn pretty(value: &serde_json::Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text

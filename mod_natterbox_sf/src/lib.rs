@@ -9,6 +9,8 @@ mod apps;
 mod ffi;
 mod hangup;
 mod module;
+mod query_api;
+mod query_apps;
 mod record_writes;
 
 pub use ffi::entry::mod_natterbox_sf_module_interface;

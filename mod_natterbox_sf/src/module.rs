@@ -11,8 +11,8 @@ use natterbox_engine::warnings::WarningLimiter;
 use natterbox_engine::{Engine, ReloadReport};
 
 use crate::ffi::entry::{
-    on_hangup_complete, on_reloadxml, sf_api, sf_create_app, sf_lookup_app, sf_screen_pop_app,
-    sf_update_app, sf_upsert_app,
+    on_hangup_complete, on_reloadxml, sf_api, sf_create_app, sf_lookup_app, sf_query_app,
+    sf_screen_pop_app, sf_search_app, sf_update_app, sf_upsert_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -69,6 +69,20 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"Looks a phone number up in Salesforce (cached) and sets sf_* channel variables. Never answers the call.",
         c"[org=<org>] [profile=<profile>] [timeout_ms=<ms>] [number_var=<variable> | number=<rest of the data>]",
         sf_lookup_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_query",
+        c"Run a named SOQL query from the config",
+        c"Runs a <query> of the org (cached) with its binds from channel variables and sets sf_query_status and sf_<name>_* variables. Never answers the call.",
+        c"<query name> [org=<org>] [timeout_ms=<ms>]",
+        sf_query_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_search",
+        c"Run a named SOSL search from the config",
+        c"Runs a <search> of the org (cached) with its search term from a channel variable and sets sf_search_status and sf_<name>_* variables. Never answers the call.",
+        c"<search name> [org=<org>] [timeout_ms=<ms>]",
+        sf_search_app,
         flags(),
     ) && interface.add_app(
         c"sf_screen_pop",

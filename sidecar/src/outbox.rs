@@ -3,6 +3,11 @@
 //!
 //! WAL with `synchronous=FULL`: once `insert_batch` returns, the rows survive a crash or power
 //! loss, which is what the ack to the module promises.
+//!
+//! Memory and CPU stay flat however many delivered rows are kept (a week's calls): SQLite's page
+//! cache has an explicit bound (`PAGE_CACHE_KIB`), and the per-state counts the metrics read every
+//! delivery round come from `call_log_counts`, kept by triggers in the same transactions, instead
+//! of a count over every row.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,6 +46,31 @@ fn db_err(e: rusqlite::Error) -> String {
     format!("outbox database: {e}")
 }
 
+/// SQLite's page cache for the outbox, in KiB (SQLite's own default is 2 000 KiB per
+/// connection). The hot pages are the few pending rows, their index and the right edge of the
+/// tables; older pages are read back from the OS's file cache when a prune or a resend needs them.
+const PAGE_CACHE_KIB: u32 = 512;
+
+/// Row counts per state, kept by triggers (reading them costs the same with a week of delivered
+/// rows as with none). Created and filled once from the rows when an older outbox is opened.
+const COUNTS_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS call_log_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT OR IGNORE INTO call_log_counts (state, n)
+        SELECT state, COUNT(*) FROM call_log GROUP BY state;
+    INSERT OR IGNORE INTO call_log_counts (state, n)
+        VALUES ('pending', 0), ('delivered', 0), ('failed', 0);
+    CREATE TRIGGER IF NOT EXISTS call_log_counts_insert AFTER INSERT ON call_log BEGIN
+        UPDATE call_log_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TRIGGER IF NOT EXISTS call_log_counts_update AFTER UPDATE OF state ON call_log
+        WHEN OLD.state <> NEW.state BEGIN
+        UPDATE call_log_counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE call_log_counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TRIGGER IF NOT EXISTS call_log_counts_delete AFTER DELETE ON call_log BEGIN
+        UPDATE call_log_counts SET n = n - 1 WHERE state = OLD.state;
+    END;";
+
 impl Outbox {
     pub fn open(path: &Path) -> Result<Arc<Outbox>, String> {
         crate::dirs::ensure_parent(path)?;
@@ -64,6 +94,11 @@ impl Outbox {
              CREATE INDEX IF NOT EXISTS call_log_due ON call_log(state, next_attempt_ms);",
         )
         .map_err(db_err)?;
+        conn.pragma_update(None, "cache_size", -i64::from(PAGE_CACHE_KIB))
+            .map_err(db_err)?;
+        // One transaction: the counts are filled from the rows and the triggers created together.
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS_SCHEMA} COMMIT;"))
+            .map_err(db_err)?;
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
         }))
@@ -212,7 +247,7 @@ impl Outbox {
     pub fn counts(&self) -> Result<Counts, String> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare_cached("SELECT state, COUNT(*) FROM call_log GROUP BY state")
+            .prepare_cached("SELECT state, n FROM call_log_counts")
             .map_err(db_err)?;
         let mut counts = Counts::default();
         let rows = stmt
@@ -334,5 +369,84 @@ mod tests {
         // Pruned calls can come back (a late resend): pending again, deduplicated in Salesforce.
         assert_eq!(reopened.state("a").unwrap().unwrap().state, "pending");
         assert_eq!(reopened.counts().unwrap().pending, 3);
+    }
+
+    /// The counts a full scan gives, to compare with the kept ones.
+    fn counted(outbox: &Outbox) -> Counts {
+        let conn = outbox.lock();
+        let n = |state: &str| -> u64 {
+            conn.query_row(
+                "SELECT COUNT(*) FROM call_log WHERE state = ?1",
+                params![state],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap() as u64
+        };
+        Counts {
+            pending: n("pending"),
+            delivered: n("delivered"),
+            failed: n("failed"),
+        }
+    }
+
+    #[test]
+    fn kept_counts_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox.sqlite")).unwrap();
+        let logs: Vec<CallLog> = (0..10).map(|i| log(&format!("c{i}"))).collect();
+        outbox.insert_batch(&logs, 10).unwrap();
+        outbox.insert_batch(&logs[..3], 11).unwrap(); // already there: no change
+        for i in 0..6 {
+            outbox.mark_delivered(&format!("c{i}"), "00T", 20).unwrap();
+        }
+        outbox.mark_delivered("c0", "00T", 21).unwrap(); // delivered again: no change
+        outbox.mark_retry("c6", 500, "HTTP_503", 22).unwrap();
+        outbox.mark_failed("c7", "INVALID_FIELD", 23).unwrap();
+        let expected = Counts {
+            pending: 3,
+            delivered: 6,
+            failed: 1,
+        };
+        assert_eq!(counted(&outbox), expected);
+        assert_eq!(outbox.counts().unwrap(), expected);
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(outbox.prune(20 + 2 * 86_400_000, day, day).unwrap(), 7);
+        let expected = Counts {
+            pending: 3,
+            delivered: 0,
+            failed: 0,
+        };
+        assert_eq!(counted(&outbox), expected);
+        assert_eq!(outbox.counts().unwrap(), expected);
+    }
+
+    #[test]
+    fn an_outbox_from_before_the_kept_counts_is_counted_once_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        let outbox = Outbox::open(&path).unwrap();
+        outbox
+            .insert_batch(&[log("a"), log("b"), log("c")], 10)
+            .unwrap();
+        outbox.mark_delivered("a", "00T", 11).unwrap();
+        // As an outbox written by a sidecar without the counts table.
+        outbox
+            .lock()
+            .execute_batch(
+                "DROP TRIGGER call_log_counts_insert; DROP TRIGGER call_log_counts_update;
+                 DROP TRIGGER call_log_counts_delete; DROP TABLE call_log_counts;",
+            )
+            .unwrap();
+        outbox.mark_failed("b", "INVALID_FIELD", 12).unwrap();
+        drop(outbox);
+        let reopened = Outbox::open(&path).unwrap();
+        let expected = Counts {
+            pending: 1,
+            delivered: 1,
+            failed: 1,
+        };
+        assert_eq!(reopened.counts().unwrap(), expected);
+        reopened.mark_delivered("c", "00T", 13).unwrap();
+        assert_eq!(reopened.counts().unwrap(), counted(&reopened));
     }
 }

@@ -1,13 +1,17 @@
-# Shared by tests/freeswitch/run.sh (the real-FreeSWITCH suite) and scripts/soak-freeswitch.sh:
-# running an installed FreeSWITCH from a copy of its conf dir in a temporary directory, on free
-# ports, with mod_natterbox_sf loaded, leaving the installation untouched. Source it after
-# setting `prefix` (the FreeSWITCH install) and `work` (the temporary directory).
+# Shared by tests/freeswitch/run.sh (the real-FreeSWITCH suite), scripts/soak-freeswitch.sh and
+# scripts/bench-freeswitch.sh: running an installed FreeSWITCH from a copy of its conf dir in a
+# temporary directory, on free ports, with mod_natterbox_sf loaded, leaving the installation
+# untouched. Source it after setting `prefix` (the FreeSWITCH install) and `work` (the temporary
+# directory).
 #
 #   fs_locate                     sets fs_bin, fs_cli_bin, src_conf, src_mod (or returns 1 with a reason)
 #   alloc_port                    sets port: a free TCP/UDP port (and the next three)
-#   fs_prepare <module.so>        $work/conf and $work/mod; needs sip_port and esl_port set
-#   fs_start                      starts FreeSWITCH, waits for its event socket; sets fs_pid
-#   fs_stop                       stops it (the event socket, then signals)
+#   fs_prepare <module.so>        $work/conf and $work/mod; needs sip_port and esl_port set;
+#                                 loads the modules in $fs_modules (default: what the tests need)
+#   fs_start [wrapper…]           starts FreeSWITCH, waits for its event socket; sets fs_pid. With a
+#                                 wrapper (e.g. valgrind …), FreeSWITCH runs in the foreground
+#                                 under it, in the background of this shell
+#   fs_stop [seconds]             stops it (the event socket, then signals after 10 s or seconds)
 #   fscli <command…>              one fs_cli command
 #   json_str <key>, json_num <key>  a string / number field of the JSON on stdin (flat objects)
 
@@ -58,7 +62,7 @@ fs_prepare() {
   {
     echo '<configuration name="modules.conf" description="Modules">'
     echo '  <modules>'
-    for m in mod_console mod_logfile mod_event_socket mod_sofia mod_commands mod_dptools mod_dialplan_xml; do
+    for m in ${fs_modules:-mod_console mod_logfile mod_event_socket mod_sofia mod_commands mod_dptools mod_dialplan_xml}; do
       [ -e "$work/mod/$m.so" ] && echo "    <load module=\"$m\"/>"
     done
     echo '    <load module="mod_natterbox_sf"/>'
@@ -98,22 +102,31 @@ EOF_ESL
 
 fscli() { timeout 60 "$fs_cli_bin" -H 127.0.0.1 -P "$esl_port" -p ClueCon -x "$*" 2>&1; }
 
-# Starts FreeSWITCH in the background with every directory in $work; waits (30 s each) for its
-# pid file and its event socket. Sets fs_pid and fs_log; on failure fs_error says why.
+# Starts FreeSWITCH in the background with every directory in $work; waits (30 s each, or
+# $fs_start_wait_s) for its pid and its event socket. Sets fs_pid and fs_log; on failure fs_error
+# says why. Arguments, if any, are a wrapper command (valgrind …) that FreeSWITCH runs under.
 fs_start() {
-  local _ up=""
+  local _ up="" tries=$(( ${fs_start_wait_s:-30} * 5 ))
+  local dirs=(-nonat -nonatmap -conf "$conf" -log "$work/log" -db "$work/db" -run "$work/run"
+    -mod "$work/mod" -temp "$work/tmp" -cache "$work/cache" -storage "$work/storage"
+    -recordings "$work/recordings" -certs "$conf/tls")
   fs_log="$work/log/freeswitch.log"
-  "$fs_bin" -ncwait -nonat -nonatmap -conf "$conf" -log "$work/log" -db "$work/db" -run "$work/run" \
-    -mod "$work/mod" -temp "$work/tmp" -cache "$work/cache" -storage "$work/storage" \
-    -recordings "$work/recordings" -certs "$conf/tls" >"$work/fs-start.log" 2>&1
-  for _ in $(seq 150); do [ -s "$work/run/freeswitch.pid" ] && break; sleep 0.2; done
-  fs_pid=$(cat "$work/run/freeswitch.pid" 2>/dev/null)
+  if [ $# -gt 0 ]; then
+    # No fork: the wrapper must own the process that takes the calls.
+    "$@" "$fs_bin" -nc -nf "${dirs[@]}" >"$work/fs-start.log" 2>&1 </dev/null &
+    fs_pid=$!
+  else
+    "$fs_bin" -ncwait "${dirs[@]}" >"$work/fs-start.log" 2>&1
+    for _ in $(seq "$tries"); do [ -s "$work/run/freeswitch.pid" ] && break; sleep 0.2; done
+    fs_pid=$(cat "$work/run/freeswitch.pid" 2>/dev/null)
+  fi
   if [ -z "$fs_pid" ] || ! kill -0 "$fs_pid" 2>/dev/null; then
     fs_error="FreeSWITCH did not start: $(cat "$work/fs-start.log"; tail -20 "$fs_log" 2>/dev/null)"
     return 1
   fi
-  for _ in $(seq 150); do
+  for _ in $(seq "$tries"); do
     if fscli status 2>/dev/null | grep -q 'UP '; then up=1; break; fi
+    kill -0 "$fs_pid" 2>/dev/null || break
     sleep 0.2
   done
   [ -n "$up" ] || { fs_error="FreeSWITCH's event socket does not answer on 127.0.0.1:$esl_port: $(tail -20 "$fs_log")"; return 1; }
@@ -123,7 +136,8 @@ fs_stop() {
   local _
   [ -n "${fs_pid:-}" ] && kill -0 "$fs_pid" 2>/dev/null || return 0
   "$fs_bin" -stop -run "$work/run" >/dev/null 2>&1
-  for _ in $(seq 50); do kill -0 "$fs_pid" 2>/dev/null || break; sleep 0.2; done
+  for _ in $(seq $(( ${1:-10} * 5 ))); do kill -0 "$fs_pid" 2>/dev/null || break; sleep 0.2; done
   kill -9 "$fs_pid" 2>/dev/null
+  wait "$fs_pid" 2>/dev/null
   return 0
 }

@@ -1,6 +1,7 @@
 //! The Salesforce protocol, once for both programs: query-language escaping, error bodies, the
 //! limit header, OAuth token responses and a REST client.
 
+pub mod bind;
 pub mod client;
 pub mod describe;
 pub mod error;

@@ -75,7 +75,9 @@ fn setup(max_concurrent: usize, timeout_ms: u64) -> Setup {
                <object name="Contact" fields="Id,Name,OwnerId,Owner.Extension"><map field="Owner.Extension" variable="sf_owner_extension"/></object>
                <object name="Lead" fields="Id,Name,OwnerId,Company"/>
                <object name="Account" fields="Id,Name,OwnerId"/>
-             </profile></org></orgs></configuration>"#,
+             </profile>
+             <query name="open_case" soql="SELECT Id, CaseNumber, Status, OwnerId FROM Case WHERE ContactId = :contact_id LIMIT 1"/>
+             </org></orgs></configuration>"#,
         tokens.display(),
         dir.path().join("spool").display(),
         dir.path().join("events.sock").display(),
@@ -224,6 +226,57 @@ fn hit_latency(s: &Setup) {
         fmt(percentile(&samples, 0.99)),
         fmt(percentile(&samples, 0.999))
     );
+}
+
+/// A cached named query's hit next to a cached lookup's, in alternating rounds on one thread
+/// (the same host load for both): the query's key is its bound values (an 18-character id).
+fn query_hit_latency(s: &Setup) {
+    let lookup = request("+14155550123");
+    let found = s.engine.lookup_blocking(&lookup);
+    assert_eq!(found.status, LookupStatus::Found);
+    let contact = found
+        .outcome
+        .as_ref()
+        .and_then(|o| o.vars.get("sf_record_id"))
+        .unwrap()
+        .to_string();
+    let query = natterbox_engine::QueryRequest {
+        org: Some("acme".into()),
+        name: "open_case".into(),
+        kind: None,
+        timeout: None,
+    };
+    let value_of = |_: &natterbox_common::named_query::Bind| Some(contact.clone());
+    let first = s.engine.query_blocking(&query, &value_of);
+    assert_eq!(first.status, LookupStatus::Found, "{:?}", first.detail);
+    let n = 200_000;
+    let (mut lookups, mut queries) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for round in 0..(n / 1000 + 10) {
+        for _ in 0..1000 {
+            let t = Instant::now();
+            let answer = s.engine.query_blocking(&query, &value_of);
+            let took = t.elapsed();
+            debug_assert_eq!(answer.source, Some(natterbox_engine::Source::Cache));
+            let t = Instant::now();
+            s.engine.lookup_blocking(&lookup);
+            let took_lookup = t.elapsed();
+            // The first ten rounds warm up.
+            if round >= 10 {
+                queries.push(took);
+                lookups.push(took_lookup);
+            }
+        }
+    }
+    for (name, samples) in [("named query", &mut queries), ("lookup", &mut lookups)] {
+        samples.sort();
+        println!(
+            "| cache hit, {name} (1 thread, {} hits, alternating) | p50 {} | p99 {} | p99.9 {} |",
+            samples.len(),
+            fmt(percentile(samples, 0.5)),
+            fmt(percentile(samples, 0.99)),
+            fmt(percentile(samples, 0.999))
+        );
+    }
 }
 
 /// What parsing a caller number costs (what the parse memo saves a hit) and what counting a
@@ -718,6 +771,14 @@ fn main() {
             hit_latency(&s);
         }
         hit_parts();
+        return;
+    }
+    if std::env::var("BENCH_ONLY_QUERY_HIT").is_ok() {
+        // A cached named query's hit next to a cached lookup's, three runs.
+        let s = setup(50, 5000);
+        for _ in 0..3 {
+            query_hit_latency(&s);
+        }
         return;
     }
     if let Ok(n) = std::env::var("BENCH_ONLY_MISS") {

@@ -27,6 +27,18 @@ pub struct CacheKey {
     pub number: u64,
 }
 
+/// What a cache key must be: hashable, cheap to clone (the CLOCK queue holds a copy), and in
+/// one scope so that a reload can drop an org's entries.
+pub trait ScopedKey: Eq + std::hash::Hash + Clone + Send + Sync + 'static {
+    fn scope(&self) -> ScopeId;
+}
+
+impl ScopedKey for CacheKey {
+    fn scope(&self) -> ScopeId {
+        self.scope
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     pub max_entries: usize,
@@ -67,28 +79,30 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-pub struct LookupCache {
-    map: papaya::HashMap<CacheKey, Entry>,
+/// Keyed by caller number for lookups (`CacheKey`), by bound values for named queries
+/// (`query::QueryKey`): one implementation of TTLs, stale-while-revalidate and eviction.
+pub struct LookupCache<K: ScopedKey = CacheKey> {
+    map: papaya::HashMap<K, Entry>,
     epoch: Instant,
     hits: StripedCounter,
     stale_hits: StripedCounter,
     misses: StripedCounter,
-    writers: WriterSide,
+    writers: WriterSide<K>,
 }
 
 /// What only writers change, on cache lines of its own: a writer's lock and counters must not
 /// share a line with what every hit reads (the map's handle, the epoch).
 #[repr(align(128))]
-struct WriterSide {
+struct WriterSide<K> {
     /// Keys in CLOCK order.
-    clock: Mutex<VecDeque<CacheKey>>,
+    clock: Mutex<VecDeque<K>>,
     policy: parking_lot::RwLock<CachePolicy>,
     inserts: AtomicU64,
     evictions: AtomicU64,
 }
 
-impl LookupCache {
-    pub fn new(policy: CachePolicy) -> LookupCache {
+impl<K: ScopedKey> LookupCache<K> {
+    pub fn new(policy: CachePolicy) -> LookupCache<K> {
         LookupCache {
             map: papaya::HashMap::builder()
                 .capacity(policy.max_entries.min(1 << 20))
@@ -112,7 +126,7 @@ impl LookupCache {
     }
 
     /// The hit path.
-    pub fn get(&self, key: &CacheKey) -> Cached {
+    pub fn get(&self, key: &K) -> Cached {
         let now = self.now_ms();
         let map = self.map.pin();
         let Some(entry) = map.get(key) else {
@@ -141,18 +155,30 @@ impl LookupCache {
 
     /// Gives back a refresh claim that could not be carried out (e.g. the org is throttled),
     /// so a later caller may try.
-    pub fn release_refresh(&self, key: &CacheKey) {
+    pub fn release_refresh(&self, key: &K) {
         if let Some(entry) = self.map.pin().get(key) {
             entry.refreshing.store(false, Ordering::Release);
         }
     }
 
     /// Stores a settled answer. Only found / not found / multiple are cacheable.
-    pub fn insert(&self, key: CacheKey, outcome: Arc<Outcome>) {
+    pub fn insert(&self, key: K, outcome: Arc<Outcome>) {
+        self.insert_with_ttls(key, outcome, None, None)
+    }
+
+    /// `insert` with TTLs of the entry's own (a named query's `cache-ttl-s`,
+    /// `negative-ttl-s`) instead of the cache's.
+    pub fn insert_with_ttls(
+        &self,
+        key: K,
+        outcome: Arc<Outcome>,
+        ttl: Option<Duration>,
+        negative_ttl: Option<Duration>,
+    ) {
         let policy = *self.writers.policy.read();
         let ttl = match outcome.status {
-            LookupStatus::Found | LookupStatus::Multiple => policy.ttl,
-            LookupStatus::NotFound => policy.negative_ttl,
+            LookupStatus::Found | LookupStatus::Multiple => ttl.unwrap_or(policy.ttl),
+            LookupStatus::NotFound => negative_ttl.unwrap_or(policy.negative_ttl),
             _ => return,
         };
         if ttl.is_zero() || policy.max_entries == 0 {
@@ -189,7 +215,7 @@ impl LookupCache {
             refreshing: AtomicBool::new(false),
         };
         let mut clock = self.writers.clock.lock();
-        let replaced = map.insert(key, entry).is_some();
+        let replaced = map.insert(key.clone(), entry).is_some();
         self.writers.inserts.fetch_add(1, Ordering::Relaxed);
         if replaced {
             return;
@@ -226,7 +252,7 @@ impl LookupCache {
         let before = map.len();
         match scopes {
             None => map.clear(),
-            Some(scopes) => map.retain(|k, _| !scopes.contains(&k.scope)),
+            Some(scopes) => map.retain(|k, _| !scopes.contains(&k.scope())),
         }
         before.saturating_sub(map.len())
     }
@@ -250,7 +276,7 @@ impl LookupCache {
         self.map
             .pin()
             .iter()
-            .filter(|(k, _)| k.scope == scope)
+            .filter(|(k, _)| k.scope() == scope)
             .count()
     }
 }

@@ -78,6 +78,8 @@ pub struct OrgRuntime {
     pub(crate) worked_generation: AtomicU64,
     /// Describes of the objects the org's `<write>`s go to (`writes.rs`).
     pub(crate) write_objects: crate::writes::WriteObjects,
+    /// Named queries and searches by name (`sf_query`, `sf_search`).
+    pub queries: HashMap<String, Arc<crate::query::QueryRuntime>>,
 }
 
 impl OrgRuntime {
@@ -198,6 +200,9 @@ pub struct Engine {
     snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<LookupCache>,
     flights: Arc<Flights<CacheKey, FlightResult>>,
+    /// Named queries' answers by (query scope, bound values): the same cache, keyed otherwise.
+    pub(crate) query_cache: Arc<LookupCache<crate::query::QueryKey>>,
+    pub(crate) query_flights: Arc<Flights<crate::query::QueryKey, FlightResult>>,
     outbox: Outbox,
     /// The `sf-spool` thread: it ends after the outbox's last sender, and is waited for.
     spool_thread: Option<std::thread::JoinHandle<()>>,
@@ -286,6 +291,8 @@ impl Engine {
             })),
             cache,
             flights: Arc::new(Flights::new()),
+            query_cache: Arc::new(LookupCache::new(cache_policy(&settings))),
+            query_flights: Arc::new(Flights::new()),
             outbox,
             spool_thread: Some(spool_thread),
             stop,
@@ -407,6 +414,9 @@ impl Engine {
                     unauthorized: AtomicU64::new(0),
                     worked_generation: AtomicU64::new(0),
                     write_objects: crate::writes::WriteObjects::default(),
+                    queries: crate::query::org_queries(&org.queries, || {
+                        ScopeId(self.next_scope.fetch_add(1, Ordering::Relaxed))
+                    }),
                 }),
             );
         }
@@ -440,11 +450,13 @@ impl Engine {
         .collect();
         let new = self.build_snapshot(config, Some(&old))?;
         let mut dropped_scopes = Vec::new();
+        let mut dropped_query_scopes = Vec::new();
         let mut changed_orgs = Vec::new();
         for (name, org) in &old.orgs {
             let kept = new.orgs.get(name).is_some_and(|n| Arc::ptr_eq(n, org));
             if !kept {
                 dropped_scopes.extend(org.scopes());
+                dropped_query_scopes.extend(org.queries.values().map(|q| q.scope));
                 changed_orgs.push(name.clone());
             }
         }
@@ -462,11 +474,14 @@ impl Engine {
             .lock()
             .retain(|name, _| new.orgs.contains_key(name));
         self.cache.set_policy(cache_policy(&new.config.settings));
+        self.query_cache
+            .set_policy(cache_policy(&new.config.settings));
         self.token_slots
             .lock()
             .retain(|name, _| new.orgs.contains_key(name));
         self.snapshot.store(Arc::new(new));
-        let flushed = self.cache.flush(Some(&dropped_scopes));
+        let flushed = self.cache.flush(Some(&dropped_scopes))
+            + self.query_cache.flush(Some(&dropped_query_scopes));
         changed_orgs.sort();
         Ok(ReloadReport {
             changed_orgs,
@@ -508,7 +523,7 @@ impl Engine {
     /// Drops cached answers of one org, or of all.
     pub fn flush(&self, org: Option<&str>) -> Result<usize, String> {
         match org {
-            None => Ok(self.cache.flush(None)),
+            None => Ok(self.cache.flush(None) + self.query_cache.flush(None)),
             Some(name) => {
                 let snapshot = self.snapshot.load();
                 let org = snapshot
@@ -516,7 +531,8 @@ impl Engine {
                     .get(name)
                     .ok_or_else(|| format!("no org \"{name}\""))?;
                 let scopes: Vec<ScopeId> = org.scopes().collect();
-                Ok(self.cache.flush(Some(&scopes)))
+                let query_scopes: Vec<ScopeId> = org.queries.values().map(|q| q.scope).collect();
+                Ok(self.cache.flush(Some(&scopes)) + self.query_cache.flush(Some(&query_scopes)))
             }
         }
     }
@@ -583,6 +599,15 @@ impl Engine {
 
     /// Runs `work` on the runtime's blocking pool (joined at shutdown), for work FreeSWITCH's
     /// event thread must not do itself. False when the module is stopping.
+    pub(crate) fn runtime_handle(&self) -> Option<&tokio::runtime::Runtime> {
+        self.runtime.as_ref()
+    }
+
+    /// The named queries' cache, for diagnostics and benchmarks.
+    pub fn query_cache(&self) -> &LookupCache<crate::query::QueryKey> {
+        &self.query_cache
+    }
+
     pub fn run_blocking(&self, work: impl FnOnce() + Send + 'static) -> bool {
         match &self.runtime {
             Some(runtime) => {
@@ -937,6 +962,8 @@ impl Engine {
                     "cached_entries": org.scopes().map(|s| self.cache.scope_entries(s)).sum::<usize>(),
                     "owners": org.owners.status(now),
                     "config_check": org.schema.status(now),
+                    "queries": org.queries.iter().map(|(name, q)| (name.clone(), q.status())).collect::<serde_json::Map<_, _>>(),
+                    "query_cached_entries": org.queries.values().map(|q| self.query_cache.scope_entries(q.scope)).sum::<usize>(),
                 })
             })
             .collect();
@@ -1078,11 +1105,11 @@ mod test_hooks {
 /// Asks Salesforce, once, retrying once on a refused token within the deadline.
 /// When a request was handed off, started and must end.
 #[derive(Debug, Clone, Copy)]
-struct Times {
+pub(crate) struct Times {
     /// From the hand-off to the deadline.
-    budget: Duration,
-    started: Instant,
-    deadline: Instant,
+    pub budget: Duration,
+    pub started: Instant,
+    pub deadline: Instant,
 }
 
 async fn fetch(
@@ -1093,6 +1120,46 @@ async fn fetch(
     times: Times,
     outbox: &Outbox,
 ) -> FlightResult {
+    // The profile as checked against the org: what the org does not have is left out.
+    let checked = org.schema.current();
+    let (profile, search) = match &checked.profiles[profile_index] {
+        Ok(checked) => checked,
+        Err(reason) => return Err((LookupStatus::Error, reason.clone())),
+    };
+    let sosl = search.query(caller);
+    let client = &org.client;
+    let records = call_org(org, times, outbox, |session| {
+        let sosl = &sosl;
+        async move { client.search(&session, sosl).await }
+    })
+    .await?;
+    match decide(profile, names, caller, org.config.default_country, &records) {
+        Ok(outcome) => {
+            org.breaker.on_success();
+            Ok(Arc::new(outcome))
+        }
+        Err(e) => {
+            org.breaker.on_failure(Failure::Unhealthy, Instant::now());
+            Err((LookupStatus::Error, e.0))
+        }
+    }
+}
+
+/// One call-time request to an org, as lookups and named queries make it: admitted by the
+/// org's breaker, within its concurrency cap, with the sidecar's token, retried once with a new
+/// token when Salesforce refuses the session, and every failure mapped to the dialplan's
+/// statuses. `request` sends it with the session it is given. On success the caller tells the
+/// breaker (`on_success`) once it has made sense of the answer.
+pub(crate) async fn call_org<T, F, Fut>(
+    org: &OrgRuntime,
+    times: Times,
+    outbox: &Outbox,
+    request: F,
+) -> Result<T, (LookupStatus, String)>
+where
+    F: FnMut(natterbox_common::salesforce::Session) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, Option<LimitInfo>), SfError>>,
+{
     let probe = match org.breaker.admit(Instant::now()) {
         Admission::Allowed => false,
         Admission::Probe => true,
@@ -1109,7 +1176,7 @@ async fn fetch(
             ))
         }
     };
-    let result = fetch_admitted(org, profile_index, names, caller, times, outbox).await;
+    let result = call_admitted(org, times, outbox, request).await;
     match &result {
         Err((LookupStatus::Timeout | LookupStatus::Unauthorized | LookupStatus::Overloaded, _))
             if probe =>
@@ -1121,14 +1188,16 @@ async fn fetch(
     result
 }
 
-async fn fetch_admitted(
+async fn call_admitted<T, F, Fut>(
     org: &OrgRuntime,
-    profile_index: usize,
-    names: &Arc<VarNames>,
-    caller: &CallerNumber,
     times: Times,
     outbox: &Outbox,
-) -> FlightResult {
+    mut request: F,
+) -> Result<T, (LookupStatus, String)>
+where
+    F: FnMut(natterbox_common::salesforce::Session) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, Option<LimitInfo>), SfError>>,
+{
     let deadline = tokio::time::Instant::from_std(times.deadline);
     let Ok(_permit) = tokio::time::timeout_at(deadline, org.concurrency.acquire()).await else {
         return Err((
@@ -1136,13 +1205,6 @@ async fn fetch_admitted(
             "waited for a free request slot until the deadline".into(),
         ));
     };
-    // The profile as checked against the org: what the org does not have is left out.
-    let checked = org.schema.current();
-    let (profile, search) = match &checked.profiles[profile_index] {
-        Ok(checked) => checked,
-        Err(reason) => return Err((LookupStatus::Error, reason.clone())),
-    };
-    let sosl = search.query(caller);
     let Some(mut credential) = org.tokens.credential() else {
         outbox.token_refresh(&org.config.name, 0, false);
         org.unauthorized.fetch_add(1, Ordering::Relaxed);
@@ -1155,27 +1217,16 @@ async fn fetch_admitted(
     loop {
         org.requests.fetch_add(1, Ordering::Relaxed);
         let answer =
-            match tokio::time::timeout_at(deadline, org.client.search(&credential.session, &sosl))
-                .await
-            {
+            match tokio::time::timeout_at(deadline, request(credential.session.clone())).await {
                 Err(_) => Err(SfError::Timeout),
                 Ok(r) => r,
             };
         match answer {
-            Ok((records, limit)) => {
+            Ok((value, limit)) => {
                 org.record_limit(limit);
                 org.worked_generation
                     .fetch_max(credential.generation, Ordering::Relaxed);
-                return match decide(profile, names, caller, org.config.default_country, &records) {
-                    Ok(outcome) => {
-                        org.breaker.on_success();
-                        Ok(Arc::new(outcome))
-                    }
-                    Err(e) => {
-                        org.breaker.on_failure(Failure::Unhealthy, Instant::now());
-                        Err((LookupStatus::Error, e.0))
-                    }
-                };
+                return Ok(value);
             }
             Err(SfError::Api(e)) if e.is_invalid_session() => {
                 org.unauthorized.fetch_add(1, Ordering::Relaxed);

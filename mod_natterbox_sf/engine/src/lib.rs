@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod outcome;
 pub mod overload;
 pub mod owners;
+pub mod query;
 pub mod schema_check;
 pub mod search;
 pub mod spool;
@@ -22,3 +23,4 @@ pub mod writes;
 
 pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};
+pub use query::{QueryAnswer, QueryRequest};

@@ -33,6 +33,12 @@ pub(crate) async fn upkeep(snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watch::Re
             if org.schema.claim(now) {
                 tokio::spawn(check_org(org.clone(), credential.session.clone()));
             }
+            if org.queries.values().any(|q| q.wants_background_check()) {
+                tokio::spawn(crate::query::check_in_background(
+                    org.clone(),
+                    credential.session.clone(),
+                ));
+            }
             if org.owners.claim_load(now) {
                 tokio::spawn(load_owners(org.clone(), credential.session, interval));
             }

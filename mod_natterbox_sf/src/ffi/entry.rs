@@ -9,7 +9,7 @@ use crate::ffi::interface::ModuleInterface;
 use crate::ffi::session::Session;
 use crate::ffi::stream::Stream;
 use crate::ffi::sys;
-use crate::{api, apps, hangup, module, record_writes};
+use crate::{api, apps, hangup, module, query_apps, record_writes};
 
 /// What FreeSWITCH's loader reads (`SWITCH_MODULE_DEFINITION`).
 #[unsafe(no_mangle)]
@@ -60,6 +60,36 @@ pub unsafe extern "C" fn sf_lookup_app(
         // SAFETY: data is NULL or a NUL-terminated string valid during the call.
         let data = unsafe { text_arg(data) };
         apps::sf_lookup(&session, &data);
+    })
+}
+
+pub unsafe extern "C" fn sf_query_app(
+    session: *mut sys::switch_core_session_t,
+    data: *const c_char,
+) {
+    guarded("sf_query", (), || {
+        // SAFETY: as in sf_lookup_app.
+        let Some(session) = (unsafe { Session::from_raw(session) }) else {
+            return;
+        };
+        // SAFETY: as in sf_lookup_app.
+        let data = unsafe { text_arg(data) };
+        query_apps::sf_query(&session, &data);
+    })
+}
+
+pub unsafe extern "C" fn sf_search_app(
+    session: *mut sys::switch_core_session_t,
+    data: *const c_char,
+) {
+    guarded("sf_search", (), || {
+        // SAFETY: as in sf_lookup_app.
+        let Some(session) = (unsafe { Session::from_raw(session) }) else {
+            return;
+        };
+        // SAFETY: as in sf_lookup_app.
+        let data = unsafe { text_arg(data) };
+        query_apps::sf_search(&session, &data);
     })
 }
 

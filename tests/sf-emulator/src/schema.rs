@@ -618,6 +618,11 @@ impl Schema {
                 f("SuppliedPhone", "Web Phone", T::String).len(40),
                 f("ContactId", "Contact ID", T::Reference).refs(&["Contact"], "Contact"),
                 f("AccountId", "Account ID", T::Reference).refs(&["Account"], "Account"),
+                // Set from Status by Salesforce; read-only over the API.
+                f("IsClosed", "Closed", T::Boolean)
+                    .read_only()
+                    .not_null()
+                    .default(Value::Bool(false)),
                 queue_owner(),
             ],
             false,
@@ -685,6 +690,9 @@ impl Schema {
                 f("Queue__c", "Queue", T::String).len(80),
                 f("Priority__c", "Priority", T::Double),
                 f("Active__c", "Active", T::Boolean).default(Value::Bool(true)),
+                // The IVR menu digit the rule answers (freeswitch-conf/dialplan examples).
+                f("Menu_Key__c", "Menu Key", T::String).len(10),
+                f("Valid_From__c", "Valid From", T::Date),
                 queue_owner(),
             ],
             false,

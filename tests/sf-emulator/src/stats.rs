@@ -16,6 +16,10 @@ pub struct QueryLogEntry {
     pub text: String,
     /// Every string literal / search term after unescaping.
     pub literals: Vec<String>,
+    /// Every comparison value of a SOQL query in order, as the parser read it: strings after
+    /// unescaping, numbers, dates and date-times as written, `true`/`false`/`null` lowercase
+    /// (empty for other kinds). Tests compare each with the value a call bound.
+    pub values: Vec<String>,
     /// Error code when the query was refused.
     pub error: Option<String>,
 }
@@ -143,6 +147,7 @@ mod tests {
                 kind: "soql".into(),
                 text: format!("q{}", n % 3),
                 literals: vec![],
+                values: vec![],
                 error: None,
             });
         }

@@ -30,15 +30,19 @@ pub fn run(
     batch: usize,
     kind: &str,
 ) -> Result<Page, ApiError> {
-    let parsed = parser::parse(soql);
-    let literals = parsed.as_ref().map(|(_, l)| l.clone()).unwrap_or_default();
+    let parsed = parser::parse_logged(soql);
+    let (literals, values) = parsed
+        .as_ref()
+        .map(|(_, l, v)| (l.clone(), v.clone()))
+        .unwrap_or_default();
     let result = parsed
-        .and_then(|(q, _)| eval::compile(&org.schema, &q))
+        .and_then(|(q, _, _)| eval::compile(&org.schema, &q))
         .map_err(|e| e.to_api(soql));
     org.stats.query(QueryLogEntry {
         kind: kind.into(),
         text: soql.into(),
         literals,
+        values,
         error: result.as_ref().err().map(|e| e.code.clone()),
     });
     let compiled = result?;

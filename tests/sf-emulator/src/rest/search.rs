@@ -32,6 +32,7 @@ pub fn search(ctx: &Ctx) -> HandlerResult {
     ctx.org.stats.query(QueryLogEntry {
         kind: "sosl".into(),
         text: q.clone(),
+        values: vec![],
         literals: parsed
             .as_ref()
             .map(|s| s.term.literals())
@@ -122,6 +123,7 @@ pub fn parameterized(ctx: &Ctx, m: &Method) -> HandlerResult {
         kind: "parameterized_search".into(),
         text: q.clone(),
         literals: vec![q.clone()],
+        values: vec![],
         error: None,
     });
     if q.chars()

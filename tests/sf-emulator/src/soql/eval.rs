@@ -337,11 +337,16 @@ fn check_literal(p: &Path, name: &str, v: &Lit, pos: usize) -> Result<Lit, Query
         (FieldType::Int | FieldType::Double, _) => Err(bad("double", false)),
         (FieldType::Boolean, Lit::Bool(_)) => Ok(v.clone()),
         (FieldType::Boolean, _) => Err(bad("boolean", false)),
-        (FieldType::Date | FieldType::DateTime, Lit::Date(_)) => Ok(v.clone()),
+        // A date field takes a date, a dateTime field a date-time: Salesforce refuses the other.
+        (FieldType::Date, Lit::Date(d)) if !d.contains('T') => Ok(v.clone()),
+        (FieldType::DateTime, Lit::Date(d)) if d.contains('T') => Ok(v.clone()),
         (FieldType::Date | FieldType::DateTime, _) => Err(QueryError::new(
             "INVALID_FIELD",
             pos,
-            format!("value of filter criterion for field '{name}' must be of type date and should not be enclosed in quotes"),
+            format!(
+                "value of filter criterion for field '{name}' must be of type {} and should not be enclosed in quotes",
+                if p.ftype == FieldType::Date { "date" } else { "dateTime" }
+            ),
         )),
         (_, Lit::Str(_)) => Ok(v.clone()),
         _ => Err(bad("string", true)),

@@ -257,9 +257,58 @@ fn unicode_escape(chars: &[(usize, char)], i: usize) -> Option<(char, usize)> {
     char::from_u32(high).map(|c| (c, 6))
 }
 
+/// A date literal `YYYY-MM-DD` (a real calendar day) or a date-time literal
+/// `YYYY-MM-DDThh:mm:ss[.s{1,3}](Z|±hh:mm)`, as Salesforce's Date Formats and Date Literals list
+/// them; anything else that starts like a date is malformed.
 fn is_date_literal(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 10 && b[4] == b'-' && b[7] == b'-' && b[..4].iter().all(u8::is_ascii_digit)
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    if !(1..=days).contains(&d) {
+        return false;
+    }
+    if b.len() == 10 {
+        return true;
+    }
+    if b.len() < 19 || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return false;
+    }
+    if !matches!((num(11..13), num(14..16), num(17..19)), (Some(h), Some(mi), Some(se)) if h < 24 && mi < 60 && se < 60)
+    {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if !(1..=3).contains(&n) {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    rest == "Z"
+        || (rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':'
+            && rest[1..3].parse::<u32>().is_ok_and(|h| h < 24)
+            && rest[4..6].parse::<u32>().is_ok_and(|m| m < 60))
 }
 
 #[cfg(test)]

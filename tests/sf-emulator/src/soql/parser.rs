@@ -91,9 +91,16 @@ pub struct Parser<'a> {
     i: usize,
     /// Every string literal seen, after unescaping (the admin query log exposes them).
     pub literals: Vec<String>,
+    /// Every comparison value, in order (the admin query log exposes them).
+    pub values: Vec<String>,
 }
 
 pub fn parse(src: &str) -> Result<(Query, Vec<String>), QueryError> {
+    parse_logged(src).map(|(q, literals, _)| (q, literals))
+}
+
+/// `parse`, also returning every comparison value as read (see `QueryLogEntry::values`).
+pub fn parse_logged(src: &str) -> Result<(Query, Vec<String>, Vec<String>), QueryError> {
     if src.trim().is_empty() {
         return Err(QueryError::malformed(
             0,
@@ -103,7 +110,7 @@ pub fn parse(src: &str) -> Result<(Query, Vec<String>), QueryError> {
     let mut p = Parser::new(src)?;
     let q = p.query()?;
     p.expect_eof()?;
-    Ok((q, p.literals))
+    Ok((q, p.literals, p.values))
 }
 
 impl<'a> Parser<'a> {
@@ -113,6 +120,7 @@ impl<'a> Parser<'a> {
             toks: lex(src)?,
             i: 0,
             literals: vec![],
+            values: vec![],
         })
     }
 
@@ -412,6 +420,7 @@ impl<'a> Parser<'a> {
             return match self.bump().tok {
                 Tok::Str(s) => {
                     self.literals.push(s.value.clone());
+                    self.values.push(s.value.clone());
                     Ok(Cond::Like {
                         field,
                         pattern: s.pattern,
@@ -473,13 +482,29 @@ impl<'a> Parser<'a> {
                     return Err(like_only_escape(self.src, at, &s.raw));
                 }
                 self.literals.push(s.value.clone());
+                self.values.push(s.value.clone());
                 Lit::Str(s)
             }
-            Tok::Num(n) => Lit::Num(n.parse().map_err(|_| self.unexpected())?),
-            Tok::Date(d) => Lit::Date(d),
-            Tok::Ident(s) if s.eq_ignore_ascii_case("null") => Lit::Null,
-            Tok::Ident(s) if s.eq_ignore_ascii_case("true") => Lit::Bool(true),
-            Tok::Ident(s) if s.eq_ignore_ascii_case("false") => Lit::Bool(false),
+            Tok::Num(n) => {
+                self.values.push(n.clone());
+                Lit::Num(n.parse().map_err(|_| self.unexpected())?)
+            }
+            Tok::Date(d) => {
+                self.values.push(d.clone());
+                Lit::Date(d)
+            }
+            Tok::Ident(s) if s.eq_ignore_ascii_case("null") => {
+                self.values.push("null".into());
+                Lit::Null
+            }
+            Tok::Ident(s) if s.eq_ignore_ascii_case("true") => {
+                self.values.push("true".into());
+                Lit::Bool(true)
+            }
+            Tok::Ident(s) if s.eq_ignore_ascii_case("false") => {
+                self.values.push("false".into());
+                Lit::Bool(false)
+            }
             _ => return Err(self.unexpected()),
         };
         self.bump();

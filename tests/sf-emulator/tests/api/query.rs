@@ -389,3 +389,51 @@ async fn limit_info_header_and_daily_limit() {
         json!({"Max": 1000, "Remaining": 899})
     );
 }
+
+/// Named queries bind dates, date-times, numbers and booleans unquoted: the emulator takes only
+/// what Salesforce takes, and its query log shows each comparison value as read.
+#[tokio::test]
+async fn date_and_date_time_literals_are_strict_and_logged() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let b = query(
+        &emu,
+        &tok,
+        "SELECT Name FROM Routing_Rule__c WHERE Valid_From__c = 2026-03-15 AND Active__c = false",
+    )
+    .await;
+    assert_eq!(b["totalSize"], 1);
+    assert_eq!(b["records"][0]["Name"], "VIP Desk");
+    let log = emu.admin().queries();
+    assert_eq!(log.last().unwrap().values, ["2026-03-15", "false"]);
+    let b = query(
+        &emu,
+        &tok,
+        "SELECT Id FROM Case WHERE CreatedDate < 2099-01-01T00:00:00.5+01:00 AND IsClosed = false",
+    )
+    .await;
+    assert_eq!(b["totalSize"], 4);
+    for (soql, code) in [
+        // Not a calendar day, or no zone: malformed.
+        (
+            "SELECT Id FROM Routing_Rule__c WHERE Valid_From__c = 2026-02-30",
+            "MALFORMED_QUERY",
+        ),
+        (
+            "SELECT Id FROM Case WHERE CreatedDate < 2099-01-01T00:00:00",
+            "MALFORMED_QUERY",
+        ),
+        // A date field takes no date-time, a dateTime field no date.
+        (
+            "SELECT Id FROM Routing_Rule__c WHERE Valid_From__c = 2026-03-15T00:00:00Z",
+            "INVALID_FIELD",
+        ),
+        (
+            "SELECT Id FROM Case WHERE CreatedDate < 2099-01-01",
+            "INVALID_FIELD",
+        ),
+    ] {
+        let (status, got, _) = query_err(&emu, &tok, soql).await;
+        assert_eq!((status, got.as_str()), (400, code), "{soql}");
+    }
+}
