@@ -545,11 +545,6 @@ impl Engine {
         self.outbox.call_log(log);
     }
 
-    /// The runtime, for the record writes (`writes.rs`); None when the module is stopping.
-    pub(crate) fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|r| r.handle().clone())
-    }
-
     /// The lookup, for FreeSWITCH's threads: returns by the deadline whatever happens.
     pub fn lookup_blocking(&self, request: &LookupRequest) -> LookupAnswer {
         let started = Instant::now();
