@@ -123,6 +123,8 @@ pub struct OrgConfig {
     pub call_time_api_share_percent: u8,
     /// How an agent's click-to-dial is originated (`<click-to-dial>`).
     pub click_to_dial: ClickToDialConfig,
+    /// The record writes the dialplan may ask for (`sf_create`, `sf_update`, `sf_upsert`).
+    pub writes: Vec<crate::record_write::WriteSpec>,
     /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
     pub queries: Vec<crate::named_query::NamedQuery>,
 }
@@ -141,6 +143,10 @@ pub enum OrgApiKind {
 impl OrgConfig {
     pub fn profile(&self, name: &str) -> Option<&LookupProfile> {
         self.profiles.iter().find(|p| p.name == name)
+    }
+
+    pub fn write(&self, name: &str) -> Option<&crate::record_write::WriteSpec> {
+        self.writes.iter().find(|w| w.name == name)
     }
 }
 
@@ -775,6 +781,14 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         .map(|c| parse_click_to_dial(c, &ctx))
         .transpose()?
         .unwrap_or_default();
+    let mut writes: Vec<crate::record_write::WriteSpec> = Vec::new();
+    for write in element.children_named("write") {
+        let write = crate::record_write::parse_write(write, &ctx)?;
+        if writes.iter().any(|w| w.name == write.name) {
+            return err(format!("{ctx}: write \"{}\" is defined twice", write.name));
+        }
+        writes.push(write);
+    }
 
     Ok(OrgConfig {
         name,
@@ -793,6 +807,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         api,
         call_time_api_share_percent,
         click_to_dial,
+        writes,
         queries,
     })
 }

@@ -9,6 +9,7 @@ pub mod handoff;
 pub mod https_only;
 pub mod named_query;
 pub mod phone;
+pub mod record_write;
 pub mod salesforce;
 pub mod wire;
 mod xml;

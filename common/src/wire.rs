@@ -52,6 +52,13 @@ pub enum Message {
     /// Sidecar → module: an agent's presence (on each change; every agent's when the module
     /// connects), for the dialplan.
     Presence(AgentPresence),
+    /// Module → sidecar: a record write for the sidecar's outbox to deliver (at least once;
+    /// one row per `key`).
+    RecordWrite(crate::record_write::RecordWrite),
+    /// Sidecar → module: the write with this key is in the outbox; the spooled copy can go.
+    WriteAck {
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

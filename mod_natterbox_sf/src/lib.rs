@@ -16,5 +16,6 @@ mod module;
 mod presence;
 mod query_api;
 mod query_apps;
+mod record_writes;
 
 pub use ffi::entry::mod_natterbox_sf_module_interface;

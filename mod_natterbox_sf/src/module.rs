@@ -13,8 +13,9 @@ use natterbox_engine::{Engine, ReloadReport};
 use crate::budget_event::BUDGET_EVENT;
 use crate::call_control::CommandThread;
 use crate::ffi::entry::{
-    on_channel_answer, on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_lookup_app,
-    sf_presence_app, sf_query_app, sf_screen_pop_app, sf_search_app,
+    on_channel_answer, on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_create_app,
+    sf_lookup_app, sf_presence_app, sf_query_app, sf_screen_pop_app, sf_search_app, sf_update_app,
+    sf_upsert_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -100,6 +101,27 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"Sets sf_agent_presence to the agent's presence (Available, Busy, Away, Offline) as set from their console.",
         c"<user id or extension>",
         sf_presence_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_create",
+        c"Create a Salesforce record from a <write> in the org's config",
+        c"Creates the record a <write op=\"create\"> declares, values from channel variables; sets sf_write_status and sf_create_id (sync) or hands it to the sidecar's outbox.",
+        c"write=<name> [org=<org>] [timeout_ms=<ms>]",
+        sf_create_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_update",
+        c"Update a Salesforce record from a <write> in the org's config",
+        c"Updates the record a <write op=\"update\"> names by record-id, values from channel variables; sets sf_write_status.",
+        c"write=<name> [org=<org>] [timeout_ms=<ms>]",
+        sf_update_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_upsert",
+        c"Upsert a Salesforce record by External ID from a <write> in the org's config",
+        c"Creates or updates the record a <write op=\"upsert\"> finds by its External ID; sets sf_write_status and sf_create_id.",
+        c"write=<name> [org=<org>] [timeout_ms=<ms>]",
+        sf_upsert_app,
         flags(),
     ) && interface.add_api(
         c"sf",

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod oauth;
 pub mod outbox;
 pub mod pops;
+pub mod record_writes;
 pub mod socket;
 pub mod tls;
 pub mod tokens;
@@ -60,6 +61,8 @@ pub struct App {
     /// Call state, call control, presence and wrap-up for agents' consoles.
     pub desk: agent::AgentDesk,
     pub outbox: Arc<Outbox>,
+    /// Record writes from the module's outbox (`record_writes.rs`).
+    pub record_writes: Arc<record_writes::WriteStore>,
     pub outbox_tx: mpsc::Sender<socket::Accepted>,
     pub platform_tx: mpsc::Sender<ScreenPop>,
     pub delivery_wake: Notify,
@@ -147,6 +150,7 @@ pub async fn run(
         tracing::warn!("no agent-tokens-file: every agent WebSocket connection will be refused");
     }
     let outbox = Outbox::open(&config.sidecar.outbox_db)?;
+    let record_writes = record_writes::WriteStore::open(&config.sidecar.outbox_db)?;
     let state_dir = config
         .sidecar
         .outbox_db
@@ -171,6 +175,7 @@ pub async fn run(
         pops: PopHub::new(metrics.clone()),
         desk: agent::AgentDesk::new(&state_dir),
         outbox,
+        record_writes,
         outbox_tx,
         platform_tx,
         delivery_wake: Notify::new(),
@@ -205,6 +210,7 @@ pub async fn run(
     let writer_task = tokio::spawn(socket::outbox_writer(app.clone(), outbox_rx));
     let delivery_task = tokio::spawn(calllog::run(app.clone(), shutdown_rx.clone()));
     let voicecall_task = tokio::spawn(voicecall::run(app.clone(), shutdown_rx.clone()));
+    let write_task = tokio::spawn(record_writes::run(app.clone(), shutdown_rx.clone()));
     let platform_task = tokio::spawn(publish_platform_events(app.clone(), platform_rx));
     let sweeper = {
         let app = app.clone();
@@ -309,6 +315,9 @@ pub async fn run(
         tracing::warn!(
             "in-flight VoiceCall requests did not finish in time; the outbox keeps them"
         );
+    }
+    if tokio::time::timeout_at(deadline, write_task).await.is_err() {
+        tracing::warn!("an in-flight record write did not finish in time; the outbox keeps it");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), agent_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;

@@ -227,8 +227,12 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
         Message::SwitchResult { id, ok, error } => app.desk.link.resolve(id, ok, error),
         Message::CallState(state) => app.desk.on_call_state(state),
+        Message::RecordWrite(write) => crate::record_writes::accept(app, write, reply.clone()),
         // Only the sidecar sends these.
-        Message::Ack { .. } | Message::SwitchCommand { .. } | Message::Presence(_) => {
+        Message::Ack { .. }
+        | Message::WriteAck { .. }
+        | Message::SwitchCommand { .. }
+        | Message::Presence(_) => {
             app.metrics.events_malformed.inc();
         }
     }

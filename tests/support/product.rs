@@ -233,6 +233,8 @@ pub struct ProductOptions {
     pub agents: Vec<Agent>,
     /// More of the org's elements (`<call-log>`, `<click-to-dial>`), before the lookup profile.
     pub org_extra: String,
+    /// More elements in the org, after the fixture's profiles (e.g. `<write>`s).
+    pub org_children: String,
 }
 
 impl Default for ProductOptions {
@@ -242,6 +244,7 @@ impl Default for ProductOptions {
             session_timeout_s: 7200,
             agents: Vec::new(),
             org_extra: String::new(),
+            org_children: String::new(),
         }
     }
 }
@@ -303,7 +306,7 @@ impl Product {
   <orgs>
     <org name="acme" api-version="68.0" default-country="US" login-url="{login}"{insecure} session-timeout-s="{timeout}">
       <auth flow="jwt-bearer" client-id="{JWT_CLIENT}" username="{INTEGRATION_USER}"
-            private-key-file="{key}" audience="https://login.salesforce.com"/>{extra}{profile}
+            private-key-file="{key}" audience="https://login.salesforce.com"/>{extra}{profile}{children}
     </org>
   </orgs>
 </configuration>
@@ -314,6 +317,7 @@ impl Product {
             timeout = options.session_timeout_s,
             profile = super::fixture::PROFILE,
             extra = options.org_extra,
+            children = options.org_children,
         );
         let config_path = conf_dir.join("autoload_configs/natterbox_sf.conf.xml");
         std::fs::write(&config_path, config).unwrap();

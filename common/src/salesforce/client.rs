@@ -420,6 +420,77 @@ impl SalesforceClient {
             .ok_or_else(|| SfError::Garbage("create response has no id".into()))
     }
 
+    /// `GET /sobjects/<type>/describe`, as the body Salesforce sent.
+    pub async fn describe_json(&self, session: &Session, sobject: &str) -> Result<Value, SfError> {
+        let url = self.data_url(session, &format!("sobjects/{sobject}/describe"));
+        Ok(self.call(session, Method::GET, &url, None).await?.body)
+    }
+
+    /// `<instance>/services/data/vNN.0/sobjects/<segments…>`, each segment percent-encoded (an
+    /// id or External ID value from a call never becomes path syntax).
+    fn sobject_url(&self, session: &Session, segments: &[&str]) -> Result<reqwest::Url, SfError> {
+        let mut url = reqwest::Url::parse(&self.data_url(session, "sobjects"))
+            .map_err(|e| SfError::Transport(format!("instance URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|_| SfError::Transport("instance URL cannot be a base".into()))?
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// `PATCH /sobjects/<type>/<id>`: 204 on success.
+    pub async fn update(
+        &self,
+        session: &Session,
+        sobject: &str,
+        id: &str,
+        fields: &Value,
+    ) -> Result<Option<LimitInfo>, SfError> {
+        let url = self.sobject_url(session, &[sobject, id])?;
+        let answer = self.call(session, Method::PATCH, url, Some(fields)).await?;
+        Ok(answer.limit)
+    }
+
+    /// `PATCH /sobjects/<type>/<field>/<value>`: the record's id and whether it was created
+    /// (201) or updated (200; from API 46.0 both carry `{id, success, errors, created}`;
+    /// before, an update is 204 with no body and the id is empty).
+    /// Several matches (300, a list of URLs) are `SfError::Api` with status 300 and `HTTP_300`.
+    pub async fn upsert(
+        &self,
+        session: &Session,
+        sobject: &str,
+        field: &str,
+        value: &str,
+        fields: &Value,
+    ) -> Result<(String, bool, Option<LimitInfo>), SfError> {
+        let url = self.sobject_url(session, &[sobject, field, value])?;
+        let answer = self.call(session, Method::PATCH, url, Some(fields)).await?;
+        let id = match answer.body.get("id").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            // Before API 46.0 an update by External ID answers 204 without a body.
+            None if answer.status == 204 => String::new(),
+            None => return Err(SfError::Garbage("upsert response has no id".into())),
+        };
+        Ok((id, answer.status == 201, answer.limit))
+    }
+
+    /// `POST /sobjects/<type>/`: the new record's id and the org's API usage.
+    pub async fn create_with_limit(
+        &self,
+        session: &Session,
+        sobject: &str,
+        fields: &Value,
+    ) -> Result<(String, Option<LimitInfo>), SfError> {
+        let url = self.sobject_url(session, &[sobject, ""])?;
+        let answer = self.call(session, Method::POST, url, Some(fields)).await?;
+        let id = answer
+            .body
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| SfError::Garbage("create response has no id".into()))?;
+        Ok((id, answer.limit))
+    }
+
     /// `POST /composite/sobjects` with `allOrNone:false`: one result per record, in order.
     pub async fn create_many(
         &self,

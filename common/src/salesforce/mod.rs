@@ -7,6 +7,7 @@ pub mod describe;
 pub mod error;
 pub mod escape;
 pub mod oauth;
+pub mod record_id;
 pub mod soap;
 
 pub use client::{QueryValue, SalesforceClient, Session};

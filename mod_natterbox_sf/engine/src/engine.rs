@@ -66,7 +66,7 @@ pub struct OrgRuntime {
     client: SalesforceClient,
     /// The API call-time reads go through (`api="rest|soap"`).
     reads: OrgReadApi,
-    concurrency: Semaphore,
+    pub(crate) concurrency: Semaphore,
     pub breaker: Breaker,
     pub tokens: Arc<TokenSlot>,
     profiles: HashMap<String, ProfileRuntime>,
@@ -83,7 +83,9 @@ pub struct OrgRuntime {
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
     /// The newest token generation a search succeeded with.
-    worked_generation: AtomicU64,
+    pub(crate) worked_generation: AtomicU64,
+    /// Describes of the objects the org's `<write>`s go to (`writes.rs`).
+    pub(crate) write_objects: crate::writes::WriteObjects,
     /// Named queries and searches by name (`sf_query`, `sf_search`).
     pub queries: HashMap<String, Arc<crate::query::QueryRuntime>>,
 }
@@ -97,7 +99,7 @@ impl OrgRuntime {
         })
     }
 
-    fn record_limit(&self, limit: Option<LimitInfo>) {
+    pub(crate) fn record_limit(&self, limit: Option<LimitInfo>) {
         if let Some(l) = limit {
             self.limit_used.store(l.used, Ordering::Relaxed);
             self.limit_max.store(l.max, Ordering::Relaxed);
@@ -278,7 +280,7 @@ fn client_options(settings: &Settings) -> Result<ClientOptions, String> {
     })
 }
 
-const TOKEN_WAIT_MARGIN: Duration = Duration::from_millis(25);
+pub(crate) const TOKEN_WAIT_MARGIN: Duration = Duration::from_millis(25);
 const TOKEN_POLL: Duration = Duration::from_millis(200);
 const TOKEN_POLL_WAITING: Duration = Duration::from_millis(20);
 
@@ -472,6 +474,7 @@ impl Engine {
                     requests: AtomicU64::new(0),
                     unauthorized: AtomicU64::new(0),
                     worked_generation: AtomicU64::new(0),
+                    write_objects: crate::writes::WriteObjects::default(),
                     queries: crate::query::org_queries(&org.queries, || {
                         ScopeId(self.next_scope.fetch_add(1, Ordering::Relaxed))
                     }),
@@ -1109,6 +1112,9 @@ impl Engine {
                 "spool_errors": c.spool_errors.load(Ordering::Relaxed),
                 "spool_depth": c.spool_depth.load(Ordering::Relaxed),
                 "call_logs_lost": c.call_logs_lost.load(Ordering::Relaxed),
+                "record_writes_queued": c.writes_queued.load(Ordering::Relaxed),
+                "record_writes_acked": c.writes_acked.load(Ordering::Relaxed),
+                "record_writes_lost": c.writes_lost.load(Ordering::Relaxed),
             },
             "fleet": self.fleet.as_ref().map(|f| f.status()),
             "flights": self.flights.len(),

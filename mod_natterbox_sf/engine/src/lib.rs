@@ -25,6 +25,7 @@ pub mod spool;
 pub mod striped;
 pub mod tokens;
 pub mod warnings;
+pub mod writes;
 
 pub use engine::{E164Text, Engine, LookupAnswer, LookupRequest, ReloadReport};
 pub use outcome::{LookupStatus, Outcome, Source};

@@ -295,7 +295,7 @@ pub fn render(m: &MetricsSources<'_>) -> String {
     let gauges: [(&str, &str, u64); 2] = [
         (
             "spool_depth",
-            "Call logs in the spool: not yet acknowledged by the sidecar.",
+            "Call logs and record writes in the spool: not yet acknowledged by the sidecar.",
             o.spool_depth.load(Ordering::Relaxed),
         ),
         (
@@ -308,7 +308,22 @@ pub fn render(m: &MetricsSources<'_>) -> String {
         family(&mut out, &format!("{p}_{name}"), "gauge", help);
         let _ = writeln!(out, "{p}_{name} {value}");
     }
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 9] = [
+        (
+            "record_writes_queued_total",
+            "Record writes handed to the sidecar's outbox (delivery=\"outbox\", or a failed idempotent sync write).",
+            o.writes_queued.load(Ordering::Relaxed),
+        ),
+        (
+            "record_writes_acked_total",
+            "Record writes the sidecar acknowledged (committed to its outbox).",
+            o.writes_acked.load(Ordering::Relaxed),
+        ),
+        (
+            "record_writes_lost_total",
+            "Record writes that found the queue and the spool writer both full.",
+            o.writes_lost.load(Ordering::Relaxed),
+        ),
         (
             "events_sent_total",
             "Messages written to the sidecar.",

@@ -68,6 +68,7 @@ async fn check_org(org: Arc<OrgRuntime>, session: Session) {
         ),
     }
     org.schema.finish(result);
+    crate::writes::check_writes(&org, &session).await;
 }
 
 async fn load_owners(org: Arc<OrgRuntime>, session: Session, interval: Duration) {

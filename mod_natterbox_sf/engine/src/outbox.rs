@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use natterbox_common::call_control::CallState;
+use natterbox_common::record_write::RecordWrite;
 use natterbox_common::wire::{CallLog, CallProgress, Message, ScreenPop, MAX_LINE_BYTES};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::spool::{self, Replayed, SpoolOp};
+use crate::spool::{self, Replayed, SpoolKey, SpoolOp, Spooled};
 
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
@@ -44,8 +45,15 @@ pub struct OutboxCounters {
     /// Call logs that found both the queue and the spool thread's channel full.
     pub call_logs_lost: AtomicU64,
     pub connected: AtomicU64,
-    /// Call-log files in the spool (sent and not yet acknowledged, or waiting for the sidecar).
+    /// Call-log and write files in the spool (sent and not yet acknowledged, or waiting for
+    /// the sidecar).
     pub spool_depth: AtomicU64,
+    /// Record writes handed to the outbox (`delivery="outbox"`, or a sync write that failed).
+    pub writes_queued: AtomicU64,
+    pub writes_spooled: AtomicU64,
+    pub writes_acked: AtomicU64,
+    /// Writes that found both the queue and the spool thread's channel full.
+    pub writes_lost: AtomicU64,
 }
 
 /// The sending side, shared by call threads.
@@ -194,28 +202,48 @@ impl Outbox {
     /// A hand-off, never file I/O on the caller's thread: the queue, or when it is full the
     /// spool thread, which spools the record and passes it on to be sent.
     pub fn call_log(&self, log: CallLog) {
-        let Some(Message::CallLog(log)) = self.offer(Message::CallLog(log)) else {
-            return;
+        self.durable(Message::CallLog(log));
+    }
+
+    /// A record write for the sidecar's outbox, handed off like a call log. False when it was
+    /// lost (the queue and the spool thread were both full).
+    pub fn record_write(&self, write: RecordWrite) -> bool {
+        self.counters.writes_queued.fetch_add(1, Ordering::Relaxed);
+        self.durable(Message::RecordWrite(write))
+    }
+
+    fn durable(&self, message: Message) -> bool {
+        let item = match self.offer(message) {
+            None => return true,
+            Some(Message::CallLog(log)) => Spooled::CallLog(log),
+            Some(Message::RecordWrite(w)) => Spooled::RecordWrite(w),
+            Some(_) => return false,
         };
         if let Err(
-            mpsc::error::TrySendError::Full(SpoolOp::Overflow(log))
-            | mpsc::error::TrySendError::Closed(SpoolOp::Overflow(log)),
-        ) = self.spool.try_send(SpoolOp::Overflow(log))
+            mpsc::error::TrySendError::Full(SpoolOp::Overflow(item))
+            | mpsc::error::TrySendError::Closed(SpoolOp::Overflow(item)),
+        ) = self.spool.try_send(SpoolOp::Overflow(item))
         {
-            self.counters.call_logs_lost.fetch_add(1, Ordering::Relaxed);
+            match &item {
+                Spooled::CallLog(_) => &self.counters.call_logs_lost,
+                Spooled::RecordWrite(_) => &self.counters.writes_lost,
+            }
+            .fetch_add(1, Ordering::Relaxed);
             tracing::error!(
-                "call log for {} lost: the event queue and the spool writer are both full",
-                log.call_uuid
+                "{:?} lost: the event queue and the spool writer are both full",
+                item.key()
             );
+            return false;
         }
+        true
     }
 }
 
 struct Connection {
     writer: tokio::net::unix::OwnedWriteHalf,
-    acks: mpsc::UnboundedReceiver<String>,
-    /// Call logs written on this connection and not yet acknowledged.
-    unacked: HashSet<String>,
+    acks: mpsc::UnboundedReceiver<SpoolKey>,
+    /// Call logs and writes sent on this connection and not yet acknowledged.
+    unacked: HashSet<SpoolKey>,
     epoch: u64,
 }
 
@@ -238,7 +266,12 @@ async fn connect(
                 Ok(_) if line.len() > MAX_LINE_BYTES => return,
                 Ok(_) => match Message::from_line(&line) {
                     Ok(Message::Ack { call_uuid }) => {
-                        if ack_tx.send(call_uuid).is_err() {
+                        if ack_tx.send(SpoolKey::CallLog(call_uuid)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Message::WriteAck { key }) => {
+                        if ack_tx.send(SpoolKey::RecordWrite(key)).is_err() {
                             return;
                         }
                     }
@@ -312,9 +345,9 @@ async fn run(
             }
             replayed = spool.replayed.recv() => {
                 // None: the spool thread is gone (it only ends after this task).
-                let Some(Replayed { epoch: wanted, log }) = replayed else { return };
+                let Some(Replayed { epoch: wanted, item }) = replayed else { return };
                 if let Some(c) = connection.as_mut() {
-                    if (wanted == 0 || wanted == c.epoch) && !send_call_log(c, log, &counters).await {
+                    if (wanted == 0 || wanted == c.epoch) && !send_spooled(c, item, &counters).await {
                         connection = None;
                         counters.connected.store(0, Ordering::Relaxed);
                     }
@@ -322,11 +355,15 @@ async fn run(
             }
             ack = async { connection.as_mut().unwrap().acks.recv().await }, if connected => {
                 match ack {
-                    Some(call_uuid) => {
+                    Some(key) => {
                         let c = connection.as_mut().unwrap();
-                        if c.unacked.remove(&call_uuid) {
-                            spool.push(SpoolOp::Remove(call_uuid));
-                            counters.call_logs_acked.fetch_add(1, Ordering::Relaxed);
+                        if c.unacked.remove(&key) {
+                            match key {
+                                SpoolKey::CallLog(_) => &counters.call_logs_acked,
+                                SpoolKey::RecordWrite(_) => &counters.writes_acked,
+                            }
+                            .fetch_add(1, Ordering::Relaxed);
+                            spool.push(SpoolOp::Remove(key));
                         }
                     }
                     // The sidecar went away.
@@ -357,16 +394,17 @@ async fn write(c: &mut Connection, message: &Message, counters: &OutboxCounters)
     ok
 }
 
-/// Sends a call log unless this connection already carries it. False when the connection broke.
-async fn send_call_log(c: &mut Connection, log: CallLog, counters: &OutboxCounters) -> bool {
-    if c.unacked.contains(&log.call_uuid) {
+/// Sends a call log or write unless this connection already carries it. False when the
+/// connection broke.
+async fn send_spooled(c: &mut Connection, item: Spooled, counters: &OutboxCounters) -> bool {
+    let key = item.key();
+    if c.unacked.contains(&key) {
         return true;
     }
-    let uuid = log.call_uuid.clone();
-    if !write(c, &Message::CallLog(log), counters).await {
+    if !write(c, &item.to_message(), counters).await {
         return false;
     }
-    c.unacked.insert(uuid);
+    c.unacked.insert(key);
     true
 }
 
@@ -404,9 +442,18 @@ async fn handle(
 ) -> bool {
     match message {
         Message::CallLog(log) => {
-            spool.push(SpoolOp::Write(log.clone()));
+            let item = Spooled::CallLog(log);
+            spool.push(SpoolOp::Write(item.clone()));
             match connection {
-                Some(c) => send_call_log(c, log, counters).await,
+                Some(c) => send_spooled(c, item, counters).await,
+                None => true,
+            }
+        }
+        Message::RecordWrite(w) => {
+            let item = Spooled::RecordWrite(w);
+            spool.push(SpoolOp::Write(item.clone()));
+            match connection {
+                Some(c) => send_spooled(c, item, counters).await,
                 None => true,
             }
         }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use natterbox_common::record_write::RecordWrite;
 use natterbox_common::wire::{CallLog, Message};
 use tokio::sync::mpsc;
 
@@ -32,22 +33,61 @@ const BATCH_MAX: usize = 256;
 /// While reading the spool back, other operations are applied every this many files.
 const REPLAY_INTERLEAVE: usize = 64;
 
+/// What the spool keeps until the sidecar has it: call logs, and record writes for the
+/// sidecar's outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spooled {
+    CallLog(CallLog),
+    RecordWrite(RecordWrite),
+}
+
+/// What the sidecar acknowledges: a call log by its call UUID, a write by its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SpoolKey {
+    CallLog(String),
+    RecordWrite(String),
+}
+
+impl Spooled {
+    pub fn key(&self) -> SpoolKey {
+        match self {
+            Spooled::CallLog(log) => SpoolKey::CallLog(log.call_uuid.clone()),
+            Spooled::RecordWrite(w) => SpoolKey::RecordWrite(w.key.clone()),
+        }
+    }
+
+    pub fn to_message(&self) -> Message {
+        match self {
+            Spooled::CallLog(log) => Message::CallLog(log.clone()),
+            Spooled::RecordWrite(w) => Message::RecordWrite(w.clone()),
+        }
+    }
+
+    fn from_message(message: Message) -> Option<Spooled> {
+        match message {
+            Message::CallLog(log) => Some(Spooled::CallLog(log)),
+            Message::RecordWrite(w) => Some(Spooled::RecordWrite(w)),
+            _ => None,
+        }
+    }
+}
+
 pub enum SpoolOp {
-    /// A call log the outbox task sends itself.
-    Write(CallLog),
-    /// A call log the outbox task never saw (its queue was full): spooled, then handed to it.
-    Overflow(CallLog),
-    /// The sidecar acknowledged this call UUID.
-    Remove(String),
-    /// Read every spooled call log back for connection `epoch`.
+    /// A call log or write the outbox task sends itself.
+    Write(Spooled),
+    /// One the outbox task never saw (its queue was full): spooled, then handed to it.
+    Overflow(Spooled),
+    /// The sidecar acknowledged this call UUID or write key.
+    Remove(SpoolKey),
+    /// Read everything spooled back for connection `epoch`.
     Replay(u64),
 }
 
-/// A call log read back (or spooled on overflow) for the outbox task to send. `epoch` 0: for
-/// whatever connection is up.
+/// A call log or write read back (or spooled on overflow) for the outbox task to send.
+/// `epoch` 0: for whatever connection is up.
 pub struct Replayed {
     pub epoch: u64,
-    pub log: CallLog,
+    pub item: Spooled,
 }
 
 /// A call UUID as a file name: FreeSWITCH UUIDs pass through; anything else (an
@@ -64,10 +104,31 @@ pub fn spool_path(dir: &Path, call_uuid: &str) -> PathBuf {
     ))
 }
 
+/// A write key (`<call uuid>.<write name>`) as a file name, reduced to safe characters.
+pub fn write_spool_path(dir: &Path, key: &str) -> PathBuf {
+    let safe: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(160)
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    dir.join(format!(
+        "{}.write.json",
+        if safe.is_empty() { "write" } else { safe }
+    ))
+}
+
+fn path_for(dir: &Path, key: &SpoolKey) -> PathBuf {
+    match key {
+        SpoolKey::CallLog(uuid) => spool_path(dir, uuid),
+        SpoolKey::RecordWrite(key) => write_spool_path(dir, key),
+    }
+}
+
 /// Writes the file under a temporary name, fsynced and renamed; the caller fsyncs the directory.
 /// Returns whether the file is new.
-fn write_unsynced_dir(dir: &Path, log: &CallLog) -> std::io::Result<bool> {
-    let path = spool_path(dir, &log.call_uuid);
+fn write_unsynced_dir(dir: &Path, item: &Spooled) -> std::io::Result<bool> {
+    let path = path_for(dir, &item.key());
     let existed = path.exists();
     let tmp = path.with_extension("json.tmp");
     let result = (|| {
@@ -78,7 +139,7 @@ fn write_unsynced_dir(dir: &Path, log: &CallLog) -> std::io::Result<bool> {
             .mode(0o600)
             .open(&tmp)?;
         file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(&Message::CallLog(log.clone()).to_line())?;
+        file.write_all(&item.to_message().to_line())?;
         file.sync_all()?;
         fs::rename(&tmp, &path)
     })();
@@ -99,7 +160,11 @@ fn spooled_files(dir: &Path) -> Vec<PathBuf> {
     };
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".calllog.json"))
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".calllog.json") || name.ends_with(".write.json")
+        })
         .map(|e| {
             let modified = e
                 .metadata()
@@ -112,13 +177,13 @@ fn spooled_files(dir: &Path) -> Vec<PathBuf> {
     files.into_iter().map(|(_, path)| path).collect()
 }
 
-fn read_call_log(path: &Path) -> Option<CallLog> {
-    match fs::read(path).map(|b| Message::from_line(&b)) {
-        Ok(Ok(Message::CallLog(log))) => Some(log),
+fn read_spooled(path: &Path) -> Option<Spooled> {
+    match fs::read(path).map(|b| Message::from_line(&b).map(Spooled::from_message)) {
+        Ok(Ok(Some(item))) => Some(item),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         _ => {
             tracing::warn!(
-                "spool file {} is not a call log; left in place",
+                "spool file {} is not a call log or write; left in place",
                 path.display()
             );
             None
@@ -133,48 +198,48 @@ struct SpoolWriter {
     /// The outbox task's current connection: a replay for an older one stops early.
     epoch: Arc<AtomicU64>,
     dir_dirty: bool,
-    overflowed: Vec<CallLog>,
+    overflowed: Vec<Spooled>,
 }
 
 impl SpoolWriter {
     /// Applies one operation; a replay is handed back to run after the batch.
     fn apply(&mut self, op: SpoolOp, replays: &mut VecDeque<u64>) {
         match op {
-            SpoolOp::Write(log) => {
-                self.write(&log);
+            SpoolOp::Write(item) => {
+                self.write(&item);
             }
-            SpoolOp::Overflow(log) => {
+            SpoolOp::Overflow(item) => {
                 // Sent even when it could not be spooled: the sidecar's outbox keeps it then.
-                self.write(&log);
-                self.overflowed.push(log);
+                self.write(&item);
+                self.overflowed.push(item);
             }
-            SpoolOp::Remove(call_uuid) => {
-                match fs::remove_file(spool_path(&self.dir, &call_uuid)) {
-                    Ok(()) => {
-                        self.counters.spool_depth.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!("cannot remove the spooled call log {call_uuid}: {e}"),
+            SpoolOp::Remove(key) => match fs::remove_file(path_for(&self.dir, &key)) {
+                Ok(()) => {
+                    self.counters.spool_depth.fetch_sub(1, Ordering::Relaxed);
                 }
-            }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot remove the spooled {key:?}: {e}"),
+            },
             SpoolOp::Replay(epoch) => replays.push_back(epoch),
         }
     }
 
-    fn write(&mut self, log: &CallLog) {
-        match write_unsynced_dir(&self.dir, log) {
+    fn write(&mut self, item: &Spooled) {
+        match write_unsynced_dir(&self.dir, item) {
             Ok(new) => {
                 self.dir_dirty = true;
                 if new {
                     self.counters.spool_depth.fetch_add(1, Ordering::Relaxed);
                 }
-                self.counters
-                    .call_logs_spooled
-                    .fetch_add(1, Ordering::Relaxed);
+                match item {
+                    Spooled::CallLog(_) => &self.counters.call_logs_spooled,
+                    Spooled::RecordWrite(_) => &self.counters.writes_spooled,
+                }
+                .fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 self.counters.spool_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("cannot spool call log {}: {e}", log.call_uuid);
+                tracing::error!("cannot spool {:?}: {e}", item.key());
             }
         }
     }
@@ -189,10 +254,10 @@ impl SpoolWriter {
             }
             self.dir_dirty = false;
         }
-        for log in std::mem::take(&mut self.overflowed) {
+        for item in std::mem::take(&mut self.overflowed) {
             if self
                 .replayed
-                .blocking_send(Replayed { epoch: 0, log })
+                .blocking_send(Replayed { epoch: 0, item })
                 .is_err()
             {
                 return false;
@@ -218,10 +283,10 @@ impl SpoolWriter {
                 // That connection is gone; the next one asks again.
                 return true;
             }
-            if let Some(log) = read_call_log(path) {
+            if let Some(item) = read_spooled(path) {
                 if self
                     .replayed
-                    .blocking_send(Replayed { epoch, log })
+                    .blocking_send(Replayed { epoch, item })
                     .is_err()
                 {
                     return false;
@@ -318,6 +383,8 @@ mod tests {
     fn spool_names_are_safe() {
         let p = spool_path(Path::new("/s"), "../../etc/passwd");
         assert_eq!(p, Path::new("/s/etcpasswd.calllog.json"));
+        let w = write_spool_path(Path::new("/s"), "../../x/y.vip_case");
+        assert_eq!(w, Path::new("/s/xy.vip_case.write.json"));
     }
 
     #[test]
@@ -336,10 +403,10 @@ mod tests {
         )
         .unwrap();
         for op in [
-            SpoolOp::Write(log("a")),
-            SpoolOp::Write(log("b")),
-            SpoolOp::Overflow(log("c")),
-            SpoolOp::Remove("a".into()),
+            SpoolOp::Write(Spooled::CallLog(log("a"))),
+            SpoolOp::Write(Spooled::CallLog(log("b"))),
+            SpoolOp::Overflow(Spooled::CallLog(log("c"))),
+            SpoolOp::Remove(SpoolKey::CallLog("a".into())),
             SpoolOp::Replay(7),
         ] {
             ops.blocking_send(op).unwrap();
@@ -347,7 +414,10 @@ mod tests {
         let mut got: Vec<(u64, String)> = (0..3)
             .map(|_| {
                 let r = replayed.blocking_recv().expect("a replayed call log");
-                (r.epoch, r.log.call_uuid)
+                match r.item {
+                    Spooled::CallLog(log) => (r.epoch, log.call_uuid),
+                    other => panic!("{other:?}"),
+                }
             })
             .collect();
         got.sort();
@@ -368,7 +438,8 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         // Writes handed over before the last sender goes are applied, then the thread ends.
-        ops.blocking_send(SpoolOp::Write(log("d"))).unwrap();
+        ops.blocking_send(SpoolOp::Write(Spooled::CallLog(log("d"))))
+            .unwrap();
         drop(ops);
         thread.join().unwrap();
         assert!(spool_path(dir.path(), "d").exists());

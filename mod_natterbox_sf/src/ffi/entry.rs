@@ -9,7 +9,7 @@ use crate::ffi::interface::ModuleInterface;
 use crate::ffi::session::Session;
 use crate::ffi::stream::Stream;
 use crate::ffi::sys;
-use crate::{api, apps, call_control, hangup, module, presence, query_apps};
+use crate::{api, apps, call_control, hangup, module, presence, query_apps, record_writes};
 use natterbox_engine::agent_calls::ChannelEventKind;
 
 /// What FreeSWITCH's loader reads (`SWITCH_MODULE_DEFINITION`).
@@ -123,6 +123,30 @@ pub unsafe extern "C" fn sf_presence_app(
         presence::sf_presence(&session, &data);
     })
 }
+
+/// The three write applications differ only in their op.
+macro_rules! write_app {
+    ($name:ident, $label:literal, $handler:path) => {
+        pub unsafe extern "C" fn $name(
+            session: *mut sys::switch_core_session_t,
+            data: *const c_char,
+        ) {
+            guarded($label, (), || {
+                // SAFETY: as in sf_lookup_app.
+                let Some(session) = (unsafe { Session::from_raw(session) }) else {
+                    return;
+                };
+                // SAFETY: as in sf_lookup_app.
+                let data = unsafe { text_arg(data) };
+                $handler(&session, &data);
+            })
+        }
+    };
+}
+
+write_app!(sf_create_app, "sf_create", record_writes::sf_create);
+write_app!(sf_update_app, "sf_update", record_writes::sf_update);
+write_app!(sf_upsert_app, "sf_upsert", record_writes::sf_upsert);
 
 pub unsafe extern "C" fn sf_api(
     cmd: *const c_char,

@@ -331,6 +331,13 @@ fn upsert(ctx: &Ctx, def: &ObjectDef, field: &str, value: &str) -> HandlerResult
     let (fname, ids) = ext_matches(ctx, def, field, value)?;
     let mut input = body_object(ctx)?;
     let user = &ctx.session.user_id;
+    // REST API Developer Guide, "Insert or Update (Upsert) a Record Using an External ID":
+    // `created` is in the body from API 46.0; before that an update answers 204, no body.
+    let reports_created = ctx
+        .version
+        .trim_end_matches(".0")
+        .parse::<u32>()
+        .is_ok_and(|v| v >= 46);
     match ids.as_slice() {
         [] => {
             if fname == "Id" {
@@ -338,12 +345,17 @@ fn upsert(ctx: &Ctx, def: &ObjectDef, field: &str, value: &str) -> HandlerResult
             }
             input.insert(fname, Value::from(value));
             let mut result = create_one(ctx.org, def, &input, user)?;
-            result["created"] = Value::Bool(true);
+            if reports_created {
+                result["created"] = Value::Bool(true);
+            }
             Ok(Response::json(201, &result))
         }
         [id] => {
             input.retain(|k, _| !k.eq_ignore_ascii_case(&fname) || fname == "Id");
             ctx.org.data().store.update(def, id, &input, user)?;
+            if !reports_created {
+                return Ok(Response::empty(204));
+            }
             Ok(Response::json(
                 200,
                 &json!({"id": id, "success": true, "errors": [], "created": false}),

@@ -651,3 +651,33 @@ async fn seed_custom_fields_extend_objects() {
     o.seed.custom_fields = bad;
     assert!(sf_emulator::Emulator::start(o).await.is_err());
 }
+
+/// Before API 46.0 an upsert's body has no `created`, and an update by External ID is 204 with
+/// no body (REST API Developer Guide, "Insert or Update (Upsert) a Record Using an External ID").
+#[tokio::test]
+async fn upsert_before_api_46_has_no_created_flag() {
+    let emu = start().await;
+    let tok = token(&emu).await;
+    let path = "/services/data/v45.0/sobjects/Contact/External_Id__c/C-4500";
+    let (s, b) = send(
+        &emu,
+        &tok,
+        Method::PATCH,
+        path,
+        Some(json!({"LastName": "Old"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["success"], true);
+    assert!(b.get("created").is_none(), "{b}");
+    let (s, b) = send(
+        &emu,
+        &tok,
+        Method::PATCH,
+        path,
+        Some(json!({"LastName": "Older"})),
+    )
+    .await;
+    assert_eq!(s, 204, "{b}");
+    assert!(b.is_null(), "{b}");
+}
