@@ -126,6 +126,13 @@ alloc_port && sip_port=$port && alloc_port && esl_port=$port || abort "free port
 note "SIP 127.0.0.1:$sip_port, event socket 127.0.0.1:$esl_port"
 fs_prepare "$so" || abort "FreeSWITCH conf prepared" "$fs_error"
 
+# The phones of the call-control checks (tests/freeswitch/call_control.sh): sipp as the agent's
+# phone, the customer and a transfer target, each a SIP port and a media port.
+alloc_port && agent_sip=$port && alloc_port && agent_media=$port &&
+  alloc_port && customer_sip=$port && alloc_port && customer_media=$port &&
+  alloc_port && target_sip=$port && alloc_port && target_media=$port ||
+  abort "free ports for the call-control phones"
+
 # The module's config: the emulated org, every path in the temporary directory.
 cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
 <configuration name="natterbox_sf.conf" description="mod_natterbox_sf real-FreeSWITCH test">
@@ -156,6 +163,9 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
       </profile>
       <call-log enabled="true" subject="Call {direction} {from}" status="Completed"/>
       <screen-pop ttl-ms="30000"/>
+      <!-- Click-to-dial rings the agent's phone (sipp) straight through the profile. -->
+      <click-to-dial context="public" endpoint="sofia/internal/{extension}@127.0.0.1:$agent_sip"
+        caller-id-number="+14155550100" answer-timeout-s="10"/>
     </org>
   </orgs>
 </configuration>
@@ -212,6 +222,19 @@ cat >"$conf/dialplan/public.xml" <<'EOF'
   </context>
 </include>
 EOF
+
+# 3001: the customer a click-to-dial reaches; 3002: the target of a blind transfer (both sipp).
+sed -i 's#^  </context>#    <extension name="natterbox_sf_test_customer">\
+      <condition field="destination_number" expression="^3001$">\
+        <action application="bridge" data="sofia/internal/3001@127.0.0.1:'"$customer_sip"'"/>\
+      </condition>\
+    </extension>\
+    <extension name="natterbox_sf_test_transfer_target">\
+      <condition field="destination_number" expression="^3002$">\
+        <action application="bridge" data="sofia/internal/3002@127.0.0.1:'"$target_sip"'"/>\
+      </condition>\
+    </extension>\
+  </context>#' "$conf/dialplan/public.xml"
 
 note "starting $fs_bin -nc -nonat -conf $conf …"
 fs_start || abort "FreeSWITCH started and its event socket answers on 127.0.0.1:$esl_port" "$fs_error"
@@ -559,7 +582,7 @@ check "the module answers after the reloads" grep -q '"status": "found"' <<<"$(f
 # call log and deletes each on its ack; a screen pop from the dialplan reaches it.
 if command -v python3 >/dev/null; then
   python3 "$here/sidecar_standin.py" "$work/events.sock" "$work/sidecar.jsonl" "$instance_url" "$work/tokens" acme \
-    >"$work/sidecar.log" 2>&1 &
+    "$work/control.sock" >"$work/sidecar.log" 2>&1 &
   sidecar_pid=$!
   for _ in $(seq 150); do
     [ "$(find "$work/spool" -name '*.json' | wc -l)" -eq 0 ] && break; sleep 0.1
@@ -587,6 +610,9 @@ if command -v python3 >/dev/null; then
   gen=$(fscli 'sf status' | tr -d ' \n' | grep -o '"generation":[0-9]*' | head -1)
   check "the module swapped in the new token file ($gen)" test "$gen" = '"generation":2'
   note "sessions expired: $expired; $(grep -ao 'sf_lookup org=acme number=+442079460958 status=multiple source=salesforce ms=[0-9]*' "$fs_log" | tail -1)"
+  # Call control on real SIP calls: click-to-dial, hold, mute, blind transfer, hang-up.
+  # shellcheck source=tests/freeswitch/call_control.sh
+  . "$here/call_control.sh"
 else
   note "no python3: the sidecar stand-in checks are left out"
 fi

@@ -2,9 +2,12 @@
 """The sidecar's end of the module's event socket, reduced to what tests/freeswitch needs:
 records every JSON line the module sends (one per line in OUT), acknowledges call logs, and on
 a token_refresh report fetches a new token (client credentials, posted to the org's My Domain)
-and writes the token file as the sidecar does (0600, temporary file + rename).
+and writes the token file as the sidecar does (0600, temporary file + rename). With a control
+socket path, each JSON line written to that socket (an agent's `switch_command`, as the sidecar
+sends once it has authorised the agent) goes to the module's latest connection; the control
+client gets back `sent` or `no module`.
 
-    sidecar_standin.py <socket path> <out file> <instance url> <token dir> <org>
+    sidecar_standin.py <socket path> <out file> <instance url> <token dir> <org> [control socket]
 """
 import base64
 import json
@@ -19,7 +22,16 @@ import urllib.request
 
 path, out_path, instance_url, token_dir, org = sys.argv[1:6]
 CLIENT = ("3MVG9Emu.CC.ClientId.natterbox", "cc-app-secret")
+control_path = sys.argv[6] if len(sys.argv) > 6 else None
 lock = threading.Lock()
+# The module's latest connection, and a lock so acks and commands never interleave on it.
+module = {"conn": None}
+send_lock = threading.Lock()
+
+
+def send(conn, message):
+    with send_lock:
+        conn.sendall((json.dumps(message) + "\n").encode())
 
 
 def current_generation():
@@ -61,6 +73,7 @@ def refresh(reported_generation):
 
 
 def serve(conn):
+    module["conn"] = conn
     with conn, conn.makefile("rb") as lines:
         for line in lines:
             try:
@@ -72,17 +85,38 @@ def serve(conn):
             if message.get("type") == "token_refresh" and message.get("org") == org:
                 refresh(int(message.get("generation") or 0))
             if message.get("type") == "call_log":
-                ack = {"type": "ack", "call_uuid": message.get("call_uuid")}
-                conn.sendall((json.dumps(ack) + "\n").encode())
+                send(conn, {"type": "ack", "call_uuid": message.get("call_uuid")})
 
 
-if os.path.exists(path):
-    os.unlink(path)
-server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-server.bind(path)
-os.chmod(path, 0o660)
-server.listen(8)
+def control(conn):
+    with conn, conn.makefile("rb") as lines:
+        for line in lines:
+            target = module["conn"]
+            if target is None:
+                conn.sendall(b"no module\n")
+                continue
+            send(target, json.loads(line))
+            conn.sendall(b"sent\n")
+
+
+def listen(at):
+    if os.path.exists(at):
+        os.unlink(at)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(at)
+    os.chmod(at, 0o660)
+    server.listen(8)
+    return server
+
+
+def accept_loop(server, handler):
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=handler, args=(conn,), daemon=True).start()
+
+
+server = listen(path)
+if control_path:
+    threading.Thread(target=accept_loop, args=(listen(control_path), control), daemon=True).start()
 print("listening", flush=True)
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+accept_loop(server, serve)
