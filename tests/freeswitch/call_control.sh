@@ -19,14 +19,18 @@ phone() {
   bg_pids+=("$!")
 }
 
-# agent_command <json>: one line to the module through the stand-in; prints its reply.
+# agent_command <json>: one line to the module through the stand-in; prints its reply. The
+# time it was sent (ms since the epoch) goes to $work/sent_at_ms.
 agent_command() {
-  python3 - "$work/control.sock" "$1" <<'PY'
-import socket, sys
+  python3 - "$work/control.sock" "$1" "$work/sent_at_ms" <<'PY'
+import socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(5)
 s.connect(sys.argv[1])
+sent_at = time.time()
 s.sendall(sys.argv[2].encode() + b"\n")
+with open(sys.argv[3], "w") as f:
+    f.write("%d\n" % (sent_at * 1000))
 print(s.makefile("rb").readline().decode().strip())
 PY
 }
@@ -46,7 +50,7 @@ received() { [ "$(grep -ac "^$2 sip:" "$work/sipp/$1.msg" 2>/dev/null)" -ge "$3"
 # The n-th received request of a method, whole (headers and SDP).
 nth_request() {
   awk -v m="$2" -v n="$3" '
-    /^-+ [0-9]{4}-/ { if (inreq) exit; next }
+    /^-+ [0-9]+-[0-9]+-[0-9]+ / { if (inreq) exit; next }
     /message received/ { rec = 1; next }
     rec && NF { rec = 0; if (index($0, m " sip:") == 1 && ++seen == n) inreq = 1 }
     inreq { print }' "$work/sipp/$1.msg"
@@ -55,7 +59,7 @@ nth_request() {
 request_at_ms() {
   local ts
   ts=$(awk -v m="$2" -v n="$3" '
-    /^-+ [0-9]{4}-/ { at = $2 " " $3; next }
+    /^-+ [0-9]+-[0-9]+-[0-9]+ / { at = $2 " " $3; next }
     /message received/ { rec = 1; next }
     rec && NF { rec = 0; if (index($0, m " sip:") == 1 && ++seen == n) { print at; exit } }' \
     "$work/sipp/$1.msg")
@@ -91,13 +95,13 @@ phone customer_pid customer "$customer_sip" "$customer_media"
 phone target_pid target "$target_sip" "$target_media"
 poll 10 listening "$agent_sip" "$customer_sip" "$target_sip"
 call1=$(cat /proc/sys/kernel/random/uuid)
-dial_at=$(date +%s%3N)
 check "click-to-dial: the module ran the originate (switch_result ok)" \
   agent_do 101 '{"action":"dial","call_uuid":"'"$call1"'","org":"acme","agent_user_id":"'"$agent_user"'","agent_extension":"1001","number":"3001","record_id":"003xx000004TmiQAAS"}'
 check "click-to-dial: the agent's phone rang first (INVITE to sip:1001@…)" poll 10 received agent INVITE 1
 agent_invite=$(nth_request agent INVITE 1)
 invite_at=$(request_at_ms agent INVITE 1)
-note "click-to-dial → first INVITE at the agent's phone: $((invite_at - dial_at)) ms (the command sent → sipp's receive timestamp)"
+dial_at=$(cat "$work/sent_at_ms")
+note "click-to-dial → first INVITE at the agent's phone: $((invite_at - dial_at)) ms (the dial command written to the module's socket → sipp's receive timestamp)"
 check "… the agent's INVITE names the agent's extension and shows the number dialled" \
   grep -q "^INVITE sip:1001@127.0.0.1:$agent_sip" <<<"$agent_invite"
 grep -qi '^From:.*3001' <<<"$agent_invite" || note "agent's INVITE From: $(grep -i '^From:' <<<"$agent_invite")"
@@ -140,8 +144,11 @@ check "the transfer target's phone rang and answered (INVITE, ACK)" poll 10 rece
 check "the agent's phone got BYE" poll 10 received agent BYE 1
 check "the module reported the call transferred to 3002" \
   poll 10 grep -aq '"call_uuid":"'"$call1"'".*"state":"transferred".*"transferred_to":"3002"\|"transferred_to":"3002".*"call_uuid":"'"$call1"'".*"state":"transferred"' "$work/sidecar.jsonl"
-bridged=$(fscli 'show calls' | grep -a 'sofia/internal/3001@' | grep -a 'sofia/internal/3002@')
-check "the customer is bridged to the target (show calls: the 3001 leg with the 3002 leg)" test -n "$bridged"
+# show calls reads the core database, which FreeSWITCH fills asynchronously.
+bridged_row() { fscli 'show calls' | grep -a 'sofia/internal/3001@' | grep -a 'sofia/internal/3002@'; }
+is_bridged() { [ -n "$(bridged_row)" ]; }
+check "the customer is bridged to the target (show calls: the 3001 leg with the 3002 leg)" poll 10 is_bridged
+bridged=$(bridged_row)
 check "… and the customer's phone got no BYE" test "$(grep -ac '^BYE sip:' "$work/sipp/customer.msg")" -eq 0
 note "bridged: $(cut -c1-200 <<<"$bridged")"
 fscli 'hupall NORMAL_CLEARING' >/dev/null
