@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod calllog;
 pub mod check;
 pub mod console;
+pub mod scv_connector;
 pub mod dirs;
 pub mod metrics;
 pub mod notify;
