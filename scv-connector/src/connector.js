@@ -29,6 +29,9 @@ const {
 // How long acceptCall waits for the agent's phone to be picked up: the audio is on the agent's
 // SIP phone (protocol v1 has no "answer" command), so accepting means the switch reports `answered`.
 const ACCEPT_WAIT_MS = 30000;
+// Signing in again after the sidecar connection drops: 0.5, 1, 2, 4, 8 s apart (about 15 s).
+const RECONNECT_ATTEMPTS = 5;
+const RECONNECT_FIRST_MS = 500;
 // Put on the call's Task by wrapUpCall: the voice client's wrap-up carries no disposition.
 export const WRAP_UP_DISPOSITION = "Service Cloud Voice wrap-up";
 
@@ -88,27 +91,41 @@ export class NatterboxConnector extends VendorConnector {
   // connector ready (capabilities, agent config, the call in progress).
   async login(token) {
     if (this.socket) this.socket.close();
+    this.socket = null;
+    this.loggedOut = false;
+    const connected = await this.connect(token);
+    publishEvent({ eventType: Constants.EVENT_TYPE.LOGIN_RESULT, payload: new GenericResult({ success: connected }) });
+    return connected;
+  }
+
+  async connect(token) {
     const socket = new AgentSocket({
       url: this.sidecarUrl,
       token,
       WebSocketImpl: this.WebSocketImpl,
       onFrame: (frame) => this.onFrame(frame),
-      onClose: () => this.onDisconnected(),
+      onClose: () => this.onDisconnected(token),
     });
     try {
       const hello = await socket.open();
       this.socket = socket;
       this.agent = { userId: hello.user_id, extension: hello.extension };
-      publishEvent({ eventType: Constants.EVENT_TYPE.LOGIN_RESULT, payload: new GenericResult({ success: true }) });
       return true;
     } catch {
-      publishEvent({ eventType: Constants.EVENT_TYPE.LOGIN_RESULT, payload: new GenericResult({ success: false }) });
       return false;
     }
   }
 
-  onDisconnected() {
+  // The sidecar went away (restart, network): sign in again with the token still in memory, a few
+  // times with back-off; after that the agent is signed out and signs in by hand. The sidecar
+  // replays presence and the live calls after `hello`, so known calls are not published twice.
+  async onDisconnected(token) {
     this.socket = null;
+    for (let attempt = 0; attempt < RECONNECT_ATTEMPTS; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_FIRST_MS * 2 ** attempt));
+      if (this.loggedOut || this.socket) return;
+      if (await this.connect(token)) return;
+    }
     publishEvent({
       eventType: Constants.EVENT_TYPE.LOGOUT_RESULT,
       payload: new LogoutResult({ success: true, loginFrameHeight: 180 }),
@@ -147,6 +164,7 @@ export class NatterboxConnector extends VendorConnector {
   }
 
   async logout() {
+    this.loggedOut = true;
     if (this.socket) this.socket.close();
     this.socket = null;
     this.calls.clear();

@@ -167,6 +167,21 @@ test("a caller who hangs up while ringing ends the call in Salesforce with the c
   assert.equal(hangup.payload[0].reason, "ORIGINATOR_CANCEL");
 });
 
+test("after the sidecar drops the connection the connector signs in again and calls still ring", async () => {
+  const before = sidecar.connections;
+  sidecar.dropAll();
+  await waitFor("a new connection", () => sidecar.connections === before + 1, 5000);
+  const uuid = "6f1c2e9a-0000-4000-8000-000000000005";
+  await waitFor("the ringing call after reconnecting", () => {
+    callFrame({ call_uuid: uuid, state: "ringing", direction: "inbound", other_party: "+14155550122" });
+    return eventsOf("CALL_STARTED").find((e) => e.payload.callId === uuid);
+  });
+  assert.equal(eventsOf("CALL_STARTED").filter((e) => e.payload.callId === uuid).length, 1);
+  assert.equal(eventsOf("LOGOUT_RESULT").length, 0, "the agent was not signed out");
+  callFrame({ call_uuid: uuid, state: "ended", cause: "ORIGINATOR_CANCEL", direction: "inbound", other_party: "+14155550122" });
+  await waitFor("its hangup", () => eventsOf("HANGUP").find((e) => [].concat(e.payload)[0].callId === uuid));
+});
+
 test("the sidecar's refusals reach Salesforce as the library's errors", async () => {
   const errorsBefore = eventsOf("ERROR").length;
   sidecar.answer = () => ({ ok: false, error: { code: 400, reason: "bad_request", message: "number: not a phone number" } });

@@ -12,6 +12,11 @@ export async function startFakeSidecar({ token, userId = "005xx000001SvLbYAK", e
     send(frame) {
       for (const socket of sockets) socket.send(JSON.stringify(frame));
     },
+    connections: 0,
+    // The sidecar restarting: every connection drops.
+    dropAll() {
+      for (const socket of sockets) socket.terminate();
+    },
     async close() {
       for (const socket of sockets) socket.terminate();
       await new Promise((resolve) => server.close(resolve));
@@ -31,6 +36,7 @@ export async function startFakeSidecar({ token, userId = "005xx000001SvLbYAK", e
   await new Promise((resolve) => server.on("listening", resolve));
   server.on("connection", (socket) => {
     sockets.add(socket);
+    sidecar.connections += 1;
     socket.on("close", () => sockets.delete(socket));
     socket.send(JSON.stringify({ type: "hello", protocol: 1, user_id: userId, extension }));
     socket.send(JSON.stringify({ type: "presence", user_id: userId, state: "Offline", since_ms: Date.now() }));
