@@ -44,4 +44,7 @@ top="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! "$top/tests/browser/node_modules/.package-lock.json" -nt "$top/tests/browser/package-lock.json" ]; then
   (cd "$top/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+if [ ! "$top/scv-connector/node_modules/.package-lock.json" -nt "$top/scv-connector/package-lock.json" ]; then
+  (cd "$top/scv-connector" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 echo "install-deps: ok"

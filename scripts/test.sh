@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the workspace's unit and integration tests (the module loaded
 # into the host shim, the sidecar, the emulator), the third-party client conformance suites, the
-# agent console in chromium (tests/browser), a
+# agent console in chromium (tests/browser), the Service Cloud Voice connector (scv-connector), a
 # short run of every fuzz target, the shim tests under AddressSanitizer and ThreadSanitizer, the
 # Debian package check (as root), and the real-FreeSWITCH suite when FREESWITCH_PREFIX points at
 # an installed FreeSWITCH.
@@ -48,6 +48,11 @@ fi
 # The agent console in Debian's chromium (playwright-core), Open CTI in a test Salesforce host.
 step browser "$top/tests/browser/run.sh"
 read -r p f <<<"$(grep -hoE '^browser: [0-9]+ passed, [0-9]+ failed' "$log_dir/browser.log" | tail -1 | awk '{print $2, $4}')"
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+
+# The Service Cloud Voice connector: committed bundle matches its source, vendor contract tests.
+step scv-connector "$top/scripts/scv-connector-test.sh"
+read -r p f <<<"$(grep -hoE '^scv-connector: [0-9]+ passed, [0-9]+ failed' "$log_dir/scv-connector.log" | tail -1 | awk '{print $2, $4}')"
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 
 # Every fuzz target for FUZZ_SECONDS each (cargo-fuzz, nightly; fuzz/README.md).

@@ -52,6 +52,7 @@ enum AnyMessage {
         who_id: Option<String>,
         what_id: Option<String>,
         hangup_cause: String,
+        recording_url: Option<String>,
     },
     ModuleMetrics {
         text: String,
@@ -122,6 +123,7 @@ fn message(any: AnyMessage) -> Message {
             who_id,
             what_id,
             hangup_cause,
+            recording_url,
         } => Message::CallLog(CallLog {
             org,
             call_uuid,
@@ -136,6 +138,7 @@ fn message(any: AnyMessage) -> Message {
             who_id,
             what_id,
             hangup_cause,
+            recording_url,
         }),
         AnyMessage::ModuleMetrics { text } => Message::ModuleMetrics { text },
         AnyMessage::Ack { call_uuid } => Message::Ack { call_uuid },

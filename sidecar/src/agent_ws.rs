@@ -38,6 +38,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(crate::admin::healthz))
         .route("/agent", get(agent))
         .merge(crate::console::routes())
+        .merge(crate::scv_connector::routes())
         .with_state(app)
 }
 

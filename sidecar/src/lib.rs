@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod outbox;
 pub mod pops;
 pub mod record_writes;
+pub mod scv_connector;
 pub mod socket;
 pub mod tls;
 pub mod tokens;
