@@ -91,15 +91,27 @@ const COUNTS_SCHEMA: &str = "
         UPDATE call_log_counts SET n = n - 1 WHERE state = OLD.state;
     END;";
 
+/// A connection to the outbox's SQLite file as every table in it needs one: WAL, each commit
+/// synced, a wait for the other connection's lock, and the bounded page cache.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, String> {
+    crate::dirs::ensure_parent(path)?;
+    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=FULL;
+         PRAGMA busy_timeout=5000;",
+    )
+    .map_err(db_err)?;
+    conn.pragma_update(None, "cache_size", -i64::from(PAGE_CACHE_KIB))
+        .map_err(db_err)?;
+    Ok(conn)
+}
+
 impl Outbox {
     pub fn open(path: &Path) -> Result<Arc<Outbox>, String> {
-        crate::dirs::ensure_parent(path)?;
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let conn = open_connection(path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS call_log (
+            "CREATE TABLE IF NOT EXISTS call_log (
                  call_uuid TEXT PRIMARY KEY,
                  org TEXT NOT NULL,
                  record TEXT NOT NULL,
@@ -114,8 +126,6 @@ impl Outbox {
              CREATE INDEX IF NOT EXISTS call_log_due ON call_log(state, next_attempt_ms);",
         )
         .map_err(db_err)?;
-        conn.pragma_update(None, "cache_size", -i64::from(PAGE_CACHE_KIB))
-            .map_err(db_err)?;
         // One transaction: the counts are filled from the rows and the triggers created together.
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS_SCHEMA} COMMIT;"))
             .map_err(db_err)?;

@@ -61,13 +61,9 @@ fn db_err(e: rusqlite::Error) -> String {
 
 impl WriteStore {
     pub fn open(path: &Path) -> Result<Arc<WriteStore>, String> {
-        crate::dirs::ensure_parent(path)?;
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let conn = crate::outbox::open_connection(path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS record_write (
+            "CREATE TABLE IF NOT EXISTS record_write (
                  key TEXT PRIMARY KEY,
                  org TEXT NOT NULL,
                  record TEXT NOT NULL,
