@@ -87,7 +87,8 @@ pub struct VoiceCall {
     pub vendor_call_key: String,
     /// The record as SOQL would show it.
     pub fields: Map<String, Value>,
-    /// Every accepted request, in order: `{"op": "create"|"update", "at_ms", "body"}`.
+    /// Every accepted request, in order: `{"op": "create"|"update", "at_ms", "body"}` (updates
+    /// also `target`: the id or vendorCallKey the path named).
     pub history: Vec<Value>,
     /// Every change of `CallDisposition`, in order: `{"from", "to", "at_ms"}` (`from` is null
     /// for the create).
@@ -625,8 +626,9 @@ fn update(org: &Org, id: &str, body: Map<String, Value>) -> Result<Response, Res
             f.insert(field.into(), v.clone());
         }
     }
+    // `target`: what the path named (the id or the vendorCallKey), so a test sees which.
     call.history
-        .push(json!({"op": "update", "at_ms": util::now_ms(), "body": body}));
+        .push(json!({"op": "update", "at_ms": util::now_ms(), "target": id, "body": body}));
     commit(org, call, before);
     Ok(Response::json(200, &json!({"success": true})))
 }
