@@ -158,7 +158,15 @@ pub fn steps_for_log(log: &CallLog, voice: &VoiceConfig) -> Vec<VoiceCallStep> {
         ));
     }
     let mut end = json!({"endTime": iso_time(log.end_ms.max(log.start_ms))});
-    if let Some(url) = log.recording_url.as_deref().filter(|u| !u.is_empty()) {
+    // Only a link Salesforce can follow: a file path would get the whole end refused.
+    let recording = log.recording_url.as_deref().filter(|u| {
+        let is_url = u.starts_with("https://") || u.starts_with("http://");
+        if !is_url && !u.is_empty() {
+            tracing::warn!(call_uuid = %log.call_uuid, "sf_recording_url is not an http(s) URL; the VoiceCall gets no recording");
+        }
+        is_url
+    });
+    if let Some(url) = recording {
         end["recordingLocation"] = json!(url);
         if log.answer_ms.is_some() {
             end["totalRecordingDuration"] = json!(log.duration_s);
@@ -529,5 +537,84 @@ async fn deliver_round(
             let next = now_ms() + wait.as_millis() as u64;
             let _ = db(app, move |o| o.step_retry(id, next, &error, now_ms())).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natterbox_common::config::SecretRef;
+
+    fn voice() -> VoiceConfig {
+        VoiceConfig {
+            scrt_url: "https://acme.my.salesforce-scrt.com".into(),
+            org_id: "00DEm0000000001".into(),
+            call_center: "NatterboxCC".into(),
+            provider: "Natterbox".into(),
+            private_key: SecretRef::Env("UNUSED".into()),
+        }
+    }
+
+    fn state(direction: Direction, other_party: &str) -> CallState {
+        CallState {
+            call_uuid: "c-1".into(),
+            state: CallPhase::Transferred,
+            direction,
+            other_party: other_party.into(),
+            record_id: None,
+            org: "acme".into(),
+            agent_user_id: None,
+            agent_extension: Some("1001".into()),
+            muted: false,
+            cause: None,
+            transferred_to: Some("1002".into()),
+            at_ms: 1_767_225_600_000,
+        }
+    }
+
+    #[test]
+    fn a_transfer_of_a_customer_call_is_a_child_record_and_nothing_else_is() {
+        let step = transfer_step(&state(Direction::Inbound, "+14155550100"), &voice()).unwrap();
+        assert_eq!(step.kind, "transfer@c-1.transfer.1767225600000");
+        assert_eq!(step.target_key(), "c-1.transfer.1767225600000");
+        assert!(step.is_create());
+        assert_eq!(step.body["initiationMethod"], "Transfer");
+        assert_eq!(step.body["parentVoiceCallId"], "c-1");
+        assert_eq!(step.body["to"], "1002");
+        assert_eq!(step.body["startTime"], "2026-01-01T00:00:00.000Z");
+        assert!(transfer_step(&state(Direction::Internal, "1005"), &voice()).is_none());
+        assert!(transfer_step(&state(Direction::Inbound, ""), &voice()).is_none());
+        let mut ended = state(Direction::Inbound, "+14155550100");
+        ended.state = CallPhase::Ended;
+        assert!(transfer_step(&ended, &voice()).is_none());
+    }
+
+    #[test]
+    fn a_recording_that_is_no_url_does_not_go_out() {
+        let mut log = CallLog {
+            org: "acme".into(),
+            call_uuid: "c-2".into(),
+            from: "+14155550100".into(),
+            to: "+18005550199".into(),
+            direction: Direction::Inbound,
+            start_ms: 1_767_225_600_000,
+            answer_ms: Some(1_767_225_605_000),
+            end_ms: 1_767_225_665_000,
+            duration_s: 60,
+            agent_user_id: None,
+            who_id: None,
+            what_id: None,
+            hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: Some("/var/lib/freeswitch/recordings/c-2.wav".into()),
+        };
+        let end = steps_for_log(&log, &voice()).pop().unwrap();
+        assert_eq!(end.kind, "end");
+        assert!(end.body.get("recordingLocation").is_none(), "{}", end.body);
+        log.recording_url = Some("https://recordings.example/c-2.wav".into());
+        let end = steps_for_log(&log, &voice()).pop().unwrap();
+        assert_eq!(
+            end.body["recordingLocation"],
+            "https://recordings.example/c-2.wav"
+        );
     }
 }
