@@ -338,7 +338,7 @@ impl Outbox {
     }
 
     /// Gives up on a step; when it is the create, on the call's later steps too (they would
-    /// update a record that does not exist).
+    /// update a record that does not exist); when it is a transfer's create, on that record's end.
     pub fn step_failed(
         &self,
         id: i64,
@@ -362,6 +362,17 @@ impl Outbox {
             )
             .map_err(db_err)?;
         }
+        // A transfer's record that was never made is never ended either.
+        conn.execute(
+            "UPDATE voicecall_step SET state='failed',
+             last_error='the transfer''s VoiceCall was not created', updated_ms=?2
+             WHERE state='pending'
+             AND call_uuid=(SELECT call_uuid FROM voicecall_step WHERE id=?1)
+             AND kind=(SELECT 'end@' || substr(kind, 10) FROM voicecall_step
+                       WHERE id=?1 AND kind LIKE 'transfer@%')",
+            params![id, now_ms as i64],
+        )
+        .map_err(db_err)?;
         Ok(())
     }
 
@@ -556,6 +567,33 @@ mod tests {
         assert_eq!(child_end, r#"{"endTime":"2026-01-01T00:01:05.000Z"}"#);
         assert_eq!(due[0].step.target_key(), "a");
         assert!(due[0].step.is_create() && !due[0].sent);
+        let transfer_id: i64 = outbox
+            .lock()
+            .query_row(
+                "SELECT id FROM voicecall_step WHERE kind='transfer@b.transfer.9'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        outbox
+            .step_failed(transfer_id, false, "HTTP 400", 7)
+            .unwrap();
+        let b: Vec<_> = outbox
+            .steps("b")
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.kind, s.state))
+            .collect();
+        assert_eq!(
+            b,
+            [
+                ("create".to_string(), "pending".to_string()),
+                ("end".into(), "pending".into()),
+                ("transfer@b.transfer.9".into(), "failed".into()),
+                ("end@b.transfer.9".into(), "failed".into()),
+            ],
+            "the call's own steps go on"
+        );
     }
 
     #[test]
