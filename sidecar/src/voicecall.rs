@@ -326,7 +326,7 @@ async fn send(app: &App, org: &OrgConfig, voice: &VoiceConfig, due: &DueStep) ->
             }
         }
         let id = due.id;
-        if let Err(e) = db(app, move |o| o.mark_sent(id)).await {
+        if let Err(e) = db(app, move |o| o.mark_step_sent(id)).await {
             return Outcome::Transient(e);
         }
     }

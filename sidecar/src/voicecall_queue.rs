@@ -184,7 +184,7 @@ impl Outbox {
 
     /// Marks a create as gone out, before it does: if no outcome is recorded after this, the
     /// record may exist.
-    pub fn mark_sent(&self, id: i64) -> Result<(), String> {
+    pub fn mark_step_sent(&self, id: i64) -> Result<(), String> {
         self.lock()
             .execute(
                 "INSERT OR IGNORE INTO voicecall_sent (step_id) VALUES (?1)",
@@ -605,7 +605,7 @@ mod tests {
             .insert_steps(&[step("c", "create"), step("c", "end")], 1)
             .unwrap();
         let due = outbox.due_steps(10, 10).unwrap();
-        outbox.mark_sent(due[0].id).unwrap();
+        outbox.mark_step_sent(due[0].id).unwrap();
         drop(outbox);
         // A crash here: the outcome is unknown, and the step says so.
         let outbox = Outbox::open(&path).unwrap();
