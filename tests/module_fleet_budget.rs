@@ -70,14 +70,13 @@ fn requests_on_one_host_spend_the_other_hosts_budget() {
     ];
     // Redis keeps answers as briefly as the hosts do: a stale answer's revalidation is
     // Salesforce's, as on a single host, and so is what the budget holds back.
-    let (mut f, mut b, _redis) = two_hosts(
-        HostConfig {
-            settings: &settings,
-            org_attrs: r#" call-time-api-share-percent="40""#,
-            org_body: "",
-        },
-        &[("l2-ttl-s", "1")],
-    );
+    let host = HostConfig {
+        settings: &settings,
+        org_attrs: r#" call-time-api-share-percent="40""#,
+        org_body: "",
+    };
+    let (mut f, mut b, redis) = two_hosts(host, &[("l2-ttl-s", "1")]);
+    let fleet = fleet_xml(&redis, &[("l2-ttl-s", "1")]);
     f.acme().admin().set_limits(LimitsUpdate {
         daily_used: Some(100),
         daily_max: Some(10_000),
@@ -129,6 +128,15 @@ fn requests_on_one_host_spend_the_other_hosts_budget() {
     wait_for_status(&mut f.shim, "host A's budget is spent too", |s| {
         budget_state(s) == "spent"
     });
+    // A host that starts now (it heard no broadcast) reads the fleet's figure when its link
+    // comes up.
+    let mut c = another_host_with(&f, "host-c", host, &fleet);
+    let s = wait_for_status(&mut c, "host C starts with the fleet's budget", |s| {
+        budget_state(s) == "spent"
+    });
+    assert_eq!(s["fleet"]["usage_broadcasts_heard"], 0, "{s:#}");
+    assert_eq!(s["orgs"][0]["requests"], 0, "{s:#}");
+    drop(c);
 
     // Host B throttles: past its TTL its answer is served from the cache (after the one
     // revalidation a spent org sends per minute), and past TTL + max-stale still, rather than

@@ -400,6 +400,11 @@ impl Engine {
                 engine.cache.clone(),
                 engine.query_cache.clone(),
             );
+            runtime.spawn(crate::fleet_usage::sync_on_link_up(
+                fleet.clone(),
+                engine.snapshot.clone(),
+                engine.stop.subscribe(),
+            ));
             let _ = engine.fleet_slot.set(fleet.clone());
             engine.fleet = Some(fleet);
         }

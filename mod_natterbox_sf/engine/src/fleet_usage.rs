@@ -7,14 +7,19 @@
 //! a single host.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use natterbox_common::fleet::{self, Broadcast, SharedUsage};
 use natterbox_common::salesforce::LimitInfo;
+use tokio::sync::watch;
 
 use crate::budget::BudgetState;
-use crate::engine::OrgRuntime;
+use crate::engine::{OrgRuntime, Snapshot};
 use crate::fleet_cache::FleetCache;
+
+/// How often the host looks whether its Redis link came (back) up.
+const LINK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl OrgRuntime {
     /// Adds `reported` to the fleet's figure after the call has its answer (off the call path:
@@ -59,6 +64,43 @@ impl OrgRuntime {
                 }
             }
         });
+    }
+}
+
+/// Each time the link comes (back) up, takes in every org's fleet-wide figure: a host that
+/// starts, or was cut off while the fleet crossed a line, does not wait for its own next answer
+/// (or the next crossing) to know where the org stands. One HMGET per org per reconnect.
+pub(crate) async fn sync_on_link_up(
+    fleet: Arc<FleetCache>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut synced_at_reconnect = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LINK_CHECK_EVERY) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+        let reconnects = fleet.link.stats().reconnects;
+        if !fleet.link.is_up() || reconnects == synced_at_reconnect {
+            continue;
+        }
+        let current = snapshot.load_full();
+        let mut all = true;
+        for org in current.orgs.values() {
+            let deadline = Instant::now() + fleet.settings.redis_timeout;
+            match fleet::read_usage(&fleet.link, &fleet.keys, org.name, deadline).await {
+                Ok(Some(usage)) => org.apply_limit(usage),
+                Ok(None) => {}
+                Err(_) => {
+                    all = false;
+                    break;
+                }
+            }
+        }
+        if all {
+            synced_at_reconnect = reconnects;
+        }
     }
 }
 
