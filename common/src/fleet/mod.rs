@@ -8,8 +8,8 @@ mod broadcast;
 mod keys;
 mod link;
 
-pub use broadcast::{invalidate, subscribe, Broadcast, Invalidation};
-pub use keys::{fingerprint, Keys};
+pub use broadcast::{invalidate, subscribe, subscribe_channel, Broadcast, Invalidation};
+pub use keys::{fingerprint, Keys, PopAddress};
 pub use link::{LinkChange, LinkStats, RedisLink, Skipped};
 
 /// The client crate, for the commands each side builds.
