@@ -119,6 +119,9 @@ async fn agent_session(
     tracing::debug!(user_id = %agent.user_id, "agent client connected");
     let (results_tx, mut results) = mpsc::channel::<String>(64);
     let mut window = (std::time::Instant::now(), 0u32);
+    if let Some(fleet) = &app.fleet {
+        fleet.before_console(&app, &agent).await;
+    }
     let mut subscription = app.pops.subscribe(agent.clone());
     if let Some(fleet) = &app.fleet {
         // Its streams are read from now on; at once rather than at the next poll.

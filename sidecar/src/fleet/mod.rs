@@ -57,6 +57,8 @@ pub struct Fleet {
     /// The latest presence set on this host for each agent (by user id), with its org: set
     /// again after Redis comes back, in case it came back empty.
     local_presence: Mutex<HashMap<String, (String, AgentPresence)>>,
+    /// Where this host is in each pop stream it reads.
+    cursors: pop_streams::Cursors,
 }
 
 impl Fleet {
@@ -78,6 +80,7 @@ impl Fleet {
             counters: FleetCounters::default(),
             last_up: Mutex::new(None),
             local_presence: Mutex::new(HashMap::new()),
+            cursors: Mutex::new(HashMap::new()),
         });
         tokio::spawn(outgoing::run(Arc::downgrade(&fleet), rx));
         Ok(fleet)
@@ -181,6 +184,13 @@ impl Fleet {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("fleet publication queue full; one publication dropped");
         }
+    }
+
+    /// A console of `agent` is connecting: what the fleet holds for the agent (pops made and
+    /// acknowledged elsewhere) is read first, within a short bound, so the console is not given
+    /// a pop already acknowledged on another host.
+    pub async fn before_console(&self, app: &App, agent: &AgentIdentity) {
+        pop_streams::catch_up(app, self, agent).await;
     }
 
     /// A console connected: read its agent's streams now rather than at the next poll.

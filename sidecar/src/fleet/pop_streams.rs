@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use natterbox_common::fleet::{redis, PopAddress};
@@ -27,11 +27,13 @@ const COUNT: usize = 500;
 /// the config allows).
 const CURSOR_IDLE: Duration = Duration::from_secs(3600);
 
-struct Cursor {
-    org: String,
+pub struct Cursor {
     last_id: String,
     wanted_at: Instant,
 }
+
+/// The stream cursors of one host.
+pub type Cursors = Mutex<HashMap<String, Cursor>>;
 
 /// One stream entry, its fields by name.
 #[derive(Debug, Default, PartialEq)]
@@ -41,27 +43,29 @@ pub struct Entry {
 }
 
 pub async fn run(app: Weak<App>) {
-    let mut cursors: HashMap<String, Cursor> = HashMap::new();
     loop {
         let Some(this) = app.upgrade() else { return };
         let Some(fleet) = this.fleet.clone() else {
             return;
         };
-        let wanted = wanted_streams(&this, &fleet);
-        let now = Instant::now();
-        for (stream, org) in &wanted {
-            cursors
-                .entry(stream.clone())
-                .and_modify(|c| c.wanted_at = now)
-                .or_insert_with(|| Cursor {
-                    org: org.clone(),
-                    last_id: "0".into(),
-                    wanted_at: now,
-                });
+        let mut wanted = Vec::new();
+        for agent in this.pops.connected_agents() {
+            for stream in streams_of(&fleet, &agent) {
+                if !wanted.contains(&stream) {
+                    wanted.push(stream);
+                }
+            }
         }
-        cursors.retain(|_, c| now.duration_since(c.wanted_at) < CURSOR_IDLE);
+        let now = Instant::now();
+        lock(&fleet.cursors).retain(|_, c| now.duration_since(c.wanted_at) < CURSOR_IDLE);
         if !wanted.is_empty() && fleet.is_up() {
-            read_round(&this, &fleet, &wanted, &mut cursors).await;
+            read(
+                &this,
+                &fleet,
+                &wanted,
+                Instant::now() + Duration::from_secs(1),
+            )
+            .await;
         }
         drop(this);
         tokio::select! {
@@ -71,46 +75,80 @@ pub async fn run(app: Weak<App>) {
     }
 }
 
-/// The streams of the agents with a console here, each with its org.
-fn wanted_streams(app: &App, fleet: &super::Fleet) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for agent in app.pops.connected_agents() {
-        let Some(org) = fleet.org_of(&agent) else {
-            continue;
-        };
-        let mut add = |key: String| {
-            if !out.iter().any(|(k, _)| *k == key) {
-                out.push((key, org.to_string()));
-            }
-        };
-        add(fleet.keys.pop_stream(org, PopAddress::User, &agent.user_id));
-        if let Some(ext) = &agent.extension {
-            add(fleet.keys.pop_stream(org, PopAddress::Extension, ext));
-        }
+/// Before a console of `agent` is given the pops held here: what the fleet wrote for the
+/// agent since this host last read (acknowledgements made on other hosts above all), within a
+/// short bound. Skipped while Redis is down: the console then gets what this host knows.
+pub async fn catch_up(app: &App, fleet: &super::Fleet, agent: &AgentIdentity) {
+    let streams = streams_of(fleet, agent);
+    if !streams.is_empty() && fleet.is_up() {
+        read(app, fleet, &streams, Instant::now() + CATCH_UP_BOUND).await;
+    }
+}
+
+/// Longest a connecting console waits for its catch-up read.
+const CATCH_UP_BOUND: Duration = Duration::from_millis(250);
+
+fn lock(cursors: &Cursors) -> std::sync::MutexGuard<'_, HashMap<String, Cursor>> {
+    cursors.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An agent's streams in the fleet, each with its org (none for an agent without an org when
+/// there is no default org).
+fn streams_of(fleet: &super::Fleet, agent: &AgentIdentity) -> Vec<(String, String)> {
+    let Some(org) = fleet.org_of(agent) else {
+        return Vec::new();
+    };
+    let mut out = vec![(
+        fleet.keys.pop_stream(org, PopAddress::User, &agent.user_id),
+        org.to_string(),
+    )];
+    if let Some(ext) = &agent.extension {
+        out.push((
+            fleet.keys.pop_stream(org, PopAddress::Extension, ext),
+            org.to_string(),
+        ));
     }
     out
 }
 
-async fn read_round(
-    app: &App,
-    fleet: &super::Fleet,
-    wanted: &[(String, String)],
-    cursors: &mut HashMap<String, Cursor>,
-) {
+/// An entry id as numbers, to compare (`<ms>-<seq>`).
+fn id_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Reads the streams from their cursors (a new one from its start) and applies what is new.
+/// Two reads may overlap (the poll and a console's catch-up): the hub sends a pop once however
+/// often it is read, and an acknowledgement twice is one.
+async fn read(app: &App, fleet: &super::Fleet, wanted: &[(String, String)], deadline: Instant) {
+    let now = Instant::now();
+    let ids: Vec<String> = {
+        let mut cursors = lock(&fleet.cursors);
+        wanted
+            .iter()
+            .map(|(stream, _)| {
+                let cursor = cursors.entry(stream.clone()).or_insert_with(|| Cursor {
+                    last_id: "0".into(),
+                    wanted_at: now,
+                });
+                cursor.wanted_at = now;
+                cursor.last_id.clone()
+            })
+            .collect()
+    };
     let mut cmd = redis::cmd("XREAD");
     cmd.arg("COUNT").arg(COUNT).arg("STREAMS");
     for (stream, _) in wanted {
         cmd.arg(stream);
     }
-    for (stream, _) in wanted {
-        cmd.arg(cursors.get(stream).map_or("0", |c| c.last_id.as_str()));
+    for id in &ids {
+        cmd.arg(id);
     }
     let reply = fleet
         .link
-        .run(
-            Instant::now() + Duration::from_secs(1),
-            |mut c| async move { cmd.query_async::<redis::Value>(&mut c).await },
-        )
+        .run(deadline, |mut c| async move {
+            cmd.query_async::<redis::Value>(&mut c).await
+        })
         .await;
     let reply = match reply {
         Ok(reply) => reply,
@@ -121,13 +159,18 @@ async fn read_round(
         }
     };
     for (stream, entries) in parse_xread(reply) {
-        let Some(cursor) = cursors.get_mut(&stream) else {
+        let Some((_, org)) = wanted.iter().find(|(k, _)| *k == stream) else {
             continue;
         };
         if let Some(last) = entries.last() {
-            cursor.last_id = last.id.clone();
+            let mut cursors = lock(&fleet.cursors);
+            if let Some(cursor) = cursors.get_mut(&stream) {
+                if id_order(&last.id) > id_order(&cursor.last_id) {
+                    cursor.last_id = last.id.clone();
+                }
+            }
         }
-        apply(app, fleet, &cursor.org, &entries);
+        apply(app, fleet, org, &entries);
     }
 }
 
@@ -238,6 +281,13 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn entry_ids_compare_as_numbers() {
+        assert!(id_order("1700000000010-0") > id_order("1700000000009-5"));
+        assert!(id_order("5-10") > id_order("5-9"));
+        assert!(id_order("1-0") > id_order("0"));
     }
 
     #[test]
