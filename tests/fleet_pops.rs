@@ -107,11 +107,12 @@ fn a_pop_made_on_host_a_reaches_the_console_on_host_b_once_and_presence_travels_
 
     // Made on A, shown on B.
     let (mut on_b, _) = console(&b);
+    a.lookup("fleet-1", "+14155550123");
     let sent = Instant::now();
-    pop_on(&mut a, "fleet-1");
+    a.shim.ok("app fleet-1 sf_screen_pop extension=1001");
     let pop = expect_pop(&mut on_b, "fleet-1");
     println!(
-        "pop across hosts (A's module -> B's console): {:?}",
+        "pop across hosts (sf_screen_pop on A -> frame on B's console): {:?}",
         sent.elapsed()
     );
     assert_eq!(pop["org"], "acme");
