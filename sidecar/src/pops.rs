@@ -421,11 +421,24 @@ impl PopHub {
 
     /// The agent has the pop: it is not sent again.
     pub fn ack(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
+        let removed = self.remove_acked(agent, call_uuid);
+        if removed {
+            self.metrics.pops_acked.inc();
+        }
+        removed
+    }
+
+    /// The agent acknowledged the pop on another host (fleet mode): not sent again here either.
+    /// Counted where the console acknowledged it, not here.
+    pub fn ack_from_fleet(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
+        self.remove_acked(agent, call_uuid)
+    }
+
+    fn remove_acked(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
         let mut inner = self.lock();
         let removed = inner.pops.get(call_uuid).is_some_and(|p| p.is_for(agent));
         if removed {
             inner.pops.remove(call_uuid);
-            self.metrics.pops_acked.inc();
         }
         removed
     }

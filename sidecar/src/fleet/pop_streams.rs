@@ -189,7 +189,7 @@ fn apply(app: &App, fleet: &super::Fleet, org: &str, entries: &[Entry]) {
             extension: Some(field(entry, "x")).filter(|x| !x.is_empty()),
             org: Some(org.to_string()),
         };
-        if app.pops.ack(&agent, &field(entry, "c")) {
+        if app.pops.ack_from_fleet(&agent, &field(entry, "c")) {
             fleet.counters.acks_received.fetch_add(1, Ordering::Relaxed);
         }
     }
