@@ -13,3 +13,8 @@ pub use eventbus::*;
 pub const ACCESS_TOKEN_KEY: &str = "accesstoken";
 pub const INSTANCE_URL_KEY: &str = "instanceurl";
 pub const TENANT_ID_KEY: &str = "tenantid";
+
+pub mod change_event;
+
+/// The custom error code Salesforce puts in a failed call's trailers (`error-code`).
+pub const ERROR_CODE_KEY: &str = "error-code";
