@@ -18,3 +18,4 @@ pub mod change_event;
 
 /// The custom error code Salesforce puts in a failed call's trailers (`error-code`).
 pub const ERROR_CODE_KEY: &str = "error-code";
+pub use tonic;
