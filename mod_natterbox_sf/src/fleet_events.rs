@@ -64,3 +64,20 @@ pub fn invalidate(engine: &Engine, org: &str, object: &str, ids: &[&str]) -> Str
         Err(e) => format!("-ERR {e}\n"),
     }
 }
+
+/// A Change Data Capture event from the sidecar: the records' answers leave this host's cache,
+/// Redis and every host's cache (on the call-control thread, never a call's).
+pub fn invalidate_changed(engine: &Engine, org: &str, object: &str, ids: &[String]) {
+    match engine.invalidate_blocking(org, object, ids, INVALIDATE_WAIT) {
+        Ok(n) => log::log(
+            Level::Debug,
+            &format!(
+                "mod_natterbox_sf: {object} change in org {org}: invalidated {n} cached answers"
+            ),
+        ),
+        Err(e) => log::log(
+            Level::Warning,
+            &format!("mod_natterbox_sf: {object} change in org {org}: {e}"),
+        ),
+    }
+}

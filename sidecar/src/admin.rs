@@ -30,6 +30,7 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut body = app.metrics.render(&app.tokens.render_metrics());
+    app.change_events.render_metrics(&mut body);
     app.metrics.append_module_snapshot(&mut body);
     (
         [(
@@ -46,6 +47,7 @@ async fn status(State(app): State<Arc<App>>) -> Response {
         "draining": app.is_draining(),
         "orgs": app.tokens.status(),
         "pops_pending": app.pops.pending(),
+        "change_data_capture": app.change_events.status(),
         "outbox": {
             "pending": app.metrics.outbox_pending.get(),
             "delivered": app.metrics.outbox_delivered.get(),

@@ -4,7 +4,7 @@
 //! null). The subscriber reads the header with the writer's schema from `GetSchema`.
 
 use apache_avro::types::Value;
-use apache_avro::Schema;
+pub use apache_avro::Schema;
 
 /// The namespace of Salesforce's event schemas.
 pub const NAMESPACE: &str = "com.sforce.eventbus";

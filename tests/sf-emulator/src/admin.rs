@@ -93,6 +93,11 @@ impl Admin {
             .map_err(|e| format!("{e:?}"))
     }
 
+    /// Breaks every open Pub/Sub subscription (UNAVAILABLE), as a lost connection would.
+    pub fn cut_pubsub_streams(&self) -> u64 {
+        self.org.data().store.changes().cut_streams()
+    }
+
     /// The replay id of the newest change event (0: none yet).
     pub fn latest_change(&self) -> u64 {
         self.org.data().store.changes().latest()

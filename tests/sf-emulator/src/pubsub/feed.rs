@@ -25,6 +25,8 @@ pub struct Change {
 pub struct ChangeFeed {
     log: Mutex<Vec<Change>>,
     appended: Notify,
+    /// Bumped to break every open subscription (a lost stream, as a network fault makes it).
+    cuts: std::sync::atomic::AtomicU64,
 }
 
 impl ChangeFeed {
@@ -80,7 +82,18 @@ impl ChangeFeed {
         (out, reached)
     }
 
-    /// Resolves when a change is appended after this call.
+    /// Breaks every open subscription with UNAVAILABLE; returns how many cuts so far.
+    pub fn cut_streams(&self) -> u64 {
+        let cuts = self.cuts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.appended.notify_waiters();
+        cuts
+    }
+
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Resolves when a change is appended (or the streams are cut) after this call.
     pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
         self.appended.notified()
     }

@@ -324,6 +324,7 @@ impl PubSub for PubSubService {
         };
         tokio::spawn(async move {
             let mut position = start;
+            let cuts = feed.cuts();
             let mut pending: i64 = 0;
             let mut last_sent = tokio::time::Instant::now();
             loop {
@@ -337,6 +338,12 @@ impl PubSub for PubSubService {
                     }
                 }
                 let appended = feed.appended();
+                if feed.cuts() != cuts {
+                    let _ = tx
+                        .send(Err(Status::unavailable("RST_STREAM closed stream")))
+                        .await;
+                    return;
+                }
                 if pending > 0 {
                     let max = BATCH.min(pending as usize);
                     let (changes, reached) = feed.after(position, max, |c| topic.carries(c));
