@@ -127,7 +127,9 @@ fn a_restarted_sidecar_resumes_from_its_replay_id_and_misses_no_change() {
     // One change while streaming: the sidecar keeps its replay id.
     reassign(&p, &contact, &first);
     until_owner(&mut p, "restart-live", &first, Duration::from_secs(1));
-    let replay_file = p.path().join("state/cdc-replay/acme--data_ContactChangeEvent");
+    let replay_file = p
+        .path()
+        .join("state/cdc-replay/acme--data_ContactChangeEvent");
     poll(Duration::from_secs(2), "the replay id on disk", || {
         replay_file.is_file().then_some(())
     });

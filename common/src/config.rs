@@ -1332,7 +1332,12 @@ mod tests {
         let config = Config::parse(SAMPLE).unwrap();
         assert!(config.orgs.iter().all(|o| o.change_data_capture.is_none()));
         let config = Config::parse(&with("<change-data-capture/>")).unwrap();
-        let cdc = config.org("acme").unwrap().change_data_capture.clone().unwrap();
+        let cdc = config
+            .org("acme")
+            .unwrap()
+            .change_data_capture
+            .clone()
+            .unwrap();
         assert_eq!(cdc.pubsub_url, DEFAULT_PUBSUB_URL);
         assert_eq!(cdc.objects, ["Contact", "Lead", "Account"]);
         assert_eq!(cdc.batch, 100);
@@ -1340,11 +1345,22 @@ mod tests {
             "<change-data-capture objects=\"Case, Thing__c,Case\" batch=\"5\"/>",
         ))
         .unwrap();
-        let cdc = config.org("acme").unwrap().change_data_capture.clone().unwrap();
-        assert_eq!((cdc.objects.as_slice(), cdc.batch), (&["Case".to_string(), "Thing__c".to_string()][..], 5));
+        let cdc = config
+            .org("acme")
+            .unwrap()
+            .change_data_capture
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (cdc.objects.as_slice(), cdc.batch),
+            (&["Case".to_string(), "Thing__c".to_string()][..], 5)
+        );
         let plain = with("<change-data-capture pubsub-url=\"http://127.0.0.1:1\"/>");
         assert!(error_of(&plain).contains("allow-insecure-http"));
-        assert!(error_of(&with("<change-data-capture objects=\"Contact;DROP\"/>")).contains("not an object API name"));
+        assert!(
+            error_of(&with("<change-data-capture objects=\"Contact;DROP\"/>"))
+                .contains("not an object API name")
+        );
         assert!(error_of(&with("<change-data-capture batch=\"0\"/>")).contains("batch"));
     }
 }

@@ -50,7 +50,9 @@ pub fn parse(
         let api_name = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && name.starts_with(|c: char| c.is_ascii_alphabetic());
         if !api_name {
-            return err(format!("{ctx}: objects: \"{name}\" is not an object API name"));
+            return err(format!(
+                "{ctx}: objects: \"{name}\" is not an object API name"
+            ));
         }
         if !objects.iter().any(|o| o == name) {
             objects.push(name.to_string());

@@ -136,7 +136,10 @@ pub fn encode(
     let mut fields = vec![(
         "ChangeEventHeader".to_string(),
         Value::Record(vec![
-            ("entityName".into(), Value::String(header.entity_name.clone())),
+            (
+                "entityName".into(),
+                Value::String(header.entity_name.clone()),
+            ),
             ("recordIds".into(), strings(&header.record_ids)),
             (
                 "changeType".into(),
@@ -152,8 +155,14 @@ pub fn encode(
                 "commitTimestamp".into(),
                 Value::Long(header.commit_timestamp_ms),
             ),
-            ("commitNumber".into(), Value::Long(header.commit_timestamp_ms)),
-            ("commitUser".into(), Value::String(header.commit_user.clone())),
+            (
+                "commitNumber".into(),
+                Value::Long(header.commit_timestamp_ms),
+            ),
+            (
+                "commitUser".into(),
+                Value::String(header.commit_user.clone()),
+            ),
             ("nulledFields".into(), Value::Array(Vec::new())),
             ("diffFields".into(), Value::Array(Vec::new())),
             ("changedFields".into(), strings(&header.changed_fields)),

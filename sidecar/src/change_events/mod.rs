@@ -279,10 +279,7 @@ impl TopicStream {
                 };
                 self.subscription.events.fetch_add(1, Ordering::Relaxed);
                 if !schemas.contains_key(&producer.schema_id) {
-                    match self
-                        .schema(&mut client, &producer.schema_id, &auth)
-                        .await
-                    {
+                    match self.schema(&mut client, &producer.schema_id, &auth).await {
                         Ok(schema) => {
                             schemas.insert(producer.schema_id.clone(), schema);
                         }
@@ -294,7 +291,9 @@ impl TopicStream {
                     Ok(header) => {
                         if !self.invalidate(&header) {
                             // Not kept: the stream opens again from the last handled replay id.
-                            self.subscription.undelivered.fetch_add(1, Ordering::Relaxed);
+                            self.subscription
+                                .undelivered
+                                .fetch_add(1, Ordering::Relaxed);
                             return Ended::Failed(
                                 "no module connected to hear a change; replaying it later".into(),
                             );

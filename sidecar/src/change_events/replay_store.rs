@@ -76,7 +76,11 @@ mod tests {
         assert_eq!(again.load("acme", "/data/LeadChangeEvent").unwrap(), [7]);
         again.forget("acme", "/data/LeadChangeEvent");
         assert_eq!(again.load("acme", "/data/LeadChangeEvent"), None);
-        std::fs::write(dir.path().join("cdc-replay/acme--data_CaseChangeEvent"), "xyz").unwrap();
+        std::fs::write(
+            dir.path().join("cdc-replay/acme--data_CaseChangeEvent"),
+            "xyz",
+        )
+        .unwrap();
         assert_eq!(store.load("acme", "/data/CaseChangeEvent"), None);
     }
 }

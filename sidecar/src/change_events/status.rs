@@ -103,24 +103,42 @@ impl ChangeEventStatus {
         }
         type Figure = fn(&Subscription) -> u64;
         let figures: [(&str, &str, &str, Figure); 6] = [
-            ("natterbox_sidecar_cdc_stream_up", "gauge", "1 while the Pub/Sub subscription streams", |s| {
-                u64::from(s.streaming.load(Ordering::Relaxed))
-            }),
-            ("natterbox_sidecar_cdc_events_total", "counter", "Change events received", |s| {
-                s.events.load(Ordering::Relaxed)
-            }),
-            ("natterbox_sidecar_cdc_invalidations_sent_total", "counter", "Invalidations handed to the module", |s| {
-                s.invalidations_sent.load(Ordering::Relaxed)
-            }),
-            ("natterbox_sidecar_cdc_undelivered_total", "counter", "Change events no module was connected to hear (replayed later)", |s| {
-                s.undelivered.load(Ordering::Relaxed)
-            }),
-            ("natterbox_sidecar_cdc_reconnects_total", "counter", "Pub/Sub streams lost and opened again", |s| {
-                s.reconnects.load(Ordering::Relaxed)
-            }),
-            ("natterbox_sidecar_cdc_replay_refused_total", "counter", "Stored replay ids Salesforce refused (resubscribed at LATEST)", |s| {
-                s.replay_refused.load(Ordering::Relaxed)
-            }),
+            (
+                "natterbox_sidecar_cdc_stream_up",
+                "gauge",
+                "1 while the Pub/Sub subscription streams",
+                |s| u64::from(s.streaming.load(Ordering::Relaxed)),
+            ),
+            (
+                "natterbox_sidecar_cdc_events_total",
+                "counter",
+                "Change events received",
+                |s| s.events.load(Ordering::Relaxed),
+            ),
+            (
+                "natterbox_sidecar_cdc_invalidations_sent_total",
+                "counter",
+                "Invalidations handed to the module",
+                |s| s.invalidations_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "natterbox_sidecar_cdc_undelivered_total",
+                "counter",
+                "Change events no module was connected to hear (replayed later)",
+                |s| s.undelivered.load(Ordering::Relaxed),
+            ),
+            (
+                "natterbox_sidecar_cdc_reconnects_total",
+                "counter",
+                "Pub/Sub streams lost and opened again",
+                |s| s.reconnects.load(Ordering::Relaxed),
+            ),
+            (
+                "natterbox_sidecar_cdc_replay_refused_total",
+                "counter",
+                "Stored replay ids Salesforce refused (resubscribed at LATEST)",
+                |s| s.replay_refused.load(Ordering::Relaxed),
+            ),
         ];
         for (name, kind, help, figure) in figures {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));

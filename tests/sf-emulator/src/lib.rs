@@ -159,8 +159,7 @@ impl Emulator {
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
-        let pubsub_listener =
-            tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
+        let pubsub_listener = tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
         let pubsub_addr = pubsub_listener.local_addr()?;
         tokio::spawn(pubsub::serve(pubsub_listener, org.clone(), rx.clone()));
         tokio::spawn(server::run(listener, acceptor, org.clone(), rx));

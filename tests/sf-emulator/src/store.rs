@@ -286,7 +286,10 @@ impl Store {
             .insert("LastModifiedById".into(), Value::from(user));
         self.derive(&mut rec);
         changed.insert("LastModifiedById".into(), Value::from(user));
-        changed.insert("LastModifiedDate".into(), rec.get("LastModifiedDate").clone());
+        changed.insert(
+            "LastModifiedDate".into(),
+            rec.get("LastModifiedDate").clone(),
+        );
         self.records.insert(existing.clone(), rec);
         self.changes
             .record(&def.name, "UPDATE", &existing, changed, user);

@@ -10,8 +10,8 @@ use salesforce_pubsub::change_event::{self, ChangeEventHeader, FieldKind, FieldV
 use salesforce_pubsub::tonic::{self, metadata::MetadataMap, Code, Request, Response, Status};
 use salesforce_pubsub::{
     ConsumerEvent, FetchRequest, FetchResponse, ManagedFetchRequest, ManagedFetchResponse,
-    ProducerEvent, PublishRequest, PublishResponse, PubSub, PubSubServer, ReplayPreset,
-    SchemaInfo, SchemaRequest, TopicInfo, TopicRequest,
+    ProducerEvent, PubSub, PubSubServer, PublishRequest, PublishResponse, ReplayPreset, SchemaInfo,
+    SchemaRequest, TopicInfo, TopicRequest,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -216,7 +216,10 @@ impl PubSub for PubSubService {
     type PublishStreamStream = EventStream<PublishResponse>;
     type ManagedSubscribeStream = EventStream<ManagedFetchResponse>;
 
-    async fn get_topic(&self, request: Request<TopicRequest>) -> Result<Response<TopicInfo>, Status> {
+    async fn get_topic(
+        &self,
+        request: Request<TopicRequest>,
+    ) -> Result<Response<TopicInfo>, Status> {
         self.authenticate(request.metadata())?;
         let name = request.into_inner().topic_name;
         let schema_id = match self.topic(&name)? {
@@ -349,8 +352,10 @@ impl PubSub for PubSubService {
                     let (changes, reached) = feed.after(position, max, |c| topic.carries(c));
                     position = reached;
                     if !changes.is_empty() {
-                        let events: Vec<ConsumerEvent> =
-                            changes.iter().filter_map(|c| this.consumer_event(c)).collect();
+                        let events: Vec<ConsumerEvent> = changes
+                            .iter()
+                            .filter_map(|c| this.consumer_event(c))
+                            .collect();
                         pending -= events.len() as i64;
                         let response = FetchResponse {
                             events,
@@ -401,7 +406,9 @@ impl PubSub for PubSubService {
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, Status> {
         self.authenticate(request.metadata())?;
-        Err(Status::unimplemented("the emulator's Pub/Sub API does not publish"))
+        Err(Status::unimplemented(
+            "the emulator's Pub/Sub API does not publish",
+        ))
     }
 
     async fn publish_stream(
@@ -409,7 +416,9 @@ impl PubSub for PubSubService {
         request: Request<tonic::Streaming<PublishRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
         self.authenticate(request.metadata())?;
-        Err(Status::unimplemented("the emulator's Pub/Sub API does not publish"))
+        Err(Status::unimplemented(
+            "the emulator's Pub/Sub API does not publish",
+        ))
     }
 
     async fn managed_subscribe(

@@ -34,14 +34,25 @@ async fn session(emu: &Emulator) -> Session {
 fn authed<T>(message: T, s: &Session) -> Request<T> {
     let mut request = Request::new(message);
     let md = request.metadata_mut();
-    md.insert("accesstoken", MetadataValue::try_from(s.token.as_str()).unwrap());
-    md.insert("instanceurl", MetadataValue::try_from(s.instance.as_str()).unwrap());
-    md.insert("tenantid", MetadataValue::try_from(s.tenant.as_str()).unwrap());
+    md.insert(
+        "accesstoken",
+        MetadataValue::try_from(s.token.as_str()).unwrap(),
+    );
+    md.insert(
+        "instanceurl",
+        MetadataValue::try_from(s.instance.as_str()).unwrap(),
+    );
+    md.insert(
+        "tenantid",
+        MetadataValue::try_from(s.tenant.as_str()).unwrap(),
+    );
     request
 }
 
 async fn client(emu: &Emulator) -> PubSubClient<Channel> {
-    PubSubClient::connect(emu.pubsub_url()).await.expect("connects")
+    PubSubClient::connect(emu.pubsub_url())
+        .await
+        .expect("connects")
 }
 
 fn error_code(status: &Status) -> String {
@@ -136,7 +147,10 @@ async fn every_call_needs_this_orgs_session_in_its_metadata() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::Unauthenticated);
-    assert_eq!(error_code(&missing), "sfdc.platform.eventbus.grpc.service.auth.error");
+    assert_eq!(
+        error_code(&missing),
+        "sfdc.platform.eventbus.grpc.service.auth.error"
+    );
     for bad in [
         Session {
             token: "00Dnot!a.token".into(),
