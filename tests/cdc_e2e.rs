@@ -102,7 +102,35 @@ fn an_owner_change_is_the_answer_within_a_second_with_an_hour_of_cache() {
 
     reassign(&p, &contact, &new_owner);
     let took = until_owner(&mut p, "owner-after", &new_owner, Duration::from_secs(1));
-    println!("owner change to answer: {took:?}");
+    // The figure (docs/benchmarks.md): owner changes back and forth, each timed from the
+    // emulator's commit to the first lookup that answers the new owner (lookups back to back).
+    let owners = [before["sf_owner_id"].clone(), new_owner.clone()];
+    let mut times = vec![took];
+    for round in 0..20 {
+        let owner = &owners[round % 2];
+        reassign(&p, &contact, owner);
+        let since = Instant::now();
+        let mut n = 0;
+        loop {
+            n += 1;
+            let vars = p.lookup(&format!("owner-round-{round}-{n}"), CALLER);
+            if vars["sf_owner_id"] == *owner {
+                break;
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(1),
+                "round {round}: still {vars:?}"
+            );
+        }
+        times.push(since.elapsed());
+    }
+    times.sort();
+    println!(
+        "CDC owner change to answer over {} changes: p50 {:?}, max {:?}",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
     assert!(metric(&p, "natterbox_sidecar_cdc_events_total") >= 1);
     assert!(metric(&p, "natterbox_sidecar_cdc_invalidations_sent_total") >= 1);
     // The new answer is cached again: no further Salesforce request for it.
