@@ -243,7 +243,7 @@ async fn subscribe_delivers_only_what_was_requested_and_replays_from_an_id() {
     let h = header(&emu, &s, &first.schema_id, &first.payload).await;
     assert_eq!(h.entity_name, "Contact");
     assert_eq!(h.change_type, "UPDATE");
-    assert_eq!(h.record_ids, [contact.clone()]);
+    assert_eq!(h.record_ids, std::slice::from_ref(&contact));
     assert!(h.changed_fields.iter().any(|f| f == "OwnerId"), "{h:?}");
     // No credit left: nothing more comes until it is asked for.
     let quiet = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
