@@ -11,3 +11,4 @@ mod search;
 mod server;
 mod soap;
 mod sobjects;
+mod telephony;
