@@ -1,6 +1,7 @@
 //! The module's side of the fleet: a `natterbox_sf::redis` CUSTOM event whenever the Redis
 //! link goes down or comes back (lookups go on without it meanwhile), and
-//! `sf cache invalidate`. Nothing here runs without `<fleet>` in the config.
+//! `sf cache invalidate`, and the sidecar's Change Data Capture invalidations. Without `<fleet>`
+//! only the invalidations run (this host's cache).
 
 use std::time::Duration;
 
