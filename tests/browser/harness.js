@@ -131,8 +131,10 @@ function hashToken(token) {
   return crypto.createHash("sha256").update(token).digest("hex");
 }
 
-/// Starts everything; `stop()` ends it all and removes the work directory.
-async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
+/// Starts everything; `stop()` ends it all and removes the work directory. `orgExtra`: more of
+/// the org's config (or a function of the emulator's ready line that returns it); `callLog`:
+/// more attributes for its `<call-log>`.
+async function startProduct({ popTtlMs = 30000, orgExtra = "", callLog = "" } = {}) {
   const bin = targetDir();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "natterbox-browser-"));
   const children = [];
@@ -161,6 +163,7 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
       agents: agents.map((a) => ({ user_id: a.user_id, extension: a.extension, token_sha256: hashToken(a.token) })),
     }),
   );
+  const orgXml = typeof orgExtra === "function" ? orgExtra(emu) : orgExtra;
   const adminPort = await freePort();
   const agentPort = await freePort();
   const config = path.join(work, "conf/autoload_configs/natterbox_sf.conf.xml");
@@ -192,8 +195,8 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
         </object>
         <object name="Lead" fields="Id,Name,OwnerId"/>
       </profile>
-      <call-log enabled="true" directions="inbound,outbound" subject="Call {direction} {from}" status="Completed"/>
-      <screen-pop ttl-ms="${popTtlMs}"/>${orgExtra}
+      <call-log enabled="true" directions="inbound,outbound" subject="Call {direction} {from}" status="Completed"${callLog}/>
+      <screen-pop ttl-ms="${popTtlMs}"/>${orgXml}
     </org>
   </orgs>
 </configuration>
@@ -245,6 +248,10 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
       const before = Date.now();
       await shim.run(`app ${call.id} sf_screen_pop extension=${extension}`);
       return before;
+    },
+    /// The emulator's Telephony Integration API records: [{ Id, VendorCallKey, fields, history }].
+    async voiceCalls() {
+      return (await fetch(`${emu.login_url}/__emulator/voicecalls`)).json();
     },
     async metric(name) {
       const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
