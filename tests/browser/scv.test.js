@@ -42,10 +42,16 @@ after(async () => {
 async function openVoiceClient(agent) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  // The connector's frames from the sidecar (each `hello` is one sign-in).
+  const frames = [];
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => {
+    try { frames.push(JSON.parse(f.payload)); } catch (_) {}
+  }));
   const adapter = `http://127.0.0.1:${product.agentPort}/scv/`;
   await page.goto(`${lightning.origin}/voice-client.html?${new URLSearchParams({ adapter })}`);
   const client = {
     page,
+    frames,
     close: () => context.close(),
     received: () => page.evaluate(() => JSON.parse(JSON.stringify(window.voiceClient.received))),
     send: (message) => page.evaluate((m) => window.voiceClient.send(m), message),
@@ -251,6 +257,63 @@ test("the agent ends a call from the voice client: the switch hangs it up and th
     await client.send({ type: "SET_AGENT_STATUS", agentStatus: "AfterCallWork", statusInfo: { statusApiName: "AfterCallWork" } });
     await client.nth("SET_AGENT_STATUS_RESULT", 2);
     assert.equal((await client.events()).filter((e) => e.type === "HANGUP").length, 1);
+  } finally {
+    await client.close();
+  }
+});
+
+test("kill -9 of the sidecar mid-call: the connector signs in again, the call goes on, and the VoiceCall loses no update and gets none twice", async () => {
+  const [grace] = product.agents;
+  const client = await openVoiceClient(grace);
+  try {
+    const call = await product.inboundCall(CALLER);
+    await product.screenPop(call);
+    await deskPhoneRings(call, grace.extension);
+    const started = await client.nth("CALL_STARTED");
+    assert.equal(started.callId, call.id);
+
+    // Salesforce refuses VoiceCall updates for now: the accept is committed in the sidecar's
+    // outbox but not delivered when the sidecar is killed.
+    const refusals = 1000;
+    await product.addFault({ path_prefix: "/telephony/v1/voiceCalls/", status: 503, times: refusals });
+    await client.send({ type: "ACCEPT_CALL", call: started });
+    await deskPhoneAnswers(call);
+    const connected = await client.nth("CALL_CONNECTED");
+    await until("the VoiceCall created and its accept refused", async () => {
+      const [vc] = await voiceCallsOf(call.id);
+      const [fault] = await product.faults();
+      return vc && vc.fields.CallDisposition === "new" && fault.times < refusals;
+    }, 15000);
+
+    await product.restartSidecarAfterKill9();
+    await product.clearFaults();
+    // The connector signs in again by itself (no LOGOUT_RESULT), and the new sidecar knows the
+    // call (the module told it on connecting): the call is on the new connection, answered.
+    await until("the call on the connector's new connection", () => {
+      const hellos = client.frames.flatMap((f, i) => (f.type === "hello" ? [i] : []));
+      return hellos.length === 2 && client.frames.slice(hellos[1]).some((f) =>
+        f.type === "call" && f.call_uuid === call.id && f.state === "answered");
+    }, 20000);
+    await client.send({ type: "HOLD", call: connected });
+    assert.equal((await client.nth("HOLD_TOGGLE", 1)).isCustomerOnHold, true);
+    await client.send({ type: "RESUME", call: connected });
+    assert.equal((await client.nth("HOLD_TOGGLE", 2)).isCustomerOnHold, false);
+    await client.send({ type: "END_CALL", call: connected });
+    await client.nth("HANGUP");
+
+    const [vc] = await until("the VoiceCall completed", async () => {
+      const list = await voiceCallsOf(call.id);
+      return list.length && list[0].fields.CallDisposition === "completed" ? list : null;
+    }, 30000);
+    assert.equal((await voiceCallsOf(call.id)).length, 1);
+    assert.equal(vc.history.filter((h) => h.op === "create").length, 1);
+    assert.equal(vc.history.filter((h) => "acceptTime" in h.body).length, 1, JSON.stringify(vc.history));
+    assert.equal(vc.history.filter((h) => "endTime" in h.body).length, 1, JSON.stringify(vc.history));
+    assert.deepEqual(dispositions(vc), ["new", "in-progress", "completed"]);
+    const types = (await client.events()).map((e) => e.type);
+    assert.equal(types.filter((t) => t === "LOGOUT_RESULT").length, 0);
+    assert.equal(types.filter((t) => t === "CALL_STARTED").length, 1);
+    assert.equal(types.filter((t) => t === "CALL_CONNECTED").length, 1);
   } finally {
     await client.close();
   }
