@@ -80,7 +80,7 @@ async function openVoiceClient(agent) {
   assert.equal(ready.payload.agentConfig.SELECTED_PHONE.number, agent.extension);
   assert.equal(ready.payload.capabilities.BLIND_TRANSFER, true);
   assert.equal(await login.locator("#token").inputValue(), "", "the token does not stay in the form");
-  client.send({ type: "SET_AGENT_STATUS", agentStatus: "Online", statusInfo: { statusApiName: "Available_for_Voice" } });
+  await client.send({ type: "SET_AGENT_STATUS", agentStatus: "Online", statusInfo: { statusApiName: "Available_for_Voice" } });
   assert.equal((await client.nth("SET_AGENT_STATUS_RESULT")).success, true);
   return client;
 }
@@ -96,7 +96,8 @@ async function commandsAfter(from, count) {
 
 const voiceCallsOf = async (uuid) => (await product.voiceCalls()).filter((c) => c.VendorCallKey === uuid);
 
-/// The record's CallDisposition after each request in its history, repeated values folded.
+/// The CallDisposition the emulator gives the record after each request in its history (create:
+/// new, accept: in-progress, end: completed), repeated values folded.
 function dispositions(call) {
   const seen = [];
   let now = null;
