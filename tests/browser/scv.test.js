@@ -13,10 +13,12 @@ const { startProduct, launchChromium, until, TOP } = require("./harness");
 const { startFakeSalesforce } = require("./fake-salesforce/server");
 
 const LIGHTNING = "acme.lightning.force.com";
+const IMPOSTOR = "acme.force-com.example";
 const CALLER = "+14155550123";
 const CALLER_RECORD = "003Em0000000001IAA"; // Ada Lovelace in the emulator's seed
 let product;
 let lightning;
+let impostor;
 let browser;
 
 before(async () => {
@@ -29,12 +31,17 @@ before(async () => {
         provider="Natterbox" private-key-file="${key}"/>`,
   });
   lightning = await startFakeSalesforce(LIGHTNING);
-  browser = await launchChromium([`--host-resolver-rules=MAP ${LIGHTNING} 127.0.0.1`, "--ignore-certificate-errors"]);
+  impostor = await startFakeSalesforce(IMPOSTOR);
+  browser = await launchChromium([
+    `--host-resolver-rules=MAP ${LIGHTNING} 127.0.0.1, MAP ${IMPOSTOR} 127.0.0.1`,
+    "--ignore-certificate-errors",
+  ]);
 });
 
 after(async () => {
   if (browser) await browser.close();
   if (lightning) await lightning.close();
+  if (impostor) await impostor.close();
   if (product) await product.stop();
 });
 
@@ -317,5 +324,22 @@ test("kill -9 of the sidecar mid-call: the connector signs in again, the call go
     assert.equal(types.filter((t) => t === "CALL_CONNECTED").length, 1);
   } finally {
     await client.close();
+  }
+});
+
+test("a page outside Lightning cannot frame the connector and hears nothing from it", async () => {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    const adapter = `http://127.0.0.1:${product.agentPort}/scv/`;
+    await page.goto(`${impostor.origin}/voice-client.html?${new URLSearchParams({ adapter })}`);
+    // Chromium replaces a frame refused by frame-ancestors with its error page.
+    await until("chromium to refuse the frame", () => {
+      const frame = page.frames().find((f) => f !== page.mainFrame());
+      return frame && frame.url().startsWith("chrome-error://");
+    }, 10000);
+    assert.equal(await page.evaluate(() => window.voiceClient.received.length), 0);
+  } finally {
+    await context.close();
   }
 });
