@@ -226,7 +226,13 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
         }
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
         Message::SwitchResult { id, ok, error } => app.desk.link.resolve(id, ok, error),
-        Message::CallState(state) => app.desk.on_call_state(state),
+        Message::CallState(state) => {
+            if state.state == natterbox_common::call_control::CallPhase::Transferred {
+                let (app, state) = (app.clone(), state.clone());
+                tokio::spawn(async move { crate::voicecall::on_call_state(&app, state).await });
+            }
+            app.desk.on_call_state(state)
+        }
         Message::RecordWrite(write) => crate::record_writes::accept(app, write, reply.clone()),
         // Only the sidecar sends these.
         Message::Ack { .. }

@@ -29,6 +29,13 @@ pub enum Broadcast {
     LimitExceeded {
         org: String,
     },
+    /// The org's fleet-wide API usage crossed a line of its call-time budget (`usage.rs`):
+    /// every host takes the figure, so all slow down (or speed up) together.
+    Usage {
+        org: String,
+        used: u64,
+        max: u64,
+    },
 }
 
 /// Longest message accepted from the channel; anything longer is not ours.

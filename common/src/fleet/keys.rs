@@ -43,6 +43,11 @@ impl Keys {
         )
     }
 
+    /// An org's API usage as the fleet last heard it from Salesforce (`usage.rs`).
+    pub fn usage(&self, org: &str) -> String {
+        format!("{}:usage:{}", self.prefix, Self::part(org))
+    }
+
     /// The channel every host's module and sidecar subscribe to.
     pub fn channel(&self) -> String {
         format!("{}:fleet", self.prefix)
