@@ -103,19 +103,8 @@ async function commandsAfter(from, count) {
 
 const voiceCallsOf = async (uuid) => (await product.voiceCalls()).filter((c) => c.VendorCallKey === uuid);
 
-/// The CallDisposition the emulator gives the record after each request in its history (create:
-/// new, accept: in-progress, end: completed), repeated values folded.
-function dispositions(call) {
-  const seen = [];
-  let now = null;
-  for (const h of call.history) {
-    if (h.op === "create") now = "new";
-    else if ("endTime" in h.body) now = "completed";
-    else if ("acceptTime" in h.body && now === "new") now = "in-progress";
-    if (seen.at(-1) !== now) seen.push(now);
-  }
-  return seen;
-}
+/// The CallDisposition values the emulator recorded the VoiceCall going through, in order.
+const dispositions = (call) => call.transitions.map((t) => t.to);
 
 /// The dialplan bridges the caller to the agent's desk phone, which rings: FreeSWITCH creates the
 /// agent's leg (one of the caller's call) and reports progress on the caller's.
@@ -132,7 +121,7 @@ async function deskPhoneAnswers(call) {
   await product.shim.run(`bridge ${call.id} ${call.id}-b`);
 }
 
-test("an inbound call rings in the connector with the caller's record, is accepted, held, resumed, blind-transferred and ended; one VoiceCall", async () => {
+test("an inbound call rings in the connector with the caller's record, is accepted, held, resumed, blind-transferred and ended; its VoiceCall and its transfer's", async () => {
   const [grace] = product.agents;
   const client = await openVoiceClient(grace);
   try {
@@ -190,9 +179,13 @@ test("an inbound call rings in the connector with the caller's record, is accept
     await product.shim.run(`hangup ${call.id} NORMAL_CLEARING`);
     await product.shim.run(`hangup ${call.id}-c NORMAL_CLEARING`);
 
-    const [done] = await until("the VoiceCall completed", async () => {
-      const list = await voiceCallsOf(call.id);
-      return list.length && list[0].fields.CallDisposition === "completed" ? list : null;
+    // The call's VoiceCall and the one Salesforce's model gives the transferred leg, both ended.
+    const completed = (c) => c && c.fields.CallDisposition === "completed";
+    const [done, transfer] = await until("the VoiceCalls completed", async () => {
+      const all = await product.voiceCalls();
+      const parent = all.find((c) => c.VendorCallKey === call.id);
+      const child = all.find((c) => c.VendorCallKey.startsWith(`${call.id}.transfer.`));
+      return completed(parent) && completed(child) ? [parent, child] : null;
     }, 20000);
     // After the agent's status round trip through the sidecar, every frame it sent before is in.
     await client.send({ type: "SET_AGENT_STATUS", agentStatus: "AfterCallWork", statusInfo: { statusApiName: "AfterCallWork" } });
@@ -210,9 +203,9 @@ test("an inbound call rings in the connector with the caller's record, is accept
     ]);
     assert.deepEqual((await client.received()).filter((m) => m.type === "TELEPHONY_EVENT_DISPATCHED" && m.payload.telephonyEventType === "ERROR"), []);
 
-    // One VoiceCall for the whole call, the agent's and the transfer target's legs included.
+    // No other: the agent's and the transfer target's legs make none of their own.
     const all = await product.voiceCalls();
-    assert.deepEqual(all.map((c) => c.VendorCallKey), [call.id]);
+    assert.deepEqual(all.map((c) => c.VendorCallKey).sort(), [call.id, transfer.VendorCallKey].sort());
     const f = done.fields;
     assert.equal(f.CallCenterApiName, "NatterboxCC");
     assert.equal(f.CallType, "Inbound");
@@ -228,6 +221,14 @@ test("an inbound call rings in the connector with the caller's record, is accept
     assert.equal(done.history.filter((h) => "acceptTime" in h.body).length, 1);
     assert.equal(done.history.filter((h) => "endTime" in h.body).length, 1);
     assert.deepEqual(dispositions(done), ["new", "in-progress", "completed"]);
+    const t = transfer.fields;
+    assert.equal(t.CallType, "Transfer");
+    assert.equal(t.ParentVoiceCallId, done.Id);
+    assert.equal(t.FromPhoneNumber, CALLER);
+    assert.equal(t.ToPhoneNumber, "1002");
+    assert.ok(Date.parse(f.CallAcceptDateTime) <= Date.parse(t.CallStartDateTime), JSON.stringify(t));
+    assert.equal(transfer.history.filter((h) => h.op === "create").length, 1);
+    assert.deepEqual(dispositions(transfer), ["new", "completed"]);
   } finally {
     await client.close();
   }
