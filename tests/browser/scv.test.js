@@ -8,6 +8,7 @@
 "use strict";
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
+const fs = require("node:fs");
 const path = require("node:path");
 const { startProduct, launchChromium, until, TOP } = require("./harness");
 const { startFakeSalesforce } = require("./fake-salesforce/server");
@@ -186,7 +187,12 @@ test("an inbound call rings in the connector with the caller's record, is accept
       const parent = all.find((c) => c.VendorCallKey === call.id);
       const child = all.find((c) => c.VendorCallKey.startsWith(`${call.id}.transfer.`));
       return completed(parent) && completed(child) ? [parent, child] : null;
-    }, 20000);
+    }, 40000).catch(async (e) => {
+      // What the emulator holds and why the sidecar's steps failed, for whoever reads the failure.
+      const log = fs.readFileSync(path.join(product.work, "sidecar.log"), "utf8");
+      const failed = log.split("\n").filter((l) => l.includes("VoiceCall step failed")).join("\n");
+      throw new Error(`${e.message}: ${JSON.stringify(await product.voiceCalls())}\n${failed}`);
+    });
     // After the agent's status round trip through the sidecar, every frame it sent before is in.
     await client.send({ type: "SET_AGENT_STATUS", agentStatus: "AfterCallWork", statusInfo: { statusApiName: "AfterCallWork" } });
     await client.nth("SET_AGENT_STATUS_RESULT", 2);
