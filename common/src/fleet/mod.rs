@@ -10,8 +10,8 @@ mod keys;
 mod link;
 mod usage;
 
-pub use broadcast::{invalidate, subscribe, Broadcast, Invalidation};
-pub use keys::{fingerprint, Keys};
+pub use broadcast::{invalidate, subscribe, subscribe_channel, Broadcast, Invalidation};
+pub use keys::{fingerprint, Keys, PopAddress};
 pub use link::{LinkChange, LinkStats, RedisLink, Skipped};
 pub use usage::{read_usage, report_usage, SharedUsage, OUT_OF_ORDER_WINDOW};
 
