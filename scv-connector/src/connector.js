@@ -224,7 +224,15 @@ export class NatterboxConnector extends VendorConnector {
 
   async toggleHold(call, command, state, errorType) {
     const uuid = callIdOf(call) || this.currentCallId();
-    await this.command(command, { call_uuid: uuid }, errorType);
+    // The sidecar may send the call's new state before the command's result: the library
+    // publishes HOLD_TOGGLE from this answer, so that frame must not as well.
+    const before = this.calls.get(uuid);
+    if (before) before.causing = state;
+    try {
+      await this.command(command, { call_uuid: uuid }, errorType);
+    } finally {
+      if (before) before.causing = undefined;
+    }
     const entry = this.calls.get(uuid);
     if (entry) {
       entry.frame = { ...entry.frame, state };
@@ -249,7 +257,14 @@ export class NatterboxConnector extends VendorConnector {
   async toggleMute(command, isMuted, errorType) {
     const uuid = this.currentCallId();
     if (!uuid) throw errorOf(errorType);
-    await this.command(command, { call_uuid: uuid }, errorType);
+    // As with hold: a `muted` frame ahead of the result is the library's to publish, not ours.
+    const before = this.calls.get(uuid);
+    before.causingMuted = isMuted;
+    try {
+      await this.command(command, { call_uuid: uuid }, errorType);
+    } finally {
+      before.causingMuted = undefined;
+    }
     const entry = this.calls.get(uuid);
     entry.frame = { ...entry.frame, muted: isMuted };
     entry.reportedMuted = isMuted;
@@ -358,7 +373,9 @@ export class NatterboxConnector extends VendorConnector {
     this.wake(frame);
     const call = this.phoneCall(frame);
     const E = Constants.EVENT_TYPE;
-    if (frame.state !== entry.reported) {
+    if (frame.state !== entry.reported && frame.state === entry.causing) {
+      entry.reported = frame.state;
+    } else if (frame.state !== entry.reported) {
       const before = entry.reported;
       entry.reported = frame.state;
       if (frame.state === "ringing") {
@@ -373,7 +390,9 @@ export class NatterboxConnector extends VendorConnector {
         publishEvent({ eventType: E.HANGUP, payload: new HangupResult({ calls: [call] }) });
       }
     }
-    if (!isFinal(frame.state) && Boolean(frame.muted) !== Boolean(entry.reportedMuted)) {
+    if (!isFinal(frame.state) && entry.causingMuted === Boolean(frame.muted)) {
+      entry.reportedMuted = entry.causingMuted;
+    } else if (!isFinal(frame.state) && Boolean(frame.muted) !== Boolean(entry.reportedMuted)) {
       entry.reportedMuted = Boolean(frame.muted);
       publishEvent({ eventType: E.MUTE_TOGGLE, payload: new MuteToggleResult({ isMuted: entry.reportedMuted }) });
     }

@@ -199,3 +199,38 @@ test("the sidecar's refusals reach Salesforce as the library's errors", async ()
   const status = await nextEvent("ERROR", errorsBefore + 3);
   assert.equal(status.payload.message, "INVALID_AGENT_STATUS");
 });
+
+test("a state the switch reports ahead of the command's result is published once (hold, resume, mute, unmute)", async () => {
+  const call = "6f1c2e9a-0000-4000-8000-000000000004";
+  const frame = (fields) => ({ type: "call", org: "acme", call_uuid: call, direction: "inbound", other_party: "+14155550100", muted: false, at_ms: Date.now(), ...fields });
+  const holds = eventsOf("HOLD_TOGGLE").length;
+  const mutes = eventsOf("MUTE_TOGGLE").length;
+  const connects = eventsOf("CALL_CONNECTED").length;
+  sidecar.send(frame({ state: "ringing" }));
+  sidecar.send(frame({ state: "answered" }));
+  await nextEvent("CALL_CONNECTED", connects + 1);
+  const ahead = {
+    hold: { state: "held" },
+    resume: { state: "answered" },
+    mute: { state: "answered", muted: true },
+    unmute: { state: "answered", muted: false },
+  };
+  sidecar.answer = (command) => ({ ok: true, framesFirst: ahead[command.type] ? [frame(ahead[command.type])] : [] });
+  try {
+    client.send({ type: "HOLD", call: { callId: call } });
+    assert.equal((await nextEvent("HOLD_TOGGLE", holds + 1)).payload.isCustomerOnHold, true);
+    client.send({ type: "RESUME", call: { callId: call } });
+    assert.equal((await nextEvent("HOLD_TOGGLE", holds + 2)).payload.isCustomerOnHold, false);
+    client.send({ type: "MUTE" });
+    assert.equal((await nextEvent("MUTE_TOGGLE", mutes + 1)).payload.isMuted, true);
+    client.send({ type: "UNMUTE" });
+    assert.equal((await nextEvent("MUTE_TOGGLE", mutes + 2)).payload.isMuted, false);
+    client.send({ type: "END_CALL", call: { callId: call } });
+    await waitFor("the hangup", () => events().some((e) => e.type === "HANGUP" && e.payload[0] && e.payload[0].callId === call));
+    // Each frame was handled before its result: no event of them can still be on its way.
+    assert.equal(eventsOf("HOLD_TOGGLE").length, holds + 2);
+    assert.equal(eventsOf("MUTE_TOGGLE").length, mutes + 2);
+  } finally {
+    sidecar.answer = () => ({ ok: true });
+  }
+});

@@ -1,6 +1,6 @@
 // A fake of the sidecar's agent listener (docs/agent-protocol.md v1): checks the subprotocol
 // token before the upgrade, sends hello + presence, records every command and answers it with
-// whatever the test's `answer` returns.
+// whatever the test's `answer` returns (after the frames its `framesFirst` lists).
 import { WebSocketServer } from "ws";
 
 export async function startFakeSidecar({ token, userId = "005xx000001SvLbYAK", extension = "1001" }) {
@@ -43,7 +43,9 @@ export async function startFakeSidecar({ token, userId = "005xx000001SvLbYAK", e
     socket.on("message", (data) => {
       const command = JSON.parse(String(data));
       commands.push(command);
-      const answer = sidecar.answer(command);
+      // `framesFirst`: frames the real sidecar may send ahead of the result (the switch's news).
+      const { framesFirst = [], ...answer } = sidecar.answer(command);
+      for (const frame of framesFirst) socket.send(JSON.stringify(frame));
       socket.send(JSON.stringify({ type: "result", id: command.id, ...answer }));
     });
   });

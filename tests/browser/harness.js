@@ -131,8 +131,10 @@ function hashToken(token) {
   return crypto.createHash("sha256").update(token).digest("hex");
 }
 
-/// Starts everything; `stop()` ends it all and removes the work directory.
-async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
+/// Starts everything; `stop()` ends it all and removes the work directory. `orgExtra`: more of
+/// the org's config (or a function of the emulator's ready line that returns it); `callLog`:
+/// more attributes for its `<call-log>`.
+async function startProduct({ popTtlMs = 30000, orgExtra = "", callLog = "" } = {}) {
   const bin = targetDir();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "natterbox-browser-"));
   const children = [];
@@ -161,6 +163,7 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
       agents: agents.map((a) => ({ user_id: a.user_id, extension: a.extension, token_sha256: hashToken(a.token) })),
     }),
   );
+  const orgXml = typeof orgExtra === "function" ? orgExtra(emu) : orgExtra;
   const adminPort = await freePort();
   const agentPort = await freePort();
   const config = path.join(work, "conf/autoload_configs/natterbox_sf.conf.xml");
@@ -192,35 +195,42 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
         </object>
         <object name="Lead" fields="Id,Name,OwnerId"/>
       </profile>
-      <call-log enabled="true" directions="inbound,outbound" subject="Call {direction} {from}" status="Completed"/>
-      <screen-pop ttl-ms="${popTtlMs}"/>${orgExtra}
+      <call-log enabled="true" directions="inbound,outbound" subject="Call {direction} {from}" status="Completed"${callLog}/>
+      <screen-pop ttl-ms="${popTtlMs}"/>${orgXml}
     </org>
   </orgs>
 </configuration>
 `,
   );
-  const sidecar = spawn(path.join(bin, "natterbox-sidecar"), ["--config", config], {
-    stdio: ["ignore", "ignore", fs.openSync(path.join(work, "sidecar.log"), "w")],
-  });
-  children.push(sidecar);
-  await until("the sidecar's token", () => fs.existsSync(path.join(work, "tokens/acme.json")), 30000);
+  let sidecar = null;
   const consoleUrl = `http://127.0.0.1:${agentPort}/console/`;
-  await until("the console page", async () => {
-    try {
-      return (await fetch(consoleUrl)).ok;
-    } catch (_) {
-      return false;
-    }
-  });
+  // Starts the sidecar (again, after a kill: same config, ports and outbox) and waits for it.
+  async function startSidecar() {
+    sidecar = spawn(path.join(bin, "natterbox-sidecar"), ["--config", config], {
+      stdio: ["ignore", "ignore", fs.openSync(path.join(work, "sidecar.log"), "a")],
+    });
+    children.push(sidecar);
+    await until("the sidecar's token", () => fs.existsSync(path.join(work, "tokens/acme.json")), 30000);
+    await until("the console page", async () => {
+      try {
+        return (await fetch(consoleUrl)).ok;
+      } catch (_) {
+        return false;
+      }
+    });
+  }
+  await startSidecar();
+  const moduleConnected = () =>
+    until("the module's connection to the sidecar", async () => {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      const m = text.match(/^natterbox_sidecar_socket_connections\s+(\d+)/m);
+      return m && Number(m[1]) > 0;
+    }, 15000);
 
   const shim = new Shim(findShim(), path.join(work, "conf"), path.join(work, "shim.log"));
   await shim.run(`load ${path.join(bin, "libmod_natterbox_sf.so")} mod_natterbox_sf`);
   // The module reaches the sidecar's socket in the background; wait for the connection.
-  await until("the module's connection to the sidecar", async () => {
-    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-    const m = text.match(/^natterbox_sidecar_socket_connections\s+(\d+)/m);
-    return m && Number(m[1]) > 0;
-  });
+  await moduleConnected();
 
   let calls = 0;
   return {
@@ -246,6 +256,35 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
       await shim.run(`app ${call.id} sf_screen_pop extension=${extension}`);
       return before;
     },
+    /// The emulator's Telephony Integration API records: [{ Id, VendorCallKey, fields, history }].
+    async voiceCalls() {
+      return (await fetch(`${emu.login_url}/__emulator/voicecalls`)).json();
+    },
+    /// `kill -9` of the sidecar, then a new one on the same config, state and ports, once the
+    /// module has connected to it again.
+    async restartSidecarAfterKill9() {
+      const killed = sidecar;
+      const exited = new Promise((r) => killed.once("exit", r));
+      killed.kill("SIGKILL");
+      await exited;
+      await startSidecar();
+      await moduleConnected();
+    },
+    /// Adds a fault rule to the emulator (`/__emulator/faults`); returns its id.
+    async addFault(rule) {
+      const res = await fetch(`${emu.login_url}/__emulator/faults`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(rule),
+      });
+      return (await res.json()).id;
+    },
+    async faults() {
+      return (await fetch(`${emu.login_url}/__emulator/faults`)).json();
+    },
+    async clearFaults() {
+      await fetch(`${emu.login_url}/__emulator/faults`, { method: "DELETE" });
+    },
     async metric(name) {
       const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
       const m = text.match(new RegExp("^" + name + "\\s+(\\d+)", "m"));
@@ -253,12 +292,11 @@ async function startProduct({ popTtlMs = 30000, orgExtra = "" } = {}) {
     },
     async stop() {
       await shim.stop();
+      const running = (c) => c.exitCode === null && c.signalCode === null;
       for (const c of children.reverse()) {
-        if (c.exitCode === null) c.kill("SIGTERM");
+        if (running(c)) c.kill("SIGTERM");
       }
-      await Promise.all(
-        children.map((c) => (c.exitCode === null ? new Promise((r) => c.once("exit", r)) : null)),
-      );
+      await Promise.all(children.map((c) => (running(c) ? new Promise((r) => c.once("exit", r)) : null)));
       if (!process.env.KEEP_WORK) fs.rmSync(work, { recursive: true, force: true });
     },
   };

@@ -3,8 +3,10 @@
 # driven by playwright-core, against the real sidecar, the real module in the host shim and the
 # org emulator (console.test.js; call control with the FreeSWITCH command each button runs,
 # control.test.js), framed by a test host playing Salesforce's side of Open CTI
-# (opencti.test.js), and against protocol v1's server frames played by the test
-# (protocol.test.js). Prints the pop-to-screen figure and "browser: N passed, N failed".
+# (opencti.test.js), against protocol v1's server frames played by the test
+# (protocol.test.js), and the Service Cloud Voice connector framed by a test host playing
+# Salesforce's voice client, with the emulator's VoiceCall records (scv.test.js). Prints the
+# pop-to-screen figure and "browser: N passed, N failed".
 set -u -o pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
@@ -23,7 +25,7 @@ command -v openssl >/dev/null || fail "no openssl (the Open CTI test host's cert
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >"$work/npm.log" 2>&1) || { cat "$work/npm.log"; fail "npm ci failed"; }
 
 export CHROMIUM="$chromium" BROWSER_FIGURES="$work/figures"
-(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap console.test.js control.test.js opencti.test.js protocol.test.js) >"$work/tap" 2>&1
+(cd "$here" && node --test --test-concurrency=1 --test-reporter=tap console.test.js control.test.js opencti.test.js protocol.test.js scv.test.js) >"$work/tap" 2>&1
 status=$?
 pass=$(grep -E '^# pass ' "$work/tap" | awk '{print $3}')
 failed=$(grep -E '^# fail ' "$work/tap" | awk '{print $3}')

@@ -250,6 +250,20 @@ SWITCH_DECLARE(switch_status_t) switch_api_execute(const char *cmd, const char *
 	return st;
 }
 
+/* `ring <uuid>`: the far end of the call rings (CHANNEL_PROGRESS on it), as the core reports on
+ * the caller's leg when the leg it bridges to (an agent's phone) starts ringing. */
+static int cmd_ring(const char *uuid, const char **err)
+{
+	switch_core_session_t *s = session_get(uuid);
+	if (!s) {
+		*err = "no such session";
+		return 0;
+	}
+	fire_channel_event(s, SWITCH_EVENT_CHANNEL_PROGRESS, NULL);
+	session_put(s);
+	return 1;
+}
+
 /* `bridge <a> <b>`: the two legs are connected (CHANNEL_BRIDGE on a, naming b), as the core
  * reports a bridge. */
 static int cmd_bridge(const char *a, const char *b, const char **err)

@@ -3489,6 +3489,12 @@ static void run_command(const char *raw_line)
 		} else {
 			ok = cmd_bridge(w[1], w[2], &err);
 		}
+	} else if (!strcmp(w[0], "ring")) {
+		if (n != 2) {
+			ok = 0, err = "usage: ring <uuid>";
+		} else {
+			ok = cmd_ring(w[1], &err);
+		}
 	} else if (!strcmp(w[0], "answer")) {
 		if (n != 2) {
 			ok = 0, err = "usage: answer <uuid>";

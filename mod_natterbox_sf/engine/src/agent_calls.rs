@@ -266,6 +266,14 @@ impl AgentCalls {
             .map(|c| c.org.clone())
     }
 
+    /// Every live call's current state (as of `at_ms`), for a sidecar that has just connected.
+    pub fn live_states(&self, at_ms: u64) -> Vec<CallState> {
+        let table = self.inner.lock();
+        let mut states: Vec<CallState> = table.calls.values().map(|c| c.state(at_ms)).collect();
+        states.sort_by(|a, b| a.call_uuid.cmp(&b.call_uuid));
+        states
+    }
+
     /// The state after a mute or unmute went through.
     pub fn set_muted(&self, call_uuid: &str, muted: bool, at_ms: u64) -> Option<CallState> {
         let mut table = self.inner.lock();
@@ -442,6 +450,23 @@ mod tests {
             at_ms: 6,
             ..ChannelEvent::default()
         }
+    }
+
+    #[test]
+    fn live_states_are_the_calls_not_yet_ended_as_they_are_now() {
+        let calls = AgentCalls::default();
+        calls.on_event(ChannelEventKind::Progress, &inbound("a"));
+        calls.on_event(ChannelEventKind::Progress, &inbound("b"));
+        let mut bridge = inbound("a");
+        bridge.other_leg = Some("a-agent".into());
+        calls.on_event(ChannelEventKind::Bridge, &bridge);
+        calls.on_event(ChannelEventKind::Hangup, &leg("b"));
+        let live = calls.live_states(9);
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert_eq!(live[0].call_uuid, "a");
+        assert_eq!(live[0].state, CallPhase::Answered);
+        assert_eq!(live[0].agent_extension.as_deref(), Some("1001"));
+        assert_eq!(live[0].at_ms, 9);
     }
 
     #[test]

@@ -331,12 +331,21 @@ impl Engine {
             );
         }
         let (inbound_tx, inbound_rx) = std::sync::mpsc::channel();
+        let agent_calls = Arc::new(crate::agent_calls::AgentCalls::default());
+        let live_calls = agent_calls.clone();
         let (outbox, outbox_task, spool_thread) = Outbox::new(
             settings.event_socket.clone(),
             settings.spool_dir.clone(),
             settings.event_queue_capacity,
             stop_rx.clone(),
             inbound_tx,
+            Arc::new(move || {
+                live_calls
+                    .live_states(crate::outbox::now_ms())
+                    .into_iter()
+                    .map(Message::CallState)
+                    .collect()
+            }),
         )
         .map_err(|e| format!("cannot start the spool writer thread: {e}"))?;
         let cache = Arc::new(LookupCache::new(cache_policy(&settings)));
@@ -364,7 +373,7 @@ impl Engine {
             fleet: None,
             fleet_slot: Arc::new(OnceLock::new()),
             sidecar_inbox: parking_lot::Mutex::new(Some(inbound_rx)),
-            agent_calls: Arc::new(crate::agent_calls::AgentCalls::default()),
+            agent_calls,
             presence: Arc::new(crate::presence::PresenceBoard::default()),
         };
         let snapshot = match engine.build_snapshot(config, None) {

@@ -56,6 +56,10 @@ pub struct OutboxCounters {
     pub writes_lost: AtomicU64,
 }
 
+/// What the sidecar must hear again on every new connection: the live state the module holds
+/// and a new sidecar (after a restart, even `kill -9`) cannot know (the agents' live calls).
+pub type Resync = Arc<dyn Fn() -> Vec<Message> + Send + Sync>;
+
 /// The sending side, shared by call threads.
 #[derive(Clone)]
 pub struct Outbox {
@@ -103,6 +107,7 @@ impl Outbox {
         capacity: usize,
         stop: watch::Receiver<bool>,
         inbound: std::sync::mpsc::Sender<Message>,
+        resync: Resync,
     ) -> std::io::Result<(
         Outbox,
         impl std::future::Future<Output = ()>,
@@ -133,7 +138,7 @@ impl Outbox {
         };
         Ok((
             outbox,
-            run(socket, rx, link, counters, stop, inbound),
+            run(socket, rx, link, counters, stop, inbound, resync),
             thread,
         ))
     }
@@ -299,6 +304,7 @@ async fn run(
     counters: Arc<OutboxCounters>,
     mut stop: watch::Receiver<bool>,
     inbound: std::sync::mpsc::Sender<Message>,
+    resync: Resync,
 ) {
     let mut waiting_pops: VecDeque<ScreenPop> = VecDeque::new();
     let mut connection: Option<Connection> = None;
@@ -317,7 +323,9 @@ async fn run(
                     backoff = RECONNECT_MIN;
                     spool.epoch.store(epoch, Ordering::Relaxed);
                     spool.push(SpoolOp::Replay(epoch));
-                    if flush_pops(&mut waiting_pops, &mut c, &counters).await {
+                    if resend_live_state(&resync, &mut c, &counters).await
+                        && flush_pops(&mut waiting_pops, &mut c, &counters).await
+                    {
                         connection = Some(c);
                     }
                 }
@@ -384,6 +392,16 @@ async fn run(
             }
         }
     }
+}
+
+/// Tells a new connection what it cannot know (see `Resync`). False when the connection broke.
+async fn resend_live_state(resync: &Resync, c: &mut Connection, counters: &OutboxCounters) -> bool {
+    for message in resync() {
+        if !write(c, &message, counters).await {
+            return false;
+        }
+    }
+    true
 }
 
 async fn write(c: &mut Connection, message: &Message, counters: &OutboxCounters) -> bool {
@@ -540,6 +558,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_new_connection_hears_the_live_state_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("events.sock");
+        let spool_dir = dir.path().join("spool");
+        std::fs::create_dir(&spool_dir).unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let live = Message::TokenRefresh {
+            org: "acme".into(),
+            generation: 7,
+            worked: true,
+        };
+        let resync_live = live.clone();
+        let (outbox, task, spool_thread) = Outbox::new(
+            socket.clone(),
+            spool_dir,
+            16,
+            stop,
+            std::sync::mpsc::channel().0,
+            Arc::new(move || vec![resync_live.clone()]),
+        )
+        .unwrap();
+        let task = tokio::spawn(task);
+        let listener = UnixListener::bind(&socket).unwrap();
+        for _ in 0..2 {
+            // A sidecar (the first, then one started after the first died) hears it first.
+            let (stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            let (reader, _writer) = stream.into_split();
+            let mut lines = BufReader::new(reader);
+            assert_eq!(next_message(&mut lines).await, live);
+            outbox.call_log(log("uuid-r"));
+            assert_eq!(
+                next_message(&mut lines).await,
+                Message::CallLog(log("uuid-r"))
+            );
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        drop(outbox);
+        tokio::task::spawn_blocking(move || spool_thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn call_logs_survive_an_absent_sidecar_and_go_when_it_returns() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("events.sock");
@@ -552,6 +617,7 @@ mod tests {
             16,
             stop,
             std::sync::mpsc::channel().0,
+            Arc::new(Vec::new),
         )
         .unwrap();
         let task = tokio::spawn(task);
@@ -622,6 +688,7 @@ mod tests {
             1,
             stop,
             std::sync::mpsc::channel().0,
+            Arc::new(Vec::new),
         )
         .unwrap();
         // The task is not running yet: the queue holds one message.
@@ -665,6 +732,7 @@ mod tests {
             16,
             stop,
             std::sync::mpsc::channel().0,
+            Arc::new(Vec::new),
         )
         .unwrap();
         tokio::spawn(task);

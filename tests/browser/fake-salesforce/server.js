@@ -11,6 +11,8 @@ const path = require("node:path");
 const FILES = {
   "/host.html": ["host.html", "text/html; charset=utf-8"],
   "/support/api/62.0/lightning/opencti_min.js": ["opencti_min.js", "text/javascript; charset=utf-8"],
+  "/voice-client.html": ["voice-client.html", "text/html; charset=utf-8"],
+  "/voice-client.js": ["voice-client.js", "text/javascript; charset=utf-8"],
 };
 
 async function startFakeSalesforce(hostName) {

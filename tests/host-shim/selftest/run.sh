@@ -69,6 +69,7 @@ check "config element found, comments gone" stderr "config: <configuration name=
 check "hangup event headers" stderr "hangup seen uuid=u1 cid=+1555"
 check "first hangup cause wins" stderr "cause=DESTINATION_OUT_OF_ORDER result=ok"
 check "answered" stdout "@header Answer-State: answered"
+check "ring fires CHANNEL_PROGRESS once" stdout " CHANNEL_PROGRESS=1 "
 check "session log has uuid" stderr "[u1] app on shim/u1"
 check "busy module not unloaded" stdout "<<< ERR Module in use."
 check "force unload waits and closes" stdout "dlclose yes"
