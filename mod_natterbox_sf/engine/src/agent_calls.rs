@@ -433,8 +433,7 @@ impl AgentCalls {
                     ]);
                 }
                 let mut calls = vec![api("uuid_kill", agent_leg.clone())];
-                if call.transferring_to.is_none() && call.call_uuid != agent_leg
-                {
+                if call.transferring_to.is_none() && call.call_uuid != agent_leg {
                     // A two-party call ends for both.
                     calls.push(ApiCall {
                         command: "uuid_kill",
@@ -762,7 +761,10 @@ mod tests {
         let cancel = CallCommand::CancelTransfer {
             call_uuid: "d".into(),
         };
-        assert!(calls.plan(&cancel, &dialing).unwrap_err().contains("no warm"));
+        assert!(calls
+            .plan(&cancel, &dialing)
+            .unwrap_err()
+            .contains("no warm"));
         let warm = CallCommand::Transfer {
             call_uuid: "d".into(),
             to: "3002".into(),
