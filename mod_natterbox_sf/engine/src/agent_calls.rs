@@ -12,9 +12,12 @@
 //! Warm transfer is FreeSWITCH's `att_xfer` run on the agent's leg: the other party waits while
 //! the agent talks to the target on a consult leg (marked `sf_consult_of=<call>`); the agent
 //! hanging up joins the two, `#` received on the agent's leg (`cancel_transfer`) drops the
-//! consult leg and brings the agent back. Three-way is `three_way` (an eavesdrop that mixes
-//! both directions) from a new leg to the target, so it needs no conference module; the agent
-//! leaving bridges the target to the other party.
+//! consult leg and brings the agent back. Three-way is the same att_xfer with its conference
+//! key `0` already queued: once the target answers, FreeSWITCH has the target's leg run
+//! `three_way` on the agent's leg (an eavesdrop mixing both directions) and bridges the agent
+//! back to the other party, and when the agent's leg ends it bridges the other two. No
+//! conference module is needed, and the target's leg is dialled from the agent's session, so it
+//! gets the agent's codec.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -67,8 +70,6 @@ struct TrackedCall {
     record_id: Option<String>,
     phase: CallPhase,
     muted: bool,
-    /// The other party's leg (what the agent's leg is bridged to), from the first bridge.
-    partner: Option<String>,
     /// Blind or warm transfer asked for: the agent's leg ending means "transferred to".
     transferring_to: Option<String>,
     /// A warm transfer is consulting: the consult leg ending means it was cancelled.
@@ -193,7 +194,6 @@ impl AgentCalls {
                     record_id: event.record_id.clone(),
                     phase: CallPhase::Ringing,
                     muted: false,
-                    partner: None,
                     transferring_to: None,
                     consulting: false,
                     conference_leg: None,
@@ -220,9 +220,6 @@ impl AgentCalls {
                 let call = table.calls.get_mut(&call_uuid)?;
                 if call.agent_leg.is_none() && event.unique_id == call.call_uuid {
                     call.agent_leg = Some(other.clone());
-                    call.partner = Some(call.call_uuid.clone());
-                } else if is_agent_leg && call.partner.is_none() {
-                    call.partner = Some(other.clone());
                 }
                 table.legs.insert(other, call_uuid.clone());
                 let call = table.calls.get_mut(&call_uuid)?;
@@ -266,9 +263,7 @@ impl AgentCalls {
                     if call.conference_leg.as_deref() == Some(event.unique_id.as_str()) {
                         call.conference_leg = None;
                     }
-                    let consult_over = call.consulting
-                        && call.partner.as_deref() != Some(event.unique_id.as_str())
-                        && event.consult_of.is_some();
+                    let consult_over = call.consulting && event.consult_of.is_some();
                     if consult_over {
                         // The target declined, hung up, or the agent cancelled: FreeSWITCH
                         // has put the agent back with the other party.
@@ -410,30 +405,26 @@ impl AgentCalls {
                 call.conference_leg = Some(leg_uuid.clone());
                 let call_uuid = call.call_uuid.clone();
                 table.legs.insert(leg_uuid.clone(), call_uuid.clone());
-                // The new leg hears both sides of the agent's leg and is heard on both
-                // (`three_way`: an eavesdrop mixing read and write).
-                vec![api(
-                    "bgapi",
-                    format!(
-                        "originate {{origination_uuid={leg_uuid},sf_conference_of={call_uuid}}}loopback/{to}/{context} &three_way({agent_leg})"
+                vec![
+                    // No cancel key: att_xfer's originate would swallow the queued `0`.
+                    api("uuid_setvar", format!("{agent_leg} origination_cancel_key")),
+                    api(
+                        "uuid_broadcast",
+                        format!(
+                            "{agent_leg} att_xfer::{{origination_uuid={leg_uuid},sf_conference_of={call_uuid}}}loopback/{to}/{context} aleg"
+                        ),
                     ),
-                )]
+                    // att_xfer's conference key, read once the target has answered.
+                    api("uuid_recv_dtmf", format!("{agent_leg} 0")),
+                ]
             }
             CallCommand::Hangup { .. } => {
-                if let (Some(leg), Some(partner)) = (&call.conference_leg, &call.partner) {
-                    // The agent leaves a three-way: the other two are bridged to each other,
-                    // then the agent's leg goes (it may already have, its partner taken).
-                    return Ok(vec![
-                        api("uuid_bridge", format!("{leg} {partner}")),
-                        ApiCall {
-                            command: "uuid_kill",
-                            args: agent_leg,
-                            may_fail: true,
-                        },
-                    ]);
-                }
                 let mut calls = vec![api("uuid_kill", agent_leg.clone())];
-                if call.transferring_to.is_none() && call.call_uuid != agent_leg {
+                // In a three-way FreeSWITCH bridges the other two when the agent's leg ends.
+                if call.transferring_to.is_none()
+                    && call.conference_leg.is_none()
+                    && call.call_uuid != agent_leg
+                {
                     // A two-party call ends for both.
                     calls.push(ApiCall {
                         command: "uuid_kill",
@@ -809,14 +800,18 @@ mod tests {
         };
         assert_eq!(
             calls.plan(&conference, &dialing).unwrap(),
-            vec![api(
-                "bgapi",
-                "originate {origination_uuid=t,sf_conference_of=d}loopback/3002/default &three_way(d)"
-                    .into()
-            )]
+            vec![
+                api("uuid_setvar", "d origination_cancel_key".into()),
+                api(
+                    "uuid_broadcast",
+                    "d att_xfer::{origination_uuid=t,sf_conference_of=d}loopback/3002/default aleg"
+                        .into()
+                ),
+                api("uuid_recv_dtmf", "d 0".into()),
+            ]
         );
         assert!(calls.plan(&conference, &dialing).is_err());
-        // The agent leaves: the third party is bridged to the customer, then the agent goes.
+        // The agent leaves: only the agent's leg goes (FreeSWITCH bridges the other two).
         let plan = calls
             .plan(
                 &CallCommand::Hangup {
@@ -825,9 +820,7 @@ mod tests {
                 &dialing,
             )
             .unwrap();
-        assert_eq!(plan[0], api("uuid_bridge", "t cust".into()));
-        assert_eq!(plan[1].args, "d");
-        assert!(plan[1].may_fail);
+        assert_eq!(plan, vec![api("uuid_kill", "d".into())]);
         // Had the third party left first, the call would be two-party again.
         let calls = AgentCalls::default();
         answered_click_to_dial(&calls);
