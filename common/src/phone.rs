@@ -98,10 +98,14 @@ impl CallerNumber {
         if e164.len() > 1 + 15 {
             return Err(InvalidNumber::NotPossible);
         }
-        // Leading zeros in the national number are real in Italy's plan; elsewhere they are a
-        // misreading (`00 001620` in Germany became +490001620, which reads back as +49001620)
-        // with no canonical form to cache or match by. Checked only on that rare path.
-        if number.get_national_significant_number().starts_with('0') {
+        // The E.164 form must read back as itself, or the number has no canonical form to cache
+        // or match by. Two readings break that: leading zeros in the national number (real in
+        // Italy's plan; elsewhere a misreading: `00 001620` in Germany became +490001620, which
+        // reads back as +49001620), and a number no plan calls valid, whose E.164 form has
+        // libphonenumber strip a carrier code on the way back (`011 352 154 05 154 0578305`
+        // in the US is +3521540578305, which reads back as +35278305). A valid number matches
+        // its plan, so nothing is stripped from it; only those rare paths parse twice.
+        if !number.is_valid() || number.get_national_significant_number().starts_with('0') {
             let again = PhoneNumber::parse(&e164, Some(default_country.0))
                 .map(|n| n.format_as(PhoneNumberFormat::E164).into_owned());
             if again.as_deref() != Ok(e164.as_str()) {

@@ -1,8 +1,11 @@
 //! Call logs: from the outbox to Salesforce Tasks, exactly once.
 //!
-//! Before creating, the worker looks for Tasks whose `CallObject` is the call UUID (a previous
-//! attempt may have created one and crashed before recording it); only the missing ones are
-//! created, one at a time or batched through `/composite/sobjects`.
+//! Each create is recorded as sent before it goes out. For calls sent before (an attempt that
+//! timed out, or a crash before its answer was recorded) the worker first looks for Tasks whose
+//! `CallObject` is the call UUID, created since the first send (`CreatedDate` is indexed, so the
+//! query stays selective in an org with millions of Tasks, where `CallObject` alone is not);
+//! only the missing ones are created, one at a time or batched through `/composite/sobjects`.
+//! Calls never sent skip the query: the steady state costs one API call per batch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,9 +22,13 @@ use crate::backoff::{self, now_ms};
 use crate::outbox::PendingRow;
 use crate::App;
 
-/// Records per dedup query and per create batch (URL length for the query; `/composite/sobjects`
-/// takes up to 200).
-const CHUNK: usize = 50;
+/// Records per create batch (`/composite/sobjects` takes up to 200).
+const CHUNK: usize = 200;
+/// Call UUIDs per dedup query (the query travels in the URL).
+const DEDUP_QUERY_CHUNK: usize = 50;
+/// How far before a call's first send its Task's `CreatedDate` may read: Salesforce's clock, not
+/// ours, stamps it.
+const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(86_400);
 const ROUND_LIMIT: usize = 500;
 /// Record errors Salesforce will give again: give up after this many attempts.
 const MAX_PERMANENT_ATTEMPTS: u32 = 3;
@@ -354,43 +361,61 @@ async fn deliver_chunk(app: &App, org: &OrgConfig, chunk: &[PendingRow]) -> Resu
     let client = SalesforceClient::new(app.http.clone(), &org.api_version);
     let counters = app.metrics.org(&org.name);
 
-    // 1. Which of these calls already have a Task?
-    let list = chunk
-        .iter()
-        .map(|r| soql_string(&r.call_uuid))
-        .collect::<Vec<_>>()
-        .join(",");
-    let soql = format!("SELECT Id, CallObject FROM Task WHERE CallObject IN ({list})");
-    let existing = with_session(app, &org.name, |s| {
-        let client = client.clone();
-        let soql = soql.clone();
-        async move { client.query(&s, &soql, 2000).await.map(|(r, _)| r) }
-    })
-    .await?;
+    // 1. Which of the calls sent before already have a Task?
     let mut found: HashMap<String, String> = HashMap::new();
-    for record in existing {
-        if let (Some(call), Some(id)) = (
-            record.get("CallObject").and_then(Value::as_str),
-            record.get("Id").and_then(Value::as_str),
-        ) {
-            found.insert(call.to_string(), id.to_string());
+    let sent_before: Vec<&PendingRow> = chunk.iter().filter(|r| r.sent_ms.is_some()).collect();
+    for part in sent_before.chunks(DEDUP_QUERY_CHUNK) {
+        let list = part
+            .iter()
+            .map(|r| soql_string(&r.call_uuid))
+            .collect::<Vec<_>>()
+            .join(",");
+        let first_sent = part.iter().filter_map(|r| r.sent_ms).min().unwrap_or(0);
+        let since = utc_time(first_sent.saturating_sub(CLOCK_SKEW_MARGIN.as_millis() as u64));
+        let soql = format!(
+            "SELECT Id, CallObject FROM Task WHERE CallObject IN ({list}) AND CreatedDate >= {since}"
+        );
+        let existing = with_session(app, &org.name, |s| {
+            let client = client.clone();
+            let soql = soql.clone();
+            async move { client.query(&s, &soql, 2000).await.map(|(r, _)| r) }
+        })
+        .await?;
+        for record in existing {
+            if let (Some(call), Some(id)) = (
+                record.get("CallObject").and_then(Value::as_str),
+                record.get("Id").and_then(Value::as_str),
+            ) {
+                found.insert(call.to_string(), id.to_string());
+            }
         }
     }
     let mut missing = Vec::new();
+    let mut already = Vec::new();
     for row in chunk {
         match found.get(&row.call_uuid) {
             Some(id) => {
-                let (uuid, id) = (row.call_uuid.clone(), id.clone());
-                let _ = db(app, move |o| o.mark_delivered(&uuid, &id, now_ms())).await;
-                counters.call_logs_deduplicated.inc();
+                already.push((row.call_uuid.clone(), id.clone()));
                 tracing::info!(org = %org.name, call_uuid = %row.call_uuid, "call log was already in Salesforce");
             }
             None => missing.push(row),
         }
     }
+    if !already.is_empty() {
+        let n = already.len() as u64;
+        if let Err(e) = db(app, move |o| o.mark_delivered_many(&already, now_ms())).await {
+            tracing::error!(error = %e, "cannot record call logs found in Salesforce (the next round finds them again)");
+        }
+        counters.call_logs_deduplicated.add(n);
+    }
     if missing.is_empty() {
         return Ok(());
     }
+    // Recorded before sending: if the answer is lost, the next attempt looks for the Task first.
+    let sending: Vec<String> = missing.iter().map(|r| r.call_uuid.clone()).collect();
+    db(app, move |o| o.mark_sent(&sending, now_ms()))
+        .await
+        .map_err(ChunkError::Transient)?;
 
     // 2. Create what is missing.
     let results: Vec<Result<String, ApiError>> = if missing.len() == 1 {
@@ -434,29 +459,33 @@ async fn deliver_chunk(app: &App, org: &OrgConfig, chunk: &[PendingRow]) -> Resu
         })
         .await?
     };
+    let mut delivered = Vec::new();
+    let mut refused = Vec::new();
     for (row, result) in missing.iter().zip(results) {
         match result {
             Ok(id) => {
-                let uuid = row.call_uuid.clone();
-                let task_id = id.clone();
-                if let Err(e) = db(app, move |o| o.mark_delivered(&uuid, &task_id, now_ms())).await
-                {
-                    tracing::error!(error = %e, "cannot record a delivered call log (the next round will find the Task)");
-                }
-                counters.call_logs_delivered.inc();
                 tracing::debug!(org = %org.name, call_uuid = %row.call_uuid, task_id = %id, "call log written");
+                delivered.push((row.call_uuid.clone(), id));
             }
-            Err(e) => {
-                let max = if e.is_server_side() || e.is_limit_exceeded() {
-                    MAX_TRANSIENT_ATTEMPTS
-                } else {
-                    MAX_PERMANENT_ATTEMPTS
-                };
-                tracing::warn!(org = %org.name, call_uuid = %row.call_uuid, error = %e, "Salesforce refused a call log Task");
-                let wait = backoff::delay(row.attempts + 1, RETRY_BASE, RETRY_CAP);
-                retry_or_fail(app, row, &e.to_string(), max, wait).await;
-            }
+            Err(e) => refused.push((*row, e)),
         }
+    }
+    if !delivered.is_empty() {
+        let n = delivered.len() as u64;
+        if let Err(e) = db(app, move |o| o.mark_delivered_many(&delivered, now_ms())).await {
+            tracing::error!(error = %e, "cannot record delivered call logs (the next round will find their Tasks)");
+        }
+        counters.call_logs_delivered.add(n);
+    }
+    for (row, e) in refused {
+        let max = if e.is_server_side() || e.is_limit_exceeded() {
+            MAX_TRANSIENT_ATTEMPTS
+        } else {
+            MAX_PERMANENT_ATTEMPTS
+        };
+        tracing::warn!(org = %org.name, call_uuid = %row.call_uuid, error = %e, "Salesforce refused a call log Task");
+        let wait = backoff::delay(row.attempts + 1, RETRY_BASE, RETRY_CAP);
+        retry_or_fail(app, row, &e.to_string(), max, wait).await;
     }
     Ok(())
 }

@@ -1,6 +1,10 @@
 //! The durable call-log outbox: SQLite, one row per call UUID (inserting the same call again is a
 //! no-op), states `pending` → `delivered` | `failed`.
 //!
+//! `sent_ms` records, before a create is sent, that Salesforce may hold a Task for the call: only
+//! such rows need the `CallObject` query that finds a Task a crashed or timed-out attempt made.
+//! A row never sent cannot have one, so the steady state spends one API call per batch, not two.
+//!
 //! WAL with `synchronous=FULL`: once `insert_batch` returns, the rows survive a crash or power
 //! loss, which is what the ack to the module promises.
 //!
@@ -25,6 +29,8 @@ pub struct PendingRow {
     pub org: String,
     pub log: CallLog,
     pub attempts: u32,
+    /// When a create for this call was first sent (Salesforce may hold its Task), if ever.
+    pub sent_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,6 +113,25 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
+/// An outbox from before `sent_ms`: the column is added, and every pending row counts as
+/// possibly sent (that version did not record it), so its Tasks are looked for before creating.
+fn add_sent_column(conn: &Connection) -> Result<(), String> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('call_log') WHERE name = 'sent_ms'")
+        .and_then(|mut stmt| stmt.exists([]))
+        .map_err(db_err)?;
+    if !has_column {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE call_log ADD COLUMN sent_ms INTEGER;
+             UPDATE call_log SET sent_ms = created_ms WHERE state = 'pending';
+             COMMIT;",
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 impl Outbox {
     pub fn open(path: &Path) -> Result<Arc<Outbox>, String> {
         let conn = open_connection(path)?;
@@ -121,11 +146,13 @@ impl Outbox {
                  last_error TEXT,
                  task_id TEXT,
                  created_ms INTEGER NOT NULL,
-                 updated_ms INTEGER NOT NULL
+                 updated_ms INTEGER NOT NULL,
+                 sent_ms INTEGER
              );
              CREATE INDEX IF NOT EXISTS call_log_due ON call_log(state, next_attempt_ms);",
         )
         .map_err(db_err)?;
+        add_sent_column(&conn)?;
         // One transaction: the counts are filled from the rows and the triggers created together.
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS_SCHEMA} COMMIT;"))
             .map_err(db_err)?;
@@ -152,7 +179,7 @@ impl Outbox {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT call_uuid, org, record, attempts FROM call_log
+                "SELECT call_uuid, org, record, attempts, sent_ms FROM call_log
                  WHERE state = 'pending' AND next_attempt_ms <= ?1
                  ORDER BY created_ms, call_uuid LIMIT ?2",
             )
@@ -164,18 +191,20 @@ impl Outbox {
                     row.get::<_, String>(1)?,
                     row.get::<_, String>(2)?,
                     row.get::<_, u32>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
                 ))
             })
             .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (call_uuid, org, record, attempts) = row.map_err(db_err)?;
+            let (call_uuid, org, record, attempts, sent_ms) = row.map_err(db_err)?;
             match serde_json::from_str::<CallLog>(&record) {
                 Ok(log) => out.push(PendingRow {
                     call_uuid,
                     org,
                     log,
                     attempts,
+                    sent_ms: sent_ms.map(|ms| ms.max(0) as u64),
                 }),
                 Err(e) => {
                     tracing::error!(%call_uuid, error = %e, "unreadable outbox record");
@@ -199,6 +228,47 @@ impl Outbox {
             )
             .map(|_| ())
             .map_err(db_err)
+    }
+
+    /// Records, before their creates are sent, that Salesforce may hold Tasks for these calls
+    /// (the first send's time is kept: it bounds the query that looks for them).
+    pub fn mark_sent(&self, call_uuids: &[String], now_ms: u64) -> Result<(), String> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE call_log SET sent_ms = COALESCE(sent_ms, ?2) WHERE call_uuid = ?1",
+                )
+                .map_err(db_err)?;
+            for uuid in call_uuids {
+                stmt.execute(params![uuid, now_ms as i64]).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Marks calls delivered with their Task Ids, in one transaction (one sync for a batch).
+    pub fn mark_delivered_many(
+        &self,
+        delivered: &[(String, String)],
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE call_log SET state='delivered', task_id=?2, last_error=NULL,
+                     attempts=attempts+1, updated_ms=?3 WHERE call_uuid=?1",
+                )
+                .map_err(db_err)?;
+            for (uuid, task_id) in delivered {
+                stmt.execute(params![uuid, task_id, now_ms as i64])
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
     }
 
     /// Counts an attempt and schedules the next one.
@@ -327,6 +397,74 @@ mod tests {
             hangup_cause: "NORMAL_CLEARING".into(),
             recording_url: None,
         }
+    }
+
+    #[test]
+    fn sends_are_recorded_once_and_an_older_outbox_counts_its_pending_rows_as_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        // An outbox as the version before `sent_ms` left it: one pending, one delivered row.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE call_log (call_uuid TEXT PRIMARY KEY, org TEXT NOT NULL,
+                     record TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+                     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+                     last_error TEXT, task_id TEXT, created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+            for (uuid, state) in [("old-pending", "pending"), ("old-done", "delivered")] {
+                conn.execute(
+                    "INSERT INTO call_log (call_uuid, org, record, state, created_ms, updated_ms)
+                     VALUES (?1, 'acme', ?2, ?3, 7, 7)",
+                    params![uuid, serde_json::to_string(&log(uuid)).unwrap(), state],
+                )
+                .unwrap();
+            }
+        }
+        let outbox = Outbox::open(&path).unwrap();
+        outbox.insert_batch(&[log("new")], 10).unwrap();
+        let sent = |outbox: &Outbox| {
+            outbox
+                .due(100, 10)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.call_uuid, r.sent_ms))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sent(&outbox),
+            [
+                ("old-pending".to_string(), Some(7)),
+                ("new".to_string(), None)
+            ]
+        );
+        outbox.mark_sent(&["new".to_string()], 20).unwrap();
+        outbox.mark_sent(&["new".to_string()], 30).unwrap();
+        assert_eq!(
+            sent(&outbox)[1],
+            ("new".to_string(), Some(20)),
+            "the first send is kept"
+        );
+        outbox
+            .mark_delivered_many(
+                &[
+                    ("new".into(), "00T1".into()),
+                    ("old-pending".into(), "00T2".into()),
+                ],
+                40,
+            )
+            .unwrap();
+        assert!(outbox.due(100, 10).unwrap().is_empty());
+        assert_eq!(outbox.counts().unwrap().delivered, 3);
+        drop(outbox);
+        // Opening again changes nothing.
+        let again = Outbox::open(&path).unwrap();
+        assert_eq!(
+            again.state("new").unwrap().unwrap().task_id.as_deref(),
+            Some("00T1")
+        );
     }
 
     #[test]

@@ -434,6 +434,12 @@ fn a_number_reads_back_from_its_e164_form() {
         e164("00 001620;ext=12", "DE"),
         Err(InvalidNumber::NotPossible)
     );
+    // Found by fuzz/caller_number: no plan calls +3521540578305 valid, and reading it back
+    // strips Luxembourg's carrier code 15405, leaving +35278305.
+    assert_eq!(
+        e164("011 352 154 05 154 0578305", "US"),
+        Err(InvalidNumber::NotPossible)
+    );
     // Italy's leading zero is part of the number and survives the round trip.
     assert_eq!(e164("+39 06 6988 4821", "US").unwrap(), "+390669884821");
     assert_eq!(e164("+390669884821", "IT").unwrap(), "+390669884821");

@@ -374,7 +374,9 @@ mod tests {
     fn negative_answers_expire_sooner_and_stale_answers_are_claimed_once() {
         let cache = LookupCache::new(CachePolicy {
             max_entries: 10,
-            ttl: Duration::from_millis(30),
+            // A minute for answers, so a loaded machine's late wake-up cannot age them; the
+            // sleeps below only need to outlast the negative TTL, which any wake-up does.
+            ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_millis(1),
             max_stale: Duration::from_secs(60),
         });

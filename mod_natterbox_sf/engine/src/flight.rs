@@ -213,16 +213,27 @@ mod tests {
             Joined::Leader(f) => f,
             Joined::Follower(_) => panic!("first caller leads"),
         };
+        let (joined_tx, joined) = std::sync::mpsc::channel();
         let waiters: Vec<_> = (0..8)
             .map(|_| {
                 let flights = flights.clone();
+                let joined_tx = joined_tx.clone();
                 std::thread::spawn(move || match flights.join(&7) {
-                    Joined::Follower(f) => f.wait_until(Instant::now() + Duration::from_secs(5)),
-                    Joined::Leader(_) => None,
+                    Joined::Follower(f) => {
+                        joined_tx.send(()).unwrap();
+                        f.wait_until(Instant::now() + Duration::from_secs(5))
+                    }
+                    Joined::Leader(_) => {
+                        joined_tx.send(()).unwrap();
+                        None
+                    }
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(20));
+        // Finish only once every thread has joined the flight.
+        for _ in 0..8 {
+            joined.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
         flights.finish(&7, 42);
         for w in waiters {
             assert_eq!(w.join().unwrap(), Some(42));
