@@ -171,14 +171,15 @@ impl AgentCalls {
             .as_ref()
             .filter(|c| table.calls.contains_key(c.as_str()))
             .cloned();
-        let call_uuid = match table.legs.get(&event.unique_id) {
-            Some(call) => call.clone(),
-            None if consult_of.is_some() => {
-                let call = consult_of.unwrap_or_default();
+        let known = table.legs.get(&event.unique_id).cloned();
+        let call_uuid = match (known, consult_of) {
+            (Some(call), _) => call,
+            // A warm transfer's consult leg: one more leg of that call.
+            (None, Some(call)) => {
                 table.legs.insert(event.unique_id.clone(), call.clone());
                 call
             }
-            None => {
+            (None, None) => {
                 if event.agent_user_id.is_none() && event.agent_extension.is_none() {
                     return None;
                 }
