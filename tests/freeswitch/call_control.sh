@@ -130,7 +130,8 @@ customer_with_target() {
     { bridged 'sofia/internal/3001@' 'loopback/3002-a' && bridged 'loopback/3002-b' 'sofia/internal/3002@'; }
 }
 # The customer's channel (the 3001 leg) and FreeSWITCH's variables on a channel.
-customer_uuid() { fscli 'show channels' | grep -a 'sofia/internal/3001@' | head -1 | cut -d, -f1; }
+# (show channels: uuid is the 1st column, the channel name the 5th; the agent's leg shows 3001 too.)
+customer_uuid() { fscli 'show channels' | awk -F, '$5 ~ /^sofia\/internal\/3001@/ {print $1; exit}'; }
 getvar() { fscli "uuid_getvar $1 $2"; }
 var_is() { [ "$(getvar "$1" "$2")" = "$3" ]; }
 # finish_phones <pid…>: hang up whatever is left, wait for each phone; true when all completed.
@@ -217,7 +218,8 @@ check "warm transfer to 3002 from the console (result ok)" \
 check "the target's phone rang and answered (INVITE, ACK)" poll 10 received target ACK 1
 check "… the agent's leg is bridged to the consult leg (show calls: the agent's leg with loopback/3002-a)" \
   poll 10 bridged "$call1" 'loopback/3002-a'
-note "consulting: agent's leg soft_holding_uuid=$(getvar "$call1" soft_holding_uuid), current_application=$(getvar "$call1" current_application); customer $customer1"
+check "… and att_xfer holds the customer's leg ($customer1) aside (uuid_getvar: current_application att_xfer, soft_holding_uuid the customer's)" \
+  test -n "$customer1" -a "$customer1" != "$call1" -a "$(getvar "$call1" current_application)" = att_xfer -a "$(getvar "$call1" soft_holding_uuid)" = "$customer1"
 check "… the customer's phone is untouched (no BYE, no re-INVITE)" \
   test "$(count_received customer BYE)" -eq 0 -a "$(count_received customer INVITE)" -eq 1
 reply=$(ask alan a-cancel '{"type":"cancel_transfer","id":"a-cancel","call_uuid":"'"$call1"'"}')
@@ -225,26 +227,37 @@ check "Alan cannot cancel Grace's transfer (403)" grep -q '"code":403' <<<"$repl
 check "cancel_transfer from Grace's console (result ok)" \
   is_ok "$(ask grace w2 '{"type":"cancel_transfer","id":"w2","call_uuid":"'"$call1"'"}')"
 check "cancel: the target's phone got BYE" poll 10 received target BYE 1
-check "cancel: the agent is bridged to the customer again (show calls)" poll 10 bridged "$call1" "$customer1"
+check "cancel: att_xfer let go of the customer (soft_holding_uuid unset) and the agent is bridged to the customer (show calls)" \
+  poll 10 eval 'var_is "$call1" soft_holding_uuid _undef_ && bridged "$call1" "$customer1"'
 check "… and the customer never got a BYE" test "$(count_received customer BYE)" -eq 0
-poll 15 gone "$target_pid"; wait "$target_pid"; rc_t=$?
-check "the target's call completed (sipp exit $rc_t)" test "$rc_t" -eq 0
+finish_phones "$agent_pid" "$customer_pid" "$target_pid"
+check "the three phones' calls completed" test $? -eq 0
 
 # -- 6. Warm transfer, completed: the agent hangs up and the customer is bridged to the target.
+# A fresh call: on FreeSWITCH 1.10.12 a second att_xfer on an agent's leg that came back from a
+# cancelled one left that leg hung up but never torn down in 3 of 4 runs (README: what the real
+# FreeSWITCH showed).
 phone target2_pid target2 "$target_sip" "$target_media"
-poll 10 listening "$target_sip"
+check "another click-to-dial, answered at both ends" dial d5 5
+call1=$call
+customer1=$(customer_uuid)
 check "second warm transfer to 3002 (result ok)" \
   is_ok "$(ask grace w3 '{"type":"transfer","id":"w3","call_uuid":"'"$call1"'","to":"3002","mode":"warm"}')"
 check "the target answered (ACK) while the customer waits" poll 10 received target2 ACK 1
+consulting() { var_is "$call1" soft_holding_uuid "$customer1" && bridged "$call1" 'loopback/3002-a'; }
+check "… the agent talks to the target (show calls), att_xfer holding the customer (soft_holding_uuid)" poll 10 consulting
 check "the agent hangs up from the console (result ok)" is_ok "$(ask grace w4 '{"type":"hangup","id":"w4","call_uuid":"'"$call1"'"}')"
-check "the agent's phone got BYE" poll 10 received agent BYE 1
+# FreeSWITCH 1.10.12 sometimes takes ~20 s to tear the agent's leg down after att_xfer has
+# bridged the other two (README: what the real FreeSWITCH showed): waited for, and timed.
+check "the agent's phone got BYE" poll 30 received agent5 BYE 1
+note "warm transfer completed: the agent's hang-up → BYE at the agent's phone: $(( $(request_at_ms agent5 BYE 1) - $(sent_at grace w4) )) ms"
 check "the customer is now bridged to the target (show calls: the 3001 leg with the 3002 leg, or through loopback/3002)" \
   poll 10 customer_with_target
 note "bridged: $(fscli 'show calls' | grep -a 'sofia/internal/3001@\|loopback/3002' | cut -d, -f1,5,17,21 | tr '\n' ' ')"
 check "… the customer's phone got no BYE, the target's none either" \
-  test "$(count_received customer BYE)" -eq 0 -a "$(count_received target2 BYE)" -eq 0
+  test "$(count_received customer5 BYE)" -eq 0 -a "$(count_received target2 BYE)" -eq 0
 check "the console shows the call transferred to 3002" \
-  poll 10 has_frame grace '{"type":"call","call_uuid":"'"$call1"'","state":"transferred","transferred_to":"3002"}'
+  poll 30 has_frame grace '{"type":"call","call_uuid":"'"$call1"'","state":"transferred","transferred_to":"3002"}'
 finish_phones "$agent_pid" "$customer_pid" "$target2_pid"
 check "the three phones' calls completed" test $? -eq 0
 
@@ -268,6 +281,7 @@ phone target4_pid target4 "$target_sip" "$target_media"
 check "third click-to-dial, answered at both ends" dial d3 3
 call3=$call
 customer3=$(customer_uuid)
+[ -n "$customer3" ] && [ "$customer3" != "$call3" ] || note "the customer's leg not found in show channels"
 reply=$(ask grace c1 '{"type":"conference","id":"c1","call_uuid":"'"$call3"'","to":"3002"}')
 leg3=$(json_str call_uuid <<<"$reply")
 check "three-way with 3002 from the console (result ok, the new leg $leg3)" test -n "$leg3" -a -n "$(is_ok "$reply" && echo y)"
