@@ -7,7 +7,7 @@
 # dialplan) and a transfer / three-way target (3002). The checks read what each phone received,
 # FreeSWITCH's own state (show calls, uuid_getvar, uuid_buglist, uuid_exists) and the frames
 # the consoles received.
-# Needs from run.sh: work, here, conf, instance_url, access_token, sidecar_bin, sidecar_admin,
+# Needs from run.sh: work, here, conf, instance_url, sidecar_bin, sidecar_admin,
 # sidecar_agent, agent_sip/agent_media, customer_sip/customer_media, target_sip/target_media,
 # fscli, ok/not_ok/check/note, bg_pids, sidecar_pid.
 
@@ -15,8 +15,11 @@
 kill "$sidecar_pid" 2>/dev/null
 wait "$sidecar_pid" 2>/dev/null
 sidecar_pid=""
-# Two users of the org: Grace (extension 1001, whose phone is the agent's sipp) and Alan (1002).
-users=$(curl -s -H "Authorization: Bearer $access_token" \
+# Two users of the org: Grace (extension 1001, whose phone is the agent's sipp) and Alan (1002),
+# read with a token of their own (the suite expires the org's sessions before this).
+query_token=$(curl -s -u '3MVG9Emu.CC.ClientId.natterbox:cc-app-secret' -d grant_type=client_credentials \
+  "$instance_url/services/oauth2/token" | json_str access_token)
+users=$(curl -s -H "Authorization: Bearer $query_token" \
   "$instance_url/services/data/v68.0/query?q=SELECT+Id+FROM+User+ORDER+BY+Username+LIMIT+2" |
   python3 -c 'import json,sys; print(" ".join(r["Id"] for r in json.load(sys.stdin)["records"]))')
 read -r grace_id alan_id <<<"$users"
