@@ -30,6 +30,9 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut body = app.metrics.render(&app.tokens.render_metrics());
+    if let Some(fleet) = &app.fleet {
+        body.push_str(&fleet.render_metrics());
+    }
     app.metrics.append_module_snapshot(&mut body);
     (
         [(
@@ -42,7 +45,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn status(State(app): State<Arc<App>>) -> Response {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "draining": app.is_draining(),
         "orgs": app.tokens.status(),
         "pops_pending": app.pops.pending(),
@@ -52,6 +55,9 @@ async fn status(State(app): State<Arc<App>>) -> Response {
             "failed": app.metrics.outbox_failed.get(),
         },
     });
+    if let Some(fleet) = &app.fleet {
+        body["fleet"] = fleet.status();
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),

@@ -119,7 +119,14 @@ async fn agent_session(
     tracing::debug!(user_id = %agent.user_id, "agent client connected");
     let (results_tx, mut results) = mpsc::channel::<String>(64);
     let mut window = (std::time::Instant::now(), 0u32);
+    if let Some(fleet) = &app.fleet {
+        fleet.before_console(&app, &agent).await;
+    }
     let mut subscription = app.pops.subscribe(agent.clone());
+    if let Some(fleet) = &app.fleet {
+        // Its streams are read from now on; at once rather than at the next poll.
+        fleet.wake_reader();
+    }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
@@ -165,7 +172,11 @@ async fn agent_session(
                     }
                     match commands::parse(text.as_str()) {
                         ClientFrame::Ack(call_uuid) => {
-                            app.pops.ack(&agent, &call_uuid);
+                            if app.pops.ack(&agent, &call_uuid) {
+                                if let Some(fleet) = &app.fleet {
+                                    fleet.pop_acked(&app, &agent, &call_uuid);
+                                }
+                            }
                         }
                         ClientFrame::Invalid(id, error) => {
                             tracing::info!(agent = %agent.user_id, code = error.code, error = %error.message, "agent command refused");

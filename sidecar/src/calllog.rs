@@ -24,6 +24,10 @@ use crate::App;
 
 /// Records per create batch (`/composite/sobjects` takes up to 200).
 const CHUNK: usize = 200;
+/// A batch smaller than `CHUNK` waits until its oldest call log is this old, so a busy org's
+/// call logs travel many to a request (each request counts against the org's daily API
+/// allowance) and a quiet org's still arrive within a few seconds of the hangup.
+const BATCH_WINDOW: Duration = Duration::from_secs(2);
 /// Call UUIDs per dedup query (the query travels in the URL).
 const DEDUP_QUERY_CHUNK: usize = 50;
 /// How far before a call's first send its Task's `CreatedDate` may read: Salesforce's clock, not
@@ -261,6 +265,9 @@ async fn deliver_round(
         if pause.until.is_some_and(|t| t > Instant::now()) {
             continue;
         }
+        if !batch_is_ready(&rows, now_ms()) && !*shutdown.borrow() {
+            continue;
+        }
         for chunk in rows.chunks(CHUNK) {
             if *shutdown.borrow() {
                 return;
@@ -299,6 +306,17 @@ async fn deliver_round(
             }
         }
     }
+}
+
+/// A full batch goes at once; a smaller one when its oldest call log has waited `BATCH_WINDOW`,
+/// or when any of it is a retry (its wait was its backoff).
+fn batch_is_ready(rows: &[PendingRow], now_ms: u64) -> bool {
+    rows.len() >= CHUNK
+        || rows.iter().any(|r| {
+            r.attempts > 0
+                || r.sent_ms.is_some()
+                || now_ms.saturating_sub(r.created_ms) >= BATCH_WINDOW.as_millis() as u64
+        })
 }
 
 async fn retry_or_fail(app: &App, row: &PendingRow, error: &str, max: u32, wait: Duration) {
@@ -511,6 +529,32 @@ mod tests {
             hangup_cause: "NORMAL_CLEARING".into(),
             recording_url: None,
         }
+    }
+
+    #[test]
+    fn small_batches_wait_for_the_window_unless_retried() {
+        let row = |created_ms: u64, attempts: u32, sent_ms: Option<u64>| PendingRow {
+            call_uuid: format!("c{created_ms}"),
+            org: "acme".into(),
+            log: log(),
+            attempts,
+            sent_ms,
+            created_ms,
+        };
+        let now = 100_000;
+        assert!(!batch_is_ready(&[row(now - 1_999, 0, None)], now));
+        assert!(batch_is_ready(&[row(now - 2_000, 0, None)], now));
+        assert!(
+            batch_is_ready(&[row(now, 1, None)], now),
+            "a retry waited its backoff"
+        );
+        assert!(
+            batch_is_ready(&[row(now, 0, Some(now))], now),
+            "sent before"
+        );
+        let full: Vec<_> = (0..CHUNK as u64).map(|i| row(now - i, 0, None)).collect();
+        assert!(batch_is_ready(&full, now));
+        assert!(!batch_is_ready(&full[1..], now));
     }
 
     #[test]

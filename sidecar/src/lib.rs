@@ -13,6 +13,7 @@ pub mod calllog;
 pub mod check;
 pub mod console;
 pub mod dirs;
+pub mod fleet;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
@@ -59,6 +60,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<TokenManager>,
     pub pops: Arc<PopHub>,
+    /// Pops and presence across hosts; `None` without `<fleet>` (nothing of it runs).
+    pub fleet: Option<Arc<fleet::Fleet>>,
     /// Call state, call control, presence and wrap-up for agents' consoles.
     pub desk: agent::AgentDesk,
     pub outbox: Arc<Outbox>,
@@ -165,6 +168,13 @@ pub async fn run(
         state_dir.clone(),
         metrics.clone(),
     );
+    let fleet = match &config.fleet {
+        Some(settings) => Some(fleet::Fleet::start(
+            settings,
+            config.resolve_org(None).map(|o| o.name.clone()),
+        )?),
+        None => None,
+    };
     let (outbox_tx, outbox_rx) = mpsc::channel(config.settings.event_queue_capacity);
     let (platform_tx, platform_rx) = mpsc::channel(PLATFORM_QUEUE);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -174,6 +184,7 @@ pub async fn run(
         metrics: metrics.clone(),
         tokens: tokens.clone(),
         pops: PopHub::new(metrics.clone()),
+        fleet,
         desk: agent::AgentDesk::new(&state_dir),
         outbox,
         record_writes,
@@ -207,6 +218,9 @@ pub async fn run(
 
     tokens.apply(&config.orgs, config.settings.token_dir.clone(), owner);
 
+    if let Some(fleet) = &app.fleet {
+        fleet.attach(&app);
+    }
     let socket_task = tokio::spawn(socket::serve(unix, app.clone(), shutdown_rx.clone()));
     let writer_task = tokio::spawn(socket::outbox_writer(app.clone(), outbox_rx));
     let delivery_task = tokio::spawn(calllog::run(app.clone(), shutdown_rx.clone()));
@@ -392,6 +406,7 @@ fn reload(app: &Arc<App>, path: &Path) {
                         || old.sidecar.websocket_tls_key != config.sidecar.websocket_tls_key,
                 ),
                 ("ca-file", old.settings.ca_file != config.settings.ca_file),
+                ("<fleet>", old.fleet != config.fleet),
             ] {
                 if changed {
                     tracing::warn!("{what} changed: takes effect at the next restart");

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub voicecall_rounds: Counter,
     pub voicecall_steps_delivered: Counter,
     pub voicecall_steps_failed: Counter,
+    /// Creates with an unknown outcome whose record a lookup found (and adopted).
+    pub voicecall_creates_adopted: Counter,
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     orgs: Mutex<BTreeMap<String, Arc<OrgCounters>>>,
@@ -278,6 +280,12 @@ impl Metrics {
             "counter",
             "VoiceCall requests given up on (kept in the outbox as failed).",
             self.voicecall_steps_failed.get(),
+        );
+        one(
+            "natterbox_sidecar_voicecall_creates_adopted_total",
+            "counter",
+            "VoiceCall creates with an unknown outcome found by a lookup and adopted, not sent again.",
+            self.voicecall_creates_adopted.get(),
         );
         one(
             "natterbox_sidecar_config_reloads_total",

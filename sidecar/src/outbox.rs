@@ -31,6 +31,8 @@ pub struct PendingRow {
     pub attempts: u32,
     /// When a create for this call was first sent (Salesforce may hold its Task), if ever.
     pub sent_ms: Option<u64>,
+    /// When the call log entered the outbox.
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -179,7 +181,7 @@ impl Outbox {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT call_uuid, org, record, attempts, sent_ms FROM call_log
+                "SELECT call_uuid, org, record, attempts, sent_ms, created_ms FROM call_log
                  WHERE state = 'pending' AND next_attempt_ms <= ?1
                  ORDER BY created_ms, call_uuid LIMIT ?2",
             )
@@ -192,12 +194,13 @@ impl Outbox {
                     row.get::<_, String>(2)?,
                     row.get::<_, u32>(3)?,
                     row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, i64>(5)?,
                 ))
             })
             .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (call_uuid, org, record, attempts, sent_ms) = row.map_err(db_err)?;
+            let (call_uuid, org, record, attempts, sent_ms, created_ms) = row.map_err(db_err)?;
             match serde_json::from_str::<CallLog>(&record) {
                 Ok(log) => out.push(PendingRow {
                     call_uuid,
@@ -205,6 +208,7 @@ impl Outbox {
                     log,
                     attempts,
                     sent_ms: sent_ms.map(|ms| ms.max(0) as u64),
+                    created_ms: created_ms.max(0) as u64,
                 }),
                 Err(e) => {
                     tracing::error!(%call_uuid, error = %e, "unreadable outbox record");

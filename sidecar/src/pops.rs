@@ -25,6 +25,11 @@ pub const CLIENT_QUEUE: usize = 1024;
 pub struct AgentIdentity {
     pub user_id: String,
     pub extension: Option<String>,
+    /// The org the agent works for (the config's name). Set: only that org's pops reach the
+    /// agent. Unset: any org's pops by user id or extension, as before orgs were named here;
+    /// in fleet mode such an agent belongs to the default org.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +42,8 @@ struct AgentEntry {
     user_id: String,
     #[serde(default)]
     extension: Option<String>,
+    #[serde(default)]
+    org: Option<String>,
     token_sha256: String,
 }
 
@@ -103,6 +110,7 @@ impl AgentDirectory {
                 AgentIdentity {
                     user_id: entry.user_id,
                     extension: entry.extension.filter(|e| !e.is_empty()),
+                    org: entry.org.filter(|o| !o.is_empty()),
                 },
                 hash,
             ));
@@ -164,6 +172,7 @@ pub struct PopFrame {
 
 struct StoredPop {
     seq: u64,
+    org: String,
     user_id: Option<String>,
     extension: Option<String>,
     expires_at_ms: u64,
@@ -175,6 +184,9 @@ struct StoredPop {
 
 impl StoredPop {
     fn is_for(&self, agent: &AgentIdentity) -> bool {
+        if agent.org.as_deref().is_some_and(|org| org != self.org) {
+            return false;
+        }
         self.user_id.as_deref() == Some(agent.user_id.as_str())
             || (self.extension.is_some() && self.extension == agent.extension)
     }
@@ -229,16 +241,17 @@ impl PopHub {
 
     /// Takes a pop from the module. `default_ttl_ms` applies when the pop carries none.
     pub fn publish(&self, pop: &ScreenPop, default_ttl_ms: u64) {
-        self.publish_with_link(pop, default_ttl_ms, None)
+        self.publish_with_link(pop, default_ttl_ms, None);
     }
 
-    /// As `publish`, with the org's instance URL for the console's record links.
+    /// As `publish`, with the org's instance URL for the console's record links. Returns the
+    /// frame kept (for the fleet), or `None` when the pop came past its TTL.
     pub fn publish_with_link(
         &self,
         pop: &ScreenPop,
         default_ttl_ms: u64,
         salesforce_url: Option<String>,
-    ) {
+    ) -> Option<PopFrame> {
         self.metrics.pops_received.inc();
         let now = now_ms();
         let ttl = if pop.ttl_ms == 0 {
@@ -255,7 +268,7 @@ impl PopHub {
         if expires_at_ms <= now {
             self.metrics.pops_expired.inc();
             tracing::debug!(call_uuid = %pop.call_uuid, "screen pop arrived past its TTL; dropped");
-            return;
+            return None;
         }
         let frame = PopFrame {
             kind: "screen_pop".into(),
@@ -271,17 +284,46 @@ impl PopHub {
             record: pop.record.clone(),
             salesforce_url,
         };
-        let frame: Arc<str> = serde_json::to_string(&frame)
+        let text: Arc<str> = serde_json::to_string(&frame)
             .expect("frames serialize")
             .into();
+        self.store(&frame, text);
+        Some(frame)
+    }
+
+    /// A pop another host's sidecar took (fleet mode), as that sidecar made its frame. Returns
+    /// false when it is past its TTL or already here (a stream read again after a reconnect):
+    /// then nothing is sent, so each console gets it once.
+    pub fn publish_from_fleet(&self, frame: &PopFrame) -> bool {
+        if frame.expires_at_ms <= now_ms() {
+            return false;
+        }
+        let text: Arc<str> = serde_json::to_string(frame)
+            .expect("frames serialize")
+            .into();
+        if self
+            .lock()
+            .pops
+            .get(&frame.call_uuid)
+            .is_some_and(|p| p.frame == text)
+        {
+            return false;
+        }
+        self.store(frame, text);
+        true
+    }
+
+    /// Keeps the pop and sends it to the matching clients that are keeping up.
+    fn store(&self, frame: &PopFrame, text: Arc<str>) {
         let mut inner = self.lock();
         inner.next_seq += 1;
         let mut stored = StoredPop {
             seq: inner.next_seq,
-            user_id: pop.agent_user_id.clone().filter(|s| !s.is_empty()),
-            extension: pop.agent_extension.clone().filter(|s| !s.is_empty()),
-            expires_at_ms,
-            frame,
+            org: frame.org.clone(),
+            user_id: frame.agent_user_id.clone().filter(|s| !s.is_empty()),
+            extension: frame.agent_extension.clone().filter(|s| !s.is_empty()),
+            expires_at_ms: frame.expires_at_ms,
+            frame: text,
             delivered: false,
             sent_to: Vec::new(),
         };
@@ -304,7 +346,7 @@ impl PopHub {
                 }
             }
         }
-        if inner.pops.len() >= MAX_STORED && !inner.pops.contains_key(&pop.call_uuid) {
+        if inner.pops.len() >= MAX_STORED && !inner.pops.contains_key(&frame.call_uuid) {
             // Full: the oldest goes (a linear scan, only when full).
             let oldest = inner
                 .pops
@@ -316,7 +358,7 @@ impl PopHub {
                 self.metrics.pops_dropped.inc();
             }
         }
-        inner.pops.insert(pop.call_uuid.clone(), stored);
+        inner.pops.insert(frame.call_uuid.clone(), stored);
     }
 
     /// Registers a client and queues the pops it has not acknowledged that are still in time.
@@ -379,13 +421,38 @@ impl PopHub {
 
     /// The agent has the pop: it is not sent again.
     pub fn ack(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
+        let removed = self.remove_acked(agent, call_uuid);
+        if removed {
+            self.metrics.pops_acked.inc();
+        }
+        removed
+    }
+
+    /// The agent acknowledged the pop on another host (fleet mode): not sent again here either.
+    /// Counted where the console acknowledged it, not here.
+    pub fn ack_from_fleet(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
+        self.remove_acked(agent, call_uuid)
+    }
+
+    fn remove_acked(&self, agent: &AgentIdentity, call_uuid: &str) -> bool {
         let mut inner = self.lock();
         let removed = inner.pops.get(call_uuid).is_some_and(|p| p.is_for(agent));
         if removed {
             inner.pops.remove(call_uuid);
-            self.metrics.pops_acked.inc();
         }
         removed
+    }
+
+    /// The identities with a client connected now (once each): whose fleet streams to read.
+    pub fn connected_agents(&self) -> Vec<AgentIdentity> {
+        let inner = self.lock();
+        let mut agents: Vec<AgentIdentity> = Vec::new();
+        for sub in inner.subscribers.values() {
+            if !agents.contains(&sub.agent) {
+                agents.push(sub.agent.clone());
+            }
+        }
+        agents
     }
 
     /// Drops pops past their TTL; those no client ever got count as expired.
@@ -431,7 +498,53 @@ mod tests {
         AgentIdentity {
             user_id: user.into(),
             extension: Some("1001".into()),
+            org: None,
         }
+    }
+
+    #[test]
+    fn an_agent_of_one_org_never_gets_another_orgs_pops() {
+        let hub = PopHub::new(Arc::new(Metrics::default()));
+        let globex_agent = AgentIdentity {
+            org: Some("globex".into()),
+            ..agent("005A")
+        };
+        let mut globex = hub.subscribe(globex_agent.clone());
+        let mut any = hub.subscribe(agent("005A"));
+        // Same user id and extension, org acme.
+        hub.publish(&pop("c1", "005A", 10_000), 30_000);
+        assert!(any.rx.try_recv().unwrap().contains("c1"));
+        assert!(
+            globex.rx.try_recv().is_err(),
+            "acme's pop for globex's agent"
+        );
+        assert!(!hub.ack(&globex_agent, "c1"), "nor can it acknowledge it");
+        let mut theirs = pop("c2", "005A", 10_000);
+        theirs.org = "globex".into();
+        hub.publish(&theirs, 30_000);
+        assert!(globex.rx.try_recv().unwrap().contains("c2"));
+    }
+
+    #[test]
+    fn a_pop_from_the_fleet_is_sent_once_however_often_it_is_read() {
+        let hub = PopHub::new(Arc::new(Metrics::default()));
+        let other = PopHub::new(Arc::new(Metrics::default()));
+        let frame = other
+            .publish_with_link(&pop("c1", "005A", 10_000), 30_000, None)
+            .unwrap();
+        let mut sub = hub.subscribe(agent("005A"));
+        assert!(hub.publish_from_fleet(&frame));
+        assert!(
+            !hub.publish_from_fleet(&frame),
+            "read again: not sent again"
+        );
+        assert!(sub.rx.try_recv().unwrap().contains("c1"));
+        assert!(sub.rx.try_recv().is_err());
+        let mut late = frame.clone();
+        late.call_uuid = "c2".into();
+        late.expires_at_ms = now_ms() - 1;
+        assert!(!hub.publish_from_fleet(&late), "past its TTL");
+        assert_eq!(hub.connected_agents(), vec![agent("005A")]);
     }
 
     #[test]

@@ -190,8 +190,14 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
                 .tokens
                 .session(&org.name)
                 .map(|(session, _)| session.instance_url.trim_end_matches('/').to_string());
-            app.pops
-                .publish_with_link(&pop, org.screen_pop.ttl.as_millis() as u64, salesforce_url);
+            let kept = app.pops.publish_with_link(
+                &pop,
+                org.screen_pop.ttl.as_millis() as u64,
+                salesforce_url,
+            );
+            if let (Some(fleet), Some(frame)) = (&app.fleet, kept) {
+                fleet.pop_published(&frame, pop.ttl_ms);
+            }
             if org.screen_pop.platform_event.is_some()
                 && pop.created_at_ms.saturating_add(pop.ttl_ms) > now_ms()
                 && app.platform_tx.try_send(pop).is_err()
@@ -226,7 +232,13 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
         }
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
         Message::SwitchResult { id, ok, error } => app.desk.link.resolve(id, ok, error),
-        Message::CallState(state) => app.desk.on_call_state(state),
+        Message::CallState(state) => {
+            if state.state == natterbox_common::call_control::CallPhase::Transferred {
+                let (app, state) = (app.clone(), state.clone());
+                tokio::spawn(async move { crate::voicecall::on_call_state(&app, state).await });
+            }
+            app.desk.on_call_state(state)
+        }
         Message::RecordWrite(write) => crate::record_writes::accept(app, write, reply.clone()),
         // Only the sidecar sends these.
         Message::Ack { .. }

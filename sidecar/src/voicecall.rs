@@ -3,10 +3,18 @@
 //! and when it ends (`PATCH /telephony/v1/voiceCalls/{vendorCallKey}`), with the recording's
 //! location when there is one.
 //!
+//! A transfer (blind or warm, from the module's `call_state` frame) creates the transferred
+//! leg's own VoiceCall, a child of the call's (`parentVoiceCallId`, `initiationMethod`
+//! `Transfer`: how the Voice Developer Guide's "Create a Voice Call Record" documents
+//! transfers), ended when the call ends.
+//!
 //! Every request is a step in the outbox (`voicecall_queue`), sent in order per call and
-//! exactly once: a step is marked done in the same breath as Salesforce's 2xx; a create sent
-//! again after a crash in between is answered "already exists" and counts as done; a PATCH sent
-//! again sets the same values again.
+//! exactly once. Salesforce documents no "already exists" answer to a repeated create, so none
+//! is relied on: a create is marked sent before it goes out, and one whose outcome is unknown
+//! (crash, timeout, lost connection, an unreadable answer) is first looked up over the org's
+//! REST API (`SELECT Id FROM VoiceCall WHERE VendorCallKey = '…'`) and the found record
+//! adopted. Updates go to the record's id (`PATCH …/voiceCalls/{voiceCallId}`), so a duplicate
+//! made elsewhere cannot take them. A PATCH sent again sets the same values again.
 //!
 //! Authorization: a JWT signed RS256 with the telephony provider's private key, claims `iss`
 //! (org id), `sub` (contact center API name), `aud` `https://scrt.salesforce.com`, `exp` within
@@ -18,7 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use natterbox_common::config::VoiceConfig;
+use natterbox_common::call_control::{CallPhase, CallState};
+use natterbox_common::config::{OrgConfig, VoiceConfig};
+use natterbox_common::salesforce::escape::soql_string;
+use natterbox_common::salesforce::SalesforceClient;
 use natterbox_common::wire::{CallEvent, CallLog, CallProgress, Direction};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -147,7 +158,15 @@ pub fn steps_for_log(log: &CallLog, voice: &VoiceConfig) -> Vec<VoiceCallStep> {
         ));
     }
     let mut end = json!({"endTime": iso_time(log.end_ms.max(log.start_ms))});
-    if let Some(url) = log.recording_url.as_deref().filter(|u| !u.is_empty()) {
+    // Only a link Salesforce can follow: a file path would get the whole end refused.
+    let recording = log.recording_url.as_deref().filter(|u| {
+        let is_url = u.starts_with("https://") || u.starts_with("http://");
+        if !is_url && !u.is_empty() {
+            tracing::warn!(call_uuid = %log.call_uuid, "sf_recording_url is not an http(s) URL; the VoiceCall gets no recording");
+        }
+        is_url
+    });
+    if let Some(url) = recording {
         end["recordingLocation"] = json!(url);
         if log.answer_ms.is_some() {
             end["totalRecordingDuration"] = json!(log.duration_s);
@@ -155,6 +174,40 @@ pub fn steps_for_log(log: &CallLog, voice: &VoiceConfig) -> Vec<VoiceCallStep> {
     }
     steps.push(patch_step(&log.org, &log.call_uuid, "end", end));
     steps
+}
+
+/// The vendorCallKey of a transfer's child record: the call's UUID and when it was transferred.
+pub fn transfer_key(call_uuid: &str, at_ms: u64) -> String {
+    format!("{call_uuid}.transfer.{at_ms}")
+}
+
+/// The step for a transfer: the transferred leg's VoiceCall, a child of the call's. `None` for
+/// anything that is not a transfer of a customer call.
+pub fn transfer_step(state: &CallState, voice: &VoiceConfig) -> Option<VoiceCallStep> {
+    if state.state != CallPhase::Transferred
+        || state.direction == Direction::Internal
+        || state.other_party.is_empty()
+    {
+        return None;
+    }
+    let to = state.transferred_to.as_deref().filter(|t| !t.is_empty())?;
+    let key = transfer_key(&state.call_uuid, state.at_ms);
+    Some(VoiceCallStep {
+        call_uuid: state.call_uuid.clone(),
+        org: state.org.clone(),
+        kind: format!("transfer@{key}"),
+        body: json!({
+            "callCenterApiName": voice.call_center,
+            "vendorCallKey": key,
+            // The sender puts the parent's record id here once it has one.
+            "parentVoiceCallId": state.call_uuid,
+            "to": to,
+            "from": state.other_party,
+            "initiationMethod": "Transfer",
+            "startTime": iso_time(state.at_ms),
+            "participants": [{"participantKey": state.other_party, "type": "END_USER"}],
+        }),
+    })
 }
 
 #[derive(Serialize)]
@@ -191,7 +244,8 @@ pub fn bearer_token(voice: &VoiceConfig, now: SystemTime) -> Result<String, Stri
 /// How a step went.
 #[derive(Debug, PartialEq)]
 enum Outcome {
-    Done,
+    /// Done; for a create, the record's id when known.
+    Done(Option<String>),
     /// Try again later (5xx, network, timeouts, 401/403 that an admin can fix).
     Transient(String),
     /// Salesforce will refuse it again.
@@ -210,36 +264,118 @@ fn path_segment(s: &str) -> String {
         .collect()
 }
 
-async fn send(app: &App, voice: &VoiceConfig, step: &VoiceCallStep) -> Outcome {
+/// The org's VoiceCall with this vendorCallKey, over its REST API (the oldest, should a
+/// duplicate exist). `Err` when the org cannot be asked now.
+async fn look_up(
+    app: &App,
+    org: &OrgConfig,
+    vendor_call_key: &str,
+) -> Result<Option<String>, String> {
+    let client = SalesforceClient::new(app.http.clone(), &org.api_version);
+    let soql = format!(
+        "SELECT Id FROM VoiceCall WHERE VendorCallKey = {} ORDER BY CreatedDate ASC LIMIT 1",
+        soql_string(vendor_call_key)
+    );
+    let records = crate::calllog::with_session(app, &org.name, |s| {
+        let client = client.clone();
+        let soql = soql.clone();
+        async move { client.query(&s, &soql, 200).await.map(|(r, _)| r) }
+    })
+    .await
+    .map_err(|e| format!("cannot look the VoiceCall up: {e}"))?;
+    Ok(records
+        .first()
+        .and_then(|r| r.get("Id"))
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
+async fn send(app: &App, org: &OrgConfig, voice: &VoiceConfig, due: &DueStep) -> Outcome {
+    let step = &due.step;
+    let key = step.target_key().to_string();
+    let known_id = {
+        let key = key.clone();
+        match db(app, move |o| o.voice_call_id(&key)).await {
+            Ok(id) => id,
+            Err(e) => return Outcome::Transient(e),
+        }
+    };
+    let mut body = step.body.clone();
+    if step.is_create() {
+        if known_id.is_some() {
+            return Outcome::Done(known_id);
+        }
+        if due.sent {
+            // It went out before and nothing recorded how it went: it may exist.
+            match look_up(app, org, &key).await {
+                Ok(Some(id)) => {
+                    tracing::info!(org = %step.org, call_uuid = %step.call_uuid, step = %step.kind, "VoiceCall found after a create with an unknown outcome; adopted");
+                    app.metrics.voicecall_creates_adopted.inc();
+                    return Outcome::Done(Some(id));
+                }
+                Ok(None) => {}
+                Err(e) => return Outcome::Transient(e),
+            }
+        }
+        if body.get("parentVoiceCallId").is_some() {
+            let parent = step.call_uuid.clone();
+            match db(app, move |o| o.voice_call_id(&parent)).await {
+                Ok(Some(id)) => body["parentVoiceCallId"] = json!(id),
+                Ok(None) => {}
+                Err(e) => return Outcome::Transient(e),
+            }
+        }
+        let id = due.id;
+        if let Err(e) = db(app, move |o| o.mark_step_sent(id)).await {
+            return Outcome::Transient(e);
+        }
+    }
     let token = match bearer_token(voice, SystemTime::now()) {
         Ok(t) => t,
         Err(e) => return Outcome::Transient(format!("cannot sign the telephony JWT: {e}")),
     };
     let base = format!("{}/telephony/v1/voiceCalls", voice.scrt_url);
-    let request = if step.kind == "create" {
+    let request = if step.is_create() {
         app.http.post(base)
     } else {
-        app.http
-            .patch(format!("{base}/{}", path_segment(&step.call_uuid)))
+        let target = known_id.as_deref().unwrap_or(&key);
+        app.http.patch(format!("{base}/{}", path_segment(target)))
     };
     let request = request
         .bearer_auth(token)
         .header("Telephony-Provider-Name", &voice.provider)
-        .json(&step.body)
+        .json(&body)
         .timeout(REQUEST_TIMEOUT);
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => return Outcome::Transient(format!("request failed: {e}")),
     };
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
-    let detail: String = body.chars().take(300).collect();
+    let text = match response.text().await {
+        Ok(t) => t,
+        Err(e) => return Outcome::Transient(format!("HTTP {status}, answer lost: {e}")),
+    };
+    let detail: String = text.chars().take(300).collect();
     match status {
-        200..=299 => Outcome::Done,
-        // A create that reached Salesforce before a crash: the record is there.
-        409 if step.kind == "create" => Outcome::Done,
-        400 if step.kind == "create" && body.contains("DUPLICATE") => Outcome::Done,
-        401 | 403 | 408 | 429 | 500..=599 => Outcome::Transient(format!("HTTP {status}: {detail}")),
+        200..=299 if step.is_create() => {
+            let id = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+                v.get("voiceCallId")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            });
+            match id {
+                Some(id) => Outcome::Done(Some(id)),
+                // Created, but which record is unknown: the next attempt looks it up.
+                None => {
+                    Outcome::Transient(format!("HTTP {status} without a voiceCallId: {detail}"))
+                }
+            }
+        }
+        200..=299 => Outcome::Done(None),
+        // Undocumented for a repeated create: the next attempt looks the record up.
+        401 | 403 | 408 | 409 | 429 | 500..=599 => {
+            Outcome::Transient(format!("HTTP {status}: {detail}"))
+        }
         _ => Outcome::Refused(format!("HTTP {status}: {detail}")),
     }
 }
@@ -275,6 +411,32 @@ pub async fn on_progress(app: &Arc<App>, progress: CallProgress) {
     match db(app, move |o| o.insert_steps(&steps, now_ms())).await {
         Ok(()) => app.voicecall_wake.notify_one(),
         Err(e) => tracing::error!(error = %e, "cannot commit VoiceCall steps"),
+    }
+}
+
+/// A call's state from the module: a transfer of a call the org records as a VoiceCall
+/// becomes the transferred leg's child record.
+pub async fn on_call_state(app: &Arc<App>, state: CallState) {
+    if state.state != CallPhase::Transferred {
+        return;
+    }
+    let config = app.config();
+    let Some(voice) = config.org(&state.org).and_then(|org| {
+        org.voice
+            .as_ref()
+            .filter(|_| org.call_log.enabled && org.call_log.record.wants_voicecall())
+    }) else {
+        return;
+    };
+    let Some(step) = transfer_step(&state, voice) else {
+        return;
+    };
+    match db(app, move |o| o.insert_transfer(&step, now_ms())).await {
+        Ok(true) => app.voicecall_wake.notify_one(),
+        Ok(false) => {
+            tracing::debug!(call_uuid = %state.call_uuid, "transfer of a call without a VoiceCall")
+        }
+        Err(e) => tracing::error!(error = %e, "cannot commit a VoiceCall transfer"),
     }
 }
 
@@ -320,21 +482,35 @@ async fn deliver_round(
         }
     };
     let config = app.config();
-    for DueStep { id, step, attempts } in due {
+    for due in due {
         if *shutdown.borrow() {
             return;
         }
+        let (id, attempts) = (due.id, due.attempts);
+        let step = due.step.clone();
         if paused.get(&step.org).is_some_and(|t| *t > Instant::now()) {
             continue;
         }
-        let Some(voice) = config.org(&step.org).and_then(|o| o.voice.clone()) else {
+        let Some((org, voice)) = config
+            .org(&step.org)
+            .and_then(|o| o.voice.clone().map(|v| (o.clone(), v)))
+        else {
             let error = format!("org \"{}\" has no <service-cloud-voice>", step.org);
             let _ = db(app, move |o| o.step_failed(id, true, &error, now_ms())).await;
             continue;
         };
-        let (error, max) = match send(app, &voice, &step).await {
-            Outcome::Done => {
-                if let Err(e) = db(app, move |o| o.step_done(id, now_ms())).await {
+        let (error, max) = match send(app, &org, &voice, &due).await {
+            Outcome::Done(voice_call_id) => {
+                let done = step.clone();
+                let committed = db(app, move |o| {
+                    if done.is_create() {
+                        o.create_done(id, &done, voice_call_id.as_deref(), now_ms())
+                    } else {
+                        o.step_done(id, now_ms())
+                    }
+                })
+                .await;
+                if let Err(e) = committed {
                     tracing::error!(error = %e, "cannot record a delivered VoiceCall step");
                 }
                 app.metrics.voicecall_steps_delivered.inc();
@@ -361,5 +537,84 @@ async fn deliver_round(
             let next = now_ms() + wait.as_millis() as u64;
             let _ = db(app, move |o| o.step_retry(id, next, &error, now_ms())).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natterbox_common::config::SecretRef;
+
+    fn voice() -> VoiceConfig {
+        VoiceConfig {
+            scrt_url: "https://acme.my.salesforce-scrt.com".into(),
+            org_id: "00DEm0000000001".into(),
+            call_center: "NatterboxCC".into(),
+            provider: "Natterbox".into(),
+            private_key: SecretRef::Env("UNUSED".into()),
+        }
+    }
+
+    fn state(direction: Direction, other_party: &str) -> CallState {
+        CallState {
+            call_uuid: "c-1".into(),
+            state: CallPhase::Transferred,
+            direction,
+            other_party: other_party.into(),
+            record_id: None,
+            org: "acme".into(),
+            agent_user_id: None,
+            agent_extension: Some("1001".into()),
+            muted: false,
+            cause: None,
+            transferred_to: Some("1002".into()),
+            at_ms: 1_767_225_600_000,
+        }
+    }
+
+    #[test]
+    fn a_transfer_of_a_customer_call_is_a_child_record_and_nothing_else_is() {
+        let step = transfer_step(&state(Direction::Inbound, "+14155550100"), &voice()).unwrap();
+        assert_eq!(step.kind, "transfer@c-1.transfer.1767225600000");
+        assert_eq!(step.target_key(), "c-1.transfer.1767225600000");
+        assert!(step.is_create());
+        assert_eq!(step.body["initiationMethod"], "Transfer");
+        assert_eq!(step.body["parentVoiceCallId"], "c-1");
+        assert_eq!(step.body["to"], "1002");
+        assert_eq!(step.body["startTime"], "2026-01-01T00:00:00.000Z");
+        assert!(transfer_step(&state(Direction::Internal, "1005"), &voice()).is_none());
+        assert!(transfer_step(&state(Direction::Inbound, ""), &voice()).is_none());
+        let mut ended = state(Direction::Inbound, "+14155550100");
+        ended.state = CallPhase::Ended;
+        assert!(transfer_step(&ended, &voice()).is_none());
+    }
+
+    #[test]
+    fn a_recording_that_is_no_url_does_not_go_out() {
+        let mut log = CallLog {
+            org: "acme".into(),
+            call_uuid: "c-2".into(),
+            from: "+14155550100".into(),
+            to: "+18005550199".into(),
+            direction: Direction::Inbound,
+            start_ms: 1_767_225_600_000,
+            answer_ms: Some(1_767_225_605_000),
+            end_ms: 1_767_225_665_000,
+            duration_s: 60,
+            agent_user_id: None,
+            who_id: None,
+            what_id: None,
+            hangup_cause: "NORMAL_CLEARING".into(),
+            recording_url: Some("/var/lib/freeswitch/recordings/c-2.wav".into()),
+        };
+        let end = steps_for_log(&log, &voice()).pop().unwrap();
+        assert_eq!(end.kind, "end");
+        assert!(end.body.get("recordingLocation").is_none(), "{}", end.body);
+        log.recording_url = Some("https://recordings.example/c-2.wav".into());
+        let end = steps_for_log(&log, &voice()).pop().unwrap();
+        assert_eq!(
+            end.body["recordingLocation"],
+            "https://recordings.example/c-2.wav"
+        );
     }
 }

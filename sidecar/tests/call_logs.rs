@@ -374,13 +374,6 @@ async fn request_limit_exceeded_pauses_the_org() {
 async fn kill_9_during_a_stream_neither_loses_nor_duplicates() {
     const N: usize = 200;
     let emu = emulator().await;
-    // Slow Salesforce a little, so the kill lands with writes in flight.
-    emu.admin().add_fault(sf_emulator::FaultRule {
-        path_prefix: "/services/data".into(),
-        latency_ms: 100,
-        jitter_ms: 20,
-        ..Default::default()
-    });
     let setup = Setup::new();
     setup.write_config(&call_log_org(&emu), "");
     let uuids: Vec<String> = (0..N).map(|i| format!("stream-{i:04}")).collect();
@@ -388,30 +381,46 @@ async fn kill_9_during_a_stream_neither_loses_nor_duplicates() {
     let running = setup.start().await;
     let mut module = ModuleConn::connect(&setup.socket()).await;
     let mut acked = Vec::new();
+    let mut creates_before = 0;
     for (i, uuid) in uuids.iter().enumerate() {
         module.send(&Message::CallLog(log(uuid))).await;
         if i % 10 == 9 {
             acked.extend(acks(&mut module, 10).await);
         }
-        if i == N / 2 {
-            // Once Salesforce has some of them, kill without warning.
-            eventually(Duration::from_secs(20), "the first Tasks", || async {
-                !tasks_by_call(&emu).is_empty()
-            })
+        if i + 1 == N / 2 {
+            // Once Salesforce has the first half, its answers to creates start to take 30 s.
+            eventually(
+                Duration::from_secs(20),
+                "the first half's Tasks",
+                || async { tasks_by_call(&emu).len() == N / 2 },
+            )
             .await;
-            break;
+            creates_before = emu.admin().endpoint_count("composite_sobjects");
+            emu.admin().add_fault(sf_emulator::FaultRule {
+                path_prefix: "/services/data/v68.0/composite/sobjects".into(),
+                latency_ms: 30_000,
+                ..Default::default()
+            });
         }
     }
+    // Salesforce has created the second half's Tasks (it handles a request on arrival, then
+    // delays the answer): kill without warning before the sidecar hears of it.
+    eventually(Duration::from_secs(20), "a create in flight", || async {
+        tasks_by_call(&emu).len() > N / 2
+            && emu.admin().endpoint_count("composite_sobjects") > creates_before
+    })
+    .await;
+    emu.admin().clear_faults();
+    let recorded = running.metric("natterbox_sidecar_outbox_delivered").await as usize;
     let before_kill = tasks_by_call(&emu).len();
     running.kill9();
     println!(
-        "killed with {} acked, {before_kill} Tasks written",
+        "killed with {} acked, {before_kill} Tasks written, {recorded} recorded as delivered",
         acked.len()
     );
     assert!(
-        before_kill < acked.len(),
-        "the kill must land with accepted records not yet in Salesforce ({before_kill} of {})",
-        acked.len()
+        recorded < before_kill,
+        "the kill must land with Tasks in Salesforce the sidecar has not recorded ({recorded} of {before_kill})"
     );
 
     // Restart; the module sends everything it has not had acked (here: everything, which is
@@ -449,6 +458,13 @@ async fn kill_9_during_a_stream_neither_loses_nor_duplicates() {
     assert_eq!(
         running.metric("natterbox_sidecar_outbox_delivered").await,
         N as u64
+    );
+    // The Tasks created while the sidecar died were found, not created again.
+    assert_eq!(
+        running
+            .metric("natterbox_sidecar_org_call_logs_deduplicated_total{org=\"acme\"}")
+            .await as usize,
+        before_kill - recorded
     );
     assert!(running.stop().success());
 }

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use natterbox_common::call_control::{CallPhase, CallState};
 use natterbox_common::wire::{CallEvent, CallLog, CallProgress, Direction, Message};
 use serde_json::Value;
 use support::*;
@@ -354,5 +355,236 @@ async fn kill_9_mid_call_loses_no_update_and_makes_none_twice() {
         calls[0]["fields"]["CallAcceptDateTime"],
         "2026-01-01T00:00:05.000+0000"
     );
+    assert!(running.stop().success());
+}
+
+/// Both answers the emulator can give to a repeated create: a second record (the default, the
+/// strictest reading; Salesforce documents no other) and 409.
+const DUPLICATE_MODES: [sf_emulator::DuplicateCreate; 2] = [
+    sf_emulator::DuplicateCreate::NewRecord,
+    sf_emulator::DuplicateCreate::Conflict,
+];
+
+/// Every update of a VoiceCall named it by its id, not its vendorCallKey.
+fn assert_updates_by_id(call: &Value) {
+    for h in call["history"].as_array().unwrap() {
+        if h["op"] == "update" {
+            assert_eq!(h["target"], call["Id"], "{h}");
+        }
+    }
+}
+
+fn lookups(emu: &sf_emulator::Emulator, uuid: &str) -> usize {
+    emu.admin()
+        .queries()
+        .iter()
+        .filter(|q| q.text.contains("FROM VoiceCall") && q.values.iter().any(|v| v == uuid))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_is_lost_is_found_and_not_made_twice() {
+    for mode in DUPLICATE_MODES {
+        let emu = emulator().await;
+        emu.admin().set_voicecall_duplicate_create(mode);
+        let setup = Setup::new();
+        setup.write_config(
+            &voice_org(&emu, "voicecall", &key_file("test-jwt-private-key.pem")),
+            "",
+        );
+        let running = setup.start().await;
+        let mut module = ModuleConn::connect(&setup.socket()).await;
+        // Salesforce makes the record; the answer breaks off half-way.
+        emu.admin().add_fault(sf_emulator::FaultRule {
+            path_prefix: "/telephony/v1/voiceCalls".into(),
+            truncate_rate: 1.0,
+            times: Some(1),
+            ..Default::default()
+        });
+        module
+            .send(&Message::CallProgress(progress(
+                "vc-lost",
+                CallEvent::Answered,
+            )))
+            .await;
+        wait_disposition(&emu, "vc-lost", "in-progress").await;
+        module.send(&Message::CallLog(log("vc-lost"))).await;
+        ack(&mut module, "vc-lost").await;
+        wait_disposition(&emu, "vc-lost", "completed").await;
+        voicecall_rounds(&running, 2).await;
+        let calls = voicecalls(&emu, "vc-lost");
+        assert_eq!(calls.len(), 1, "{mode:?}: one VoiceCall: {calls:?}");
+        assert_eq!(
+            operations(&calls[0]),
+            [
+                "create",
+                "update acceptTime",
+                "update endTime,recordingLocation,totalRecordingDuration"
+            ],
+            "{mode:?}"
+        );
+        assert_updates_by_id(&calls[0]);
+        assert_eq!(lookups(&emu, "vc-lost"), 1, "{mode:?}: looked up once");
+        assert_eq!(
+            running
+                .metric("natterbox_sidecar_voicecall_creates_adopted_total")
+                .await,
+            1
+        );
+        assert!(running.stop().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_the_create_sent_and_recorded_leaves_one_voicecall() {
+    for mode in DUPLICATE_MODES {
+        let emu = emulator().await;
+        emu.admin().set_voicecall_duplicate_create(mode);
+        let setup = Setup::new();
+        setup.write_config(
+            &voice_org(&emu, "voicecall", &key_file("test-jwt-private-key.pem")),
+            "",
+        );
+        let running = setup.start().await;
+        let mut module = ModuleConn::connect(&setup.socket()).await;
+        // Salesforce makes the record and holds its answer: the sidecar dies waiting for it.
+        emu.admin().add_fault(sf_emulator::FaultRule {
+            path_prefix: "/telephony/v1/voiceCalls".into(),
+            latency_ms: 60_000,
+            times: Some(1),
+            ..Default::default()
+        });
+        module
+            .send(&Message::CallProgress(progress(
+                "vc-k9",
+                CallEvent::Answered,
+            )))
+            .await;
+        eventually(Duration::from_secs(15), "the create handled", || async {
+            voicecalls(&emu, "vc-k9").len() == 1
+        })
+        .await;
+        running.kill9();
+        emu.admin().clear_faults();
+
+        // Restarted; the module's spool sends the call log it never had acked.
+        let running = setup.start().await;
+        let mut module = ModuleConn::connect(&setup.socket()).await;
+        module.send(&Message::CallLog(log("vc-k9"))).await;
+        ack(&mut module, "vc-k9").await;
+        wait_disposition(&emu, "vc-k9", "completed").await;
+        voicecall_rounds(&running, 2).await;
+        let calls = voicecalls(&emu, "vc-k9");
+        assert_eq!(calls.len(), 1, "{mode:?}: one VoiceCall: {calls:?}");
+        assert_eq!(
+            operations(&calls[0]),
+            [
+                "create",
+                "update acceptTime",
+                "update endTime,recordingLocation,totalRecordingDuration"
+            ],
+            "{mode:?}"
+        );
+        assert_updates_by_id(&calls[0]);
+        assert_eq!(lookups(&emu, "vc-k9"), 1, "{mode:?}");
+        let transitions: Vec<&str> = calls[0]["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(transitions, ["new", "in-progress", "completed"]);
+        assert!(running.stop().success());
+    }
+}
+
+fn transferred(uuid: &str, to: &str, at_ms: u64) -> CallState {
+    CallState {
+        call_uuid: uuid.into(),
+        state: CallPhase::Transferred,
+        direction: Direction::Inbound,
+        other_party: "+14155550100".into(),
+        record_id: None,
+        org: "acme".into(),
+        agent_user_id: None,
+        agent_extension: Some("1001".into()),
+        muted: false,
+        cause: None,
+        transferred_to: Some(to.into()),
+        at_ms,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_is_a_child_voicecall_ended_with_the_call() {
+    let emu = emulator().await;
+    let setup = Setup::new();
+    setup.write_config(
+        &voice_org(&emu, "voicecall", &key_file("test-jwt-private-key.pem")),
+        "",
+    );
+    let running = setup.start().await;
+    let mut module = ModuleConn::connect(&setup.socket()).await;
+    module
+        .send(&Message::CallProgress(progress(
+            "vc-xfer",
+            CallEvent::Answered,
+        )))
+        .await;
+    let parent = wait_disposition(&emu, "vc-xfer", "in-progress").await;
+    let transfer_ms = ANSWER_MS + 20_000;
+    let state = transferred("vc-xfer", "1002", transfer_ms);
+    module.send(&Message::CallState(state.clone())).await;
+    // The frame again (a module that reconnected): still one child.
+    module.send(&Message::CallState(state)).await;
+    let child_key = format!("vc-xfer.transfer.{transfer_ms}");
+    let child = wait_disposition(&emu, &child_key, "new").await;
+    let f = &child["fields"];
+    assert_eq!(f["CallType"], "Transfer");
+    assert_eq!(f["ParentVoiceCallId"], parent["Id"]);
+    assert_eq!(f["ToPhoneNumber"], "1002");
+    assert_eq!(f["FromPhoneNumber"], "+14155550100");
+    assert_eq!(f["CallStartDateTime"], "2026-01-01T00:00:25.000+0000");
+    // The create named the parent by its record id.
+    assert_eq!(
+        child["history"][0]["body"]["parentVoiceCallId"],
+        parent["Id"]
+    );
+
+    // A transfer of a call that is no VoiceCall (never heard of) makes nothing.
+    module
+        .send(&Message::CallState(transferred(
+            "vc-other",
+            "1003",
+            transfer_ms,
+        )))
+        .await;
+
+    module.send(&Message::CallLog(log("vc-xfer"))).await;
+    ack(&mut module, "vc-xfer").await;
+    wait_disposition(&emu, "vc-xfer", "completed").await;
+    let child = wait_disposition(&emu, &child_key, "completed").await;
+    assert_eq!(
+        child["fields"]["CallEndDateTime"],
+        "2026-01-01T00:01:05.000+0000"
+    );
+    assert_eq!(operations(&child), ["create", "update endTime"]);
+    assert_updates_by_id(&child);
+    voicecall_rounds(&running, 2).await;
+    let parent = voicecalls(&emu, "vc-xfer").remove(0);
+    assert_eq!(
+        operations(&parent),
+        [
+            "create",
+            "update acceptTime",
+            "update endTime,recordingLocation,totalRecordingDuration"
+        ]
+    );
+    assert_eq!(voicecalls(&emu, &child_key).len(), 1);
+    assert!(emu
+        .admin()
+        .voicecalls()
+        .iter()
+        .all(|c| !c["VendorCallKey"].as_str().unwrap().starts_with("vc-other")));
     assert!(running.stop().success());
 }

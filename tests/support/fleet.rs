@@ -122,13 +122,47 @@ pub fn fleet_xml(redis: &RedisServer, extra: &[(&str, &str)]) -> String {
 
 /// The fixture's config with `<fleet>` and `settings`.
 pub fn config_with_fleet(f: &Fixture, settings: &[(&str, String)], fleet: &str) -> String {
-    f.config_xml(settings, "")
-        .replace("</configuration>", &format!("{fleet}</configuration>"))
+    config_with_fleet_and(
+        f,
+        HostConfig {
+            settings,
+            ..HostConfig::default()
+        },
+        fleet,
+    )
+}
+
+/// What a test adds to every host's config besides `<fleet>`.
+#[derive(Default, Clone, Copy)]
+pub struct HostConfig<'a> {
+    pub settings: &'a [(&'a str, String)],
+    /// Extra attributes on every `<org>`.
+    pub org_attrs: &'a str,
+    /// Extra elements inside every `<org>` (named queries).
+    pub org_body: &'a str,
+}
+
+/// The fixture's config with `<fleet>` and what `host` adds.
+pub fn config_with_fleet_and(f: &Fixture, host: HostConfig<'_>, fleet: &str) -> String {
+    let xml = f
+        .config_xml(host.settings, host.org_attrs)
+        .replace("</configuration>", &format!("{fleet}</configuration>"));
+    if host.org_body.is_empty() {
+        return xml;
+    }
+    let anchor = "<screen-pop ttl-ms=\"30000\"/>";
+    assert!(xml.contains(anchor), "the profile has no {anchor}");
+    xml.replace(anchor, &format!("{anchor}{}", host.org_body))
 }
 
 /// Loads the module into the fixture's own shim with `<fleet>`.
 pub fn load_first_host(f: &mut Fixture, fleet: &str) {
-    let xml = config_with_fleet(f, &[], fleet);
+    load_first_host_with(f, HostConfig::default(), fleet);
+}
+
+/// As `load_first_host`, with what `host` adds to the config.
+pub fn load_first_host_with(f: &mut Fixture, host: HostConfig<'_>, fleet: &str) {
+    let xml = config_with_fleet_and(f, host, fleet);
     f.write_config(&xml);
     // The shim, as FreeSWITCH, reads the config files into its registry at start.
     f.shim.ok("reloadxml");
@@ -142,13 +176,18 @@ pub fn load_first_host(f: &mut Fixture, fleet: &str) {
 /// Another host: its own shim process, config, token dir, spool and event socket, the same
 /// emulated orgs and Redis.
 pub fn another_host(f: &Fixture, name: &str, fleet: &str) -> Shim {
+    another_host_with(f, name, HostConfig::default(), fleet)
+}
+
+/// As `another_host`, with what `host` adds to the config.
+pub fn another_host_with(f: &Fixture, name: &str, host: HostConfig<'_>, fleet: &str) -> Shim {
     let dir = f.path().join(name);
     let conf = dir.join("conf");
     std::fs::create_dir_all(conf.join("autoload_configs")).unwrap();
     for sub in ["tokens", "spool"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    let settings = [
+    let mut settings = vec![
         ("token-dir", dir.join("tokens").display().to_string()),
         (
             "event-socket",
@@ -156,9 +195,17 @@ pub fn another_host(f: &Fixture, name: &str, fleet: &str) -> Shim {
         ),
         ("spool-dir", dir.join("spool").display().to_string()),
     ];
+    settings.extend(host.settings.iter().cloned());
     std::fs::write(
         conf.join("autoload_configs/natterbox_sf.conf.xml"),
-        config_with_fleet(f, &settings, fleet),
+        config_with_fleet_and(
+            f,
+            HostConfig {
+                settings: &settings,
+                ..host
+            },
+            fleet,
+        ),
     )
     .unwrap();
     for org in &f.orgs {

@@ -235,6 +235,8 @@ pub struct ProductOptions {
     pub org_extra: String,
     /// More elements in the org, after the fixture's profiles (e.g. `<write>`s).
     pub org_children: String,
+    /// More top-level sections of the config (e.g. `<fleet>`).
+    pub config_tail: String,
 }
 
 impl Default for ProductOptions {
@@ -245,6 +247,7 @@ impl Default for ProductOptions {
             agents: Vec::new(),
             org_extra: String::new(),
             org_children: String::new(),
+            config_tail: String::new(),
         }
     }
 }
@@ -309,7 +312,7 @@ impl Product {
             private-key-file="{key}" audience="https://login.salesforce.com"/>{extra}{profile}{children}
     </org>
   </orgs>
-</configuration>
+{tail}</configuration>
 "#,
             agents = agents_file.display(),
             login = emulator.login_url(),
@@ -318,6 +321,7 @@ impl Product {
             profile = super::fixture::PROFILE,
             extra = options.org_extra,
             children = options.org_children,
+            tail = options.config_tail,
         );
         let config_path = conf_dir.join("autoload_configs/natterbox_sf.conf.xml");
         std::fs::write(&config_path, config).unwrap();

@@ -29,6 +29,13 @@ pub enum Broadcast {
     LimitExceeded {
         org: String,
     },
+    /// The org's fleet-wide API usage crossed a line of its call-time budget (`usage.rs`):
+    /// every host takes the figure, so all slow down (or speed up) together.
+    Usage {
+        org: String,
+        used: u64,
+        max: u64,
+    },
 }
 
 /// Longest message accepted from the channel; anything longer is not ours.
@@ -106,12 +113,37 @@ pub fn subscribe(
     keys: &Keys,
     handle: impl Fn(Broadcast) + Send + Sync + 'static,
 ) {
-    let weak = Arc::downgrade(link);
-    let channel = keys.channel();
-    tokio::spawn(listen(weak, channel, handle));
+    subscribe_channel(
+        link,
+        keys.channel(),
+        move |payload| match serde_json::from_slice::<Broadcast>(payload) {
+            Ok(broadcast) => handle(broadcast),
+            Err(e) => tracing::warn!("fleet channel: a message that is not ours ({e})"),
+        },
+        || {},
+    );
 }
 
-async fn listen(link: Weak<RedisLink>, channel: String, handle: impl Fn(Broadcast) + Send + Sync) {
+/// Hears one channel until the link is dropped, resubscribing after a lost connection; each
+/// message's payload (at most 64 KiB; longer ones are not ours) goes to `handle` on a runtime
+/// thread. `on_subscribed` runs after each (re)subscription, so the caller can catch up on what
+/// was published while it was not listening.
+pub fn subscribe_channel(
+    link: &Arc<RedisLink>,
+    channel: String,
+    handle: impl Fn(&[u8]) + Send + Sync + 'static,
+    on_subscribed: impl Fn() + Send + Sync + 'static,
+) {
+    let weak = Arc::downgrade(link);
+    tokio::spawn(listen(weak, channel, handle, on_subscribed));
+}
+
+async fn listen(
+    link: Weak<RedisLink>,
+    channel: String,
+    handle: impl Fn(&[u8]) + Send + Sync,
+    on_subscribed: impl Fn() + Send + Sync,
+) {
     loop {
         let Some(this) = link.upgrade() else { return };
         let client = this.client().clone();
@@ -123,6 +155,7 @@ async fn listen(link: Weak<RedisLink>, channel: String, handle: impl Fn(Broadcas
         })
         .await;
         if let Ok(Ok(pubsub)) = subscribed {
+            on_subscribed();
             let mut messages = pubsub.into_on_message();
             loop {
                 // Wake now and then to notice a dropped link.
@@ -132,14 +165,8 @@ async fn listen(link: Weak<RedisLink>, channel: String, handle: impl Fn(Broadcas
                     Ok(None) => break,
                     Ok(Some(message)) => {
                         let payload = message.get_payload_bytes();
-                        if payload.len() > MAX_MESSAGE_BYTES {
-                            continue;
-                        }
-                        match serde_json::from_slice::<Broadcast>(payload) {
-                            Ok(broadcast) => handle(broadcast),
-                            Err(e) => {
-                                tracing::warn!("fleet channel: a message that is not ours ({e})")
-                            }
+                        if payload.len() <= MAX_MESSAGE_BYTES {
+                            handle(payload);
                         }
                     }
                 }

@@ -43,9 +43,40 @@ impl Keys {
         )
     }
 
+    /// An org's API usage as the fleet last heard it from Salesforce (`usage.rs`).
+    pub fn usage(&self, org: &str) -> String {
+        format!("{}:usage:{}", self.prefix, Self::part(org))
+    }
+
     /// The channel every host's module and sidecar subscribe to.
     pub fn channel(&self) -> String {
         format!("{}:fleet", self.prefix)
+    }
+
+    /// The stream of screen pops (and their acknowledgements) for one agent of one org, by
+    /// Salesforce user id (`u`) or extension (`x`): what every sidecar with one of that agent's
+    /// consoles reads.
+    pub fn pop_stream(&self, org: &str, address: PopAddress, value: &str) -> String {
+        let kind = match address {
+            PopAddress::User => "u",
+            PopAddress::Extension => "x",
+        };
+        format!(
+            "{}:pops:{}:{kind}:{}",
+            self.prefix,
+            Self::part(org),
+            Self::part(value)
+        )
+    }
+
+    /// One org's agents' presence: a hash of user id → presence.
+    pub fn presence(&self, org: &str) -> String {
+        format!("{}:presence:{}", self.prefix, Self::part(org))
+    }
+
+    /// The channel sidecars hear presence changes on (the modules do not subscribe to it).
+    pub fn presence_channel(&self) -> String {
+        format!("{}:presence", self.prefix)
     }
 
     /// Anything outside `[A-Za-z0-9_-]` becomes `%XX`, so no part can contain the separator.
@@ -66,6 +97,13 @@ impl Keys {
         }
         out.into()
     }
+}
+
+/// How a pop names its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopAddress {
+    User,
+    Extension,
 }
 
 /// FNV-1a, 64 bits: stable across hosts, builds and platforms (std's hasher is not).
@@ -101,6 +139,30 @@ mod tests {
             keys.answer("a", "b:c", 0, 1),
             "two orgs cannot spell one key"
         );
+    }
+
+    #[test]
+    fn pop_streams_and_presence_are_scoped_by_org() {
+        let keys = Keys::new("nbsf");
+        assert_eq!(
+            keys.pop_stream("acme", PopAddress::User, "005A"),
+            "nbsf:pops:acme:u:005A"
+        );
+        assert_eq!(
+            keys.pop_stream("acme", PopAddress::Extension, "1001"),
+            "nbsf:pops:acme:x:1001"
+        );
+        assert_ne!(
+            keys.pop_stream("acme", PopAddress::Extension, "1001"),
+            keys.pop_stream("globex", PopAddress::Extension, "1001"),
+            "one extension in two orgs is two streams"
+        );
+        assert_ne!(
+            keys.pop_stream("a:x", PopAddress::User, "1"),
+            keys.pop_stream("a", PopAddress::Extension, "1"),
+            "an org name cannot spell another org's stream"
+        );
+        assert_eq!(keys.presence("acme"), "nbsf:presence:acme");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -80,6 +80,10 @@ pub struct OrgRuntime {
     /// The share of the daily allowance call-time reads may spend, and where usage stands.
     pub budget: CallTimeBudget,
     budget_listener: Arc<BudgetListener>,
+    /// The fleet, once it is started: usage is shared through it (`fleet_usage`).
+    pub(crate) fleet: Arc<OnceLock<Arc<FleetCache>>>,
+    /// This org's own `Arc`, for the tasks that share its usage after a call has its answer.
+    pub(crate) me: std::sync::Weak<OrgRuntime>,
     pub requests: AtomicU64,
     pub unauthorized: AtomicU64,
     /// The newest token generation a search succeeded with.
@@ -99,22 +103,35 @@ impl OrgRuntime {
         })
     }
 
+    /// Takes in the usage an answer reported: with a fleet, through the org's fleet-wide figure
+    /// (`fleet_usage`); alone, as it is.
     pub(crate) fn record_limit(&self, limit: Option<LimitInfo>) {
         if let Some(l) = limit {
-            self.limit_used.store(l.used, Ordering::Relaxed);
-            self.limit_max.store(l.max, Ordering::Relaxed);
-            if let Some(change) = self.budget.observe(self.name, l) {
-                tracing::warn!(
-                    "org {}: call-time API budget {} -> {} ({}/{} API requests used, call-time share {}%)",
-                    change.org,
-                    change.from.as_str(),
-                    change.to.as_str(),
-                    change.used,
-                    change.max,
-                    change.share_percent
-                );
-                self.budget_listener.notify(&change);
+            if let Some(fleet) = self.fleet.get() {
+                if fleet.link.is_up() {
+                    self.share_usage(fleet, l);
+                    return;
+                }
             }
+            self.apply_limit(l);
+        }
+    }
+
+    /// The org's usage is `l` now: its status figure and its call-time budget's state.
+    pub(crate) fn apply_limit(&self, l: LimitInfo) {
+        self.limit_used.store(l.used, Ordering::Relaxed);
+        self.limit_max.store(l.max, Ordering::Relaxed);
+        if let Some(change) = self.budget.observe(self.name, l) {
+            tracing::warn!(
+                "org {}: call-time API budget {} -> {} ({}/{} API requests used, call-time share {}%)",
+                change.org,
+                change.from.as_str(),
+                change.to.as_str(),
+                change.used,
+                change.max,
+                change.share_percent
+            );
+            self.budget_listener.notify(&change);
         }
     }
 
@@ -249,6 +266,8 @@ pub struct Engine {
     budget_listener: Arc<BudgetListener>,
     /// Redis, when the config has `<fleet>`: the second-level cache and the fleet's channel.
     fleet: Option<Arc<FleetCache>>,
+    /// The same fleet for every org runtime, set once it is started.
+    fleet_slot: Arc<OnceLock<Arc<FleetCache>>>,
     /// What the sidecar sends besides acks (call-control commands, presence), for the module's
     /// call-control thread to take once.
     sidecar_inbox: parking_lot::Mutex<Option<std::sync::mpsc::Receiver<Message>>>,
@@ -343,6 +362,7 @@ impl Engine {
             runtime_threads: settings.runtime_threads,
             budget_listener: Arc::new(BudgetListener::default()),
             fleet: None,
+            fleet_slot: Arc::new(OnceLock::new()),
             sidecar_inbox: parking_lot::Mutex::new(Some(inbound_rx)),
             agent_calls: Arc::new(crate::agent_calls::AgentCalls::default()),
             presence: Arc::new(crate::presence::PresenceBoard::default()),
@@ -374,7 +394,18 @@ impl Engine {
                 }
             };
             let _entered = runtime.enter();
-            crate::fleet_hooks::listen(&fleet, engine.snapshot.clone(), engine.cache.clone());
+            crate::fleet_hooks::listen(
+                &fleet,
+                engine.snapshot.clone(),
+                engine.cache.clone(),
+                engine.query_cache.clone(),
+            );
+            runtime.spawn(crate::fleet_usage::sync_on_link_up(
+                fleet.clone(),
+                engine.snapshot.clone(),
+                engine.stop.subscribe(),
+            ));
+            let _ = engine.fleet_slot.set(fleet.clone());
             engine.fleet = Some(fleet);
         }
         engine.runtime = Some(runtime);
@@ -452,7 +483,7 @@ impl Engine {
                 .collect();
             orgs.insert(
                 org.name.clone(),
-                Arc::new(OrgRuntime {
+                Arc::new_cyclic(|me| OrgRuntime {
                     name: intern(&org.name),
                     config: org.clone(),
                     client: SalesforceClient::new(http.clone(), &org.api_version),
@@ -471,6 +502,8 @@ impl Engine {
                     limit_max: AtomicU64::new(0),
                     budget: CallTimeBudget::new(org.call_time_api_share_percent),
                     budget_listener: self.budget_listener.clone(),
+                    fleet: self.fleet_slot.clone(),
+                    me: me.clone(),
                     requests: AtomicU64::new(0),
                     unauthorized: AtomicU64::new(0),
                     worked_generation: AtomicU64::new(0),

@@ -31,6 +31,7 @@ pub struct FleetCounters {
     pub invalidations_heard: AtomicU64,
     pub invalidated_entries: AtomicU64,
     pub limit_broadcasts_heard: AtomicU64,
+    pub usage_broadcasts_heard: AtomicU64,
 }
 
 pub struct FleetCache {
@@ -298,6 +299,7 @@ impl FleetCache {
             "invalidations_heard": c.invalidations_heard.load(Ordering::Relaxed),
             "invalidated_entries": c.invalidated_entries.load(Ordering::Relaxed),
             "limit_broadcasts_heard": c.limit_broadcasts_heard.load(Ordering::Relaxed),
+            "usage_broadcasts_heard": c.usage_broadcasts_heard.load(Ordering::Relaxed),
         })
     }
 }
@@ -336,7 +338,7 @@ pub fn invalidate_local(cache: &LookupCache, scopes: &[ScopeId], ids: &[String])
 
 /// Salesforce ids compare case-sensitively as 15 characters; an 18-character id adds a
 /// checksum of case.
-fn same_record(a: &str, b: &str) -> bool {
+pub(crate) fn same_record(a: &str, b: &str) -> bool {
     a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15]
 }
 

@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use natterbox_common::fleet::{self, Broadcast, Invalidation, LinkChange, Skipped};
+use natterbox_common::salesforce::LimitInfo;
 
 use crate::breaker::Failure;
 use crate::cache::LookupCache;
 use crate::engine::{Engine, FlightResult, Lookup, Snapshot};
 use crate::fleet_cache::{invalidate_local, FleetCache, Lease};
 use crate::outcome::LookupStatus;
+use crate::query::QueryKey;
+use crate::query_invalidation::invalidate_queries;
 
 impl Lookup<'_> {
     /// In-process miss: Redis, then (holding the fleet's lease on the number) Salesforce.
@@ -79,12 +82,14 @@ impl Lookup<'_> {
     }
 }
 
-/// Hears the fleet's channel: invalidations drop answers from the in-process cache; an org over
-/// its API limit on any host opens the org's breaker here too.
+/// Hears the fleet's channel: invalidations drop answers from the in-process caches (lookups'
+/// and named queries'); an org over its API limit on any host opens the org's breaker here too;
+/// an org's fleet-wide usage crossing a budget line sets its budget here too.
 pub(crate) fn listen(
     fleet: &Arc<FleetCache>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<LookupCache>,
+    query_cache: Arc<LookupCache<QueryKey>>,
 ) {
     let weak = Arc::downgrade(fleet);
     fleet::subscribe(&fleet.link, &fleet.keys, move |broadcast| {
@@ -100,7 +105,8 @@ pub(crate) fn listen(
                     return;
                 };
                 let scopes: Vec<_> = org.scopes().collect();
-                let removed = invalidate_local(&cache, &scopes, &ids);
+                let removed = invalidate_local(&cache, &scopes, &ids)
+                    + invalidate_queries(&query_cache, org, &object, &ids);
                 fleet
                     .counters
                     .invalidated_entries
@@ -120,6 +126,15 @@ pub(crate) fn listen(
                         .on_failure(Failure::LimitExceeded, Instant::now());
                 }
             }
+            Broadcast::Usage { org, used, max } => {
+                fleet
+                    .counters
+                    .usage_broadcasts_heard
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(org) = snapshot.orgs.get(&org) {
+                    org.apply_limit(LimitInfo { used, max });
+                }
+            }
         }
     });
 }
@@ -127,8 +142,9 @@ pub(crate) fn listen(
 impl Engine {
     /// The invalidation hook (for Change Data Capture): drops the answers naming these records
     /// from this host's cache, from Redis, and, through the fleet's channel, from every other
-    /// host's cache. Without a fleet, only this host's cache. Returns the number of answers
-    /// removed here and in Redis.
+    /// host's cache; and the named queries' answers the change can affect (`query_invalidation`)
+    /// here and, through the channel, on every other host. Without a fleet, only this host's
+    /// caches. Returns the number of answers removed here and in Redis.
     pub async fn invalidate(
         &self,
         org: &str,
@@ -140,7 +156,8 @@ impl Engine {
             return Err(format!("no org \"{org}\" in the config"));
         };
         let scopes: Vec<_> = org_runtime.scopes().collect();
-        let mut removed = invalidate_local(self.cache(), &scopes, ids);
+        let mut removed = invalidate_local(self.cache(), &scopes, ids)
+            + invalidate_queries(&self.query_cache, org_runtime, object, ids);
         if let Some(fleet) = self.fleet() {
             let deadline = Instant::now() + fleet.settings.redis_timeout * 2;
             let invalidation = Invalidation {

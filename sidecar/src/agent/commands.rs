@@ -434,6 +434,9 @@ pub async fn execute(
                 extension: None,
                 text: presence_frame(&presence).into(),
             });
+            if let Some(fleet) = &app.fleet {
+                fleet.presence_set(agent, &presence);
+            }
             desk.link.broadcast(&Message::Presence(presence));
             Ok(json!({}))
         }

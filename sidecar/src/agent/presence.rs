@@ -74,6 +74,26 @@ impl PresenceStore {
     }
 }
 
+impl PresenceStore {
+    /// A presence another host's sidecar set (fleet mode): kept (and saved) unless what is here
+    /// is newer. Returns whether it changed anything.
+    pub fn apply_from_fleet(&self, presence: AgentPresence) -> Result<bool, String> {
+        let mut agents = self.lock();
+        if agents
+            .get(&presence.user_id)
+            .is_some_and(|p| p.since_ms >= presence.since_ms)
+        {
+            return Ok(false);
+        }
+        agents.insert(presence.user_id.clone(), presence);
+        let list: Vec<&AgentPresence> = agents.values().collect();
+        let bytes = serde_json::to_vec(&list).expect("presence serializes");
+        natterbox_common::atomic_file::write(&self.path, &bytes, None)
+            .map_err(|e| format!("saving presence to {}: {e}", self.path.display()))?;
+        Ok(true)
+    }
+}
+
 pub fn presence_frame(presence: &AgentPresence) -> String {
     serde_json::json!({
         "type": "presence",
@@ -82,4 +102,37 @@ pub fn presence_frame(presence: &AgentPresence) -> String {
         "since_ms": presence.since_ms,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newer_presence_wins_whichever_host_set_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PresenceStore::load(dir.path().join("presence.json"));
+        let agent = AgentIdentity {
+            user_id: "005A".into(),
+            extension: Some("1001".into()),
+            org: None,
+        };
+        let local = store.set(&agent, PresenceState::Available).unwrap();
+        let older = AgentPresence {
+            state: PresenceState::Away,
+            since_ms: local.since_ms - 1,
+            ..local.clone()
+        };
+        assert!(!store.apply_from_fleet(older).unwrap());
+        assert_eq!(store.get(&agent).state, PresenceState::Available);
+        let newer = AgentPresence {
+            state: PresenceState::Busy,
+            since_ms: local.since_ms + 1,
+            ..local
+        };
+        assert!(store.apply_from_fleet(newer).unwrap());
+        // Kept across a restart, as a local change is.
+        let reloaded = PresenceStore::load(dir.path().join("presence.json"));
+        assert_eq!(reloaded.get(&agent).state, PresenceState::Busy);
+    }
 }

@@ -33,6 +33,9 @@ pub struct ConfigUpdate {
     pub body_timeout_ms: Option<u64>,
     pub batch_size: Option<usize>,
     pub phone_match: Option<PhoneMatch>,
+    /// The Telephony Integration API's answer to a second create with the same vendorCallKey:
+    /// `"new-record"` (default) or `"conflict"` (409).
+    pub voicecall_duplicate_create: Option<String>,
 }
 
 /// Rust handle over the admin operations of one running emulator.
@@ -140,6 +143,11 @@ impl Admin {
         self.org.runtime().phone_match = m;
     }
 
+    /// What a second `POST /telephony/v1/voiceCalls` with a used vendorCallKey gets.
+    pub fn set_voicecall_duplicate_create(&self, mode: crate::telephony::DuplicateCreate) {
+        self.org.telephony.set_duplicate_create(mode);
+    }
+
     /// Clears faults, counters, the query log, events and API usage; with `data`, also
     /// restores the seed records and ends all sessions.
     pub fn reset(&self, data: bool) -> Result<(), String> {
@@ -211,10 +219,17 @@ fn config(org: &Org) -> Value {
         "body_timeout_ms": rt.body_timeout.as_millis() as u64,
         "batch_size": rt.batch_size,
         "phone_match": rt.phone_match,
+        "voicecall_duplicate_create": match org.telephony.duplicate_create() {
+            crate::telephony::DuplicateCreate::NewRecord => "new-record",
+            crate::telephony::DuplicateCreate::Conflict => "conflict",
+        },
     })
 }
 
 fn configure(org: &Org, u: &ConfigUpdate) -> Value {
+    if let Some(Ok(mode)) = u.voicecall_duplicate_create.as_deref().map(str::parse) {
+        org.telephony.set_duplicate_create(mode);
+    }
     {
         let mut rt = org.runtime();
         if let Some(s) = u.session_timeout_s {
@@ -289,7 +304,14 @@ pub fn handle(org: &Org, req: &Request) -> Response {
         },
         (Method::GET, "/config") => ok(config(org)),
         (Method::POST, "/config") => match parse::<ConfigUpdate>(req) {
-            Ok(u) => ok(configure(org, &u)),
+            Ok(u) => match u
+                .voicecall_duplicate_create
+                .as_deref()
+                .map(str::parse::<crate::telephony::DuplicateCreate>)
+            {
+                Some(Err(e)) => bad(e),
+                _ => ok(configure(org, &u)),
+            },
             Err(r) => r,
         },
         (Method::POST, "/reset") => {

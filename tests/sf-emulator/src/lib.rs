@@ -33,6 +33,7 @@ pub use phone_match::{PhoneMatch, PhoneMatchMode};
 pub use seed::Seed;
 pub use state::Limits;
 pub use stats::QueryLogEntry;
+pub use telephony::DuplicateCreate;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -3,7 +3,7 @@
 use sf_emulator::{Emulator, EmulatorOptions};
 use std::time::Duration;
 
-const USAGE: &str = "usage: sf-emulator [--bind 127.0.0.1:8443] [--tls] [--tls-cert FILE --tls-key FILE] [--seed FILE] [--batch-size N] [--session-timeout-s N] [--instance-url URL] [--phone-match exact|last10|suffix[:N]] [--ca-out FILE] [--print-credentials]\n(env SF_EMULATOR_PHONE_MATCH = the --phone-match default)";
+const USAGE: &str = "usage: sf-emulator [--bind 127.0.0.1:8443] [--tls] [--tls-cert FILE --tls-key FILE] [--seed FILE] [--batch-size N] [--session-timeout-s N] [--instance-url URL] [--phone-match exact|last10|suffix[:N]] [--voicecall-duplicate-create new-record|conflict] [--ca-out FILE] [--print-credentials]\n(env SF_EMULATOR_PHONE_MATCH = the --phone-match default; env SF_EMULATOR_VOICECALL_DUPLICATE_CREATE = the --voicecall-duplicate-create default)";
 
 fn fail(msg: &str) -> ! {
     eprintln!("sf-emulator: {msg}\n{USAGE}");
@@ -22,6 +22,12 @@ fn main() {
             m.parse()
                 .unwrap_or_else(|e| fail(&format!("SF_EMULATOR_PHONE_MATCH: {e}"))),
         );
+    }
+    let mut duplicate_create = sf_emulator::DuplicateCreate::default();
+    if let Ok(m) = std::env::var("SF_EMULATOR_VOICECALL_DUPLICATE_CREATE") {
+        duplicate_create = m.parse().unwrap_or_else(|e: String| {
+            fail(&format!("SF_EMULATOR_VOICECALL_DUPLICATE_CREATE: {e}"))
+        });
     }
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -62,6 +68,11 @@ fn main() {
                         .unwrap_or_else(|e: String| fail(&e)),
                 )
             }
+            "--voicecall-duplicate-create" => {
+                duplicate_create = value("--voicecall-duplicate-create")
+                    .parse()
+                    .unwrap_or_else(|e: String| fail(&e))
+            }
             "--ca-out" => ca_out = Some(value("--ca-out")),
             "--print-credentials" => print_credentials = true,
             "-h" | "--help" => {
@@ -87,6 +98,7 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("runtime: {e}")));
     rt.block_on(async move {
         let emu = Emulator::start(opts).await.unwrap_or_else(|e| fail(&format!("start: {e}")));
+        emu.admin().set_voicecall_duplicate_create(duplicate_create);
         let ca_file = match (emu.ca_pem(), ca_out) {
             (Some(pem), path) => {
                 let path = path.unwrap_or_else(|| std::env::temp_dir().join(format!("sf-emulator-ca-{}.pem", emu.local_addr().port())).display().to_string());

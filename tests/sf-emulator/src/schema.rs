@@ -715,11 +715,41 @@ impl Schema {
             ],
             true,
         );
+        // Written only by Salesforce itself (here: the Telephony Integration API, telephony.rs);
+        // over the REST API it is read and queried (fact sheet 6.2), so every field is read-only.
+        let voice_call = obj(
+            "VoiceCall",
+            "Voice Call",
+            "Voice Calls",
+            "0LQ",
+            vec![
+                f("VendorCallKey", "Vendor Call Key", T::String).read_only(),
+                f("CallType", "Call Type", T::Picklist)
+                    .picklist(
+                        &["Inbound", "Outbound", "Internal", "Transfer", "Callback"],
+                        true,
+                    )
+                    .read_only(),
+                f("FromPhoneNumber", "From Phone Number", T::String).read_only(),
+                f("ToPhoneNumber", "To Phone Number", T::String).read_only(),
+                f("CallStartDateTime", "Call Start Date Time", T::DateTime).read_only(),
+                f("CallAcceptDateTime", "Call Accept Date Time", T::DateTime).read_only(),
+                f("CallEndDateTime", "Call End Date Time", T::DateTime).read_only(),
+                f("CallDisposition", "Call Disposition", T::String).read_only(),
+                f("CallDurationInSeconds", "Call Duration In Seconds", T::Int).read_only(),
+                f("ParentVoiceCallId", "Parent Voice Call ID", T::Reference)
+                    .refs(&["VoiceCall"], "ParentVoiceCall")
+                    .read_only(),
+            ],
+            false,
+        );
         Schema {
-            objects: [account, contact, lead, user, group, case, task, rule, pop]
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
+            objects: [
+                account, contact, lead, user, group, case, task, rule, pop, voice_call,
+            ]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         }
     }
 }
@@ -817,6 +847,7 @@ impl Schema {
             "500" => "Case",
             "00T" => "Task",
             "a0R" => "Routing_Rule__c",
+            "0LQ" => "VoiceCall",
             _ => return None,
         })
     }

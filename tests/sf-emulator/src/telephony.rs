@@ -5,15 +5,17 @@
 //!
 //! Where Salesforce's documentation leaves a shape open (error bodies, status codes, the answer
 //! to a second create with the same vendorCallKey), this takes the stricter reading; see
-//! README.md, "Telephony Integration API".
+//! README.md, "Telephony Integration API". Each VoiceCall is also a record of the org's store,
+//! so `SELECT Id FROM VoiceCall WHERE VendorCallKey = '…'` finds it over the REST API.
 
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::http::{Request, Response};
-use crate::ids::IdGen;
 use crate::rsakey::rsa_public_key_from_pem;
 use crate::seed::Seed;
 use crate::state::Org;
@@ -50,6 +52,29 @@ const PATCH_FIELDS: [&str; 18] = [
     "isActiveCall",
 ];
 
+/// What a second create with a vendorCallKey already used gets. Salesforce documents no
+/// answer, so the default is the strictest reading: nothing recognises it, a second record is
+/// made. `Conflict` (409 `DUPLICATE_VALUE`) is kept to test clients against the kinder reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DuplicateCreate {
+    #[default]
+    NewRecord,
+    Conflict,
+}
+
+impl FromStr for DuplicateCreate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "new-record" => Ok(DuplicateCreate::NewRecord),
+            "conflict" => Ok(DuplicateCreate::Conflict),
+            _ => Err(format!(
+                "duplicate-create mode {s:?}: use new-record or conflict"
+            )),
+        }
+    }
+}
+
 pub struct CallCenter {
     pub api_name: String,
     pub provider: Option<String>,
@@ -62,13 +87,18 @@ pub struct VoiceCall {
     pub vendor_call_key: String,
     /// The record as SOQL would show it.
     pub fields: Map<String, Value>,
-    /// Every accepted request, in order: `{"op": "create"|"update", "at_ms", "body"}`.
+    /// Every accepted request, in order: `{"op": "create"|"update", "at_ms", "body"}` (updates
+    /// also `target`: the id or vendorCallKey the path named).
     pub history: Vec<Value>,
+    /// Every change of `CallDisposition`, in order: `{"from", "to", "at_ms"}` (`from` is null
+    /// for the create).
+    pub transitions: Vec<Value>,
 }
 
 pub struct Telephony {
     call_centers: Vec<CallCenter>,
-    calls: Mutex<(IdGen, Vec<VoiceCall>)>,
+    calls: Mutex<Vec<VoiceCall>>,
+    duplicate_conflict: AtomicBool,
 }
 
 impl Telephony {
@@ -89,23 +119,37 @@ impl Telephony {
         }
         Ok(Telephony {
             call_centers,
-            calls: Mutex::new((IdGen::new("Em"), Vec::new())),
+            calls: Mutex::new(Vec::new()),
+            duplicate_conflict: AtomicBool::new(false),
         })
     }
 
-    fn calls(&self) -> MutexGuard<'_, (IdGen, Vec<VoiceCall>)> {
+    fn calls(&self) -> MutexGuard<'_, Vec<VoiceCall>> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_duplicate_create(&self, mode: DuplicateCreate) {
+        self.duplicate_conflict
+            .store(mode == DuplicateCreate::Conflict, Ordering::Relaxed);
+    }
+
+    pub fn duplicate_create(&self) -> DuplicateCreate {
+        if self.duplicate_conflict.load(Ordering::Relaxed) {
+            DuplicateCreate::Conflict
+        } else {
+            DuplicateCreate::NewRecord
+        }
     }
 
     /// Every VoiceCall with its history, for tests (`GET /__emulator/voicecalls`).
     pub fn list(&self) -> Value {
         Value::Array(
             self.calls()
-                .1
                 .iter()
                 .map(|c| {
                     json!({"Id": c.id, "VendorCallKey": c.vendor_call_key,
-                           "fields": c.fields, "history": c.history})
+                           "fields": c.fields, "history": c.history,
+                           "transitions": c.transitions})
                 })
                 .collect(),
         )
@@ -299,7 +343,71 @@ pub fn handle(org: &Org, req: &Request) -> Response {
     result.unwrap_or_else(|r| r)
 }
 
+/// Fields `POST` accepts (Voice Developer Guide, "Create a Voice Call Record").
+const CREATE_FIELDS: [&str; 11] = [
+    "callCenterApiName",
+    "parentVoiceCallId",
+    "vendorCallKey",
+    "to",
+    "from",
+    "initiationMethod",
+    "startTime",
+    "participants",
+    "callAttributes",
+    "queue",
+    "callOrigin",
+];
+
+/// The VoiceCall a path or `parentVoiceCallId` names: its id (15 or 18 characters) or its
+/// vendorCallKey. A key that more than one record carries names none of them.
+fn find(calls: &[VoiceCall], id_or_key: &str) -> Result<usize, Response> {
+    let id18 = crate::ids::to18(id_or_key);
+    if let Some(i) = calls.iter().position(|c| Some(&c.id) == id18.as_ref()) {
+        return Ok(i);
+    }
+    let mut by_key = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.vendor_call_key == id_or_key)
+        .map(|(i, _)| i);
+    match (by_key.next(), by_key.next()) {
+        (Some(i), None) => Ok(i),
+        (Some(_), Some(_)) => Err(error(
+            400,
+            "INVALID_INPUT",
+            "more than one VoiceCall has this vendorCallKey; name it by its voiceCallId",
+        )),
+        (None, _) => Err(error(
+            404,
+            "NOT_FOUND",
+            "no VoiceCall with this id or vendorCallKey",
+        )),
+    }
+}
+
+/// Records a change of disposition and mirrors the record into the org's store.
+fn commit(org: &Org, call: &mut VoiceCall, before: Option<Value>) {
+    let after = call.fields.get("CallDisposition").cloned();
+    if before != after {
+        call.transitions.push(json!({
+            "from": before.unwrap_or(Value::Null),
+            "to": after.unwrap_or(Value::Null),
+            "at_ms": util::now_ms(),
+        }));
+    }
+    if let Some(def) = org.schema.object("VoiceCall") {
+        org.data().store.put_system(def, &call.id, &call.fields);
+    }
+}
+
 fn create(org: &Org, cc: &CallCenter, body: Map<String, Value>) -> Result<Response, Response> {
+    if let Some(unknown) = body.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        return Err(error(
+            400,
+            "INVALID_INPUT",
+            &format!("{unknown} is not a field this API creates"),
+        ));
+    }
     let center = text(&body, "callCenterApiName")?;
     if center != cc.api_name {
         return Err(error(
@@ -322,16 +430,49 @@ fn create(org: &Org, cc: &CallCenter, body: Map<String, Value>) -> Result<Respon
     let start = time(&body, "startTime")?
         .ok_or_else(|| error(400, "INVALID_INPUT", "startTime is required"))?;
     check_participants(body.get("participants"))?;
-    let mut guard = org.telephony.calls();
-    let (ids, calls) = &mut *guard;
-    if calls.iter().any(|c| c.vendor_call_key == key) {
+    let parent_ref = match body.get("parentVoiceCallId") {
+        None => None,
+        Some(Value::String(p)) if !p.trim().is_empty() => Some(p.clone()),
+        Some(_) => {
+            return Err(error(
+                400,
+                "INVALID_INPUT",
+                "parentVoiceCallId must be a VoiceCall id or vendorCallKey",
+            ))
+        }
+    };
+    // A transfer's record names its parent, and only a transfer's does.
+    if parent_ref.is_some() != (method == "Transfer") {
+        return Err(error(
+            400,
+            "INVALID_INPUT",
+            "initiationMethod Transfer goes with parentVoiceCallId, and only it",
+        ));
+    }
+    let mut calls = org.telephony.calls();
+    let parent = match &parent_ref {
+        Some(p) => {
+            let i = find(&calls, p).map_err(|_| {
+                error(
+                    400,
+                    "INVALID_INPUT",
+                    "parentVoiceCallId names no VoiceCall (or more than one)",
+                )
+            })?;
+            Some(calls[i].id.clone())
+        }
+        None => None,
+    };
+    if org.telephony.duplicate_create() == DuplicateCreate::Conflict
+        && calls.iter().any(|c| c.vendor_call_key == key)
+    {
         return Err(error(
             409,
             "DUPLICATE_VALUE",
             "a VoiceCall with this vendorCallKey already exists",
         ));
     }
-    let id = ids.next("0LQ");
+    let id = org.data().store.next_id("0LQ");
     let mut fields = Map::new();
     fields.insert("Id".into(), json!(id));
     fields.insert("VendorCallKey".into(), json!(key));
@@ -342,29 +483,38 @@ fn create(org: &Org, cc: &CallCenter, body: Map<String, Value>) -> Result<Respon
     fields.insert("CallStartDateTime".into(), json!(util::sf_datetime(start)));
     fields.insert("CallDisposition".into(), json!("new"));
     fields.insert("Participants".into(), body["participants"].clone());
-    calls.push(VoiceCall {
+    if let Some(parent) = parent {
+        fields.insert("ParentVoiceCallId".into(), json!(parent));
+    }
+    let mut call = VoiceCall {
         id: id.clone(),
         vendor_call_key: key,
         fields,
         history: vec![json!({"op": "create", "at_ms": util::now_ms(), "body": body})],
-    });
+        transitions: Vec::new(),
+    };
+    commit(org, &mut call, None);
+    calls.push(call);
     Ok(Response::json(200, &json!({"voiceCallId": id})))
+}
+
+fn invalid(message: &str) -> Response {
+    error(400, "INVALID_INPUT", message)
 }
 
 fn update(org: &Org, id: &str, body: Map<String, Value>) -> Result<Response, Response> {
     if body.is_empty() {
-        return Err(error(400, "INVALID_INPUT", "nothing to update"));
+        return Err(invalid("nothing to update"));
     }
     if let Some(unknown) = body.keys().find(|k| !PATCH_FIELDS.contains(&k.as_str())) {
-        return Err(error(
-            400,
-            "INVALID_INPUT",
-            &format!("{unknown} is not a field this API updates"),
-        ));
+        return Err(invalid(&format!(
+            "{unknown} is not a field this API updates"
+        )));
     }
     let accept = time(&body, "acceptTime")?;
     let end = time(&body, "endTime")?;
     let start = time(&body, "startTime")?;
+    time(&body, "enqueueTime")?;
     if body.contains_key("participants") {
         check_participants(body.get("participants"))?;
     }
@@ -376,25 +526,72 @@ fn update(org: &Org, id: &str, body: Map<String, Value>) -> Result<Response, Res
         "agentInteractionDuration",
     ] {
         if body.get(name).is_some_and(|v| v.as_u64().is_none()) {
-            return Err(error(
-                400,
-                "INVALID_INPUT",
-                &format!("{name} must be a whole number"),
-            ));
+            return Err(invalid(&format!("{name} must be a whole number")));
         }
     }
-    let mut guard = org.telephony.calls();
-    let call = guard
-        .1
-        .iter_mut()
-        .find(|c| c.id == id || c.vendor_call_key == id)
-        .ok_or_else(|| {
-            error(
-                404,
-                "NOT_FOUND",
-                "no VoiceCall with this id or vendorCallKey",
-            )
-        })?;
+    for name in ["isRecordingPaused", "isActiveCall"] {
+        if body.get(name).is_some_and(|v| !v.is_boolean()) {
+            return Err(invalid(&format!("{name} must be true or false")));
+        }
+    }
+    for name in [
+        "fromNumber",
+        "queue",
+        "callOrigin",
+        "disconnectReason",
+        "callAttributes",
+    ] {
+        if body.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(invalid(&format!("{name} must be a string")));
+        }
+    }
+    if let Some(loc) = body.get("recordingLocation") {
+        let is_url = loc
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"));
+        if !is_url {
+            return Err(invalid("recordingLocation must be an http(s) URL"));
+        }
+    }
+    let mut calls = org.telephony.calls();
+    let i = find(&calls, id)?;
+    let call = &mut calls[i];
+    let f = &call.fields;
+    let stamp = |name: &str| {
+        f.get(name)
+            .and_then(Value::as_str)
+            .and_then(util::parse_iso_ms)
+    };
+    let started = start.or_else(|| stamp("CallStartDateTime"));
+    let accepted = accept.or_else(|| stamp("CallAcceptDateTime"));
+    let ended = end.or_else(|| stamp("CallEndDateTime"));
+    // State transitions: new → in-progress → completed, or new → completed; never back, and
+    // never out of time order. The same values sent again are no transition.
+    if let (Some(a), Some(s)) = (accepted, started) {
+        if a < s {
+            return Err(invalid("acceptTime is before startTime"));
+        }
+    }
+    if let (Some(e), Some(s)) = (ended, started) {
+        if e < s {
+            return Err(invalid("endTime is before startTime"));
+        }
+    }
+    if let (Some(e), Some(a)) = (ended, accepted) {
+        if e < a {
+            return Err(invalid("endTime is before acceptTime"));
+        }
+    }
+    let completed = f["CallDisposition"] == "completed";
+    if completed && accept.is_some() && accept != stamp("CallAcceptDateTime") {
+        return Err(invalid(
+            "the call has ended: a completed VoiceCall is not accepted again",
+        ));
+    }
+    if completed && end.is_some() && end != stamp("CallEndDateTime") {
+        return Err(invalid("the call has already ended at another time"));
+    }
+    let before = call.fields.get("CallDisposition").cloned();
     let f = &mut call.fields;
     if let Some(ms) = start {
         f.insert("CallStartDateTime".into(), json!(util::sf_datetime(ms)));
@@ -408,7 +605,6 @@ fn update(org: &Org, id: &str, body: Map<String, Value>) -> Result<Response, Res
     if let Some(ms) = end {
         f.insert("CallEndDateTime".into(), json!(util::sf_datetime(ms)));
         f.insert("CallDisposition".into(), json!("completed"));
-        let started = f["CallStartDateTime"].as_str().and_then(util::parse_iso_ms);
         if let Some(s) = started {
             f.insert(
                 "CallDurationInSeconds".into(),
@@ -424,12 +620,15 @@ fn update(org: &Org, id: &str, body: Map<String, Value>) -> Result<Response, Res
         ("numberOfHolds", "NumberOfHolds"),
         ("fromNumber", "FromPhoneNumber"),
         ("disconnectReason", "DisconnectReason"),
+        ("totalRecordingDuration", "TotalRecordingDuration"),
     ] {
         if let Some(v) = body.get(name) {
             f.insert(field.into(), v.clone());
         }
     }
+    // `target`: what the path named (the id or the vendorCallKey), so a test sees which.
     call.history
-        .push(json!({"op": "update", "at_ms": util::now_ms(), "body": body}));
+        .push(json!({"op": "update", "at_ms": util::now_ms(), "target": id, "body": body}));
+    commit(org, call, before);
     Ok(Response::json(200, &json!({"success": true})))
 }

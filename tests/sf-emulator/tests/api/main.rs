@@ -10,3 +10,4 @@ mod search;
 mod server;
 mod soap;
 mod sobjects;
+mod telephony;
