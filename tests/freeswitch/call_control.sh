@@ -250,7 +250,7 @@ check "the target answered (ACK) while the customer waits" poll 10 received targ
 consulting() { var_is "$call1" soft_holding_uuid "$customer1" && bridged "$call1" 'loopback/3002-a'; }
 check "… the agent talks to the target (show calls), att_xfer holding the customer (soft_holding_uuid)" poll 10 consulting
 check "the agent hangs up from the console (result ok)" is_ok "$(ask grace w4 '{"type":"hangup","id":"w4","call_uuid":"'"$call1"'"}')"
-# Open defect (README: what the real FreeSWITCH showed): in half the runs FreeSWITCH 1.10.12 did
+# Open defect (README: what the real FreeSWITCH showed): in 5 of 11 runs FreeSWITCH 1.10.12 did
 # not tear the agent's leg down for 20 s or more after att_xfer bridged the other two. Strict:
 # this fails when that happens; the time is printed.
 check "the agent's phone got BYE" poll 30 received agent5 BYE 1
