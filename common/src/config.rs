@@ -10,7 +10,9 @@ use crate::phone::Country;
 use crate::wire::Direction;
 use crate::xml::{self, Element};
 
+mod change_data_capture;
 mod voice;
+pub use change_data_capture::{ChangeDataCaptureConfig, DEFAULT_PUBSUB_URL};
 pub use voice::{CallRecord, VoiceConfig};
 
 /// The name FreeSWITCH knows the configuration by (`<configuration name="…">`).
@@ -127,6 +129,8 @@ pub struct OrgConfig {
     pub writes: Vec<crate::record_write::WriteSpec>,
     /// `<query>` and `<search>`: named queries the dialplan runs (`sf_query`, `sf_search`).
     pub queries: Vec<crate::named_query::NamedQuery>,
+    /// `<change-data-capture>`: the sidecar keeps cached answers fresh from change events.
+    pub change_data_capture: Option<ChangeDataCaptureConfig>,
 }
 
 /// The API an org's call-time reads (lookups, named queries) use. Describe, owners, writes and
@@ -739,6 +743,11 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         allow_insecure_http,
     )?;
     call_log.record = record;
+    let change_data_capture = change_data_capture::parse(
+        element.child("change-data-capture"),
+        &ctx,
+        allow_insecure_http,
+    )?;
     let screen_pop = match element.child("screen-pop") {
         None => ScreenPopConfig {
             platform_event: None,
@@ -809,6 +818,7 @@ fn parse_org(element: &Element, settings: &Settings) -> Result<OrgConfig, Config
         click_to_dial,
         writes,
         queries,
+        change_data_capture,
     })
 }
 
@@ -1313,5 +1323,44 @@ mod tests {
     fn secrets_print_as_references() {
         let secret = SecretRef::Env("ACME_SECRET".into());
         assert_eq!(format!("{secret:?}"), "env $ACME_SECRET");
+    }
+
+    #[test]
+    fn change_data_capture_is_per_org_and_checked() {
+        let auth = "<auth flow=\"jwt-bearer\" client-id=\"3MVG9\" username=\"u@acme.example\" private-key-file=\"/etc/k.pem\"/>";
+        let with = |cdc: &str| SAMPLE.replacen(auth, &format!("{auth}{cdc}"), 1);
+        let config = Config::parse(SAMPLE).unwrap();
+        assert!(config.orgs.iter().all(|o| o.change_data_capture.is_none()));
+        let config = Config::parse(&with("<change-data-capture/>")).unwrap();
+        let cdc = config
+            .org("acme")
+            .unwrap()
+            .change_data_capture
+            .clone()
+            .unwrap();
+        assert_eq!(cdc.pubsub_url, DEFAULT_PUBSUB_URL);
+        assert_eq!(cdc.objects, ["Contact", "Lead", "Account"]);
+        assert_eq!(cdc.batch, 100);
+        let config = Config::parse(&with(
+            "<change-data-capture objects=\"Case, Thing__c,Case\" batch=\"5\"/>",
+        ))
+        .unwrap();
+        let cdc = config
+            .org("acme")
+            .unwrap()
+            .change_data_capture
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (cdc.objects.as_slice(), cdc.batch),
+            (&["Case".to_string(), "Thing__c".to_string()][..], 5)
+        );
+        let plain = with("<change-data-capture pubsub-url=\"http://127.0.0.1:1\"/>");
+        assert!(error_of(&plain).contains("allow-insecure-http"));
+        assert!(
+            error_of(&with("<change-data-capture objects=\"Contact;DROP\"/>"))
+                .contains("not an object API name")
+        );
+        assert!(error_of(&with("<change-data-capture batch=\"0\"/>")).contains("batch"));
     }
 }

@@ -59,6 +59,13 @@ pub enum Message {
     WriteAck {
         key: String,
     },
+    /// Sidecar → module: these records of `object` changed in Salesforce (a Change Data
+    /// Capture event): cached answers naming them must go (here, in Redis, on every host).
+    Invalidate {
+        org: String,
+        object: String,
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

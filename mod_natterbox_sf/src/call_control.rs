@@ -78,6 +78,9 @@ fn handle(message: Message) {
             state.engine.outbox().switch_result(id, error);
         }
         Message::Presence(presence) => state.engine.presence().set(presence),
+        Message::Invalidate { org, object, ids } => {
+            crate::fleet_events::invalidate_changed(&state.engine, &org, &object, &ids)
+        }
         _ => {}
     }
 }

@@ -1,6 +1,7 @@
 //! The module's side of the fleet: a `natterbox_sf::redis` CUSTOM event whenever the Redis
 //! link goes down or comes back (lookups go on without it meanwhile), and
-//! `sf cache invalidate`. Nothing here runs without `<fleet>` in the config.
+//! `sf cache invalidate`, and the sidecar's Change Data Capture invalidations. Without `<fleet>`
+//! only the invalidations run (this host's cache).
 
 use std::time::Duration;
 
@@ -62,5 +63,22 @@ pub fn invalidate(engine: &Engine, org: &str, object: &str, ids: &[&str]) -> Str
     match engine.invalidate_blocking(org, object, &ids, INVALIDATE_WAIT) {
         Ok(n) => format!("+OK invalidated {n} answers\n"),
         Err(e) => format!("-ERR {e}\n"),
+    }
+}
+
+/// A Change Data Capture event from the sidecar: the records' answers leave this host's cache,
+/// Redis and every host's cache (on the call-control thread, never a call's).
+pub fn invalidate_changed(engine: &Engine, org: &str, object: &str, ids: &[String]) {
+    match engine.invalidate_blocking(org, object, ids, INVALIDATE_WAIT) {
+        Ok(n) => log::log(
+            Level::Debug,
+            &format!(
+                "mod_natterbox_sf: {object} change in org {org}: invalidated {n} cached answers"
+            ),
+        ),
+        Err(e) => log::log(
+            Level::Warning,
+            &format!("mod_natterbox_sf: {object} change in org {org}: {e}"),
+        ),
     }
 }

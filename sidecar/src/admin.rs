@@ -33,6 +33,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Some(fleet) = &app.fleet {
         body.push_str(&fleet.render_metrics());
     }
+    app.change_events.render_metrics(&mut body);
     app.metrics.append_module_snapshot(&mut body);
     (
         [(
@@ -49,6 +50,7 @@ async fn status(State(app): State<Arc<App>>) -> Response {
         "draining": app.is_draining(),
         "orgs": app.tokens.status(),
         "pops_pending": app.pops.pending(),
+        "change_data_capture": app.change_events.status(),
         "outbox": {
             "pending": app.metrics.outbox_pending.get(),
             "delivered": app.metrics.outbox_delivered.get(),

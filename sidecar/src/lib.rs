@@ -10,6 +10,7 @@ pub mod agent;
 pub mod agent_ws;
 pub mod backoff;
 pub mod calllog;
+pub mod change_events;
 pub mod check;
 pub mod console;
 pub mod dirs;
@@ -73,6 +74,8 @@ pub struct App {
     /// Wakes the VoiceCall worker when steps are committed.
     pub voicecall_wake: Notify,
     pub http: reqwest::Client,
+    /// Change Data Capture subscriptions, for `/status` and `/metrics`.
+    pub change_events: change_events::ChangeEventStatus,
     draining: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
 }
@@ -193,6 +196,7 @@ pub async fn run(
         delivery_wake: Notify::new(),
         voicecall_wake: Notify::new(),
         http,
+        change_events: change_events::ChangeEventStatus::default(),
         draining: AtomicBool::new(false),
         shutdown_tx,
     });
@@ -227,6 +231,12 @@ pub async fn run(
     let voicecall_task = tokio::spawn(voicecall::run(app.clone(), shutdown_rx.clone()));
     let write_task = tokio::spawn(record_writes::run(app.clone(), shutdown_rx.clone()));
     let platform_task = tokio::spawn(publish_platform_events(app.clone(), platform_rx));
+    let change_event_tasks = change_events::start(
+        &app,
+        &config,
+        Arc::new(change_events::ReplayStore::new(&state_dir)),
+        shutdown_rx.clone(),
+    );
     let sweeper = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -336,6 +346,9 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), agent_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    for task in change_event_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     writer_task.abort();
     platform_task.abort();
     sweeper.abort();

@@ -243,6 +243,7 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
         // Only the sidecar sends these.
         Message::Ack { .. }
         | Message::WriteAck { .. }
+        | Message::Invalidate { .. }
         | Message::SwitchCommand { .. }
         | Message::Presence(_) => {
             app.metrics.events_malformed.inc();

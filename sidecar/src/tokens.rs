@@ -73,6 +73,8 @@ struct OrgState {
     last_error: Option<TokenError>,
     dead_tokens: bool,
     attempts: u64,
+    /// The org id from the token's identity URL (the Pub/Sub API's `tenantid`).
+    org_id: Option<String>,
     rotated_refresh_token: Option<String>,
     next_refresh_at: Option<Instant>,
 }
@@ -94,6 +96,7 @@ impl OrgState {
             last_error: None,
             dead_tokens: false,
             attempts: 0,
+            org_id: None,
             rotated_refresh_token,
             next_refresh_at: None,
         }
@@ -269,6 +272,11 @@ impl TokenManager {
         let org = self.org(org)?;
         let state = org.lock();
         state.session.clone().map(|s| (s, state.generation))
+    }
+
+    /// The org's id, as its current token's identity URL names it.
+    pub fn org_id(&self, org: &str) -> Option<String> {
+        self.org(org)?.lock().org_id.clone()
     }
 
     /// The token of `generation` was refused with 401. Returns true when this report caused a
@@ -513,6 +521,7 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
                     access_token: token.access_token.clone(),
                 });
                 state.generation = generation;
+                state.org_id = token.org_id().map(str::to_string);
                 state.issued_at = Some(issued_at);
                 state.issued_at_ms = Some(issued_at_ms);
                 state.received_at = Some(received_at);

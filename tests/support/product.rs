@@ -237,6 +237,8 @@ pub struct ProductOptions {
     pub org_children: String,
     /// More top-level sections of the config (e.g. `<fleet>`).
     pub config_tail: String,
+    /// More `<param>`s in `<settings>`.
+    pub settings_extra: String,
 }
 
 impl Default for ProductOptions {
@@ -248,6 +250,7 @@ impl Default for ProductOptions {
             org_extra: String::new(),
             org_children: String::new(),
             config_tail: String::new(),
+            settings_extra: String::new(),
         }
     }
 }
@@ -298,7 +301,7 @@ impl Product {
     <param name="lookup-timeout-ms" value="2000"/>
     <param name="token-dir" value="{d}/tokens"/>
     <param name="event-socket" value="{d}/events.sock"/>
-    <param name="spool-dir" value="{d}/spool"/>
+    <param name="spool-dir" value="{d}/spool"/>{settings_extra}
   </settings>
   <sidecar>
     <param name="admin-listen" value="{admin}"/>
@@ -319,7 +322,11 @@ impl Product {
             insecure = super::fixture::insecure_attr(&emulator.login_url()),
             timeout = options.session_timeout_s,
             profile = super::fixture::PROFILE,
-            extra = options.org_extra,
+            // `{pubsub_url}`: the emulator's Pub/Sub API, known once it runs.
+            extra = options
+                .org_extra
+                .replace("{pubsub_url}", &emulator.pubsub_url()),
+            settings_extra = options.settings_extra,
             children = options.org_children,
             tail = options.config_tail,
         );

@@ -59,6 +59,16 @@ impl SwitchLink {
         }
     }
 
+    /// Sends `message` to every connected module; returns how many took it into their queue.
+    pub fn broadcast_counted(&self, message: &Message) -> usize {
+        let line = message.to_line();
+        self.lock()
+            .modules
+            .iter()
+            .filter(|(_, writer)| writer.try_send(line.clone()).is_ok())
+            .count()
+    }
+
     /// The module's answer to command `id`.
     pub fn resolve(&self, id: u64, ok: bool, error: Option<String>) {
         if let Some(waiter) = self.lock().pending.remove(&id) {

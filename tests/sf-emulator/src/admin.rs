@@ -73,6 +73,39 @@ impl Admin {
         self.org.data().events.clone()
     }
 
+    /// Changes a record as a user working in Salesforce would (e.g. reassigns its owner with
+    /// `{"OwnerId": "005…"}`): validated like an API update, and a change event for Pub/Sub
+    /// subscribers. `user` is the id the change is committed as.
+    pub fn update_record(
+        &self,
+        object: &str,
+        id: &str,
+        fields: serde_json::Map<String, Value>,
+        user: &str,
+    ) -> Result<(), String> {
+        let def = self
+            .org
+            .schema
+            .object_shared(object)
+            .cloned()
+            .ok_or_else(|| format!("no object {object}"))?;
+        self.org
+            .data()
+            .store
+            .update(&def, id, &fields, user)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Breaks every open Pub/Sub subscription (UNAVAILABLE), as a lost connection would.
+    pub fn cut_pubsub_streams(&self) -> u64 {
+        self.org.data().store.changes().cut_streams()
+    }
+
+    /// The replay id of the newest change event (0: none yet).
+    pub fn latest_change(&self) -> u64 {
+        self.org.data().store.changes().latest()
+    }
+
     /// Records created through the API, oldest first.
     pub fn created(&self) -> Vec<Value> {
         self.org.data().created.clone()

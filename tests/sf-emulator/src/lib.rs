@@ -10,6 +10,7 @@ pub mod http;
 pub mod ids;
 pub mod oauth;
 pub mod phone_match;
+pub mod pubsub;
 pub mod rest;
 pub mod rsakey;
 pub mod schema;
@@ -104,6 +105,8 @@ impl EmulatorOptions {
 pub struct Emulator {
     org: Arc<state::Org>,
     addr: SocketAddr,
+    /// The Pub/Sub API's (gRPC) port, on the same address.
+    pubsub_addr: SocketAddr,
     ca_pem: Option<String>,
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -157,10 +160,14 @@ impl Emulator {
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
+        let pubsub_listener = tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
+        let pubsub_addr = pubsub_listener.local_addr()?;
+        tokio::spawn(pubsub::serve(pubsub_listener, org.clone(), rx.clone()));
         tokio::spawn(server::run(listener, acceptor, org.clone(), rx));
         Ok(Emulator {
             org,
             addr,
+            pubsub_addr,
             ca_pem: tls.map(|t| t.ca_pem),
             shutdown: tx,
             thread: None,
@@ -206,6 +213,7 @@ impl Emulator {
             addr: parts.1,
             ca_pem: parts.2,
             shutdown: parts.3,
+            pubsub_addr: parts.4,
             thread: Some(thread),
         })
     }
@@ -217,6 +225,7 @@ impl Emulator {
         SocketAddr,
         Option<String>,
         watch::Sender<bool>,
+        SocketAddr,
     ) {
         // The background handle shares the shutdown channel: sending on it ends the thread.
         let (tx, _) = watch::channel(false);
@@ -228,7 +237,13 @@ impl Emulator {
             let _ = own.send(true);
             drop(forward);
         });
-        (self.org.clone(), self.addr, self.ca_pem.clone(), tx)
+        (
+            self.org.clone(),
+            self.addr,
+            self.ca_pem.clone(),
+            tx,
+            self.pubsub_addr,
+        )
     }
 
     /// e.g. `http://127.0.0.1:PORT` (token endpoint and SOAP login live here).
@@ -248,6 +263,11 @@ impl Emulator {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Pub/Sub API (gRPC over plain HTTP/2), e.g. `http://127.0.0.1:PORT`.
+    pub fn pubsub_url(&self) -> String {
+        format!("http://{}", self.pubsub_addr)
     }
 
     /// PEM of the CA that signed the HTTPS certificate (when `tls`).

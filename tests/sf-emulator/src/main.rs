@@ -110,6 +110,7 @@ fn main() {
         let mut ready = serde_json::json!({
             "login_url": emu.login_url(), "instance_url": emu.instance_url(),
             "org_id": emu.org_id(), "ca_file": ca_file, "phone_match": phone_match.to_string(),
+            "pubsub_url": emu.pubsub_url(),
         });
         if print_credentials {
             ready["users"] = seed.users.iter().map(|u| serde_json::json!({

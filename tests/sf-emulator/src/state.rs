@@ -237,8 +237,10 @@ impl Org {
             self.session_timeout(),
             self.runtime().batch_size,
         )?;
-        let new_data = fresh.data.into_inner().unwrap_or_else(|e| e.into_inner());
-        *self.data() = new_data;
+        let mut new_data = fresh.data.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut data = self.data();
+        new_data.store.set_changes(data.store.changes().clone());
+        *data = new_data;
         Ok(())
     }
 }

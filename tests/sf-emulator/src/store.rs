@@ -29,6 +29,8 @@ pub struct Store {
     order: Vec<(String, String)>,
     idgen: IdGen,
     case_number: u64,
+    /// Where API writes are told, for Change Data Capture subscribers.
+    changes: std::sync::Arc<crate::pubsub::ChangeFeed>,
 }
 
 impl Store {
@@ -40,6 +42,7 @@ impl Store {
             order: vec![],
             idgen: IdGen::new("Em"),
             case_number: 1000,
+            changes: Default::default(),
         };
         let mut refs: HashMap<String, String> = HashMap::new();
         let mut pending: Vec<(String, String, Map<String, Value>)> = vec![];
@@ -244,6 +247,10 @@ impl Store {
         let fields = self.validate(def, input, true)?;
         let id = self.idgen.next(&def.key_prefix);
         self.put_new(def, id.clone(), fields, user, util::now_ms());
+        let created = self.get(&id).map(|r| r.fields.clone()).unwrap_or_default();
+        if !def.is_event {
+            self.changes.record(&def.name, "CREATE", &id, created, user);
+        }
         Ok(id)
     }
 
@@ -294,7 +301,11 @@ impl Store {
             .get(&existing)
             .cloned()
             .ok_or_else(ApiError::not_found)?;
+        let mut changed = Map::new();
         for (k, v) in fields {
+            if rec.fields.get(&k) != Some(&v) {
+                changed.insert(k.clone(), v.clone());
+            }
             rec.fields.insert(k, v);
         }
         if def.name == "Task" {
@@ -307,17 +318,38 @@ impl Store {
         rec.fields
             .insert("LastModifiedById".into(), Value::from(user));
         self.derive(&mut rec);
-        self.records.insert(existing, rec);
+        changed.insert("LastModifiedById".into(), Value::from(user));
+        changed.insert(
+            "LastModifiedDate".into(),
+            rec.get("LastModifiedDate").clone(),
+        );
+        self.records.insert(existing.clone(), rec);
+        self.changes
+            .record(&def.name, "UPDATE", &existing, changed, user);
         Ok(())
     }
 
     pub fn delete(&mut self, def: &ObjectDef, id: &str) -> Result<(), ApiError> {
         let id18 = self.live(def, id)?.id.clone();
+        let mut user = String::new();
         if let Some(r) = self.records.get_mut(&id18) {
             r.deleted = true;
             r.fields.insert("IsDeleted".into(), Value::Bool(true));
+            user = r.get("LastModifiedById").as_str().unwrap_or("").to_string();
         }
+        self.changes
+            .record(&def.name, "DELETE", &id18, Map::new(), &user);
         Ok(())
+    }
+
+    /// The change feed this store tells its writes to.
+    pub fn changes(&self) -> &std::sync::Arc<crate::pubsub::ChangeFeed> {
+        &self.changes
+    }
+
+    /// Tells writes to `feed` (a reset store keeps the org's feed, so replay ids only go up).
+    pub fn set_changes(&mut self, feed: std::sync::Arc<crate::pubsub::ChangeFeed>) {
+        self.changes = feed;
     }
 
     /// The live record `id` of type `def`, or Salesforce's error for it.

@@ -5,6 +5,7 @@ mod common;
 mod faults;
 mod oauth;
 mod polymorphic;
+mod pubsub;
 mod query;
 mod search;
 mod server;
