@@ -424,3 +424,161 @@ fn presence_set_from_the_console_reaches_the_dialplan_and_survives_a_restart() {
         || (p.shim.api("presence 1001").trim() == "Available").then_some(()),
     );
 }
+
+/// A click-to-dial of Grace's, answered and bridged to the customer's leg `customer`.
+fn answered_dial(p: &mut Product, grace: &mut Console, id: &str, customer: &str) -> String {
+    let dialled = command(grace, json!({"type":"dial","id":id,"number":"3001"}));
+    assert_eq!(dialled["ok"], true, "{dialled}");
+    let call = dialled["call_uuid"].as_str().unwrap().to_string();
+    p.shim.ok(&format!("answer {call}"));
+    p.shim.ok(&format!(
+        "call {customer} direction=outbound destination_number=3001"
+    ));
+    p.shim.ok(&format!("answer {customer}"));
+    p.shim.ok(&format!("bridge {call} {customer}"));
+    call_frame(grace, &call, "answered");
+    call
+}
+
+/// The FreeSWITCH commands run since `before` of them.
+fn commands_since(p: &mut Product, before: usize) -> Vec<(String, String)> {
+    switch_commands(p).split_off(before)
+}
+
+#[test]
+fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_the_agent() {
+    let (mut p, _grace, _alan) = start();
+    let mut grace = console(&p, GRACE_TOKEN);
+    let mut alan = console(&p, ALAN_TOKEN);
+
+    // Warm transfer, cancelled from the console: att_xfer on the agent's leg, then its cancel
+    // key received on that leg.
+    let call = answered_dial(&mut p, &mut grace, "w1", "cust-1");
+    let before = switch_commands(&mut p).len();
+    let cancel = command(
+        &mut grace,
+        json!({"type":"cancel_transfer","id":"w2","call_uuid":call}),
+    );
+    assert_eq!(cancel["error"]["code"], 502, "{cancel}");
+    assert!(
+        cancel["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no warm transfer"),
+        "{cancel}"
+    );
+    let ok = command(
+        &mut grace,
+        json!({"type":"transfer","id":"w3","call_uuid":call,"to":"1002","mode":"warm"}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    let refused = command(
+        &mut alan,
+        json!({"type":"cancel_transfer","id":"a1","call_uuid":call}),
+    );
+    assert_eq!(refused["error"]["code"], 403);
+    let ok = command(
+        &mut grace,
+        json!({"type":"cancel_transfer","id":"w4","call_uuid":call}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(
+        commands_since(&mut p, before),
+        vec![
+            (
+                "uuid_setvar".to_string(),
+                format!("{call} origination_cancel_key #")
+            ),
+            (
+                "uuid_broadcast".into(),
+                format!("{call} att_xfer::{{sf_consult_of={call}}}loopback/1002/agents aleg")
+            ),
+            ("uuid_recv_dtmf".into(), format!("{call} #")),
+        ]
+    );
+
+    // Warm transfer declined by the target: its consult leg ends unbridged; the console hears
+    // the call is a two-party call again.
+    let ok = command(
+        &mut grace,
+        json!({"type":"transfer","id":"w5","call_uuid":call,"to":"1002","mode":"warm"}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    p.shim.ok(&format!(
+        "call consult-1 direction=outbound destination_number=1002 sf_consult_of={call}"
+    ));
+    p.shim.ok("hangup consult-1 CALL_REJECTED");
+    let back = call_frame(&mut grace, &call, "answered");
+    assert!(back.get("transferred_to").is_none(), "{back}");
+
+    // Warm transfer completed: the consult leg answers and is bridged to the agent; the agent
+    // hangs up: only the agent's leg goes and the call is transferred.
+    let ok = command(
+        &mut grace,
+        json!({"type":"transfer","id":"w6","call_uuid":call,"to":"1002","mode":"warm"}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    p.shim.ok(&format!(
+        "call consult-2 direction=outbound destination_number=1002 sf_consult_of={call}"
+    ));
+    p.shim.ok("answer consult-2");
+    p.shim.ok(&format!("bridge {call} consult-2"));
+    let before = switch_commands(&mut p).len();
+    let ok = command(
+        &mut grace,
+        json!({"type":"hangup","id":"w7","call_uuid":call}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    let done = call_frame(&mut grace, &call, "transferred");
+    assert_eq!(done["transferred_to"], "1002");
+    let since = commands_since(&mut p, before);
+    assert_eq!(since[0], ("uuid_kill".to_string(), call.clone()));
+    assert_eq!(since.len(), 1, "{since:?}");
+
+    // Three-way: att_xfer to the target with its conference key queued (the target's leg runs
+    // three_way on the agent's leg once it answers); the agent leaving is only the agent's leg
+    // ending (FreeSWITCH bridges the other two).
+    let call = answered_dial(&mut p, &mut grace, "c1", "cust-2");
+    let refused = command(
+        &mut alan,
+        json!({"type":"conference","id":"a2","call_uuid":call,"to":"1002"}),
+    );
+    assert_eq!(refused["error"]["code"], 403);
+    let before = switch_commands(&mut p).len();
+    let ok = command(
+        &mut grace,
+        json!({"type":"conference","id":"c2","call_uuid":call,"to":"1002"}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    let leg = ok["call_uuid"].as_str().unwrap().to_string();
+    assert_eq!(
+        commands_since(&mut p, before),
+        vec![
+            (
+                "uuid_setvar".to_string(),
+                format!("{call} origination_cancel_key")
+            ),
+            (
+                "uuid_broadcast".into(),
+                format!("{call} att_xfer::{{origination_uuid={leg},sf_conference_of={call}}}loopback/1002/agents aleg")
+            ),
+            ("uuid_recv_dtmf".into(), format!("{call} 0")),
+        ]
+    );
+    let again = command(
+        &mut grace,
+        json!({"type":"conference","id":"c3","call_uuid":call,"to":"1003"}),
+    );
+    assert_eq!(again["ok"], false, "{again}");
+    let before = switch_commands(&mut p).len();
+    let ok = command(
+        &mut grace,
+        json!({"type":"hangup","id":"c4","call_uuid":call}),
+    );
+    assert_eq!(ok["ok"], true, "{ok}");
+    call_frame(&mut grace, &call, "ended");
+    assert_eq!(
+        commands_since(&mut p, before),
+        vec![("uuid_kill".to_string(), call.clone())]
+    );
+}

@@ -48,6 +48,11 @@ pub enum CallCommand {
         to: String,
         mode: TransferMode,
     },
+    /// Ends a warm transfer's consultation: the target's leg goes, the agent is back with the
+    /// other party.
+    CancelTransfer {
+        call_uuid: String,
+    },
     /// Three-way: `to` joins the call. `leg_uuid` is the new leg's id (chosen by the sidecar).
     Conference {
         call_uuid: String,
@@ -68,6 +73,7 @@ impl CallCommand {
             | CallCommand::Mute { call_uuid }
             | CallCommand::Unmute { call_uuid }
             | CallCommand::Transfer { call_uuid, .. }
+            | CallCommand::CancelTransfer { call_uuid }
             | CallCommand::Conference { call_uuid, .. }
             | CallCommand::Hangup { call_uuid } => call_uuid,
         }
@@ -81,6 +87,7 @@ impl CallCommand {
             CallCommand::Mute { .. } => "mute",
             CallCommand::Unmute { .. } => "unmute",
             CallCommand::Transfer { .. } => "transfer",
+            CallCommand::CancelTransfer { .. } => "cancel_transfer",
             CallCommand::Conference { .. } => "conference",
             CallCommand::Hangup { .. } => "hangup",
         }

@@ -160,6 +160,7 @@ pub fn on_channel_event(kind: ChannelEventKind, event: &mut EventRef<'_>) {
         agent_leg: var(event, "sf_agent_leg").as_deref() == Some("true"),
         record_id: var(event, "sf_record_id"),
         cause: event.header("Hangup-Cause"),
+        consult_of: var(event, "sf_consult_of"),
         at_ms: now_ms(),
         unique_id,
         agent_user_id,

@@ -274,6 +274,7 @@
     if (!call || call.ended) return;
     call.ended = true;
     for (const id of ["hold", "mute", "hangup"]) $(id).disabled = true;
+    $("cancel-transfer").hidden = true;
     startWrapUp(call);
   }
 
@@ -368,12 +369,18 @@
     $("hold").addEventListener("click", () => callCommand(state.call && state.call.held ? "resume" : "hold"));
     $("mute").addEventListener("click", () => callCommand(state.call && state.call.muted ? "unmute" : "mute"));
     $("hangup").addEventListener("click", () => callCommand("hangup"));
+    $("cancel-transfer").addEventListener("click", () => {
+      $("cancel-transfer").hidden = true;
+      callCommand("cancel_transfer");
+    });
     $("transfer").addEventListener("submit", (event) => {
       event.preventDefault();
       const to = $("transfer-to").value.trim();
       const mode = $("transfer-mode").value;
       if (mode === "conference") callCommand("conference", { to });
       else callCommand("transfer", { to, mode });
+      // A warm transfer consults first: the agent may still go back to the other party.
+      $("cancel-transfer").hidden = mode !== "warm";
     });
     $("wrap-up-form").addEventListener("submit", (event) => {
       event.preventDefault();

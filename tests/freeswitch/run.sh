@@ -14,6 +14,8 @@
 #                                            a target dir of its own, as the headers differ
 #                                            from the default build's
 #   FS_TEST_KEEP=1                           keep the temporary directory even when all passed
+#   FS_TEST_ONLY=call_control                only the call-control checks (call_control.sh: the
+#                                            real sidecar, consoles, sipp phones) after start-up
 # The last line is "freeswitch: N passed, N failed"; the exit status is non-zero on any failure.
 set -uo pipefail
 
@@ -83,12 +85,13 @@ done
 export FREESWITCH_PREFIX="$prefix"
 export CARGO_TARGET_DIR="${FS_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-$top/target}/freeswitch}"
 note "building mod_natterbox_sf against $prefix/include/freeswitch and sf-emulator (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-if ! (cd "$top" && cargo build --release -p mod_natterbox_sf -p sf-emulator) >"$work/build.log" 2>&1; then
-  abort "cargo build --release -p mod_natterbox_sf -p sf-emulator" "$(tail -20 "$work/build.log")"
+if ! (cd "$top" && cargo build --release -p mod_natterbox_sf -p sf-emulator -p natterbox-sidecar) >"$work/build.log" 2>&1; then
+  abort "cargo build --release -p mod_natterbox_sf -p sf-emulator -p natterbox-sidecar" "$(tail -20 "$work/build.log")"
 fi
 so="$CARGO_TARGET_DIR/release/libmod_natterbox_sf.so"
 emulator_bin="$CARGO_TARGET_DIR/release/sf-emulator"
-ok "module and emulator built"
+sidecar_bin="$CARGO_TARGET_DIR/release/natterbox-sidecar"
+ok "module, emulator and sidecar built"
 
 # The emulated org.
 "$emulator_bin" --bind 127.0.0.1:0 >"$work/emulator.json" 2>"$work/emulator.log" &
@@ -124,6 +127,8 @@ ok "token file written ($work/tokens/acme.json, mode $(stat -c %a "$work/tokens/
 # The FreeSWITCH: a copy of the installed conf, adapted; a module dir of links plus our module.
 alloc_port && sip_port=$port && alloc_port && esl_port=$port || abort "free ports for SIP and the event socket"
 note "SIP 127.0.0.1:$sip_port, event socket 127.0.0.1:$esl_port"
+# The call-control checks need loopback (the transfer and three-way legs dial through the dialplan).
+fs_modules="mod_console mod_logfile mod_event_socket mod_sofia mod_commands mod_dptools mod_dialplan_xml mod_loopback"
 fs_prepare "$so" || abort "FreeSWITCH conf prepared" "$fs_error"
 
 # The phones of the call-control checks (tests/freeswitch/call_control.sh): sipp as the agent's
@@ -132,6 +137,9 @@ alloc_port && agent_sip=$port && alloc_port && agent_media=$port &&
   alloc_port && customer_sip=$port && alloc_port && customer_media=$port &&
   alloc_port && target_sip=$port && alloc_port && target_media=$port ||
   abort "free ports for the call-control phones"
+# The real sidecar's listeners (admin: /healthz; agent: the consoles' /agent WebSocket).
+alloc_port && sidecar_admin=$port && alloc_port && sidecar_agent=$port ||
+  abort "free ports for the sidecar"
 
 # The module's config: the emulated org, every path in the temporary directory.
 cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
@@ -148,6 +156,13 @@ cat >"$conf/autoload_configs/natterbox_sf.conf.xml" <<EOF
     <param name="event-socket" value="$work/events.sock"/>
     <param name="spool-dir" value="$work/spool"/>
   </settings>
+  <!-- The real sidecar of the call-control checks (tests/freeswitch/call_control.sh). -->
+  <sidecar>
+    <param name="admin-listen" value="127.0.0.1:$sidecar_admin"/>
+    <param name="agent-listen" value="127.0.0.1:$sidecar_agent"/>
+    <param name="outbox-db" value="$work/sidecar-state/outbox.sqlite"/>
+    <param name="agent-tokens-file" value="$work/agents.json"/>
+  </sidecar>
   <orgs>
     <org name="acme" api-version="68.0" default-country="US" login-url="$login_url" allow-insecure-http="true" max-concurrent="50">
       <auth flow="client-credentials" client-id="3MVG9Emu.CC.ClientId.natterbox" client-secret-env="NATTERBOX_TEST_SECRET"/>
@@ -261,6 +276,12 @@ if exec 5<>"/dev/tcp/127.0.0.1/$esl_port"; then
   cat <&5 >"$work/events.txt" &
   esl_pid=$!
   exec 5>&-
+fi
+
+if [ "${FS_TEST_ONLY:-}" = call_control ]; then
+  # shellcheck source=tests/freeswitch/call_control.sh
+  . "$here/call_control.sh"
+  summary
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 /*
  * The FreeSWITCH API as a module calls it (switch_api_execute), and the core's call-control
- * commands (originate, uuid_hold, uuid_audio, uuid_transfer, uuid_kill, uuid_broadcast) as far
+ * commands (originate, uuid_hold, uuid_audio, uuid_transfer, uuid_kill, uuid_broadcast,
+ * uuid_setvar, uuid_recv_dtmf, uuid_bridge) as far
  * as a host without media can carry them out. Included by host_shim.c (it uses the shim's
  * sessions and events); see README.md "Call control".
  *
@@ -146,6 +147,8 @@ static void sim_originate(const char *arg, switch_stream_handle_t *stream)
 	free(copy);
 }
 
+static int cmd_bridge(const char *a, const char *b, const char **err);
+
 /* The uuid_* commands: the named channel must exist; what they do to media is not simulated,
  * the channel events they cause are. */
 static void sim_uuid_command(const char *cmd, const char *arg, switch_stream_handle_t *stream)
@@ -195,6 +198,26 @@ static void sim_uuid_command(const char *cmd, const char *arg, switch_stream_han
 		stream->write_function(stream, p && *p ? "+OK\n" : "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n");
 	} else if (!strcmp(cmd, "uuid_broadcast")) {
 		stream->write_function(stream, p && *p ? "+OK Message queued\n" : "-USAGE: <uuid> <path> [aleg|bleg|both]\n");
+	} else if (!strcmp(cmd, "uuid_setvar")) {
+		char *name = p ? strsep(&p, " ") : NULL;
+		if (zstr(name)) {
+			stream->write_function(stream, "-USAGE: <uuid> <var> [value]\n");
+		} else {
+			/* what the variable does (a cancel key) is the core's; the tests read the command */
+			stream->write_function(stream, "+OK\n");
+		}
+	} else if (!strcmp(cmd, "uuid_recv_dtmf")) {
+		stream->write_function(stream, p && *p ? "+OK\n" : "-USAGE: <uuid> <dtmf_data>\n");
+	} else if (!strcmp(cmd, "uuid_bridge")) {
+		/* both legs must exist; the bridge is reported as the core reports it */
+		const char *err = NULL;
+		if (!p || !*p) {
+			stream->write_function(stream, "-USAGE: <uuid> <other_uuid>\n");
+		} else if (cmd_bridge(uuid, p, &err)) {
+			stream->write_function(stream, "+OK\n");
+		} else {
+			stream->write_function(stream, "-ERR Invalid uuid\n");
+		}
 	}
 	session_put(s);
 	free(copy);
@@ -233,7 +256,8 @@ SWITCH_DECLARE(switch_status_t) switch_api_execute(const char *cmd, const char *
 	} else if (!strcmp(cmd, "originate")) {
 		sim_originate(a, stream);
 	} else if (!strcmp(cmd, "uuid_hold") || !strcmp(cmd, "uuid_audio") || !strcmp(cmd, "uuid_transfer") ||
-			   !strcmp(cmd, "uuid_kill") || !strcmp(cmd, "uuid_broadcast")) {
+			   !strcmp(cmd, "uuid_kill") || !strcmp(cmd, "uuid_broadcast") || !strcmp(cmd, "uuid_setvar") ||
+			   !strcmp(cmd, "uuid_recv_dtmf") || !strcmp(cmd, "uuid_bridge")) {
 		sim_uuid_command(cmd, a, stream);
 	} else {
 		st = SWITCH_STATUS_FALSE;

@@ -8,6 +8,16 @@
 //! The call's id is that channel's UUID (the one its screen pop and its Task carry). For an
 //! inbound call that channel is the caller's, and the agent's leg is learnt from the bridge;
 //! for a click-to-dial the marked channel is the agent's own leg (`sf_agent_leg=true`).
+//!
+//! Warm transfer is FreeSWITCH's `att_xfer` run on the agent's leg: the other party waits while
+//! the agent talks to the target on a consult leg (marked `sf_consult_of=<call>`); the agent
+//! hanging up joins the two, `#` received on the agent's leg (`cancel_transfer`) drops the
+//! consult leg and brings the agent back. Three-way is the same att_xfer with its conference
+//! key `0` already queued: once the target answers, FreeSWITCH has the target's leg run
+//! `three_way` on the agent's leg (an eavesdrop mixing both directions) and bridges the agent
+//! back to the other party, and when the agent's leg ends it bridges the other two. No
+//! conference module is needed, and the target's leg is dialled from the agent's session, so it
+//! gets the agent's codec.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -43,6 +53,8 @@ pub struct ChannelEvent {
     pub other_party: Option<String>,
     pub record_id: Option<String>,
     pub cause: Option<String>,
+    /// `sf_consult_of`: this channel is the consult leg of that call's warm transfer.
+    pub consult_of: Option<String>,
     pub at_ms: u64,
 }
 
@@ -60,8 +72,10 @@ struct TrackedCall {
     muted: bool,
     /// Blind or warm transfer asked for: the agent's leg ending means "transferred to".
     transferring_to: Option<String>,
-    /// In a conference: hanging up leaves the others talking.
-    conference: bool,
+    /// A warm transfer is consulting: the consult leg ending means it was cancelled.
+    consulting: bool,
+    /// The three-way leg, while it is up: hanging up leaves the others talking.
+    conference_leg: Option<String>,
 }
 
 impl TrackedCall {
@@ -152,9 +166,20 @@ impl AgentCalls {
         if table.ended.contains(&event.unique_id) {
             return None;
         }
-        let call_uuid = match table.legs.get(&event.unique_id) {
-            Some(call) => call.clone(),
-            None => {
+        let consult_of = event
+            .consult_of
+            .as_ref()
+            .filter(|c| table.calls.contains_key(c.as_str()))
+            .cloned();
+        let known = table.legs.get(&event.unique_id).cloned();
+        let call_uuid = match (known, consult_of) {
+            (Some(call), _) => call,
+            // A warm transfer's consult leg: one more leg of that call.
+            (None, Some(call)) => {
+                table.legs.insert(event.unique_id.clone(), call.clone());
+                call
+            }
+            (None, None) => {
                 if event.agent_user_id.is_none() && event.agent_extension.is_none() {
                     return None;
                 }
@@ -171,7 +196,8 @@ impl AgentCalls {
                     phase: CallPhase::Ringing,
                     muted: false,
                     transferring_to: None,
-                    conference: false,
+                    consulting: false,
+                    conference_leg: None,
                 };
                 table
                     .legs
@@ -234,6 +260,18 @@ impl AgentCalls {
                 if !ends_it {
                     // Another leg (a conference guest, the transfer target) left.
                     table.legs.remove(&event.unique_id);
+                    let call = table.calls.get_mut(&call_uuid)?;
+                    if call.conference_leg.as_deref() == Some(event.unique_id.as_str()) {
+                        call.conference_leg = None;
+                    }
+                    let consult_over = call.consulting && event.consult_of.is_some();
+                    if consult_over {
+                        // The target declined, hung up, or the agent cancelled: FreeSWITCH
+                        // has put the agent back with the other party.
+                        call.consulting = false;
+                        call.transferring_to = None;
+                        return Some(call.state(event.at_ms));
+                    }
                     return None;
                 }
                 let mut state = call.state(event.at_ms);
@@ -328,8 +366,12 @@ impl AgentCalls {
             }
             CallCommand::Unmute { .. } => vec![api("uuid_audio", format!("{agent_leg} stop"))],
             CallCommand::Transfer { to, mode, .. } => {
+                if call.consulting {
+                    return Err("a warm transfer is already in progress".into());
+                }
                 let to = dialable(to);
                 call.transferring_to = Some(to.clone());
+                call.consulting = *mode == TransferMode::Warm;
                 match mode {
                     // The agent's partner (the other party) goes to `to` in the dialplan.
                     TransferMode::Blind => vec![api(
@@ -338,33 +380,59 @@ impl AgentCalls {
                     )],
                     // FreeSWITCH's attended transfer, run on the agent's leg: the other party
                     // waits; the agent talks to `to`; the agent hanging up joins the two.
-                    TransferMode::Warm => vec![api(
-                        "uuid_broadcast",
-                        format!("{agent_leg} att_xfer::loopback/{to}/{context} aleg"),
-                    )],
+                    // `#` from the agent's side cancels, while ringing too.
+                    TransferMode::Warm => vec![
+                        api(
+                            "uuid_setvar",
+                            format!("{agent_leg} origination_cancel_key #"),
+                        ),
+                        api(
+                            "uuid_broadcast",
+                            format!(
+                                "{agent_leg} att_xfer::{{sf_consult_of={}}}loopback/{to}/{context} aleg",
+                                call.call_uuid
+                            ),
+                        ),
+                    ],
                 }
             }
+            CallCommand::CancelTransfer { .. } => {
+                if !call.consulting {
+                    return Err("no warm transfer is in progress on this call".into());
+                }
+                call.consulting = false;
+                call.transferring_to = None;
+                // As if the agent pressed att_xfer's cancel key: the consult leg goes and
+                // FreeSWITCH bridges the agent back to the other party.
+                vec![api("uuid_recv_dtmf", format!("{agent_leg} #"))]
+            }
             CallCommand::Conference { to, leg_uuid, .. } => {
+                if call.conference_leg.is_some() || call.consulting {
+                    return Err("the call already has a third party".into());
+                }
                 let to = dialable(to);
-                call.conference = true;
-                let room = format!("sf-{}@default", call.call_uuid);
+                call.conference_leg = Some(leg_uuid.clone());
+                let call_uuid = call.call_uuid.clone();
+                table.legs.insert(leg_uuid.clone(), call_uuid.clone());
                 vec![
+                    // No cancel key: att_xfer's originate would swallow the queued `0`.
+                    api("uuid_setvar", format!("{agent_leg} origination_cancel_key")),
                     api(
-                        "uuid_transfer",
-                        format!("{agent_leg} -both conference:{room} inline"),
-                    ),
-                    api(
-                        "bgapi",
+                        "uuid_broadcast",
                         format!(
-                            "originate {{origination_uuid={leg_uuid},sf_conference_of={}}}loopback/{to}/{context} &conference({room})",
-                            call.call_uuid
+                            "{agent_leg} att_xfer::{{origination_uuid={leg_uuid},sf_conference_of={call_uuid}}}loopback/{to}/{context} aleg"
                         ),
                     ),
+                    // att_xfer's conference key, read once the target has answered.
+                    api("uuid_recv_dtmf", format!("{agent_leg} 0")),
                 ]
             }
             CallCommand::Hangup { .. } => {
                 let mut calls = vec![api("uuid_kill", agent_leg.clone())];
-                if !call.conference && call.transferring_to.is_none() && call.call_uuid != agent_leg
+                // In a three-way FreeSWITCH bridges the other two when the agent's leg ends.
+                if call.transferring_to.is_none()
+                    && call.conference_leg.is_none()
+                    && call.call_uuid != agent_leg
                 {
                     // A two-party call ends for both.
                     calls.push(ApiCall {
@@ -628,5 +696,171 @@ mod tests {
             plan,
             vec![api("uuid_audio", "d-1 start read mute 1".into())]
         );
+    }
+
+    fn answered_click_to_dial(calls: &AgentCalls) {
+        let mut agent = ChannelEvent {
+            unique_id: "d".into(),
+            agent_user_id: Some("005xx000001SvLbYAK".into()),
+            agent_extension: Some("1001".into()),
+            agent_leg: true,
+            org: Some("acme".into()),
+            direction: Some(Direction::Outbound),
+            other_party: Some("3001".into()),
+            ..ChannelEvent::default()
+        };
+        calls.on_event(ChannelEventKind::Progress, &agent).unwrap();
+        agent.other_leg = Some("cust".into());
+        calls.on_event(ChannelEventKind::Bridge, &agent).unwrap();
+    }
+
+    fn consult_leg(uuid: &str) -> ChannelEvent {
+        ChannelEvent {
+            unique_id: uuid.into(),
+            consult_of: Some("d".into()),
+            ..ChannelEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_warm_transfer_consults_then_completes_when_the_agent_hangs_up() {
+        let calls = AgentCalls::default();
+        answered_click_to_dial(&calls);
+        let dialing = ClickToDialConfig::default();
+        let warm = CallCommand::Transfer {
+            call_uuid: "d".into(),
+            to: "3002".into(),
+            mode: TransferMode::Warm,
+        };
+        assert_eq!(
+            calls.plan(&warm, &dialing).unwrap(),
+            vec![
+                api("uuid_setvar", "d origination_cancel_key #".into()),
+                api(
+                    "uuid_broadcast",
+                    "d att_xfer::{sf_consult_of=d}loopback/3002/default aleg".into()
+                ),
+            ]
+        );
+        assert!(calls.plan(&warm, &dialing).unwrap_err().contains("already"));
+        // The consult leg rings and is bridged to the agent: nothing changes for the console.
+        assert_eq!(
+            calls.on_event(ChannelEventKind::Progress, &consult_leg("x")),
+            None
+        );
+        let mut bridge = leg("d");
+        bridge.other_leg = Some("x".into());
+        assert_eq!(calls.on_event(ChannelEventKind::Bridge, &bridge), None);
+        // Hanging up now hangs up only the agent's leg; FreeSWITCH joins the other two.
+        let hangup = CallCommand::Hangup {
+            call_uuid: "d".into(),
+        };
+        assert_eq!(
+            calls.plan(&hangup, &dialing).unwrap(),
+            vec![api("uuid_kill", "d".into())]
+        );
+        let done = calls.on_event(ChannelEventKind::Hangup, &leg("d")).unwrap();
+        assert_eq!(done.state, CallPhase::Transferred);
+        assert_eq!(done.transferred_to.as_deref(), Some("3002"));
+        // The consult leg going later (loopback bowing out) starts nothing.
+        assert_eq!(
+            calls.on_event(ChannelEventKind::Hangup, &consult_leg("x")),
+            None
+        );
+        assert!(calls.is_empty());
+    }
+
+    #[test]
+    fn a_warm_transfer_cancelled_or_declined_leaves_the_agent_with_the_other_party() {
+        let calls = AgentCalls::default();
+        answered_click_to_dial(&calls);
+        let dialing = ClickToDialConfig::default();
+        let cancel = CallCommand::CancelTransfer {
+            call_uuid: "d".into(),
+        };
+        assert!(calls
+            .plan(&cancel, &dialing)
+            .unwrap_err()
+            .contains("no warm"));
+        let warm = CallCommand::Transfer {
+            call_uuid: "d".into(),
+            to: "3002".into(),
+            mode: TransferMode::Warm,
+        };
+        calls.plan(&warm, &dialing).unwrap();
+        assert_eq!(
+            calls.plan(&cancel, &dialing).unwrap(),
+            vec![api("uuid_recv_dtmf", "d #".into())]
+        );
+        calls.on_event(ChannelEventKind::Hangup, &consult_leg("x"));
+        // The target declining (its leg ends unbridged) is the same as a cancel.
+        calls.plan(&warm, &dialing).unwrap();
+        let back = calls
+            .on_event(ChannelEventKind::Hangup, &consult_leg("y"))
+            .unwrap();
+        assert_eq!(back.state, CallPhase::Answered);
+        // Back to a two-party call: hanging up ends it (not "transferred").
+        let plan = calls
+            .plan(
+                &CallCommand::Hangup {
+                    call_uuid: "d".into(),
+                },
+                &dialing,
+            )
+            .unwrap();
+        // The agent's leg runs the bridge to the customer: its end ends the customer's.
+        assert_eq!(plan, vec![api("uuid_kill", "d".into())]);
+        let ended = calls.on_event(ChannelEventKind::Hangup, &leg("d")).unwrap();
+        assert_eq!(ended.state, CallPhase::Ended);
+    }
+
+    #[test]
+    fn a_three_way_call_adds_a_leg_that_hears_both_and_survives_the_agent() {
+        let calls = AgentCalls::default();
+        answered_click_to_dial(&calls);
+        let dialing = ClickToDialConfig::default();
+        let conference = CallCommand::Conference {
+            call_uuid: "d".into(),
+            to: "3002".into(),
+            leg_uuid: "t".into(),
+        };
+        assert_eq!(
+            calls.plan(&conference, &dialing).unwrap(),
+            vec![
+                api("uuid_setvar", "d origination_cancel_key".into()),
+                api(
+                    "uuid_broadcast",
+                    "d att_xfer::{origination_uuid=t,sf_conference_of=d}loopback/3002/default aleg"
+                        .into()
+                ),
+                api("uuid_recv_dtmf", "d 0".into()),
+            ]
+        );
+        assert!(calls.plan(&conference, &dialing).is_err());
+        // The agent leaves: only the agent's leg goes (FreeSWITCH bridges the other two).
+        let plan = calls
+            .plan(
+                &CallCommand::Hangup {
+                    call_uuid: "d".into(),
+                },
+                &dialing,
+            )
+            .unwrap();
+        assert_eq!(plan, vec![api("uuid_kill", "d".into())]);
+        // Had the third party left first, the call would be two-party again.
+        let calls = AgentCalls::default();
+        answered_click_to_dial(&calls);
+        calls.plan(&conference, &dialing).unwrap();
+        assert_eq!(calls.on_event(ChannelEventKind::Hangup, &leg("t")), None);
+        let plan = calls
+            .plan(
+                &CallCommand::Hangup {
+                    call_uuid: "d".into(),
+                },
+                &dialing,
+            )
+            .unwrap();
+        // The agent's leg runs the bridge to the customer: its end ends the customer's.
+        assert_eq!(plan, vec![api("uuid_kill", "d".into())]);
     }
 }

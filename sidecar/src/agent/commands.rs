@@ -95,7 +95,7 @@ pub enum Command {
         record_id: Option<String>,
         org: Option<String>,
     },
-    /// Hold, resume, mute, unmute, hangup: just a call.
+    /// Hold, resume, mute, unmute, cancel_transfer, hangup: just a call.
     OnCall {
         kind: &'static str,
         call_uuid: String,
@@ -249,12 +249,13 @@ fn parse_command(fields: &serde_json::Map<String, Value>) -> Result<Command, Com
                 org,
             }
         }
-        "hold" | "resume" | "mute" | "unmute" | "hangup" => Command::OnCall {
+        "hold" | "resume" | "mute" | "unmute" | "cancel_transfer" | "hangup" => Command::OnCall {
             kind: match kind.as_str() {
                 "hold" => "hold",
                 "resume" => "resume",
                 "mute" => "mute",
                 "unmute" => "unmute",
+                "cancel_transfer" => "cancel_transfer",
                 _ => "hangup",
             },
             call_uuid: call_uuid_field(fields)?,
@@ -382,6 +383,7 @@ pub async fn execute(
                 ("resume", _) => CallCommand::Resume { call_uuid },
                 ("mute", _) => CallCommand::Mute { call_uuid },
                 ("unmute", _) => CallCommand::Unmute { call_uuid },
+                ("cancel_transfer", _) => CallCommand::CancelTransfer { call_uuid },
                 _ => CallCommand::Hangup { call_uuid },
             };
             desk.link.run(command).await?;
