@@ -485,6 +485,8 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
     assert_eq!(
         commands_since(&mut p, before),
         vec![
+            // Who holds the bridge (the agent's leg must be its peer; the shim's always is).
+            ("uuid_dump".to_string(), call.clone()),
             (
                 "uuid_setvar".to_string(),
                 format!("{call} origination_cancel_key #")

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use natterbox_common::call_control::CallCommand;
+use natterbox_common::call_control::{CallCommand, TransferMode};
 use natterbox_common::wire::{Direction, Message};
 use natterbox_engine::agent_calls::{ChannelEvent, ChannelEventKind};
 use natterbox_engine::outbox::now_ms;
@@ -97,7 +97,22 @@ fn execute(state: &ModuleState, command: &CallCommand) -> Result<(), String> {
         .and_then(|name| snapshot.config.org(name))
         .map(|org| org.click_to_dial.clone())
         .unwrap_or_default();
-    for call in calls.plan(command, &dialing)? {
+    let plan = calls.plan(command, &dialing)?;
+    if let CallCommand::Transfer {
+        mode: TransferMode::Warm,
+        call_uuid,
+        ..
+    } = command
+    {
+        // So that the agent's leg, hung up to complete the transfer, waits for nobody.
+        if let Some((agent_leg, party_leg)) = calls.agent_and_party_legs(call_uuid) {
+            if let Err(e) = crate::bridge_holder::give_bridge_to_party(&agent_leg, &party_leg) {
+                calls.transfer_not_started(call_uuid);
+                return Err(e);
+            }
+        }
+    }
+    for call in plan {
         let output = api::execute(call.command, &call.args);
         let text = output.text.trim();
         let failed = !output.ran || text.starts_with("-ERR") || text.starts_with("-USAGE");

@@ -6,6 +6,7 @@
 
 mod api;
 mod apps;
+mod bridge_holder;
 mod budget_event;
 mod call_control;
 mod call_progress;

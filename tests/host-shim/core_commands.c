@@ -1,7 +1,7 @@
 /*
  * The FreeSWITCH API as a module calls it (switch_api_execute), and the core's call-control
  * commands (originate, uuid_hold, uuid_audio, uuid_transfer, uuid_kill, uuid_broadcast,
- * uuid_setvar, uuid_recv_dtmf, uuid_bridge) as far
+ * uuid_setvar, uuid_recv_dtmf, uuid_bridge, uuid_dump) as far
  * as a host without media can carry them out. Included by host_shim.c (it uses the shim's
  * sessions and events); see README.md "Call control".
  *
@@ -206,6 +206,9 @@ static void sim_uuid_command(const char *cmd, const char *arg, switch_stream_han
 			/* what the variable does (a cancel key) is the core's; the tests read the command */
 			stream->write_function(stream, "+OK\n");
 		}
+	} else if (!strcmp(cmd, "uuid_dump")) {
+		/* the shim's legs are bridged as peers (no originator waits): the state says so */
+		stream->write_function(stream, "Unique-ID: %s\nChannel-State: CS_EXCHANGE_MEDIA\n", uuid);
 	} else if (!strcmp(cmd, "uuid_recv_dtmf")) {
 		stream->write_function(stream, p && *p ? "+OK\n" : "-USAGE: <uuid> <dtmf_data>\n");
 	} else if (!strcmp(cmd, "uuid_bridge")) {
@@ -257,7 +260,7 @@ SWITCH_DECLARE(switch_status_t) switch_api_execute(const char *cmd, const char *
 		sim_originate(a, stream);
 	} else if (!strcmp(cmd, "uuid_hold") || !strcmp(cmd, "uuid_audio") || !strcmp(cmd, "uuid_transfer") ||
 			   !strcmp(cmd, "uuid_kill") || !strcmp(cmd, "uuid_broadcast") || !strcmp(cmd, "uuid_setvar") ||
-			   !strcmp(cmd, "uuid_recv_dtmf") || !strcmp(cmd, "uuid_bridge")) {
+			   !strcmp(cmd, "uuid_recv_dtmf") || !strcmp(cmd, "uuid_bridge") || !strcmp(cmd, "uuid_dump")) {
 		sim_uuid_command(cmd, a, stream);
 	} else {
 		st = SWITCH_STATUS_FALSE;

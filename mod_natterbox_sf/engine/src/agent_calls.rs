@@ -28,6 +28,19 @@ use natterbox_common::wire::Direction;
 /// Calls remembered after they end, so late events of their channels start nothing new.
 const ENDED_MEMORY: usize = 4096;
 
+/// The state FreeSWITCH gives a bridge's peer; the bridge's originator stays in its own state
+/// (CS_EXECUTE for the `bridge` application, CS_SOFT_EXECUTE for `uuid_bridge`).
+pub const BRIDGE_PEER_STATE: &str = "CS_EXCHANGE_MEDIA";
+
+/// The channel's state in FreeSWITCH's `uuid_dump` answer (`Channel-State: CS_…`); None for an
+/// error (no such channel).
+pub fn channel_state_in_dump(dump: &str) -> Option<&str> {
+    dump.lines()
+        .find_map(|line| line.strip_prefix("Channel-State: "))
+        .map(str::trim)
+        .filter(|state| state.starts_with("CS_"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelEventKind {
     Progress,
@@ -62,6 +75,9 @@ pub struct ChannelEvent {
 struct TrackedCall {
     call_uuid: String,
     agent_leg: Option<String>,
+    /// The other party's channel (the caller for an inbound call, the dialled leg for a
+    /// click-to-dial), once known.
+    party_leg: Option<String>,
     org: String,
     agent_user_id: Option<String>,
     agent_extension: Option<String>,
@@ -187,6 +203,7 @@ impl AgentCalls {
                 let call = TrackedCall {
                     call_uuid: event.unique_id.clone(),
                     agent_leg: event.agent_leg.then(|| event.unique_id.clone()),
+                    party_leg: (!event.agent_leg).then(|| event.unique_id.clone()),
                     org,
                     agent_user_id: event.agent_user_id.clone(),
                     agent_extension: event.agent_extension.clone(),
@@ -221,6 +238,10 @@ impl AgentCalls {
                 let call = table.calls.get_mut(&call_uuid)?;
                 if call.agent_leg.is_none() && event.unique_id == call.call_uuid {
                     call.agent_leg = Some(other.clone());
+                }
+                // A click-to-dial's first bridge is the agent's leg with the dialled party.
+                if call.party_leg.is_none() && call.agent_leg.as_deref() == Some(&event.unique_id) {
+                    call.party_leg = Some(other.clone());
                 }
                 table.legs.insert(other, call_uuid.clone());
                 let call = table.calls.get_mut(&call_uuid)?;
@@ -310,6 +331,23 @@ impl AgentCalls {
         let mut states: Vec<CallState> = table.calls.values().map(|c| c.state(at_ms)).collect();
         states.sort_by(|a, b| a.call_uuid.cmp(&b.call_uuid));
         states
+    }
+
+    /// The agent's leg and the other party's leg of a live call, when both are known.
+    pub fn agent_and_party_legs(&self, call_uuid: &str) -> Option<(String, String)> {
+        let table = self.inner.lock();
+        let call = table.calls.get(call_uuid)?;
+        let agent = call.agent_leg.clone()?;
+        let party = call.party_leg.clone()?;
+        (agent != party).then_some((agent, party))
+    }
+
+    /// A planned transfer that could not be started: the call is as before it was asked for.
+    pub fn transfer_not_started(&self, call_uuid: &str) {
+        if let Some(call) = self.inner.lock().calls.get_mut(call_uuid) {
+            call.transferring_to = None;
+            call.consulting = false;
+        }
     }
 
     /// The state after a mute or unmute went through.
@@ -529,6 +567,11 @@ mod tests {
         bridge.other_leg = Some("a-agent".into());
         calls.on_event(ChannelEventKind::Bridge, &bridge);
         calls.on_event(ChannelEventKind::Hangup, &leg("b"));
+        assert_eq!(
+            calls.agent_and_party_legs("a"),
+            Some(("a-agent".to_string(), "a".to_string()))
+        );
+        assert_eq!(calls.agent_and_party_legs("b"), None);
         let live = calls.live_states(9);
         assert_eq!(live.len(), 1, "{live:?}");
         assert_eq!(live[0].call_uuid, "a");
@@ -698,6 +741,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_channel_state_is_read_from_uuid_dump() {
+        let dump = "Event-Name: CHANNEL_DATA\nChannel-State: CS_EXCHANGE_MEDIA\nChannel-Call-State: ACTIVE\n";
+        assert_eq!(channel_state_in_dump(dump), Some(BRIDGE_PEER_STATE));
+        assert_eq!(
+            channel_state_in_dump("Channel-State: CS_SOFT_EXECUTE\n"),
+            Some("CS_SOFT_EXECUTE")
+        );
+        assert_eq!(channel_state_in_dump("-ERR No such channel!\n"), None);
+        assert_eq!(channel_state_in_dump("Channel-State: \n"), None);
+    }
+
     fn answered_click_to_dial(calls: &AgentCalls) {
         let mut agent = ChannelEvent {
             unique_id: "d".into(),
@@ -751,6 +806,11 @@ mod tests {
         let mut bridge = leg("d");
         bridge.other_leg = Some("x".into());
         assert_eq!(calls.on_event(ChannelEventKind::Bridge, &bridge), None);
+        // The other party stays the dialled leg, not the consult leg.
+        assert_eq!(
+            calls.agent_and_party_legs("d"),
+            Some(("d".to_string(), "cust".to_string()))
+        );
         // Hanging up now hangs up only the agent's leg; FreeSWITCH joins the other two.
         let hangup = CallCommand::Hangup {
             call_uuid: "d".into(),
