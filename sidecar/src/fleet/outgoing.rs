@@ -89,18 +89,7 @@ impl Outgoing {
                 ..
             } => {
                 for stream in streams {
-                    pipe.cmd("XADD")
-                        .arg(stream)
-                        .arg("MINID")
-                        .arg("~")
-                        .arg(now.saturating_sub(*ttl_ms))
-                        .arg("*")
-                        .arg("o")
-                        .arg(&fleet.origin)
-                        .arg("k")
-                        .arg("pop")
-                        .arg("c")
-                        .arg(call_uuid)
+                    stream_entry(pipe, stream, fleet, now, *ttl_ms, "pop", call_uuid)
                         .arg("f")
                         .arg(frame)
                         .ignore();
@@ -116,18 +105,7 @@ impl Outgoing {
                 ..
             } => {
                 for stream in streams {
-                    pipe.cmd("XADD")
-                        .arg(stream)
-                        .arg("MINID")
-                        .arg("~")
-                        .arg(now.saturating_sub(*ttl_ms))
-                        .arg("*")
-                        .arg("o")
-                        .arg(&fleet.origin)
-                        .arg("k")
-                        .arg("ack")
-                        .arg("c")
-                        .arg(call_uuid)
+                    stream_entry(pipe, stream, fleet, now, *ttl_ms, "ack", call_uuid)
                         .arg("u")
                         .arg(user_id)
                         .arg("x")
@@ -256,4 +234,29 @@ pub async fn run(fleet: Weak<Fleet>, mut rx: mpsc::Receiver<Outgoing>) {
                 .store(pending.len() as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// `XADD <stream> MINID ~ <now - ttl> * o <origin> k <kind> c <call>`: the fields every entry of
+/// an agent's stream starts with; the caller adds the kind's own fields.
+fn stream_entry<'p>(
+    pipe: &'p mut redis::Pipeline,
+    stream: &str,
+    fleet: &Fleet,
+    now: u64,
+    ttl_ms: u64,
+    kind: &str,
+    call_uuid: &str,
+) -> &'p mut redis::Pipeline {
+    pipe.cmd("XADD")
+        .arg(stream)
+        .arg("MINID")
+        .arg("~")
+        .arg(now.saturating_sub(ttl_ms))
+        .arg("*")
+        .arg("o")
+        .arg(&fleet.origin)
+        .arg("k")
+        .arg(kind)
+        .arg("c")
+        .arg(call_uuid)
 }
