@@ -110,7 +110,9 @@ impl TokenLease {
             }
             if !leased {
                 match self.acquire(org.org, &holder).await {
-                    Ok(Some(fence)) => return self.refresh_as_holder(&org, &holder, fence, request).await,
+                    Ok(Some(fence)) => {
+                        return self.refresh_as_holder(&org, &holder, fence, request).await
+                    }
                     Ok(None) => {}
                     Err(skipped) => return not_now(&skipped),
                 }
@@ -221,8 +223,7 @@ impl TokenLease {
 
     async fn release(&self, org: &str, holder: &str) {
         let deadline = Instant::now() + Duration::from_secs(1);
-        if let Err(e) = release_refresh_lease(&self.link, &self.keys, org, holder, deadline).await
-        {
+        if let Err(e) = release_refresh_lease(&self.link, &self.keys, org, holder, deadline).await {
             // The lease ends on its own at its expiry.
             tracing::warn!(org, error = %e, "releasing the refresh lease failed");
         }
