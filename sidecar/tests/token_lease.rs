@@ -394,7 +394,7 @@ async fn a_holder_killed_mid_refresh_is_taken_over_after_its_lease() {
     .await;
     let waited = held_since.elapsed();
     assert!(
-        waited >= Duration::from_millis(LEASE_MS - 500),
+        waited >= Duration::from_millis(LEASE_MS / 2),
         "B refreshed only after A's lease ended ({waited:?})"
     );
     assert!(token_works(&new_b).await);

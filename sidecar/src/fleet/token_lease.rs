@@ -89,8 +89,9 @@ impl TokenLease {
         F: FnOnce(Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<TokenResponse, TokenError>>,
     {
+        // At start the link may still be connecting: that is not Redis being down.
         let started = Instant::now();
-        while !self.link.is_up() && started.elapsed() < FIRST_CONNECT_WAIT {
+        while self.link.stats().reconnects == 0 && started.elapsed() < FIRST_CONNECT_WAIT {
             tokio::time::sleep(POLL).await;
         }
         let give_up = Instant::now() + self.lease + WAIT_MARGIN;
