@@ -369,7 +369,7 @@ fn presence_set_from_the_console_reaches_the_dialplan_and_survives_a_restart() {
     let (mut p, grace_id, _alan) = start();
     let mut grace = console(&p, GRACE_TOKEN);
     let mut second_tab = console(&p, GRACE_TOKEN);
-    assert_eq!(p.shim.api("presence 1001").trim(), "Offline");
+    assert_eq!(p.shim.api("presence agent=1001").trim(), "Offline");
 
     let ok = command(
         &mut grace,
@@ -383,14 +383,17 @@ fn presence_set_from_the_console_reaches_the_dialplan_and_survives_a_restart() {
         assert_eq!(frame["user_id"], grace_id.as_str());
     }
     poll(Duration::from_secs(5), "sf presence 1001 = Away", || {
-        (p.shim.api("presence 1001").trim() == "Away").then_some(())
+        (p.shim.api("presence agent=1001").trim() == "Away").then_some(())
     });
-    assert_eq!(p.shim.api(&format!("presence {grace_id}")).trim(), "Away");
+    assert_eq!(
+        p.shim.api(&format!("presence agent={grace_id}")).trim(),
+        "Away"
+    );
     // The dialplan's way: a variable a condition can route on.
     p.shim.ok("call q-1 caller_id_number=+14155550123");
-    p.shim.ok("app q-1 sf_presence 1001");
+    p.shim.ok("app q-1 sf_presence agent=1001");
     assert_eq!(p.shim.vars("q-1")["sf_agent_presence"], "Away");
-    assert!(p.shim.api("presence 10;01").starts_with("-ERR"));
+    assert!(p.shim.api("presence agent=10;01").starts_with("-ERR"));
     let bad = command(
         &mut grace,
         json!({"type":"set_presence","id":"p2","state":"Sleeping"}),
@@ -421,7 +424,7 @@ fn presence_set_from_the_console_reaches_the_dialplan_and_survives_a_restart() {
     poll(
         Duration::from_secs(10),
         "sf presence 1001 = Available",
-        || (p.shim.api("presence 1001").trim() == "Available").then_some(()),
+        || (p.shim.api("presence agent=1001").trim() == "Available").then_some(()),
     );
 }
 

@@ -153,7 +153,7 @@ fn a_pop_made_on_host_a_reaches_the_console_on_host_b_once_and_presence_travels_
     expect_pop(&mut on_b, "fleet-5");
 
     // Presence set on B is what A's dialplan reads, and what a console on A is shown.
-    assert_eq!(a.shim.api("presence 1001").trim(), "Offline");
+    assert_eq!(a.shim.api("presence agent=1001").trim(), "Offline");
     send(
         &mut on_b,
         json!({"type": "set_presence", "id": "p1", "state": "Away"}),
@@ -161,12 +161,15 @@ fn a_pop_made_on_host_a_reaches_the_console_on_host_b_once_and_presence_travels_
     poll(
         Duration::from_secs(5),
         "A's sf presence 1001 = Away",
-        || (a.shim.api("presence 1001").trim() == "Away").then_some(()),
+        || (a.shim.api("presence agent=1001").trim() == "Away").then_some(()),
     );
-    assert_eq!(a.shim.api(&format!("presence {AGENT_USER}")).trim(), "Away");
+    assert_eq!(
+        a.shim.api(&format!("presence agent={AGENT_USER}")).trim(),
+        "Away"
+    );
     a.shim
         .ok("call q-1 caller_id_number=+14155550199 destination_number=2000");
-    a.shim.ok("app q-1 sf_presence 1001");
+    a.shim.ok("app q-1 sf_presence agent=1001");
     assert_eq!(a.shim.vars("q-1")["sf_agent_presence"], "Away");
     let (late_on_a, presence) = console(&a);
     assert_eq!(presence["state"], "Away", "{presence}");
@@ -236,7 +239,7 @@ fn redis_killed_and_restarted_leaves_local_pops_working_and_the_fleet_catches_up
     poll(
         Duration::from_secs(5),
         "A's sf presence 1001 = Busy",
-        || (a.shim.api("presence 1001").trim() == "Busy").then_some(()),
+        || (a.shim.api("presence agent=1001").trim() == "Busy").then_some(()),
     );
     pop_on(&mut a, "up-1");
     expect_pop(&mut on_b, "up-1");

@@ -195,6 +195,10 @@ impl PresenceState {
 /// An agent's presence, as the sidecar pushes it to the module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentPresence {
+    /// The org the agent works for (the agents file's `org`). `None` for an agent with no org,
+    /// whose presence every org's dialplan reads (as before presence was per org).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
     pub user_id: String,
     pub extension: Option<String>,
     pub state: PresenceState,

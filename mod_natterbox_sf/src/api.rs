@@ -10,7 +10,7 @@ use crate::module;
 /// How long `sf status` waits for the sidecar's view.
 const SIDECAR_STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
-const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf query <org> <name> [variable=value …] | sf cache stats | sf cache flush [org] | sf cache invalidate <org> <object> <id>… | sf presence <user id or extension> | sf reload\n";
+const USAGE: &str = "USAGE: sf status | sf metrics | sf lookup <org>[/<profile>] <number> | sf query <org> <name> [variable=value …] | sf cache stats | sf cache flush [org] | sf cache invalidate <org> <object> <id>… | sf presence [org=<org>] agent=<user id or extension> | sf reload\n";
 
 /// `lookup <org>[/<profile>] <number…>`: as with the dialplan applications, the number (which a
 /// dialplan may expand into `${sf(lookup acme ${caller_id_number})}`) comes last and is the rest
@@ -57,11 +57,18 @@ pub fn sf(cmd: &str, stream: &mut Stream<'_>) {
             ),
             Err(e) => format!("-ERR {e}\n"),
         },
-        // An agent's presence: the bare state, for `${sf(presence 1001)}` in a condition.
-        ["presence", who] => match crate::presence::lookup(who) {
-            Ok(state) => state.to_string(),
-            Err(e) => format!("-ERR {e}\n"),
-        },
+        // An agent's presence: the bare state, for `${sf(presence org=acme agent=1001)}` in a
+        // condition (no `org=`: the default org).
+        ["presence", ..] => {
+            let data = cmd
+                .trim_start()
+                .strip_prefix("presence")
+                .unwrap_or_default();
+            match crate::presence::lookup(data, None) {
+                Ok(state) => state.to_string(),
+                Err(e) => format!("-ERR {e}\n"),
+            }
+        }
         rest => match module::state() {
             None => "-ERR mod_natterbox_sf is not running\n".to_string(),
             Some(state) => match rest {

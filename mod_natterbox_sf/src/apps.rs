@@ -259,10 +259,13 @@ pub fn sf_screen_pop(session: &Session<'_>, data: &str) {
         }
     };
     let snapshot = state.engine.snapshot();
+    // As call logs and call states choose it: the org this call's lookup used, else the
+    // dialplan's `sf_org` (never the default org's agents for another org's call).
     let org_name = args
         .get("org")
         .map(str::to_string)
-        .or_else(|| session.var("sf_lookup_org"));
+        .or_else(|| session.var("sf_lookup_org"))
+        .or_else(|| session.var("sf_org"));
     let Some(org) = snapshot.config.resolve_org(org_name.as_deref()) else {
         log_session(
             session,

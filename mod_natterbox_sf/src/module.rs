@@ -126,7 +126,7 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, metrics, lookup, cache, reload",
-        c"status | metrics | lookup <org>[/<profile>] <number> | query <org> <name> [variable=value ...] | cache stats|flush [org]|invalidate <org> <object> <id>... | presence <agent> | reload",
+        c"status | metrics | lookup <org>[/<profile>] <number> | query <org> <name> [variable=value ...] | cache stats|flush [org]|invalidate <org> <object> <id>... | presence [org=<org>] agent=<agent> | reload",
         sf_api,
     );
     if !registered {

@@ -239,6 +239,11 @@ pub struct ProductOptions {
     pub config_tail: String,
     /// More `<param>`s in `<settings>`.
     pub settings_extra: String,
+    /// Agents whose entry in the agents file names their org (the config's name).
+    pub agents_of_orgs: Vec<(Agent, String)>,
+    /// Orgs besides acme, on the same emulator with the same credentials and profile: each
+    /// org's name and more of its elements (e.g. its `<click-to-dial>`).
+    pub more_orgs: Vec<(String, String)>,
 }
 
 impl Default for ProductOptions {
@@ -251,6 +256,8 @@ impl Default for ProductOptions {
             org_children: String::new(),
             config_tail: String::new(),
             settings_extra: String::new(),
+            agents_of_orgs: Vec::new(),
+            more_orgs: Vec::new(),
         }
     }
 }
@@ -280,6 +287,10 @@ impl Product {
                 serde_json::json!({"user_id": a.user_id, "extension": a.extension,
                                    "token_sha256": sha256_hex(a.token.as_bytes())})
             })
+            .chain(options.agents_of_orgs.iter().map(|(a, org)| {
+                serde_json::json!({"user_id": a.user_id, "extension": a.extension, "org": org,
+                                   "token_sha256": sha256_hex(a.token.as_bytes())})
+            }))
             .collect();
         let agents_file = dir.path().join("agents.json");
         std::fs::write(
@@ -313,7 +324,7 @@ impl Product {
     <org name="acme" api-version="68.0" default-country="US" login-url="{login}"{insecure} session-timeout-s="{timeout}">
       <auth flow="jwt-bearer" client-id="{JWT_CLIENT}" username="{INTEGRATION_USER}"
             private-key-file="{key}" audience="https://login.salesforce.com"/>{extra}{profile}{children}
-    </org>
+    </org>{more_orgs}
   </orgs>
 {tail}</configuration>
 "#,
@@ -329,6 +340,21 @@ impl Product {
             settings_extra = options.settings_extra,
             children = options.org_children,
             tail = options.config_tail,
+            more_orgs = options
+                .more_orgs
+                .iter()
+                .map(|(name, extra)| format!(
+                    r#"
+    <org name="{name}" api-version="68.0" default-country="US" login-url="{login}"{insecure} session-timeout-s="{timeout}">
+      <auth flow="jwt-bearer" client-id="{JWT_CLIENT}" username="{INTEGRATION_USER}"
+            private-key-file="{key}" audience="https://login.salesforce.com"/>{extra}{profile}
+    </org>"#,
+                    login = emulator.login_url(),
+                    insecure = super::fixture::insecure_attr(&emulator.login_url()),
+                    timeout = options.session_timeout_s,
+                    profile = super::fixture::PROFILE,
+                ))
+                .collect::<String>(),
         );
         let config_path = conf_dir.join("autoload_configs/natterbox_sf.conf.xml");
         std::fs::write(&config_path, config).unwrap();

@@ -24,7 +24,12 @@ pub fn call_frame(state: &CallState) -> String {
     value.to_string()
 }
 
+/// Whether the call is the agent's: by user id or extension, and in the agent's org when the
+/// agent has one, so org B's call on extension 1001 is never org A's agent 1001's to control.
 fn is_agents(state: &CallState, agent: &AgentIdentity) -> bool {
+    if agent.org.as_deref().is_some_and(|org| org != state.org) {
+        return false;
+    }
     state.agent_user_id.as_deref() == Some(agent.user_id.as_str())
         || (state.agent_extension.is_some() && state.agent_extension == agent.extension)
 }
@@ -108,5 +113,82 @@ impl CallBoard {
 
     pub fn phase(&self, call_uuid: &str) -> Option<CallPhase> {
         self.lock().get(call_uuid).map(|(s, _)| s.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use natterbox_common::wire::Direction;
+
+    use super::*;
+    use crate::agent::AgentFrame;
+
+    fn agent(org: Option<&str>, user_id: &str) -> AgentIdentity {
+        AgentIdentity {
+            user_id: user_id.into(),
+            extension: Some("1001".into()),
+            org: org.map(str::to_string),
+        }
+    }
+
+    fn call(call_uuid: &str, org: &str) -> CallState {
+        CallState {
+            call_uuid: call_uuid.into(),
+            state: CallPhase::Answered,
+            direction: Direction::Inbound,
+            other_party: "+14155550123".into(),
+            record_id: None,
+            org: org.into(),
+            agent_user_id: None,
+            agent_extension: Some("1001".into()),
+            muted: false,
+            cause: None,
+            transferred_to: None,
+            at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn another_orgs_call_on_the_same_extension_is_not_the_agents() {
+        let board = CallBoard::default();
+        board.update(call("g-1", "globex"));
+        board.update(call("a-1", "acme"));
+        let acme = agent(Some("acme"), "005A");
+        let globex = agent(Some("globex"), "005G");
+        assert_eq!(board.live_call(&acme, "g-1").unwrap_err().code, 403);
+        assert_eq!(board.wrappable_call(&acme, "g-1").unwrap_err().code, 403);
+        assert!(board.live_call(&acme, "a-1").is_ok());
+        assert_eq!(board.live_call(&globex, "a-1").unwrap_err().code, 403);
+        let live: Vec<String> = board
+            .live_for(&acme)
+            .into_iter()
+            .map(|c| c.call_uuid)
+            .collect();
+        assert_eq!(live, ["a-1"]);
+        // An agent with no org: by extension alone, as before orgs were named.
+        assert_eq!(board.live_for(&agent(None, "005N")).len(), 2);
+        // An ended call of the other org is not there to wrap up at all.
+        board.update(CallState {
+            state: CallPhase::Ended,
+            ..call("g-1", "globex")
+        });
+        assert_eq!(board.wrappable_call(&acme, "g-1").unwrap_err().code, 404);
+        assert!(board.wrappable_call(&globex, "g-1").is_ok());
+    }
+
+    #[test]
+    fn frames_reach_only_the_agents_of_their_org() {
+        let frame = |org: Option<&str>| AgentFrame {
+            org: org.map(str::to_string),
+            user_id: None,
+            extension: Some("1001".into()),
+            text: "{}".into(),
+        };
+        let acme = agent(Some("acme"), "005A");
+        assert!(frame(Some("acme")).is_for(&acme));
+        assert!(!frame(Some("globex")).is_for(&acme));
+        // The presence of an agent with no org is not an org agent's.
+        assert!(!frame(None).is_for(&acme));
+        assert!(frame(Some("globex")).is_for(&agent(None, "005N")));
     }
 }

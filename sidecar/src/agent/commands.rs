@@ -42,6 +42,14 @@ impl CommandError {
             message: format!("call {call_uuid} is not one of your calls"),
         }
     }
+    /// An agent of one org asked to act as another (dial with its caller id, in its context).
+    pub fn not_your_org(own: &str) -> CommandError {
+        CommandError {
+            code: 403,
+            reason: "not_your_org",
+            message: format!("you work for org {own} and can dial only as {own}"),
+        }
+    }
     pub fn no_such_call(call_uuid: &str) -> CommandError {
         CommandError {
             code: 404,
@@ -330,6 +338,17 @@ pub fn new_uuid() -> String {
     )
 }
 
+/// The org a click-to-dial goes out as (its caller id, its dialplan context): an agent with an
+/// org dials as that org only (`org` may be omitted or name it); an agent with none as the org
+/// asked for, else the default org, as before orgs were named.
+fn dial_org(agent: &AgentIdentity, asked: Option<String>) -> Result<Option<String>, CommandError> {
+    match (&agent.org, asked) {
+        (Some(own), Some(asked)) if *own != asked => Err(CommandError::not_your_org(own)),
+        (Some(own), _) => Ok(Some(own.clone())),
+        (None, asked) => Ok(asked),
+    }
+}
+
 /// Carries out a command for `agent`; the `result` frame's extra fields on success.
 pub async fn execute(
     app: &Arc<App>,
@@ -348,6 +367,7 @@ pub async fn execute(
                 reason: "no_extension",
                 message: "you have no extension to ring first".into(),
             })?;
+            let org = dial_org(agent, org)?;
             let config = app.config();
             let org = config
                 .resolve_org(org.as_deref())
@@ -430,6 +450,7 @@ pub async fn execute(
                 .set(agent, state)
                 .map_err(CommandError::internal)?;
             desk.send(AgentFrame {
+                org: presence.org.clone(),
                 user_id: Some(agent.user_id.clone()),
                 extension: None,
                 text: presence_frame(&presence).into(),
@@ -559,5 +580,29 @@ mod tests {
         .message
         .contains("disposition"));
         assert_eq!(new_uuid().len(), 36);
+    }
+
+    #[test]
+    fn an_agent_of_an_org_dials_only_as_that_org() {
+        let agent = |org: Option<&str>| AgentIdentity {
+            user_id: "005A".into(),
+            extension: Some("1001".into()),
+            org: org.map(str::to_string),
+        };
+        let acme = agent(Some("acme"));
+        assert_eq!(dial_org(&acme, None), Ok(Some("acme".into())));
+        assert_eq!(
+            dial_org(&acme, Some("acme".into())),
+            Ok(Some("acme".into()))
+        );
+        assert_eq!(
+            dial_org(&acme, Some("globex".into())).unwrap_err().reason,
+            "not_your_org"
+        );
+        assert_eq!(
+            dial_org(&agent(None), Some("globex".into())),
+            Ok(Some("globex".into()))
+        );
+        assert_eq!(dial_org(&agent(None), None), Ok(None));
     }
 }

@@ -26,13 +26,22 @@ const BUS_CAPACITY: usize = 4096;
 /// A frame for every console of one agent.
 #[derive(Clone, Debug)]
 pub struct AgentFrame {
+    /// The org whose call or agent the frame is about; `None` for the presence of an agent with
+    /// no org.
+    pub org: Option<String>,
     pub user_id: Option<String>,
     pub extension: Option<String>,
     pub text: Arc<str>,
 }
 
 impl AgentFrame {
+    /// Whether the frame is this agent's: theirs by user id or extension, and, for an agent with
+    /// an org, that org's (another org's agent on the same extension never sees it). An agent
+    /// with no org is matched by user id and extension alone, as before orgs were named.
     pub fn is_for(&self, agent: &AgentIdentity) -> bool {
+        if agent.org.is_some() && self.org != agent.org {
+            return false;
+        }
         self.user_id.as_deref() == Some(agent.user_id.as_str())
             || (self.extension.is_some() && self.extension == agent.extension)
     }
@@ -68,6 +77,7 @@ impl AgentDesk {
     /// A call state from the module: kept, and shown on the agent's consoles.
     pub fn on_call_state(&self, state: CallState) {
         let frame = AgentFrame {
+            org: Some(state.org.clone()),
             user_id: state.agent_user_id.clone(),
             extension: state.agent_extension.clone(),
             text: calls::call_frame(&state).into(),

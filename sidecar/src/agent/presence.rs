@@ -1,5 +1,7 @@
 //! Agents' presence (Available, Busy, Away, Offline): set from their consoles, kept across
-//! restarts in `presence.json` next to the outbox, pushed to the module for the dialplan.
+//! restarts in `presence.json` next to the outbox, pushed to the module for the dialplan. Kept
+//! per (org, user id): an agent's presence carries the agent's org (none for an agent the
+//! agents file gives no org), so two orgs' agents never share one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,9 +11,16 @@ use natterbox_common::call_control::{AgentPresence, PresenceState};
 use crate::backoff::now_ms;
 use crate::pops::AgentIdentity;
 
+/// (org, user id).
+type AgentKey = (Option<String>, String);
+
+fn key_of(presence: &AgentPresence) -> AgentKey {
+    (presence.org.clone(), presence.user_id.clone())
+}
+
 pub struct PresenceStore {
     path: PathBuf,
-    agents: std::sync::Mutex<HashMap<String, AgentPresence>>,
+    agents: std::sync::Mutex<HashMap<AgentKey, AgentPresence>>,
 }
 
 impl PresenceStore {
@@ -22,7 +31,7 @@ impl PresenceStore {
             .and_then(|bytes| serde_json::from_slice::<Vec<AgentPresence>>(&bytes).ok())
             .map(|list| {
                 list.into_iter()
-                    .map(|p| (p.user_id.clone(), p))
+                    .map(|p| (key_of(&p), p))
                     .collect::<HashMap<_, _>>()
             })
             .unwrap_or_default();
@@ -32,15 +41,16 @@ impl PresenceStore {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentPresence>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AgentKey, AgentPresence>> {
         self.agents.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self, agent: &AgentIdentity) -> AgentPresence {
         self.lock()
-            .get(&agent.user_id)
+            .get(&(agent.org.clone(), agent.user_id.clone()))
             .cloned()
             .unwrap_or(AgentPresence {
+                org: agent.org.clone(),
                 user_id: agent.user_id.clone(),
                 extension: agent.extension.clone(),
                 state: PresenceState::Offline,
@@ -59,13 +69,14 @@ impl PresenceStore {
         state: PresenceState,
     ) -> Result<AgentPresence, String> {
         let presence = AgentPresence {
+            org: agent.org.clone(),
             user_id: agent.user_id.clone(),
             extension: agent.extension.clone(),
             state,
             since_ms: now_ms(),
         };
         let mut agents = self.lock();
-        agents.insert(agent.user_id.clone(), presence.clone());
+        agents.insert(key_of(&presence), presence.clone());
         let list: Vec<&AgentPresence> = agents.values().collect();
         let bytes = serde_json::to_vec(&list).expect("presence serializes");
         natterbox_common::atomic_file::write(&self.path, &bytes, None)
@@ -80,12 +91,12 @@ impl PresenceStore {
     pub fn apply_from_fleet(&self, presence: AgentPresence) -> Result<bool, String> {
         let mut agents = self.lock();
         if agents
-            .get(&presence.user_id)
+            .get(&key_of(&presence))
             .is_some_and(|p| p.since_ms >= presence.since_ms)
         {
             return Ok(false);
         }
-        agents.insert(presence.user_id.clone(), presence);
+        agents.insert(key_of(&presence), presence);
         let list: Vec<&AgentPresence> = agents.values().collect();
         let bytes = serde_json::to_vec(&list).expect("presence serializes");
         natterbox_common::atomic_file::write(&self.path, &bytes, None)
@@ -98,6 +109,7 @@ pub fn presence_frame(presence: &AgentPresence) -> String {
     serde_json::json!({
         "type": "presence",
         "user_id": presence.user_id,
+        "org": presence.org,
         "state": presence.state.as_str(),
         "since_ms": presence.since_ms,
     })

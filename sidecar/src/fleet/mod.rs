@@ -55,9 +55,9 @@ pub struct Fleet {
     pub counters: FleetCounters,
     /// Redis's last word on health, for the log when it changes.
     last_up: Mutex<Option<bool>>,
-    /// The latest presence set on this host for each agent (by user id), with its org: set
+    /// The latest presence set on this host for each agent (by org and user id): set
     /// again after Redis comes back, in case it came back empty.
-    local_presence: Mutex<HashMap<String, (String, AgentPresence)>>,
+    local_presence: Mutex<HashMap<(String, String), AgentPresence>>,
     /// Where this host is in each pop stream it reads.
     cursors: pop_streams::Cursors,
 }
@@ -162,8 +162,8 @@ impl Fleet {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
-                presence.user_id.clone(),
-                (org.to_string(), presence.clone()),
+                (org.to_string(), presence.user_id.clone()),
+                presence.clone(),
             );
         self.send(Outgoing::Presence {
             org: org.to_string(),
@@ -177,8 +177,8 @@ impl Fleet {
             .local_presence
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .map(|((org, _), presence)| (org.clone(), presence.clone()))
             .collect();
         for (org, presence) in all {
             self.send(Outgoing::Presence { org, presence });

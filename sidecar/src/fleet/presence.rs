@@ -59,6 +59,15 @@ fn apply(app: &App, fleet: &Fleet, org: &str, presence: AgentPresence) {
     if app.config().org(org).is_none() {
         return;
     }
+    // An agent's presence names the agent's org (or none, for an agent of the default org with
+    // no org of its own); one filed under another org is not that org's to show.
+    if presence.org.as_deref().is_some_and(|own| own != org) {
+        tracing::warn!(
+            org,
+            "fleet: a presence naming another org than its hash's; ignored"
+        );
+        return;
+    }
     match app.desk.presence.apply_from_fleet(presence.clone()) {
         Ok(true) => {
             fleet
@@ -67,6 +76,7 @@ fn apply(app: &App, fleet: &Fleet, org: &str, presence: AgentPresence) {
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(user_id = %presence.user_id, state = presence.state.as_str(), "fleet: presence from another host");
             app.desk.send(AgentFrame {
+                org: presence.org.clone(),
                 user_id: Some(presence.user_id.clone()),
                 extension: None,
                 text: presence_frame(&presence).into(),
