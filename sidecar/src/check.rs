@@ -106,9 +106,13 @@ pub fn check_config(config: &Config, report: &mut Report) {
     }
     if let Some(path) = &config.sidecar.agent_tokens_file {
         match crate::pops::AgentDirectory::load(path) {
-            Ok(dir) => report
-                .notes
-                .push(format!("agent tokens file: {} agents", dir.len())),
+            Ok(dir) => {
+                let orgs: Vec<&str> = config.orgs.iter().map(|o| o.name.as_str()).collect();
+                report.warnings.extend(dir.org_warnings(&orgs));
+                report
+                    .notes
+                    .push(format!("agent tokens file: {} agents", dir.len()))
+            }
             Err(e) => report.errors.push(e),
         }
     } else {

@@ -112,7 +112,14 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
 
 fn load_agents(config: &Config) -> Result<AgentDirectory, String> {
     match &config.sidecar.agent_tokens_file {
-        Some(path) => AgentDirectory::load(path),
+        Some(path) => {
+            let dir = AgentDirectory::load(path)?;
+            let orgs: Vec<&str> = config.orgs.iter().map(|o| o.name.as_str()).collect();
+            for warning in dir.org_warnings(&orgs) {
+                tracing::warn!("agent tokens file {}: {warning}", path.display());
+            }
+            Ok(dir)
+        }
         None => Ok(AgentDirectory::default()),
     }
 }

@@ -128,6 +128,31 @@ impl AgentDirectory {
         self.agents.len()
     }
 
+    /// What an admin should fix for tenant safety: an agent naming an org the config does not
+    /// have (it would get nothing and dial nowhere), and, on a host with several orgs, agents
+    /// naming none (matched by user id and extension in every org).
+    pub fn org_warnings(&self, orgs: &[&str]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut without_org = 0;
+        for (agent, _) in &self.agents {
+            match &agent.org {
+                Some(org) if !orgs.contains(&org.as_str()) => warnings.push(format!(
+                    "agent {} names org {org:?}, which is not configured",
+                    agent.user_id
+                )),
+                Some(_) => {}
+                None => without_org += 1,
+            }
+        }
+        if orgs.len() > 1 && without_org > 0 {
+            warnings.push(format!(
+                "{without_org} agents name no org while {} orgs are configured: each is matched by user id and extension in every org; give each its org",
+                orgs.len()
+            ));
+        }
+        warnings
+    }
+
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }
@@ -572,6 +597,24 @@ mod tests {
         // Without them, the fields are left out (older consoles see the frame they knew).
         let second: serde_json::Value = serde_json::from_str(&sub.rx.try_recv().unwrap()).unwrap();
         assert!(second.get("record").is_none() && second.get("salesforce_url").is_none());
+    }
+
+    #[test]
+    fn agents_without_an_org_or_with_an_unknown_one_are_warned_of() {
+        let h = hex(&sha256(b"t"));
+        let text = format!(
+            r#"{{"agents":[{{"user_id":"005A","org":"acme","token_sha256":"{h}"}},
+                          {{"user_id":"005B","org":"acmee","token_sha256":"{h}"}},
+                          {{"user_id":"005C","token_sha256":"{h}"}}]}}"#
+        );
+        let dir = AgentDirectory::parse(&text).unwrap();
+        let warnings = dir.org_warnings(&["acme", "globex"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("005B") && warnings[0].contains("acmee"));
+        assert!(warnings[1].starts_with("1 agents name no org"));
+        // One org: an agent without one is that org's, nothing to say.
+        assert_eq!(dir.org_warnings(&["acme", "acmee"]).len(), 1);
+        assert_eq!(dir.org_warnings(&["acme"]).len(), 1);
     }
 
     #[test]
