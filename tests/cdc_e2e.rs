@@ -203,3 +203,72 @@ fn a_lost_stream_reconnects_with_backoff_and_says_so() {
     reassign(&p, &contact, &new_owner);
     until_owner(&mut p, "lost-after", &new_owner, Duration::from_secs(1));
 }
+
+/// Changes one field of the Contact as a Salesforce user would.
+fn change(p: &Product, contact: &str, field: &str, value: &str) {
+    let mut fields = serde_json::Map::new();
+    fields.insert(field.into(), value.into());
+    let user = user_id(p, "grace.hopper@acme.example");
+    p.emulator
+        .admin()
+        .update_record("Contact", contact, fields, &user)
+        .expect("the change");
+}
+
+fn contact_subscription(p: &Product) -> serde_json::Value {
+    p.sidecar.status()["change_data_capture"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["object"] == "Contact").cloned())
+        .expect("the Contact subscription")
+}
+
+/// Salesforce's `changedFields` are bitmaps of field positions in the event's schema (the
+/// emulator sends nothing else): the sidecar reads them, so a change to a field no profile
+/// reads keeps the cached answer, and a change to one that a profile reads (a phone, the
+/// compound `Name`'s `FirstName`) drops it.
+#[test]
+fn only_changes_to_fields_the_answers_hold_drop_them() {
+    let mut p = cdc_product();
+    let before = cached_answer(&mut p, "fields");
+    let contact = before["sf_record_id"].clone();
+
+    // Title: no profile reads it. The event is heard and judged, and the answer stays.
+    let heard = contact_subscription(&p)["unwatched"].as_u64().unwrap();
+    change(&p, &contact, "Title", "Countess of Lovelace");
+    poll(Duration::from_secs(2), "the Title change judged", || {
+        (contact_subscription(&p)["unwatched"].as_u64() == Some(heard + 1)).then_some(())
+    });
+    let kept = p.lookup("fields-title", CALLER);
+    assert_eq!(kept["sf_lookup_source"], "cache", "{kept:?}");
+    assert_eq!(
+        metric(&p, "natterbox_sidecar_cdc_unwatched_total"),
+        heard + 1
+    );
+
+    // FirstName: a part of the compound Name the answer holds.
+    change(&p, &contact, "FirstName", "Augusta Ada");
+    let mut n = 0;
+    let renamed = poll(Duration::from_secs(1), "the new name answered", || {
+        n += 1;
+        let vars = p.lookup(&format!("fields-name-{n}"), CALLER);
+        vars["sf_record_name"]
+            .starts_with("Augusta Ada")
+            .then_some(vars)
+    });
+    assert_eq!(renamed["sf_lookup_source"], "salesforce", "{renamed:?}");
+
+    // MobilePhone: a phone field (whom the record answers for), though the caller's number
+    // is the business phone.
+    let cached = p.lookup("fields-cached", CALLER);
+    assert_eq!(cached["sf_lookup_source"], "cache");
+    change(&p, &contact, "MobilePhone", "+1 415 555 0199");
+    poll(Duration::from_secs(1), "the answer asked again", || {
+        n += 1;
+        let vars = p.lookup(&format!("fields-mobile-{n}"), CALLER);
+        (vars["sf_lookup_source"] == "salesforce").then_some(())
+    });
+    assert_eq!(
+        contact_subscription(&p)["unwatched"].as_u64(),
+        Some(heard + 1)
+    );
+}

@@ -7,9 +7,11 @@
 
 mod replay_store;
 mod status;
+mod watched_fields;
 
 pub use replay_store::ReplayStore;
 pub use status::{ChangeEventStatus, Subscription};
+pub use watched_fields::WatchedFields;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use natterbox_common::config::{ChangeDataCaptureConfig, Config};
 use natterbox_common::wire::Message;
 use salesforce_pubsub::change_event::{self, ChangeEventHeader};
+use salesforce_pubsub::field_bitmap;
 use salesforce_pubsub::tonic::metadata::{MetadataMap, MetadataValue};
 use salesforce_pubsub::tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use salesforce_pubsub::tonic::{Code, Request, Status};
@@ -61,6 +64,7 @@ pub fn start(
             let stream = TopicStream {
                 app: app.clone(),
                 config: cdc.clone(),
+                watched: WatchedFields::of(org, object),
                 extra_ca: extra_ca.clone(),
                 replay: replay.clone(),
                 subscription,
@@ -75,6 +79,8 @@ pub fn start(
 struct TopicStream {
     app: Arc<App>,
     config: ChangeDataCaptureConfig,
+    /// The object's fields a cached answer can hold: an update of none of them drops nothing.
+    watched: WatchedFields,
     extra_ca: Option<Vec<u8>>,
     replay: Arc<ReplayStore>,
     subscription: Arc<Subscription>,
@@ -288,6 +294,9 @@ impl TopicStream {
                 }
                 let schema = &schemas[&producer.schema_id];
                 match change_event::decode_header(schema, &producer.payload) {
+                    Ok(header) if !self.matters(schema, &header) => {
+                        self.subscription.unwatched.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(header) => {
                         if !self.invalidate(&header) {
                             // Not kept: the stream opens again from the last handled replay id.
@@ -365,6 +374,22 @@ impl TopicStream {
             Err(_) => return Err("GetSchema: no answer in time".into()),
         };
         change_event::parse_schema(&info.schema_json)
+    }
+
+    /// Whether the change can make a cached answer wrong: any change but an update, and an
+    /// update of a watched field. `changedFields` are bitmaps of positions in the event's
+    /// schema (`field_bitmap`); one that does not read against it counts as every field.
+    fn matters(&self, schema: &change_event::Schema, header: &ChangeEventHeader) -> bool {
+        if header.change_type != "UPDATE" {
+            return true;
+        }
+        match field_bitmap::field_names(schema, &header.changed_fields) {
+            Ok(changed) => self.watched.touched_by(&changed),
+            Err(e) => {
+                tracing::warn!(org = %self.org(), topic = %self.topic(), error = %e, "changedFields unreadable; treating every field as changed");
+                true
+            }
+        }
     }
 
     /// Hands the change to the module; false when no module is connected to take it.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use salesforce_pubsub::change_event::{self, ChangeEventHeader};
+use salesforce_pubsub::field_bitmap;
 use salesforce_pubsub::tonic::metadata::MetadataValue;
 use salesforce_pubsub::tonic::transport::Channel;
 use salesforce_pubsub::tonic::{Code, Request, Status, Streaming};
@@ -118,7 +119,13 @@ async fn next(responses: &mut Streaming<FetchResponse>) -> FetchResponse {
         .expect("the stream goes on")
 }
 
-async fn header(emu: &Emulator, s: &Session, schema_id: &str, payload: &[u8]) -> ChangeEventHeader {
+/// The event's header, and the names its `changedFields` bitmaps stand for in its schema.
+async fn header(
+    emu: &Emulator,
+    s: &Session,
+    schema_id: &str,
+    payload: &[u8],
+) -> (ChangeEventHeader, Vec<String>) {
     let info = client(emu)
         .await
         .get_schema(authed(
@@ -131,7 +138,9 @@ async fn header(emu: &Emulator, s: &Session, schema_id: &str, payload: &[u8]) ->
         .unwrap()
         .into_inner();
     let schema = change_event::parse_schema(&info.schema_json).unwrap();
-    change_event::decode_header(&schema, payload).unwrap()
+    let header = change_event::decode_header(&schema, payload).unwrap();
+    let changed = field_bitmap::field_names(&schema, &header.changed_fields).unwrap();
+    (header, changed)
 }
 
 #[tokio::test]
@@ -240,11 +249,15 @@ async fn subscribe_delivers_only_what_was_requested_and_replays_from_an_id() {
     }
     assert_eq!(events.len(), 2, "two requested, two sent");
     let first = events[0].event.clone().unwrap();
-    let h = header(&emu, &s, &first.schema_id, &first.payload).await;
+    let (h, changed) = header(&emu, &s, &first.schema_id, &first.payload).await;
     assert_eq!(h.entity_name, "Contact");
     assert_eq!(h.change_type, "UPDATE");
     assert_eq!(h.record_ids, std::slice::from_ref(&contact));
-    assert!(h.changed_fields.iter().any(|f| f == "OwnerId"), "{h:?}");
+    // Bitmaps, as Salesforce sends them, not names: one string of top-level field positions.
+    assert_eq!(h.changed_fields.len(), 1, "{h:?}");
+    assert!(h.changed_fields[0].starts_with("0x"), "{h:?}");
+    assert!(changed.iter().any(|f| f == "OwnerId"), "{changed:?}");
+    assert!(!changed.iter().any(|f| f == "Phone"), "{changed:?}");
     // No credit left: nothing more comes until it is asked for.
     let quiet = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
     assert!(quiet.is_err(), "an event came without being requested");
