@@ -19,8 +19,15 @@ const CALLER: &str = "+14155550123";
 /// Redis's copies of acme's answers (the lease key of an answer too, while one is held).
 const L2_KEYS: &str = "KEYS nbsf:l2:acme:*";
 
+/// Nobody in the seed: a not-found answer until a Contact with this number is created.
+const NEWCOMER: &str = "+14155550987";
+/// Tremblay, a Lead of the default seed (the only record with this number).
+const LEAD_CALLER: &str = "+16045550188";
+
+/// Every answer, found or not, cached for an hour in-process and in Redis.
 const HOUR: &str = r#"
-    <param name="cache-ttl-s" value="3600"/>"#;
+    <param name="cache-ttl-s" value="3600"/>
+    <param name="cache-negative-ttl-s" value="3600"/>"#;
 
 fn host(redis: &RedisServer, emulator: Option<Arc<sf_emulator::Emulator>>, cdc: bool) -> Product {
     let org_extra = if cdc {
@@ -32,7 +39,10 @@ fn host(redis: &RedisServer, emulator: Option<Arc<sf_emulator::Emulator>>, cdc: 
     let mut options = ProductOptions {
         org_extra: org_extra.into(),
         settings_extra: HOUR.into(),
-        config_tail: fleet_xml(redis, &[("l2-ttl-s", "3600")]),
+        config_tail: fleet_xml(
+            redis,
+            &[("l2-ttl-s", "3600"), ("l2-negative-ttl-s", "3600")],
+        ),
         ..ProductOptions::default()
     };
     options.shared_emulator = emulator;
@@ -216,4 +226,126 @@ fn an_owner_change_is_the_answer_on_both_hosts_within_a_second_with_an_hour_of_c
         ),
         Some(ROUNDS as u64)
     );
+}
+
+/// Looks `caller` up on the host until `done` holds for the answer (1 s at most).
+fn until_answer(
+    p: &mut Product,
+    call: &str,
+    caller: &str,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) -> HashMap<String, String> {
+    let mut n = 0;
+    poll(
+        Duration::from_secs(1),
+        &format!("{call}: the answer"),
+        || {
+            n += 1;
+            let vars = p.lookup(&format!("{call}-{n}"), caller);
+            done(&vars).then_some(vars)
+        },
+    )
+}
+
+/// Looks `caller` up on both hosts until each answers from its own cache.
+fn cached_on_both(a: &mut Product, b: &mut Product, call: &str, caller: &str) -> String {
+    let mut status = String::new();
+    for (p, host) in [(a, "a"), (b, "b")] {
+        let vars = until_answer(p, &format!("{call}-{host}"), caller, |v| {
+            v["sf_lookup_source"] == "cache"
+        });
+        status = vars["sf_lookup_status"].clone();
+    }
+    status
+}
+
+/// A Contact created with an unknown caller's number (a `CREATE` change event) drops the org's
+/// not-found answers on both hosts and in Redis, and no found answer; a `GAP_OVERFLOW` for
+/// Contact (changes Salesforce could not describe) drops every Contact answer, and no Lead's.
+#[test]
+fn a_created_contact_and_a_gap_reach_both_hosts_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let mut a = host(&redis, None, true);
+    let mut b = host(&redis, Some(a.emulator.clone()), false);
+    poll(
+        Duration::from_secs(20),
+        "A's Contact change events streaming",
+        || {
+            let status = a.sidecar.status();
+            (status["change_data_capture"][0]["state"] == "streaming").then_some(())
+        },
+    );
+    for caller in [CALLER, NEWCOMER, LEAD_CALLER] {
+        a.lookup(&format!("warm-{caller}"), caller);
+    }
+    poll(Duration::from_secs(2), "three answers in Redis", || {
+        (l2_entries(&redis) == 3).then_some(())
+    });
+    assert_eq!(cached_on_both(&mut a, &mut b, "ada", CALLER), "found");
+    assert_eq!(
+        cached_on_both(&mut a, &mut b, "nobody", NEWCOMER),
+        "not_found"
+    );
+    assert_eq!(cached_on_both(&mut a, &mut b, "lead", LEAD_CALLER), "found");
+
+    // A new Contact with the caller's number, created in Salesforce.
+    let owner = a.record_id("User", "Username", "grace.hopper@acme.example");
+    let mut fields = serde_json::Map::new();
+    fields.insert("LastName".into(), "Newcomer".into());
+    fields.insert("Phone".into(), "+1 415 555 0987".into());
+    let since = Instant::now();
+    let created = a
+        .emulator
+        .admin()
+        .create_record("Contact", fields, &owner)
+        .expect("the new Contact");
+    for (p, host) in [(&mut a, "a"), (&mut b, "b")] {
+        let found = until_answer(p, &format!("created-{host}"), NEWCOMER, |v| {
+            v["sf_lookup_status"] == "found"
+        });
+        assert_eq!(found["sf_record_id"], created, "host {host}");
+    }
+    println!(
+        "CDC create to the new caller found on both hosts: {:?}",
+        since.elapsed()
+    );
+    assert!(since.elapsed() < Duration::from_secs(1));
+    // Found answers stayed where they were.
+    for (p, host) in [(&mut a, "a"), (&mut b, "b")] {
+        for caller in [CALLER, LEAD_CALLER] {
+            let vars = p.lookup(&format!("kept-{host}-{caller}"), caller);
+            assert_eq!(vars["sf_lookup_source"], "cache", "host {host}: {vars:?}");
+        }
+    }
+
+    // Changes Salesforce could not describe: every Contact answer goes, the Lead's stays.
+    assert_eq!(
+        cached_on_both(&mut a, &mut b, "newcomer", NEWCOMER),
+        "found"
+    );
+    poll(Duration::from_secs(2), "three answers in Redis", || {
+        (l2_entries(&redis) == 3).then_some(())
+    });
+    let since = Instant::now();
+    a.emulator
+        .admin()
+        .emit_gap_event("Contact", "GAP_OVERFLOW", &[])
+        .unwrap();
+    poll(Duration::from_secs(1), "the Contact answers gone", || {
+        let gone =
+            cache_entries(&mut a) == 1 && cache_entries(&mut b) == 1 && l2_entries(&redis) == 1;
+        gone.then_some(())
+    });
+    println!(
+        "CDC GAP_OVERFLOW to the Contact answers gone on both hosts and in Redis: {:?}",
+        since.elapsed()
+    );
+    for (p, host) in [(&mut a, "a"), (&mut b, "b")] {
+        let lead = p.lookup(&format!("gap-{host}-lead"), LEAD_CALLER);
+        assert_eq!(lead["sf_lookup_source"], "cache", "host {host}: {lead:?}");
+        assert_eq!(lead["sf_record_type"], "Lead");
+    }
+    let ada = a.lookup("gap-a-ada", CALLER);
+    assert_eq!(ada["sf_lookup_source"], "salesforce", "{ada:?}");
 }

@@ -78,9 +78,12 @@ fn handle(message: Message) {
             state.engine.outbox().switch_result(id, error);
         }
         Message::Presence(presence) => state.engine.presence().set(presence),
-        Message::Invalidate { org, object, ids } => {
-            crate::fleet_events::invalidate_changed(&state.engine, &org, &object, &ids)
-        }
+        Message::Invalidate {
+            org,
+            object,
+            ids,
+            extent,
+        } => crate::fleet_events::invalidate_changed(&state.engine, &org, &object, &ids, extent),
         _ => {}
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use natterbox_common::config::{ChangeDataCaptureConfig, Config};
+use natterbox_common::invalidation::Extent;
 use natterbox_common::wire::Message;
 use salesforce_pubsub::change_event::{self, ChangeEventHeader};
 use salesforce_pubsub::field_bitmap;
@@ -294,11 +295,11 @@ impl TopicStream {
                 }
                 let schema = &schemas[&producer.schema_id];
                 match change_event::decode_header(schema, &producer.payload) {
-                    Ok(header) if !self.matters(schema, &header) => {
-                        self.subscription.unwatched.fetch_add(1, Ordering::Relaxed);
-                    }
                     Ok(header) => {
-                        if !self.invalidate(&header) {
+                        let changed = self.changed_fields(schema, &header);
+                        if !self.matters(&header, changed.as_deref()) {
+                            self.subscription.unwatched.fetch_add(1, Ordering::Relaxed);
+                        } else if !self.invalidate(&header, changed.as_deref()) {
                             // Not kept: the stream opens again from the last handled replay id.
                             self.subscription
                                 .undelivered
@@ -376,31 +377,45 @@ impl TopicStream {
         change_event::parse_schema(&info.schema_json)
     }
 
-    /// Whether the change can make a cached answer wrong: any change but an update, and an
-    /// update of a watched field. `changedFields` are bitmaps of positions in the event's
-    /// schema (`field_bitmap`); one that does not read against it counts as every field.
-    fn matters(&self, schema: &change_event::Schema, header: &ChangeEventHeader) -> bool {
+    /// The names an update's `changedFields` stand for: bitmaps of positions in the event's
+    /// schema (`field_bitmap`). None for other changes, and for bitmaps that do not read against
+    /// the schema (then every field counts as changed).
+    fn changed_fields(
+        &self,
+        schema: &change_event::Schema,
+        header: &ChangeEventHeader,
+    ) -> Option<Vec<String>> {
         if header.change_type != "UPDATE" {
-            return true;
+            return None;
         }
-        match field_bitmap::field_names(schema, &header.changed_fields) {
-            Ok(changed) => self.watched.touched_by(&changed),
-            Err(e) => {
-                tracing::warn!(org = %self.org(), topic = %self.topic(), error = %e, "changedFields unreadable; treating every field as changed");
-                true
-            }
+        field_bitmap::field_names(schema, &header.changed_fields)
+            .inspect_err(|e| tracing::warn!(org = %self.org(), topic = %self.topic(), error = %e, "changedFields unreadable; treating every field as changed"))
+            .ok()
+    }
+
+    /// Whether the change can make a cached answer wrong: any change but an update, and an
+    /// update of a watched field (or of fields it cannot name).
+    fn matters(&self, header: &ChangeEventHeader, changed: Option<&[String]>) -> bool {
+        match changed {
+            Some(changed) if header.change_type == "UPDATE" => self.watched.touched_by(changed),
+            _ => true,
         }
     }
 
     /// Hands the change to the module; false when no module is connected to take it.
-    fn invalidate(&self, header: &ChangeEventHeader) -> bool {
-        if header.record_ids.is_empty() {
-            return true;
-        }
+    fn invalidate(&self, header: &ChangeEventHeader, changed: Option<&[String]>) -> bool {
+        // An update whose fields are unknown may have changed a phone too.
+        let phone_changed = changed.is_none_or(|c| self.watched.phone_among(c));
+        let extent = Extent::of_change(
+            &header.change_type,
+            !header.record_ids.is_empty(),
+            phone_changed,
+        );
         let message = Message::Invalidate {
             org: self.org().to_string(),
             object: header.entity_name.clone(),
             ids: header.record_ids.clone(),
+            extent,
         };
         if self.app.desk.link.broadcast_counted(&message) == 0 {
             return false;
@@ -408,7 +423,7 @@ impl TopicStream {
         self.subscription
             .invalidations_sent
             .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(org = %self.org(), object = %header.entity_name, change = %header.change_type, records = header.record_ids.len(), "change event: cached answers invalidated");
+        tracing::debug!(org = %self.org(), object = %header.entity_name, change = %header.change_type, records = header.record_ids.len(), ?extent, "change event: cached answers invalidated");
         true
     }
 }

@@ -7,12 +7,12 @@ use std::collections::HashSet;
 
 use natterbox_common::config::{standard_phone_fields, OrgConfig, OWNER_USER_FIELDS};
 
-/// The fields of one object whose change matters, or every field.
+/// The fields of one object whose change matters (None: every field), and its phone fields
+/// (a changed number can make an unknown caller known). Names compare without case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchedFields {
-    All,
-    /// Names compare without case.
-    Some(HashSet<String>),
+pub struct WatchedFields {
+    fields: Option<HashSet<String>>,
+    phones: HashSet<String>,
 }
 
 impl WatchedFields {
@@ -28,18 +28,29 @@ impl WatchedFields {
     ///   object (`Owner.Extension` → `Extension`), since this object may be the related one.
     ///   A User's owner-directory fields are watched too.
     pub fn of(org: &OrgConfig, object: &str) -> WatchedFields {
-        if !org.queries.is_empty() {
-            return WatchedFields::All;
-        }
         let lookups: Vec<_> = org
             .profiles
             .iter()
             .flat_map(|p| &p.objects)
             .filter(|o| o.object.eq_ignore_ascii_case(object))
             .collect();
+        let phones: HashSet<String> = standard_phone_fields(object)
+            .unwrap_or(&[])
+            .iter()
+            .copied()
+            .chain(
+                lookups
+                    .iter()
+                    .flat_map(|l| l.phone_fields.iter().map(String::as_str)),
+            )
+            .map(str::to_ascii_lowercase)
+            .collect();
         let is_user = object.eq_ignore_ascii_case("User");
-        if lookups.is_empty() && !is_user {
-            return WatchedFields::All;
+        if !org.queries.is_empty() || (lookups.is_empty() && !is_user) {
+            return WatchedFields {
+                fields: None,
+                phones,
+            };
         }
         let mut fields: HashSet<String> = ["Id", "Name", "OwnerId"]
             .iter()
@@ -90,14 +101,29 @@ impl WatchedFields {
                 add(&mapping.field);
             }
         }
-        WatchedFields::Some(fields)
+        WatchedFields {
+            fields: Some(fields),
+            phones,
+        }
+    }
+
+    /// Every field matters.
+    pub fn all(&self) -> bool {
+        self.fields.is_none()
+    }
+
+    /// Whether one of the changed fields is a phone field of the object.
+    pub fn phone_among(&self, changed: &[String]) -> bool {
+        changed
+            .iter()
+            .any(|name| self.phones.contains(&name.to_ascii_lowercase()))
     }
 
     /// Whether a change of these fields (names from the event's bitmaps; a compound field's
     /// parts as `Name.FirstName`) can change a cached answer. No names (an update that says
     /// nothing of its fields) counts as a change of every field.
     pub fn touched_by(&self, changed: &[String]) -> bool {
-        let WatchedFields::Some(fields) = self else {
+        let Some(fields) = &self.fields else {
             return true;
         };
         if changed.is_empty() {
@@ -174,17 +200,16 @@ mod tests {
         let user = WatchedFields::of(&org(PROFILE), "User");
         assert!(user.touched_by(&names(&["Extension"])));
         assert!(!user.touched_by(&names(&["Title"])));
+        assert!(contact.phone_among(&names(&["LastModifiedDate", "HomePhone"])));
+        assert!(!contact.phone_among(&names(&["OwnerId"])));
     }
 
     #[test]
     fn objects_no_profile_looks_up_and_orgs_with_named_queries_watch_every_field() {
-        assert_eq!(WatchedFields::of(&org(PROFILE), "Case"), WatchedFields::All);
+        assert!(WatchedFields::of(&org(PROFILE), "Case").all());
         let with_query = format!(
             r#"{PROFILE}<query name="cases" soql="SELECT Id, Subject FROM Case LIMIT 5"/>"#
         );
-        assert_eq!(
-            WatchedFields::of(&org(&with_query), "Contact"),
-            WatchedFields::All
-        );
+        assert!(WatchedFields::of(&org(&with_query), "Contact").all());
     }
 }

@@ -115,7 +115,7 @@ pub fn encode(def: &ObjectDef, change: &Change) -> Result<(String, Vec<u8>), Str
     let header = ChangeEventHeader {
         entity_name: change.object.clone(),
         change_type: change.change_type.to_string(),
-        record_ids: vec![change.record_id.clone()],
+        record_ids: change.record_ids.clone(),
         changed_fields: bitmaps(&changed)?,
         nulled_fields: bitmaps(&nulled)?,
         commit_timestamp_ms: change.commit_ms as i64,
