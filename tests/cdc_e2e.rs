@@ -272,3 +272,72 @@ fn only_changes_to_fields_the_answers_hold_drop_them() {
         Some(heard + 1)
     );
 }
+
+fn subscribed_objects(p: &Product) -> Vec<(String, serde_json::Value)> {
+    let status = p.sidecar.status();
+    let mut all: Vec<_> = status["change_data_capture"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["object"].as_str().unwrap().to_string(), s.clone()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// A reload (SIGHUP) that changes `objects` starts the new object's subscription and stops
+/// the removed one's, without a restart and without disturbing the others.
+#[test]
+fn subscriptions_follow_a_reload() {
+    let mut p = cdc_product();
+    let before = cached_answer(&mut p, "reload");
+    let contact = before["sf_record_id"].clone();
+    let config = p.path().join("conf/autoload_configs/natterbox_sf.conf.xml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let reloaded = text.replace(
+        r#"objects="Contact,Lead,Account""#,
+        r#"objects="Contact,Lead,User""#,
+    );
+    assert_ne!(text, reloaded);
+    std::fs::write(&config, reloaded).unwrap();
+    let pid = p.sidecar.pid().unwrap();
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+
+    let now = poll(
+        Duration::from_secs(10),
+        "User subscribed, Account not",
+        || {
+            let all = subscribed_objects(&p);
+            let objects: Vec<&str> = all.iter().map(|(o, _)| o.as_str()).collect();
+            let streaming = all.iter().all(|(_, s)| s["state"] == "streaming");
+            (objects == ["Contact", "Lead", "User"] && streaming).then_some(all)
+        },
+    );
+    // Contact's and Lead's streams were not touched.
+    for (object, s) in &now[..2] {
+        assert_eq!(s["reconnects"], 0, "{object}: {s}");
+    }
+    assert!(p.sidecar.log().contains("configuration reloaded"));
+
+    // The new subscription hears the User's changes; Contact's still works.
+    let grace = user_id(&p, "grace.hopper@acme.example");
+    let mut fields = serde_json::Map::new();
+    fields.insert("Title".into(), "Rear Admiral".into());
+    p.emulator
+        .admin()
+        .update_record("User", &grace, fields, &grace)
+        .expect("the User change");
+    poll(Duration::from_secs(5), "the User change heard", || {
+        let all = subscribed_objects(&p);
+        (all[2].1["events"].as_u64() >= Some(1)).then_some(())
+    });
+    let alan = user_id(&p, "alan.turing@acme.example");
+    let new_owner = if before["sf_owner_id"] == grace {
+        alan
+    } else {
+        grace
+    };
+    reassign(&p, &contact, &new_owner);
+    until_owner(&mut p, "reload-after", &new_owner, Duration::from_secs(1));
+}

@@ -7,10 +7,12 @@
 
 mod replay_store;
 mod status;
+mod streams;
 mod watched_fields;
 
 pub use replay_store::ReplayStore;
 pub use status::{ChangeEventStatus, Subscription};
+pub use streams::Streams;
 pub use watched_fields::WatchedFields;
 
 use std::collections::HashMap;
@@ -18,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use natterbox_common::config::{ChangeDataCaptureConfig, Config};
+use natterbox_common::config::ChangeDataCaptureConfig;
 use natterbox_common::invalidation::Extent;
 use natterbox_common::wire::Message;
 use salesforce_pubsub::change_event::{self, ChangeEventHeader};
@@ -28,7 +30,6 @@ use salesforce_pubsub::tonic::transport::{Certificate, Channel, ClientTlsConfig,
 use salesforce_pubsub::tonic::{Code, Request, Status};
 use salesforce_pubsub::{FetchRequest, PubSubClient, ReplayPreset, SchemaRequest, TopicRequest};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::App;
 
@@ -40,43 +41,7 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 /// Salesforce's custom error code for a replay id it cannot resume from.
 const REPLAY_REFUSED: &str = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid";
 
-/// Starts a subscription task per org and object; they end when `shutdown` turns true.
-/// Subscriptions follow the configuration at start (a reload that changes them takes effect
-/// at the next restart).
-pub fn start(
-    app: &Arc<App>,
-    config: &Config,
-    replay: Arc<ReplayStore>,
-    shutdown: watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    let extra_ca = config
-        .settings
-        .ca_file
-        .as_ref()
-        .and_then(|path| std::fs::read(path).ok());
-    let mut tasks = Vec::new();
-    for org in &config.orgs {
-        let Some(cdc) = &org.change_data_capture else {
-            continue;
-        };
-        for object in &cdc.objects {
-            let topic = change_event::topic_of(object);
-            let subscription = app.change_events.add(&org.name, object, &topic);
-            let stream = TopicStream {
-                app: app.clone(),
-                config: cdc.clone(),
-                watched: WatchedFields::of(org, object),
-                extra_ca: extra_ca.clone(),
-                replay: replay.clone(),
-                subscription,
-            };
-            tasks.push(tokio::spawn(stream.run(shutdown.clone())));
-        }
-    }
-    tasks
-}
-
-/// One org+topic subscription, kept open for the sidecar's life.
+/// One org+topic subscription, kept open until it is stopped (`streams.rs`).
 struct TopicStream {
     app: Arc<App>,
     config: ChangeDataCaptureConfig,

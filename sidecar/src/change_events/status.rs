@@ -69,6 +69,14 @@ impl ChangeEventStatus {
         subscription
     }
 
+    /// A stopped subscription leaves `/status` and `/metrics`.
+    pub fn remove(&self, subscription: &Arc<Subscription>) {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, subscription));
+    }
+
     fn all(&self) -> Vec<Arc<Subscription>> {
         self.subscriptions
             .lock()
