@@ -317,3 +317,37 @@ async fn a_replay_id_it_cannot_resume_from_is_refused() {
         .unwrap_err();
     assert_eq!(ended.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn gap_events_name_records_but_no_fields_and_an_overflow_names_none() {
+    let emu = start().await;
+    let s = session(&emu).await;
+    let contact = contact_id(&emu);
+    let (_more, mut responses) = subscribe(&emu, &s, fetch(ReplayPreset::Latest, vec![], 10))
+        .await
+        .unwrap();
+    let admin = emu.admin();
+    admin
+        .emit_gap_event("Contact", "GAP_UPDATE", &[contact.as_str()])
+        .unwrap();
+    admin.emit_gap_event("Contact", "GAP_OVERFLOW", &[]).unwrap();
+    // Not gap events, or the wrong record ids for their kind: refused.
+    assert!(admin.emit_gap_event("Contact", "UPDATE", &[&contact]).is_err());
+    assert!(admin.emit_gap_event("Contact", "GAP_OVERFLOW", &[&contact]).is_err());
+    assert!(admin.emit_gap_event("Contact", "GAP_DELETE", &[]).is_err());
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        events.extend(next(&mut responses).await.events);
+    }
+    let mut headers = Vec::new();
+    for event in &events {
+        let event = event.event.clone().unwrap();
+        headers.push(header(&emu, &s, &event.schema_id, &event.payload).await.0);
+    }
+    assert_eq!(headers[0].change_type, "GAP_UPDATE");
+    assert_eq!(headers[0].record_ids, [contact]);
+    assert!(headers[0].changed_fields.is_empty(), "{:?}", headers[0]);
+    assert_eq!(headers[1].change_type, "GAP_OVERFLOW");
+    assert_eq!(headers[1].entity_name, "Contact");
+    assert!(headers[1].record_ids.is_empty(), "{:?}", headers[1]);
+}
