@@ -330,10 +330,16 @@ async fn gap_events_name_records_but_no_fields_and_an_overflow_names_none() {
     admin
         .emit_gap_event("Contact", "GAP_UPDATE", &[contact.as_str()])
         .unwrap();
-    admin.emit_gap_event("Contact", "GAP_OVERFLOW", &[]).unwrap();
+    admin
+        .emit_gap_event("Contact", "GAP_OVERFLOW", &[])
+        .unwrap();
     // Not gap events, or the wrong record ids for their kind: refused.
-    assert!(admin.emit_gap_event("Contact", "UPDATE", &[&contact]).is_err());
-    assert!(admin.emit_gap_event("Contact", "GAP_OVERFLOW", &[&contact]).is_err());
+    assert!(admin
+        .emit_gap_event("Contact", "UPDATE", &[&contact])
+        .is_err());
+    assert!(admin
+        .emit_gap_event("Contact", "GAP_OVERFLOW", &[&contact])
+        .is_err());
     assert!(admin.emit_gap_event("Contact", "GAP_DELETE", &[]).is_err());
     let mut events = Vec::new();
     while events.len() < 2 {
@@ -350,4 +356,30 @@ async fn gap_events_name_records_but_no_fields_and_an_overflow_names_none() {
     assert_eq!(headers[1].change_type, "GAP_OVERFLOW");
     assert_eq!(headers[1].entity_name, "Contact");
     assert!(headers[1].record_ids.is_empty(), "{:?}", headers[1]);
+}
+
+#[tokio::test]
+async fn the_admin_http_api_emits_gap_events_and_refuses_malformed_ones() {
+    let emu = start().await;
+    let url = format!("{}/__emulator/pubsub/gap", emu.login_url());
+    let c = crate::common::client();
+    let before = emu.admin().latest_change();
+    let sent = c
+        .post(&url)
+        .json(&serde_json::json!({"object": "Contact", "change_type": "GAP_OVERFLOW"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let body: serde_json::Value = sent.json().await.unwrap();
+    assert_eq!(body["latest_change"], before + 1);
+    for bad in [
+        serde_json::json!({"object": "Contact", "change_type": "UPDATE", "ids": ["003x"]}),
+        serde_json::json!({"object": "Contact", "change_type": "GAP_UPDATE"}),
+        serde_json::json!({"object": "NoSuch", "change_type": "GAP_OVERFLOW"}),
+    ] {
+        let refused = c.post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), 400, "{bad}");
+    }
+    assert_eq!(emu.admin().latest_change(), before + 1);
 }
