@@ -493,6 +493,26 @@ impl AgentCalls {
                 ]
             }
             CallCommand::Hangup { .. } => {
+                // Leaving a three-way: the module joins the other two itself before the agent's
+                // leg goes. Left to att_xfer's hang-up hook (`xfer_uuids` on the agent's leg),
+                // the join raced the guest's leg, whose `three_way` returns when the agent's leg
+                // ends and which FreeSWITCH then hangs up as having run its last application
+                // (seen on FreeSWITCH 1.10.12 under load). Once bridged, the guest's leg is no
+                // longer executing. The other party originates the new bridge, so that the
+                // agent's leg, waiting for its own bridge's peer to leave CS_EXCHANGE_MEDIA,
+                // waits for nobody.
+                if let (Some(guest), Some(party)) = (&call.conference_leg, &call.party_leg) {
+                    if party != &agent_leg {
+                        return Ok(vec![
+                            api("uuid_setvar", format!("{agent_leg} xfer_uuids")),
+                            api("uuid_bridge", format!("{party} {guest}")),
+                            ApiCall {
+                                may_fail: true,
+                                ..api("uuid_kill", agent_leg)
+                            },
+                        ]);
+                    }
+                }
                 let mut calls = vec![api("uuid_kill", agent_leg.clone())];
                 // In a three-way FreeSWITCH bridges the other two when the agent's leg ends.
                 if call.transferring_to.is_none()
@@ -932,7 +952,8 @@ mod tests {
         // Not started (the bridge could not be handed over): it may be asked for again.
         calls.transfer_not_started("d");
         assert_eq!(calls.plan(&conference, &dialing).unwrap().len(), 3);
-        // The agent leaves: only the agent's leg goes (FreeSWITCH bridges the other two).
+        // The agent leaves: the other two are bridged (att_xfer's hook told to do nothing),
+        // then only the agent's leg goes.
         let plan = calls
             .plan(
                 &CallCommand::Hangup {
@@ -941,7 +962,17 @@ mod tests {
                 &dialing,
             )
             .unwrap();
-        assert_eq!(plan, vec![api("uuid_kill", "d".into())]);
+        assert_eq!(
+            plan,
+            vec![
+                api("uuid_setvar", "d xfer_uuids".into()),
+                api("uuid_bridge", "cust t".into()),
+                ApiCall {
+                    may_fail: true,
+                    ..api("uuid_kill", "d".into())
+                },
+            ]
+        );
         // Had the third party left first, the call would be two-party again.
         let calls = AgentCalls::default();
         answered_click_to_dial(&calls);
