@@ -220,6 +220,9 @@ pub async fn run(
         _ => return Err("set both websocket-tls-cert and websocket-tls-key, or neither".into()),
     };
 
+    if let (Some(fleet), Some(settings)) = (&app.fleet, &config.fleet) {
+        tokens.use_fleet(fleet.token_lease(settings.token_lease));
+    }
     tokens.apply(&config.orgs, config.settings.token_dir.clone(), owner);
 
     if let Some(fleet) = &app.fleet {

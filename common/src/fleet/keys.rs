@@ -79,6 +79,22 @@ impl Keys {
         format!("{}:presence", self.prefix)
     }
 
+    /// The lease on refreshing one org's token: held by one sidecar at a time.
+    pub fn refresh_lease(&self, org: &str) -> String {
+        format!("{}:refresh:{}", self.prefix, Self::part(org))
+    }
+
+    /// The org's fencing counter: each lease taken gets the next number.
+    pub fn refresh_fence(&self, org: &str) -> String {
+        format!("{}:refresh-fence:{}", self.prefix, Self::part(org))
+    }
+
+    /// The org's latest token (a hash: access token, rotated refresh token, fence, …). Holds a
+    /// secret: see docs/fleet.md for the Redis ACL and TLS it needs.
+    pub fn refresh_token_store(&self, org: &str) -> String {
+        format!("{}:token:{}", self.prefix, Self::part(org))
+    }
+
     /// Anything outside `[A-Za-z0-9_-]` becomes `%XX`, so no part can contain the separator.
     fn part(text: &str) -> std::borrow::Cow<'_, str> {
         if text
