@@ -65,6 +65,9 @@ pub enum Message {
         org: String,
         object: String,
         ids: Vec<String>,
+        /// Absent from older sidecars: the records' answers only.
+        #[serde(default)]
+        extent: crate::invalidation::Extent,
     },
 }
 

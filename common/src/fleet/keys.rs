@@ -43,6 +43,23 @@ impl Keys {
         )
     }
 
+    /// The org's not-found and multiple answers (a sorted set, scored by expiry in ms): what a
+    /// new record can change.
+    pub fn unsettled_index(&self, org: &str) -> String {
+        format!("{}:unsettled:{}", self.prefix, Self::part(org))
+    }
+
+    /// The org's found answers naming a record of `object` (a sorted set, scored by expiry in
+    /// ms): what a gap in the object's changes can have made wrong.
+    pub fn object_index(&self, org: &str, object: &str) -> String {
+        format!(
+            "{}:obj:{}:{}",
+            self.prefix,
+            Self::part(org),
+            Self::part(&object.to_ascii_lowercase())
+        )
+    }
+
     /// An org's API usage as the fleet last heard it from Salesforce (`usage.rs`).
     pub fn usage(&self, org: &str) -> String {
         format!("{}:usage:{}", self.prefix, Self::part(org))
