@@ -99,7 +99,7 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"sf_presence",
         c"Read an agent's presence",
         c"Sets sf_agent_presence to the agent's presence (Available, Busy, Away, Offline) as set from their console.",
-        c"<user id or extension>",
+        c"[org=<org>] agent=<user id or extension> (last, takes the rest of the data)",
         sf_presence_app,
         flags(),
     ) && interface.add_app(
