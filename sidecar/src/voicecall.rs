@@ -552,6 +552,7 @@ mod tests {
             call_center: "NatterboxCC".into(),
             provider: "Natterbox".into(),
             private_key: SecretRef::Env("UNUSED".into()),
+            omni: None,
         }
     }
 
