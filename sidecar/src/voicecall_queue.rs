@@ -114,6 +114,7 @@ fn insert_steps(
         .map_err(db_err)?;
         if s.kind == "end" {
             end_transfers_of(tx, &s.call_uuid, now_ms)?;
+            crate::omni::clear_unbridged(tx, &s.call_uuid, now_ms)?;
         }
     }
     Ok(())

@@ -115,6 +115,10 @@ pub enum Command {
         disposition: String,
         notes: String,
     },
+    /// Omni-Channel offered this agent the call and they accepted it (`omni.rs`).
+    AcceptRouted {
+        call_uuid: String,
+    },
 }
 
 impl Command {
@@ -126,6 +130,7 @@ impl Command {
             Command::Conference { .. } => "conference",
             Command::SetPresence(_) => "set_presence",
             Command::WrapUp { .. } => "wrap_up",
+            Command::AcceptRouted { .. } => "accept_routed",
         }
     }
 
@@ -134,7 +139,8 @@ impl Command {
             Command::OnCall { call_uuid, .. }
             | Command::Transfer { call_uuid, .. }
             | Command::Conference { call_uuid, .. }
-            | Command::WrapUp { call_uuid, .. } => Some(call_uuid),
+            | Command::WrapUp { call_uuid, .. }
+            | Command::AcceptRouted { call_uuid } => Some(call_uuid),
             _ => None,
         }
     }
@@ -301,6 +307,9 @@ fn parse_command(fields: &serde_json::Map<String, Value>) -> Result<Command, Com
                 notes,
             }
         }
+        "accept_routed" => Command::AcceptRouted {
+            call_uuid: call_uuid_field(fields)?,
+        },
         other => {
             return Err(CommandError::bad_request(format!(
                 "unknown command type {:?}",
@@ -439,6 +448,9 @@ pub async fn execute(
             }
             desk.link.broadcast(&Message::Presence(presence));
             Ok(json!({}))
+        }
+        Command::AcceptRouted { call_uuid } => {
+            crate::omni::accept_routed(app, agent, call_uuid).await
         }
         Command::WrapUp {
             call_uuid,
