@@ -260,7 +260,7 @@ pub async fn accept_routed(
     let uuid = call_uuid.clone();
     let routed = db(app, move |o| o.routed_call(&uuid))
         .await
-        .map_err(|e| CommandError::wrong_state(e))?;
+        .map_err(CommandError::internal)?;
     let Some((org, voice_call_id)) = routed else {
         return Err(CommandError::no_such_call(&call_uuid));
     };

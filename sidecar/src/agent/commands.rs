@@ -56,7 +56,7 @@ impl CommandError {
             message: message.into(),
         }
     }
-    fn internal(message: impl Into<String>) -> CommandError {
+    pub(crate) fn internal(message: impl Into<String>) -> CommandError {
         CommandError {
             code: 500,
             reason: "internal",
