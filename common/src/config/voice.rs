@@ -87,7 +87,7 @@ fn parse_omni(element: &Element, ctx: &str) -> Result<OmniConfig, ConfigError> {
                 Ok(Some(v.to_string()))
             }
             Some(v) => err(format!(
-                "{ctx}: {attr}=\"{v}\": expected a developer name (letters, digits, _)"
+                "{ctx}: {attr}=\"{v}\": expected a developer name (letters, digits, _) or a queue id (00G…)"
             )),
         }
     };
@@ -196,4 +196,54 @@ pub fn parse_record(
         ));
     }
     Ok((record, voice))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voice(omni: &str) -> Result<VoiceConfig, ConfigError> {
+        let xml = format!(
+            r#"<service-cloud-voice scrt-url="https://acme.my.salesforce-scrt.com" org-id="00DEm0000000001"
+                 call-center="NatterboxCC" provider="Natterbox" private-key-env="SCV_KEY">{omni}</service-cloud-voice>"#
+        );
+        parse_voice(&crate::xml::parse(&xml).unwrap(), "org acme", false)
+    }
+
+    #[test]
+    fn omni_channel_is_optional_and_checked() {
+        assert_eq!(voice("").unwrap().omni, None);
+        let omni = voice(r#"<omni-channel flow="Inbound_Voice" fallback-queue="Support"/>"#)
+            .unwrap()
+            .omni
+            .unwrap();
+        assert_eq!(omni.flow.as_deref(), Some("Inbound_Voice"));
+        assert_eq!(omni.fallback_queue.as_deref(), Some("Support"));
+        assert_eq!(omni.wait_seconds, OMNI_WAIT_DEFAULT_S);
+        let queue_only =
+            voice(r#"<omni-channel fallback-queue="00G5e000000AbCd" wait-seconds="45"/>"#)
+                .unwrap()
+                .omni
+                .unwrap();
+        assert_eq!(queue_only.flow, None);
+        assert_eq!(queue_only.wait_seconds, 45);
+        for (bad, says) in [
+            (r#"<omni-channel/>"#, "flow="),
+            (r#"<omni-channel flow="a b"/>"#, "flow=\"a b\""),
+            (
+                r#"<omni-channel flow="F" wait-seconds="0"/>"#,
+                "wait-seconds",
+            ),
+            (
+                r#"<omni-channel flow="F" wait-seconds="601"/>"#,
+                "wait-seconds",
+            ),
+        ] {
+            let e = voice(bad).unwrap_err().0;
+            assert!(
+                e.contains(says) && e.contains("<omni-channel>"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }
