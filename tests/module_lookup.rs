@@ -350,9 +350,11 @@ fn a_refresh_that_brings_no_new_token_ends_as_unauthorized(api: Api) {
     f.acme().admin().expire_sessions();
     f.shim.ok("call a caller_id_number=+14155550123");
     let started = Instant::now();
-    f.shim.ok("app a sf_lookup timeout_ms=400");
-    assert!(started.elapsed() < Duration::from_millis(1200));
+    // A deadline long enough that a loaded machine cannot turn the answer into `timeout`; the
+    // refusal must still end the lookup, not the deadline.
+    f.shim.ok("app a sf_lookup timeout_ms=3000");
     assert_eq!(f.shim.vars("a")["sf_lookup_status"], "unauthorized");
+    assert!(started.elapsed() < Duration::from_millis(3000));
 }
 
 fn limit_exceeded_opens_the_breaker_instead_of_hammering(api: Api) {

@@ -258,7 +258,7 @@ test("the controls send the documented frames: click-to-dial, hold, mute, transf
     const commands = await until("seven commands", () => {
       const c = sent.filter((f) => f.type);
       return c.length >= 7 ? c : null;
-    }, 3000);
+    }, 20000);
     const ids = new Set();
     const strip = ({ id, ...rest }) => {
       assert.match(id, /^c\d+$/);

@@ -50,7 +50,7 @@ async function commandsAfter(from, count) {
     await product.shim.run("wait_events");
     const all = product.shim.switchCommands();
     return all.length >= from + count ? all.slice(from) : null;
-  }, 5000);
+  }, 20000);
 }
 
 const callState = (page) => page.textContent("#call-state");

@@ -70,7 +70,7 @@ async function openVoiceClient(agent) {
     },
     /// Waits for the `n`th event of `type` (1-based) and returns its payload.
     async nth(type, n = 1) {
-      const found = await until(`${type} #${n}`, async () => (await client.events()).filter((e) => e.type === type)[n - 1], 10000);
+      const found = await until(`${type} #${n}`, async () => (await client.events()).filter((e) => e.type === type)[n - 1], 20000);
       return found.payload;
     },
   };
@@ -99,7 +99,7 @@ async function commandsAfter(from, count) {
     await product.shim.run("wait_events");
     const all = product.shim.switchCommands();
     return all.length >= from + count ? all.slice(from) : null;
-  }, 5000);
+  }, 20000);
 }
 
 const voiceCallsOf = async (uuid) => (await product.voiceCalls()).filter((c) => c.VendorCallKey === uuid);
