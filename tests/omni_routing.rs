@@ -207,16 +207,45 @@ fn the_agent_salesforce_offers_the_call_to_takes_it_and_no_other_agent_can() {
     let done = accept(&mut grace_console, "g1", "om-1");
     assert_eq!(done["ok"], true, "{done}");
     let commands = switch_commands(&mut p);
-    assert!(
-        commands.contains(&("uuid_transfer".into(), "om-1 1001 XML agents".into())),
-        "{commands:?}"
+    let bridge: Vec<(String, String)> = commands
+        .into_iter()
+        .filter(|(_, arg)| arg.starts_with("om-1 "))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("uuid_setvar", format!("om-1 sf_agent_user_id {grace}")),
+        ("uuid_setvar", "om-1 sf_agent_extension 1001".to_string()),
+        ("uuid_setvar", "om-1 playback_timeout_sec".to_string()),
+        ("uuid_transfer", "om-1 1001 XML agents".to_string()),
+    ]
+    .into_iter()
+    .map(|(c, a)| (c.to_string(), a))
+    .collect();
+    assert_eq!(bridge, expected);
+    let vars = p.shim.vars("om-1");
+    assert_eq!(
+        vars.get("sf_agent_extension").map(String::as_str),
+        Some("1001")
     );
+    assert!(!vars.contains_key("playback_timeout_sec"), "{vars:?}");
     // The call left the routing point: a second accept finds nothing parked.
     let again = accept(&mut grace_console, "g2", "om-1");
     assert_eq!(error_reason(&again), "switch_refused", "{again}");
 
-    // The bridged call ends normally: its VoiceCall completes, its routing is never cleared.
+    // The agent's phone answers: the call is grace's, her console follows it as any call.
     p.shim.ok("answer om-1");
+    let answered = poll(WAIT, "grace's call frame", || loop {
+        if let Some(i) = grace_console.unread.iter().position(|f| {
+            f["type"] == "call" && f["call_uuid"] == "om-1" && f["state"] == "answered"
+        }) {
+            return Some(grace_console.unread.remove(i));
+        }
+        match next_json(&mut grace_console.socket, Duration::from_millis(200)) {
+            Some(f) => grace_console.unread.push(f),
+            None => return None,
+        }
+    });
+    assert_eq!(answered["agent_extension"], "1001", "{answered}");
+    // The bridged call ends normally: its VoiceCall completes, its routing is never cleared.
     p.shim.ok("hangup om-1 NORMAL_CLEARING");
     poll(WAIT, "the VoiceCall completed", || {
         p.emulator

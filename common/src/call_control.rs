@@ -66,6 +66,7 @@ pub enum CallCommand {
     /// of the agent Salesforce offered it to (the sidecar checked the offer).
     BridgeRouted {
         call_uuid: String,
+        agent_user_id: String,
         agent_extension: String,
     },
 }
@@ -129,8 +130,11 @@ impl CallCommand {
                 check_call_uuid(leg_uuid)?;
             }
             CallCommand::BridgeRouted {
-                agent_extension, ..
+                agent_user_id,
+                agent_extension,
+                ..
             } => {
+                check_user_id(agent_user_id)?;
                 check_extension(agent_extension).map_err(|e| format!("agent extension: {e}"))?;
             }
             _ => {}

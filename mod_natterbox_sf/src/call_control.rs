@@ -100,6 +100,7 @@ fn execute(state: &ModuleState, command: &CallCommand) -> Result<(), String> {
     let plan = match command {
         CallCommand::BridgeRouted {
             call_uuid,
+            agent_user_id,
             agent_extension,
         } => {
             command.check()?;
@@ -111,7 +112,13 @@ fn execute(state: &ModuleState, command: &CallCommand) -> Result<(), String> {
                 .org(&org)
                 .map(|o| o.click_to_dial.context.clone())
                 .unwrap_or_else(|| "default".into());
-            crate::omni_route::bridge_plan(state, call_uuid, agent_extension, &context)?
+            crate::omni_route::bridge_plan(
+                state,
+                call_uuid,
+                agent_user_id,
+                agent_extension,
+                &context,
+            )?
         }
         _ => calls.plan(command, &dialing)?,
     };

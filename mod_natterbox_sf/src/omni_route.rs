@@ -11,8 +11,9 @@
 //!   call is no longer offered (a late accept is refused) and Salesforce's routing is cleared.
 //!
 //! The accept arrives as a `bridge_routed` command from the sidecar (which checked, with
-//! Salesforce, that the agent is the one the work was offered to): the call goes to the agent's
-//! extension in the org's click-to-dial context (`uuid_transfer`). A caller hanging up while
+//! Salesforce, that the agent is the one the work was offered to): the call is marked the
+//! agent's (`sf_agent_user_id`, `sf_agent_extension`, so their console follows it as any call of
+//! theirs) and goes to the agent's extension in the org's click-to-dial context (`uuid_transfer`). A caller hanging up while
 //! parked clears the routing too.
 
 use natterbox_common::call_control::check_record_id;
@@ -137,11 +138,20 @@ pub fn on_hangup(event: &mut EventRef<'_>) {
 pub fn bridge_plan(
     state: &ModuleState,
     call_uuid: &str,
+    agent_user_id: &str,
     agent_extension: &str,
     context: &str,
 ) -> Result<Vec<ApiCall>, String> {
     state.omni_parking.take_for_bridge(call_uuid, now_ms())?;
+    let set = |name: &str, value: &str| ApiCall {
+        command: "uuid_setvar",
+        args: format!("{call_uuid} {name} {value}"),
+        may_fail: false,
+    };
     Ok(vec![
+        // The call is the agent's from now on: their console sees it ring, answer, end.
+        set("sf_agent_user_id", agent_user_id),
+        set("sf_agent_extension", agent_extension),
         // The hold music's bound is the routing point's, not the agent's call's.
         ApiCall {
             command: "uuid_setvar",

@@ -287,6 +287,7 @@ pub async fn accept_routed(
         .link
         .run(CallCommand::BridgeRouted {
             call_uuid: call_uuid.clone(),
+            agent_user_id: agent.user_id.clone(),
             agent_extension: extension,
         })
         .await?;
