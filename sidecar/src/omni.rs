@@ -101,6 +101,11 @@ pub(crate) fn create_table(conn: &Connection) -> Result<(), String> {
              call_uuid TEXT PRIMARY KEY,
              agent_user_id TEXT NOT NULL,
              at_ms INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS omni_unrouted (
+             call_uuid TEXT PRIMARY KEY,
+             reason TEXT NOT NULL,
+             at_ms INTEGER NOT NULL
          );",
     )
     .map_err(|e| format!("outbox database: {e}"))
@@ -124,7 +129,56 @@ pub(crate) fn clear_unbridged(
     .map_err(|e| format!("outbox database: {e}"))
 }
 
+fn db_err(e: rusqlite::Error) -> String {
+    format!("outbox database: {e}")
+}
+
 impl crate::outbox::Outbox {
+    /// A call handed to Omni-Channel: its steps, and its clearRouting at once when the module's
+    /// `omni_unrouted` or the call's end were committed first (the messages are handled
+    /// concurrently; the outbox's lock orders them, so neither misses the other).
+    pub fn insert_route(
+        &self,
+        steps: &[VoiceCallStep],
+        call_uuid: &str,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db_err)?;
+        crate::voicecall_queue::insert_steps(&tx, steps, now_ms)?;
+        let left: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM omni_unrouted WHERE call_uuid = ?1)
+                     OR EXISTS (SELECT 1 FROM voicecall_step WHERE call_uuid = ?1 AND kind = 'end')",
+                params![call_uuid],
+                |row| row.get(0),
+            )
+            .map_err(db_err)?;
+        if left {
+            clear_unbridged(&tx, call_uuid, now_ms)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The module's `omni_unrouted`: remembered, and the call's clearRouting when its routing
+    /// steps are there (else `insert_route` adds it when they come).
+    pub fn insert_unrouted(
+        &self,
+        call_uuid: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO omni_unrouted (call_uuid, reason, at_ms) VALUES (?1, ?2, ?3)",
+            params![call_uuid, reason, now_ms as i64],
+        )
+        .map_err(db_err)?;
+        clear_unbridged(&tx, call_uuid, now_ms)?;
+        tx.commit().map_err(db_err)
+    }
+
     /// The org and VoiceCall id of a call handed to Omni-Channel (its omniFlow step exists).
     pub fn routed_call(&self, call_uuid: &str) -> Result<Option<(String, Option<String>)>, String> {
         let conn = self.lock();
@@ -186,7 +240,8 @@ pub async fn on_route(app: &Arc<App>, route: OmniRoute) {
         return;
     }
     let steps = route_steps(&route, &voice, &omni);
-    match db(app, move |o| o.insert_steps(&steps, now_ms())).await {
+    let uuid = route.call_uuid.clone();
+    match db(app, move |o| o.insert_route(&steps, &uuid, now_ms())).await {
         Ok(()) => {
             tracing::info!(org = %route.org, call_uuid = %route.call_uuid, "call handed to Omni-Channel");
             app.voicecall_wake.notify_one();
@@ -197,17 +252,11 @@ pub async fn on_route(app: &Arc<App>, route: OmniRoute) {
 
 /// The module's `omni_unrouted`: nobody accepted the call (or the caller hung up).
 pub async fn on_unrouted(app: &Arc<App>, org: String, call_uuid: String, reason: String) {
-    let uuid = call_uuid.clone();
-    let routed = match db(app, move |o| o.routed_call(&uuid)).await {
-        Ok(r) => r,
-        Err(e) => return tracing::error!(error = %e, "cannot read the Omni-Channel routing"),
-    };
-    if routed.is_none_or(|(o, _)| o != org) {
-        tracing::debug!(%call_uuid, "unrouted call was never handed to Omni-Channel");
+    if check_call_uuid(&call_uuid).is_err() || reason.len() > 32 {
         return;
     }
-    let step = clear_step(&org, &call_uuid);
-    match db(app, move |o| o.insert_steps(&[step], now_ms())).await {
+    let (uuid, why) = (call_uuid.clone(), reason.clone());
+    match db(app, move |o| o.insert_unrouted(&uuid, &why, now_ms())).await {
         Ok(()) => {
             tracing::info!(%org, %call_uuid, %reason, "Omni-Channel routing to be cleared");
             app.voicecall_wake.notify_one();
@@ -327,5 +376,73 @@ mod tests {
         assert!(same_user("005000000000001AAA", "005000000000001"));
         assert!(!same_user("005000000000001AAA", "005000000000002AAA"));
         assert!(!same_user("", ""));
+    }
+
+    fn route() -> OmniRoute {
+        OmniRoute {
+            org: "acme".into(),
+            call_uuid: "c-9".into(),
+            from: "+14155550100".into(),
+            to: "2000".into(),
+            start_ms: 1,
+            record_id: None,
+        }
+    }
+
+    fn kinds(outbox: &crate::outbox::Outbox) -> Vec<String> {
+        outbox
+            .steps("c-9")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.kind)
+            .collect()
+    }
+
+    fn voice() -> (VoiceConfig, OmniConfig) {
+        let omni = OmniConfig {
+            flow: Some("F".into()),
+            fallback_queue: None,
+            wait_seconds: 30,
+        };
+        let voice = VoiceConfig {
+            scrt_url: "https://acme.my.salesforce-scrt.com".into(),
+            org_id: "00DEm0000000001".into(),
+            call_center: "NatterboxCC".into(),
+            provider: "Natterbox".into(),
+            private_key: natterbox_common::config::SecretRef::Env("UNUSED".into()),
+            omni: Some(omni.clone()),
+        };
+        (voice, omni)
+    }
+
+    #[test]
+    fn routing_is_cleared_once_whichever_of_route_and_unrouted_commits_first() {
+        let (voice, omni) = voice();
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = crate::outbox::Outbox::open(&dir.path().join("a.sqlite")).unwrap();
+        outbox.insert_unrouted("c-9", "abandoned", 5).unwrap();
+        assert!(
+            kinds(&outbox).is_empty(),
+            "nothing to clear before the routing"
+        );
+        outbox
+            .insert_route(&route_steps(&route(), &voice, &omni), "c-9", 6)
+            .unwrap();
+        assert_eq!(kinds(&outbox), ["create", OMNI_FLOW, CLEAR_ROUTING]);
+        outbox.insert_unrouted("c-9", "timeout", 7).unwrap();
+        assert_eq!(kinds(&outbox).len(), 3, "once");
+
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = crate::outbox::Outbox::open(&dir.path().join("b.sqlite")).unwrap();
+        outbox
+            .insert_route(&route_steps(&route(), &voice, &omni), "c-9", 6)
+            .unwrap();
+        outbox.mark_bridged("c-9", "005000000000001AAA", 7).unwrap();
+        outbox.insert_unrouted("c-9", "abandoned", 8).unwrap();
+        assert_eq!(
+            kinds(&outbox),
+            ["create", OMNI_FLOW],
+            "a bridged call keeps its routing"
+        );
     }
 }

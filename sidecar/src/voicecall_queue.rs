@@ -92,7 +92,7 @@ pub(crate) fn create_table(conn: &Connection) -> Result<(), String> {
     .map_err(db_err)
 }
 
-fn insert_steps(
+pub(crate) fn insert_steps(
     tx: &rusqlite::Transaction<'_>,
     steps: &[VoiceCallStep],
     now_ms: u64,
