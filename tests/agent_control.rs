@@ -513,13 +513,22 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
     let back = call_frame(&mut grace, &call, "answered");
     assert!(back.get("transferred_to").is_none(), "{back}");
 
-    // Warm transfer completed: the consult leg answers and is bridged to the agent; the agent
-    // hangs up: only the agent's leg goes and the call is transferred.
+    // Warm transfer completed, on the same call after the cancel and the decline: the consult
+    // leg answers and is bridged to the agent; the agent hangs up: only the agent's leg goes
+    // and the call is transferred.
+    let before = switch_commands(&mut p).len();
     let ok = command(
         &mut grace,
         json!({"type":"transfer","id":"w6","call_uuid":call,"to":"1002","mode":"warm"}),
     );
     assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(
+        commands_since(&mut p, before)
+            .into_iter()
+            .map(|(command, _)| command)
+            .collect::<Vec<_>>(),
+        ["uuid_dump", "uuid_setvar", "uuid_broadcast"]
+    );
     p.shim.ok(&format!(
         "call consult-2 direction=outbound destination_number=1002 sf_consult_of={call}"
     ));
@@ -538,8 +547,7 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
     assert_eq!(since.len(), 1, "{since:?}");
 
     // Three-way: att_xfer to the target with its conference key queued (the target's leg runs
-    // three_way on the agent's leg once it answers); the agent leaving is only the agent's leg
-    // ending (FreeSWITCH bridges the other two).
+    // three_way on the agent's leg once it answers); the agent leaving joins the other two.
     let call = answered_dial(&mut p, &mut grace, "c1", "cust-2");
     let refused = command(
         &mut alan,
@@ -556,6 +564,8 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
     assert_eq!(
         commands_since(&mut p, before),
         vec![
+            // Who holds the bridge, as before a warm transfer.
+            ("uuid_dump".to_string(), call.clone()),
             (
                 "uuid_setvar".to_string(),
                 format!("{call} origination_cancel_key")
@@ -563,6 +573,11 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
             (
                 "uuid_broadcast".into(),
                 format!("{call} att_xfer::{{origination_uuid={leg},sf_conference_of={call}}}loopback/1002/agents aleg")
+            ),
+            // The conference key goes only once this att_xfer runs on the agent's leg.
+            (
+                "uuid_getvar".into(),
+                format!("{call} current_application_data")
             ),
             ("uuid_recv_dtmf".into(), format!("{call} 0")),
         ]
@@ -572,6 +587,11 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
         json!({"type":"conference","id":"c3","call_uuid":call,"to":"1003"}),
     );
     assert_eq!(again["ok"], false, "{again}");
+    // The target answers (its leg runs three_way on the agent's leg in FreeSWITCH).
+    p.shim.ok(&format!(
+        "call {leg} direction=outbound destination_number=1002 sf_conference_of={call}"
+    ));
+    p.shim.ok(&format!("answer {leg}"));
     let before = switch_commands(&mut p).len();
     let ok = command(
         &mut grace,
@@ -579,8 +599,14 @@ fn warm_transfer_consults_then_completes_or_is_cancelled_and_three_way_survives_
     );
     assert_eq!(ok["ok"], true, "{ok}");
     call_frame(&mut grace, &call, "ended");
+    // The module bridges the customer to the new leg itself (att_xfer's hang-up hook, told to
+    // do nothing, raced the new leg's end), then only the agent's leg goes.
     assert_eq!(
         commands_since(&mut p, before),
-        vec![("uuid_kill".to_string(), call.clone())]
+        vec![
+            ("uuid_setvar".to_string(), format!("{call} xfer_uuids")),
+            ("uuid_bridge".to_string(), format!("cust-2 {leg}")),
+            ("uuid_kill".to_string(), call.clone()),
+        ]
     );
 }

@@ -203,3 +203,141 @@ fn a_lost_stream_reconnects_with_backoff_and_says_so() {
     reassign(&p, &contact, &new_owner);
     until_owner(&mut p, "lost-after", &new_owner, Duration::from_secs(1));
 }
+
+/// Changes one field of the Contact as a Salesforce user would.
+fn change(p: &Product, contact: &str, field: &str, value: &str) {
+    let mut fields = serde_json::Map::new();
+    fields.insert(field.into(), value.into());
+    let user = user_id(p, "grace.hopper@acme.example");
+    p.emulator
+        .admin()
+        .update_record("Contact", contact, fields, &user)
+        .expect("the change");
+}
+
+fn contact_subscription(p: &Product) -> serde_json::Value {
+    p.sidecar.status()["change_data_capture"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["object"] == "Contact").cloned())
+        .expect("the Contact subscription")
+}
+
+/// Salesforce's `changedFields` are bitmaps of field positions in the event's schema (the
+/// emulator sends nothing else): the sidecar reads them, so a change to a field no profile
+/// reads keeps the cached answer, and a change to one that a profile reads (a phone, the
+/// compound `Name`'s `FirstName`) drops it.
+#[test]
+fn only_changes_to_fields_the_answers_hold_drop_them() {
+    let mut p = cdc_product();
+    let before = cached_answer(&mut p, "fields");
+    let contact = before["sf_record_id"].clone();
+
+    // Title: no profile reads it. The event is heard and judged, and the answer stays.
+    let heard = contact_subscription(&p)["unwatched"].as_u64().unwrap();
+    change(&p, &contact, "Title", "Countess of Lovelace");
+    poll(Duration::from_secs(2), "the Title change judged", || {
+        (contact_subscription(&p)["unwatched"].as_u64() == Some(heard + 1)).then_some(())
+    });
+    let kept = p.lookup("fields-title", CALLER);
+    assert_eq!(kept["sf_lookup_source"], "cache", "{kept:?}");
+    assert_eq!(
+        metric(&p, "natterbox_sidecar_cdc_unwatched_total"),
+        heard + 1
+    );
+
+    // FirstName: a part of the compound Name the answer holds.
+    change(&p, &contact, "FirstName", "Augusta Ada");
+    let mut n = 0;
+    let renamed = poll(Duration::from_secs(1), "the new name answered", || {
+        n += 1;
+        let vars = p.lookup(&format!("fields-name-{n}"), CALLER);
+        vars["sf_record_name"]
+            .starts_with("Augusta Ada")
+            .then_some(vars)
+    });
+    assert_eq!(renamed["sf_lookup_source"], "salesforce", "{renamed:?}");
+
+    // MobilePhone: a phone field (whom the record answers for), though the caller's number
+    // is the business phone.
+    let cached = p.lookup("fields-cached", CALLER);
+    assert_eq!(cached["sf_lookup_source"], "cache");
+    change(&p, &contact, "MobilePhone", "+1 415 555 0199");
+    poll(Duration::from_secs(1), "the answer asked again", || {
+        n += 1;
+        let vars = p.lookup(&format!("fields-mobile-{n}"), CALLER);
+        (vars["sf_lookup_source"] == "salesforce").then_some(())
+    });
+    assert_eq!(
+        contact_subscription(&p)["unwatched"].as_u64(),
+        Some(heard + 1)
+    );
+}
+
+fn subscribed_objects(p: &Product) -> Vec<(String, serde_json::Value)> {
+    let status = p.sidecar.status();
+    let mut all: Vec<_> = status["change_data_capture"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["object"].as_str().unwrap().to_string(), s.clone()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// A reload (SIGHUP) that changes `objects` starts the new object's subscription and stops
+/// the removed one's, without a restart and without disturbing the others.
+#[test]
+fn subscriptions_follow_a_reload() {
+    let mut p = cdc_product();
+    let before = cached_answer(&mut p, "reload");
+    let contact = before["sf_record_id"].clone();
+    let config = p.path().join("conf/autoload_configs/natterbox_sf.conf.xml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let reloaded = text.replace(
+        r#"objects="Contact,Lead,Account""#,
+        r#"objects="Contact,Lead,User""#,
+    );
+    assert_ne!(text, reloaded);
+    std::fs::write(&config, reloaded).unwrap();
+    let pid = p.sidecar.pid().unwrap();
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+
+    let now = poll(
+        Duration::from_secs(10),
+        "User subscribed, Account not",
+        || {
+            let all = subscribed_objects(&p);
+            let objects: Vec<&str> = all.iter().map(|(o, _)| o.as_str()).collect();
+            let streaming = all.iter().all(|(_, s)| s["state"] == "streaming");
+            (objects == ["Contact", "Lead", "User"] && streaming).then_some(all)
+        },
+    );
+    // Contact's and Lead's streams were not touched.
+    for (object, s) in &now[..2] {
+        assert_eq!(s["reconnects"], 0, "{object}: {s}");
+    }
+    assert!(p.sidecar.log().contains("configuration reloaded"));
+
+    // The new subscription hears the User's changes; Contact's still works.
+    let grace = user_id(&p, "grace.hopper@acme.example");
+    let mut fields = serde_json::Map::new();
+    fields.insert("Title".into(), "Rear Admiral".into());
+    p.emulator
+        .admin()
+        .update_record("User", &grace, fields, &grace)
+        .expect("the User change");
+    poll(Duration::from_secs(5), "the User change heard", || {
+        let all = subscribed_objects(&p);
+        (all[2].1["events"].as_u64() >= Some(1)).then_some(())
+    });
+    let alan = user_id(&p, "alan.turing@acme.example");
+    let new_owner = if before["sf_owner_id"] == grace {
+        alan
+    } else {
+        grace
+    };
+    reassign(&p, &contact, &new_owner);
+    until_owner(&mut p, "reload-after", &new_owner, Duration::from_secs(1));
+}

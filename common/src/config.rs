@@ -68,6 +68,10 @@ pub struct FleetSettings {
     pub l2_negative_ttl: Duration,
     /// First part of every key and channel, so several fleets can share one Redis.
     pub key_prefix: String,
+    /// How long one sidecar holds an org's refresh lease (`token-lease-ms`): the only one
+    /// allowed to spend the org's refresh token meanwhile. Its token request is cut off before
+    /// the lease ends.
+    pub token_lease: Duration,
 }
 
 impl fmt::Debug for FleetSettings {
@@ -79,6 +83,7 @@ impl fmt::Debug for FleetSettings {
             .field("l2_ttl", &self.l2_ttl)
             .field("l2_negative_ttl", &self.l2_negative_ttl)
             .field("key_prefix", &self.key_prefix)
+            .field("token_lease", &self.token_lease)
             .finish()
     }
 }
@@ -570,6 +575,7 @@ fn parse_fleet(element: Option<&Element>) -> Result<Option<FleetSettings>, Confi
         l2_ttl: p.secs("l2-ttl-s", 300, 1, 7 * 86_400)?,
         l2_negative_ttl: p.secs("l2-negative-ttl-s", 30, 1, 86_400)?,
         key_prefix,
+        token_lease: p.millis("token-lease-ms", 35_000, 1_000, 300_000)?,
     }))
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod fleet;
 pub mod handoff;
 pub mod https_only;
+pub mod invalidation;
 pub mod named_query;
 pub mod phone;
 pub mod record_write;

@@ -65,6 +65,9 @@ pub enum Message {
         org: String,
         object: String,
         ids: Vec<String>,
+        /// Absent from older sidecars: the records' answers only.
+        #[serde(default)]
+        extent: crate::invalidation::Extent,
     },
     /// Module → sidecar: a call reached an Omni-Channel routing point (`sf_omni_route`): its
     /// VoiceCall is created now, then handed to Salesforce's routing. Best effort like

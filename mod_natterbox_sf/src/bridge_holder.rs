@@ -1,8 +1,18 @@
-//! Before a warm transfer: the other party, not the agent, holds the call's bridge.
+//! Before att_xfer (a warm transfer or a three-way): the other party, not the agent, holds the
+//! call's bridge. Two races of FreeSWITCH 1.10.12 end only this way.
 //!
-//! Why: the channel that originated a bridge (for a click-to-dial, the agent's leg, which ran the
-//! dialplan's `bridge`) waits, once its own side of the bridge ends, until its peer leaves
-//! CS_EXCHANGE_MEDIA (`switch_ivr_multi_threaded_bridge`, FreeSWITCH 1.10.12). When the agent
+//! The other party's leg: while att_xfer consults, the agent's leg runs a second bridge (to the
+//! consult leg) inside the one with the other party. When that inner bridge ends (the
+//! conference key, a cancel, the target hanging up) FreeSWITCH clears the agent's CF_BRIDGED,
+//! which ends the other party's side of the outer bridge too. As that bridge's peer
+//! (CS_EXCHANGE_MEDIA) the other party is then hung up at once (`audio_bridge_on_exchange_media`,
+//! NORMAL_CLEARING) unless att_xfer's `uuid_bridge agent party` has marked it first: a loaded
+//! machine lost a three-way call that way. As the bridge's originator it waits for the agent's
+//! leg to leave CS_EXCHANGE_MEDIA, which only that `uuid_bridge` does, after marking both.
+//!
+//! The agent's leg: the channel that originated a bridge (for a click-to-dial, the agent's leg,
+//! which ran the dialplan's `bridge`) waits, once its own side of the bridge ends, until its peer
+//! leaves CS_EXCHANGE_MEDIA (`switch_ivr_multi_threaded_bridge`). When the agent
 //! completes a warm transfer by hanging up, att_xfer bridges the consult leg to the other party
 //! with the other party as the peer (CS_EXCHANGE_MEDIA again), so the agent's leg, hung up but
 //! still in that wait, stayed up (no BYE) until the other party's call with the target ended,

@@ -78,9 +78,12 @@ fn handle(message: Message) {
             state.engine.outbox().switch_result(id, error);
         }
         Message::Presence(presence) => state.engine.presence().set(presence),
-        Message::Invalidate { org, object, ids } => {
-            crate::fleet_events::invalidate_changed(&state.engine, &org, &object, &ids)
-        }
+        Message::Invalidate {
+            org,
+            object,
+            ids,
+            extent,
+        } => crate::fleet_events::invalidate_changed(&state.engine, &org, &object, &ids, extent),
         _ => {}
     }
 }
@@ -122,13 +125,18 @@ fn execute(state: &ModuleState, command: &CallCommand) -> Result<(), String> {
         }
         _ => calls.plan(command, &dialing)?,
     };
-    if let CallCommand::Transfer {
-        mode: TransferMode::Warm,
-        call_uuid,
-        ..
-    } = command
-    {
-        // So that the agent's leg, hung up to complete the transfer, waits for nobody.
+    let runs_att_xfer = matches!(
+        command,
+        CallCommand::Transfer {
+            mode: TransferMode::Warm,
+            ..
+        } | CallCommand::Conference { .. }
+    );
+    if runs_att_xfer {
+        // So that neither the agent's leg, hung up to complete a transfer, nor the other
+        // party's, when att_xfer's consult bridge ends, depends on who FreeSWITCH runs first
+        // (bridge_holder.rs).
+        let call_uuid = command.call_uuid();
         if let Some((agent_leg, party_leg)) = calls.agent_and_party_legs(call_uuid) {
             if let Err(e) = crate::bridge_holder::give_bridge_to_party(&agent_leg, &party_leg) {
                 calls.transfer_not_started(call_uuid);
@@ -137,6 +145,9 @@ fn execute(state: &ModuleState, command: &CallCommand) -> Result<(), String> {
         }
     }
     for call in plan {
+        if let Some(running) = &call.once_running {
+            crate::application_wait::wait_until_running(running)?;
+        }
         let output = api::execute(call.command, &call.args);
         let text = output.text.trim();
         let failed = !output.ran || text.starts_with("-ERR") || text.starts_with("-USAGE");

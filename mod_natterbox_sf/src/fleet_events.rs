@@ -3,6 +3,7 @@
 //! `sf cache invalidate`, and the sidecar's Change Data Capture invalidations. Without `<fleet>`
 //! only the invalidations run (this host's cache).
 
+use natterbox_common::invalidation::Extent;
 use std::time::Duration;
 
 use natterbox_common::fleet::LinkChange;
@@ -60,16 +61,23 @@ pub fn stop() {
 /// Redis and every host's cache.
 pub fn invalidate(engine: &Engine, org: &str, object: &str, ids: &[&str]) -> String {
     let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    match engine.invalidate_blocking(org, object, &ids, INVALIDATE_WAIT) {
+    match engine.invalidate_blocking(org, object, &ids, Extent::Records, INVALIDATE_WAIT) {
         Ok(n) => format!("+OK invalidated {n} answers\n"),
         Err(e) => format!("-ERR {e}\n"),
     }
 }
 
-/// A Change Data Capture event from the sidecar: the records' answers leave this host's cache,
+/// A Change Data Capture event from the sidecar: the records' answers (and, as `extent` says,
+/// the org's unsettled answers or every answer about the object) leave this host's cache,
 /// Redis and every host's cache (on the call-control thread, never a call's).
-pub fn invalidate_changed(engine: &Engine, org: &str, object: &str, ids: &[String]) {
-    match engine.invalidate_blocking(org, object, ids, INVALIDATE_WAIT) {
+pub fn invalidate_changed(
+    engine: &Engine,
+    org: &str,
+    object: &str,
+    ids: &[String],
+    extent: Extent,
+) {
+    match engine.invalidate_blocking(org, object, ids, extent, INVALIDATE_WAIT) {
         Ok(n) => log::log(
             Level::Debug,
             &format!(

@@ -5,6 +5,7 @@
 //! safe wrappers; the call-path logic is the `natterbox-engine` crate.
 
 mod api;
+mod application_wait;
 mod apps;
 mod bridge_holder;
 mod budget_event;

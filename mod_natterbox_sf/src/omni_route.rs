@@ -147,6 +147,7 @@ pub fn bridge_plan(
         command: "uuid_setvar",
         args: format!("{call_uuid} {name} {value}"),
         may_fail: false,
+        once_running: None,
     };
     Ok(vec![
         // The call is the agent's from now on: their console sees it ring, answer, end.
@@ -157,11 +158,13 @@ pub fn bridge_plan(
             command: "uuid_setvar",
             args: format!("{call_uuid} {PLAYBACK_TIMEOUT_VARIABLE}"),
             may_fail: true,
+            once_running: None,
         },
         ApiCall {
             command: "uuid_transfer",
             args: format!("{call_uuid} {agent_extension} XML {context}"),
             may_fail: false,
+            once_running: None,
         },
     ])
 }

@@ -221,6 +221,9 @@ pub async fn run(
         _ => return Err("set both websocket-tls-cert and websocket-tls-key, or neither".into()),
     };
 
+    if let (Some(fleet), Some(settings)) = (&app.fleet, &config.fleet) {
+        tokens.use_fleet(fleet.token_lease(settings.token_lease));
+    }
     tokens.apply(&config.orgs, config.settings.token_dir.clone(), owner);
 
     if let Some(fleet) = &app.fleet {
@@ -232,12 +235,9 @@ pub async fn run(
     let voicecall_task = tokio::spawn(voicecall::run(app.clone(), shutdown_rx.clone()));
     let write_task = tokio::spawn(record_writes::run(app.clone(), shutdown_rx.clone()));
     let platform_task = tokio::spawn(publish_platform_events(app.clone(), platform_rx));
-    let change_event_tasks = change_events::start(
-        &app,
-        &config,
-        Arc::new(change_events::ReplayStore::new(&state_dir)),
-        shutdown_rx.clone(),
-    );
+    let change_streams =
+        change_events::Streams::new(Arc::new(change_events::ReplayStore::new(&state_dir)));
+    change_streams.apply(&app, &config);
     let sweeper = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -309,7 +309,11 @@ pub async fn run(
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = sighup.recv() => reload(&app, &config_path),
+            _ = sighup.recv() => {
+                reload(&app, &config_path);
+                // Subscriptions follow the config now in force (unchanged if it was refused).
+                change_streams.apply(&app, &app.config());
+            }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = &mut stop => { tracing::info!("stop requested: draining"); break; }
@@ -347,9 +351,7 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), agent_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
-    for task in change_event_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-    }
+    change_streams.stop_all().await;
     writer_task.abort();
     platform_task.abort();
     sweeper.abort();

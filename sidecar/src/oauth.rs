@@ -30,6 +30,9 @@ pub enum TokenError {
     Transport(String),
     /// An answer that is neither a token nor an OAuth error.
     Unexpected(String),
+    /// A refresh-token org in a fleet whose refresh cannot be coordinated now (Redis down, or
+    /// another sidecar's refresh overdue): nothing was asked (`fleet/token_lease.rs`).
+    Fleet(String),
 }
 
 impl TokenError {
@@ -47,6 +50,9 @@ impl TokenError {
             TokenError::Unexpected(_) => {
                 "the login-url does not look like a Salesforce token endpoint"
             }
+            TokenError::Fleet(_) => {
+                "check the fleet's redis (<fleet> redis-url); the module keeps the last token meanwhile"
+            }
         }
     }
 
@@ -58,6 +64,7 @@ impl TokenError {
             TokenError::NoAuth => "no_auth".into(),
             TokenError::Transport(_) => "transport".into(),
             TokenError::Unexpected(_) => "unexpected_response".into(),
+            TokenError::Fleet(_) => "fleet_refresh_waiting".into(),
         }
     }
 }
@@ -74,6 +81,7 @@ impl fmt::Display for TokenError {
             TokenError::NoAuth => f.write_str("the org has no <auth>"),
             TokenError::Transport(e) => write!(f, "token request failed: {e}"),
             TokenError::Unexpected(e) => write!(f, "unexpected token endpoint answer: {e}"),
+            TokenError::Fleet(e) => write!(f, "refresh not coordinated: {e}"),
         }
     }
 }

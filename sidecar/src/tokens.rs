@@ -23,6 +23,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::backoff::{self, now_ms};
+use crate::fleet::token_lease::{Coordinated, OrgView, TokenLease};
 use crate::metrics::{label, Metrics, OrgCounters};
 use crate::oauth::{self, TokenError};
 
@@ -33,6 +34,8 @@ const FRESH_REJECTIONS_ALLOWED: u32 = 3;
 const FAILURE_BASE: Duration = Duration::from_secs(1);
 const DEAD_TOKEN_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// A refresh the fleet could not coordinate is tried again this soon.
+const FLEET_RETRY: Duration = Duration::from_secs(1);
 /// Proactive refresh at this share of the session timeout since the token was issued, and not
 /// before the rest of the timeout has passed since it arrived: the token endpoint may hand back
 /// a session issued long ago (still alive, as every call extends it), and refreshing it at once
@@ -54,6 +57,11 @@ pub struct TokenStatus {
     pub last_error_code: Option<String>,
     pub advice: Option<String>,
     pub next_refresh_in_ms: Option<u64>,
+    /// In a fleet (refresh-token orgs): the fence of the lease the current token was obtained
+    /// under, and how many tokens this sidecar took from the fleet instead of refreshing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_fence: Option<u64>,
+    pub fleet_adopted: u64,
 }
 
 struct OrgState {
@@ -77,6 +85,8 @@ struct OrgState {
     org_id: Option<String>,
     rotated_refresh_token: Option<String>,
     next_refresh_at: Option<Instant>,
+    fleet_fence: Option<u64>,
+    fleet_adopted: u64,
 }
 
 impl OrgState {
@@ -99,6 +109,8 @@ impl OrgState {
             org_id: None,
             rotated_refresh_token,
             next_refresh_at: None,
+            fleet_fence: None,
+            fleet_adopted: 0,
         }
     }
 }
@@ -126,6 +138,8 @@ pub struct TokenManager {
     /// the module reads).
     state_dir: PathBuf,
     metrics: Arc<Metrics>,
+    /// In a fleet: one refresher at a time for refresh-token orgs (`fleet/token_lease.rs`).
+    fleet_lease: RwLock<Option<Arc<TokenLease>>>,
 }
 
 fn flow_name(org: &OrgConfig) -> &'static str {
@@ -177,7 +191,20 @@ impl TokenManager {
             owner: RwLock::new(owner),
             state_dir,
             metrics,
+            fleet_lease: RwLock::new(None),
         })
+    }
+
+    /// Refresh-token orgs refresh through the fleet from now on (set before `apply`).
+    pub fn use_fleet(&self, lease: TokenLease) {
+        *self.fleet_lease.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(lease));
+    }
+
+    fn fleet_lease(&self) -> Option<Arc<TokenLease>> {
+        self.fleet_lease
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Starts, restarts or stops per-org tasks to match `orgs`. An org whose config is unchanged
@@ -385,6 +412,8 @@ impl TokenManager {
                     next_refresh_in_ms: s
                         .next_refresh_at
                         .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
+                    fleet_fence: s.fleet_fence,
+                    fleet_adopted: s.fleet_adopted,
                 }
             })
             .collect();
@@ -488,16 +517,47 @@ async fn run_org(manager: Arc<TokenManager>, org: Arc<OrgTokens>) {
 }
 
 async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
-    let (config, rotated, requested_generation) = {
+    let (config, rotated, requested_generation, current_access) = {
         let state = org.lock();
         (
             state.config.clone(),
             state.rotated_refresh_token.clone(),
             state.requested,
+            state.session.as_ref().map(|s| s.access_token.clone()),
         )
     };
-    org.counters.token_requests.inc();
-    let result = oauth::request_token(&manager.http, &config, rotated.as_deref()).await;
+    let request = |refresh: Option<String>| {
+        org.counters.token_requests.inc();
+        let (http, config) = (manager.http.clone(), config.clone());
+        async move { oauth::request_token(&http, &config, refresh.as_deref()).await }
+    };
+    // A refresh-token org in a fleet: one refresher at a time (rotation kills the token spent).
+    let lease = manager.fleet_lease().filter(|_| {
+        matches!(
+            config.auth,
+            Some(natterbox_common::config::AuthConfig::RefreshToken { .. })
+        )
+    });
+    let (result, fleet) = match (lease, rotated::configured_hash(&config)) {
+        (Some(lease), Some(configured_sha256)) => {
+            let view = OrgView {
+                org: &org.name,
+                current_access: current_access.as_deref(),
+                configured_sha256: &configured_sha256,
+                local_refresh: rotated.as_deref(),
+            };
+            match lease.refresh(view, request).await {
+                Coordinated::Refreshed { result, fence } => (result, Some((fence, false))),
+                Coordinated::Adopted { token, fence } => (Ok(token), Some((fence, true))),
+                Coordinated::NotNow(error) => {
+                    not_now(org, error);
+                    return;
+                }
+            }
+        }
+        _ => (request(rotated.clone()).await, None),
+    };
+    let adopted = fleet.is_some_and(|(_, adopted)| adopted);
     let (received_at, received_ms) = (Instant::now(), now_ms());
     let attempts = {
         let mut state = org.lock();
@@ -525,6 +585,10 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
                 state.issued_at = Some(issued_at);
                 state.issued_at_ms = Some(issued_at_ms);
                 state.received_at = Some(received_at);
+                if let Some((fence, adopted)) = fleet {
+                    state.fleet_fence = Some(fence);
+                    state.fleet_adopted += u64::from(adopted);
+                }
                 if state.requested.is_some_and(|r| r < generation) {
                     state.requested = None;
                 }
@@ -568,13 +632,21 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
                     if !state.dead_tokens {
                         state.not_before = None;
                     }
-                    org.counters.token_refreshes.inc();
+                    if !adopted {
+                        org.counters.token_refreshes.inc();
+                    }
                     tracing::info!(
                         org = %org.name,
                         generation,
                         instance_url = %token.instance_url,
                         requested = ?requested_generation,
-                        "token obtained and handed off"
+                        fleet_fence = ?fleet.map(|(fence, _)| fence),
+                        "{}",
+                        if adopted {
+                            "token taken from the fleet and handed off"
+                        } else {
+                            "token obtained and handed off"
+                        }
                     );
                 }
                 Err(e) => {
@@ -612,6 +684,22 @@ async fn refresh_once(manager: &TokenManager, org: &OrgTokens) {
     org.attempts_tx.send_replace(attempts);
 }
 
+/// Nothing was asked (Redis cannot coordinate the refresh): the module keeps the last token,
+/// and the org tries again in a second (`requested` stays set).
+fn not_now(org: &OrgTokens, error: TokenError) {
+    let attempts = {
+        let mut state = org.lock();
+        state.attempts += 1;
+        state.not_before = Some(Instant::now() + FLEET_RETRY);
+        if !matches!(state.last_error, Some(TokenError::Fleet(_))) {
+            tracing::warn!(org = %org.name, error = %error, "token refresh waits for the fleet");
+        }
+        state.last_error = Some(error);
+        state.attempts
+    };
+    org.attempts_tx.send_replace(attempts);
+}
+
 /// Refresh-token rotation: when the connected app returns a new refresh token, the old one dies.
 /// The new one is saved (0600, atomically) with the SHA-256 of the configured token it replaces,
 /// and used after a restart as long as the configured token is still that one; an operator who
@@ -632,7 +720,7 @@ mod rotated {
         dir.join(format!("rotated-refresh-{org}.json"))
     }
 
-    fn configured_hash(org: &OrgConfig) -> Option<String> {
+    pub fn configured_hash(org: &OrgConfig) -> Option<String> {
         match &org.auth {
             Some(AuthConfig::RefreshToken { refresh_token, .. }) => {
                 let token = refresh_token.load().ok()?;

@@ -213,7 +213,8 @@ check "… and the console shows muted" poll 5 has_frame grace '{"type":"call","
 check "unmute from the console (result ok)" is_ok "$(ask grace m2 '{"type":"unmute","id":"m2","call_uuid":"'"$call1"'"}')"
 check "… the media bug is gone" poll 5 no_audio_bug "$call1"
 
-# -- 5. Warm transfer, cancelled: the agent consults 3002 while the customer waits, then comes back.
+# -- 5. Warm transfer, cancelled: the agent consults 3002 while the customer waits, then comes back;
+#       then a second one on the same call, completed.
 phone target_pid target "$target_sip" "$target_media"
 poll 10 listening "$target_sip"
 check "warm transfer to 3002 from the console (result ok)" \
@@ -233,8 +234,28 @@ check "cancel: the target's phone got BYE" poll 10 received target BYE 1
 check "cancel: att_xfer let go of the customer (soft_holding_uuid unset) and the agent is bridged to the customer (show calls)" \
   poll 10 eval 'var_is "$call1" soft_holding_uuid _undef_ && bridged "$call1" "$customer1"'
 check "… and the customer never got a BYE" test "$(count_received customer BYE)" -eq 0
-finish_phones "$agent_pid" "$customer_pid" "$target_pid"
-check "the three phones' calls completed" test $? -eq 0
+# Then, on the same call, a second warm transfer completed: after the cancel att_xfer's own
+# uuid_bridge made the agent's leg its bridge's originator again, and the module hands the
+# bridge back to the customer before att_xfer starts.
+poll 10 gone "$target_pid"
+phone target1b_pid target1b "$target_sip" "$target_media"
+poll 10 listening "$target_sip"
+check "complete after cancel: a second warm transfer on the same call (result ok)" \
+  is_ok "$(ask grace w2b '{"type":"transfer","id":"w2b","call_uuid":"'"$call1"'","to":"3002","mode":"warm"}')"
+check "… the second target answered (ACK) while the customer waits" poll 10 received target1b ACK 1
+consulting_again() { var_is "$call1" soft_holding_uuid "$customer1" && bridged "$call1" 'loopback/3002-a'; }
+check "… the agent talks to it (show calls), att_xfer holding the customer (soft_holding_uuid)" poll 10 consulting_again
+check "… the agent hangs up from the console (result ok)" \
+  is_ok "$(ask grace w2c '{"type":"hangup","id":"w2c","call_uuid":"'"$call1"'"}')"
+check "… the agent's phone got BYE" poll 5 received agent BYE 1
+note "complete after cancel: the agent's hang-up → BYE at the agent's phone: $(( $(request_at_ms agent BYE 1) - $(sent_at grace w2c) )) ms"
+check "… the customer is now bridged to the second target (show calls)" poll 10 customer_with_target
+check "… nobody else's leg was touched: no BYE to the customer or the second target, the first target only the cancel's" \
+  test "$(count_received customer BYE)" -eq 0 -a "$(count_received target1b BYE)" -eq 0 -a "$(count_received target BYE)" -eq 1
+check "… and the console shows the call transferred to 3002" \
+  poll 5 has_frame grace '{"type":"call","call_uuid":"'"$call1"'","state":"transferred","transferred_to":"3002"}'
+finish_phones "$agent_pid" "$customer_pid" "$target_pid" "$target1b_pid"
+check "the four phones' calls completed" test $? -eq 0
 
 # -- 6. Warm transfer, completed: the agent hangs up and the customer is bridged to the target.
 # A fresh call, so that this checks a click-to-dial as first answered (the agent's leg holds the
@@ -280,32 +301,44 @@ finish_phones "$agent_pid" "$customer_pid" "$target3_pid"
 check "the three phones' calls completed" test $? -eq 0
 
 # -- 8. Three-way: 3002 joins; all three hear each other; the agent leaves, the other two stay.
-phone target4_pid target4 "$target_sip" "$target_media"
-check "third click-to-dial, answered at both ends" dial d3 3
-call3=$call
-customer3=$(customer_uuid)
-[ -n "$customer3" ] && [ "$customer3" != "$call3" ] || note "the customer's leg not found in show channels"
-reply=$(ask grace c1 '{"type":"conference","id":"c1","call_uuid":"'"$call3"'","to":"3002"}')
-leg3=$(json_str call_uuid <<<"$reply")
-check "three-way with 3002 from the console (result ok, the new leg $leg3)" test -n "$leg3" -a -n "$(is_ok "$reply" && echo y)"
-check "the target's phone rang and answered (INVITE, ACK)" poll 10 received target4 ACK 1
-leg_is_up() { [ "$(fscli "uuid_exists $leg3")" = true ] && var_is "$leg3" current_application three_way; }
-check "the new leg runs three_way on the agent's leg (uuid_getvar current_application)" poll 10 leg_is_up
-check "… which mixes it into both directions of the agent's leg (uuid_buglist: an eavesdrop bug)" \
-  poll 10 eval 'bugs "$call3" | grep -q eavesdrop'
-note "agent's leg bugs: $(bugs "$call3" | tr -d '\n' | cut -c1-200)"
-check "… while the agent is bridged to the customer again (show calls)" poll 10 bridged "$call3" "$customer3"
-check "… and nobody got a BYE" \
-  test "$(count_received agent3 BYE)" -eq 0 -a "$(count_received customer3 BYE)" -eq 0 -a "$(count_received target4 BYE)" -eq 0
-check "the agent leaves: hangup from the console (result ok)" is_ok "$(ask grace c2 '{"type":"hangup","id":"c2","call_uuid":"'"$call3"'"}')"
-check "the agent's phone got BYE" poll 10 received agent3 BYE 1
-check "the customer and the target are bridged to each other (show calls, directly or through loopback/3002)" \
-  poll 10 customer_with_target
-note "after the agent left: $(fscli 'show calls' | grep -a 'sofia/internal/3001@\|loopback/3002' | cut -d, -f1,5,17,21 | tr '\n' ' ')"
-check "… and neither got a BYE" test "$(count_received customer3 BYE)" -eq 0 -a "$(count_received target4 BYE)" -eq 0
-check "the console shows the agent's call ended" poll 10 has_frame grace '{"type":"call","call_uuid":"'"$call3"'","state":"ended"}'
-finish_phones "$agent_pid" "$customer_pid" "$target4_pid"
-check "the three phones' calls completed" test $? -eq 0
+# FS_THREE_WAY_ROUNDS=N (default 1) repeats it on fresh calls, to look for races (README: the
+# other party's leg hung up when att_xfer's consult bridge ended).
+three_way_round() {
+  local r="$1" reply
+  phone target4_pid "target4$r" "$target_sip" "$target_media"
+  check "third click-to-dial, answered at both ends" dial "d3$r" "3$r"
+  call3=$call
+  customer3=$(customer_uuid)
+  [ -n "$customer3" ] && [ "$customer3" != "$call3" ] || note "the customer's leg not found in show channels"
+  reply=$(ask grace "c1$r" '{"type":"conference","id":"c1'"$r"'","call_uuid":"'"$call3"'","to":"3002"}')
+  leg3=$(json_str call_uuid <<<"$reply")
+  check "three-way with 3002 from the console (result ok, the new leg $leg3)" test -n "$leg3" -a -n "$(is_ok "$reply" && echo y)"
+  check "the target's phone rang and answered (INVITE, ACK)" poll 10 received "target4$r" ACK 1
+  leg_is_up() { [ "$(fscli "uuid_exists $leg3")" = true ] && var_is "$leg3" current_application three_way; }
+  check "the new leg runs three_way on the agent's leg (uuid_getvar current_application)" poll 10 leg_is_up
+  check "… which mixes it into both directions of the agent's leg (uuid_buglist: an eavesdrop bug)" \
+    poll 10 eval 'bugs "$call3" | grep -q eavesdrop'
+  note "agent's leg bugs: $(bugs "$call3" | tr -d '\n' | cut -c1-200)"
+  check "… while the agent is bridged to the customer again (show calls)" poll 10 bridged "$call3" "$customer3"
+  check "… and nobody got a BYE" \
+    test "$(count_received "agent3$r" BYE)" -eq 0 -a "$(count_received "customer3$r" BYE)" -eq 0 -a "$(count_received "target4$r" BYE)" -eq 0
+  check "the agent leaves: hangup from the console (result ok)" \
+    is_ok "$(ask grace "c2$r" '{"type":"hangup","id":"c2'"$r"'","call_uuid":"'"$call3"'"}')"
+  check "the agent's phone got BYE" poll 10 received "agent3$r" BYE 1
+  note "three-way left: the agent's hang-up → BYE at the agent's phone: $(( $(request_at_ms "agent3$r" BYE 1) - $(sent_at grace "c2$r") )) ms"
+  check "the customer and the target are bridged to each other (show calls, directly or through loopback/3002)" \
+    poll 10 customer_with_target
+  note "after the agent left: $(fscli 'show calls' | grep -a 'sofia/internal/3001@\|loopback/3002' | cut -d, -f1,5,17,21 | tr '\n' ' ')"
+  check "… and neither got a BYE" test "$(count_received "customer3$r" BYE)" -eq 0 -a "$(count_received "target4$r" BYE)" -eq 0
+  check "the console shows the agent's call ended" poll 10 has_frame grace '{"type":"call","call_uuid":"'"$call3"'","state":"ended"}'
+  finish_phones "$agent_pid" "$customer_pid" "$target4_pid"
+  check "the three phones' calls completed" test $? -eq 0
+}
+three_way_round ""
+for round in $(seq 2 "${FS_THREE_WAY_ROUNDS:-1}"); do
+  note "three-way round $round"
+  three_way_round "-$round"
+done
 
 # -- 9. Hang-up from the console: both the agent's phone and the customer get BYE.
 check "fourth click-to-dial, answered at both ends" dial d4 4

@@ -16,6 +16,7 @@
 #   FS_TEST_KEEP=1                           keep the temporary directory even when all passed
 #   FS_TEST_ONLY=call_control                only the call-control checks (call_control.sh: the
 #                                            real sidecar, consoles, sipp phones) after start-up
+#   FS_THREE_WAY_ROUNDS=N                    repeat the three-way check on N fresh calls (default 1)
 # The last line is "freeswitch: N passed, N failed"; the exit status is non-zero on any failure.
 set -uo pipefail
 

@@ -1,7 +1,7 @@
 /*
  * The FreeSWITCH API as a module calls it (switch_api_execute), and the core's call-control
  * commands (originate, uuid_hold, uuid_audio, uuid_transfer, uuid_kill, uuid_broadcast,
- * uuid_setvar, uuid_recv_dtmf, uuid_bridge, uuid_dump) as far
+ * uuid_setvar, uuid_recv_dtmf, uuid_bridge, uuid_dump, uuid_getvar) as far
  * as a host without media can carry them out. Included by host_shim.c (it uses the shim's
  * sessions and events); see README.md "Call control".
  *
@@ -197,7 +197,27 @@ static void sim_uuid_command(const char *cmd, const char *arg, switch_stream_han
 	} else if (!strcmp(cmd, "uuid_transfer")) {
 		stream->write_function(stream, p && *p ? "+OK\n" : "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n");
 	} else if (!strcmp(cmd, "uuid_broadcast")) {
-		stream->write_function(stream, p && *p ? "+OK Message queued\n" : "-USAGE: <uuid> <path> [aleg|bleg|both]\n");
+		char *path = p ? strsep(&p, " ") : NULL, *data = path ? strstr(path, "::") : NULL;
+		if (zstr(path)) {
+			stream->write_function(stream, "-USAGE: <uuid> <path> [aleg|bleg|both]\n");
+		} else {
+			if (data) {
+				/* `app::data` runs at once here (no bridge to wait for), setting what the core's
+				 * switch_core_session_exec sets when it runs it */
+				*data = '\0';
+				switch_channel_set_variable_var_check(s->channel, SWITCH_CURRENT_APPLICATION_VARIABLE, path, SWITCH_FALSE);
+				switch_channel_set_variable_var_check(s->channel, SWITCH_CURRENT_APPLICATION_DATA_VARIABLE, data + 2, SWITCH_FALSE);
+			}
+			stream->write_function(stream, "+OK Message queued\n");
+		}
+	} else if (!strcmp(cmd, "uuid_getvar")) {
+		char *name = p ? strsep(&p, " ") : NULL;
+		const char *value = zstr(name) ? NULL : switch_channel_get_variable_dup(s->channel, name, SWITCH_FALSE, -1);
+		if (zstr(name)) {
+			stream->write_function(stream, "-USAGE: <uuid> <var>\n");
+		} else {
+			stream->write_function(stream, "%s", value ? value : "_undef_");
+		}
 	} else if (!strcmp(cmd, "uuid_setvar")) {
 		char *name = p ? strsep(&p, " ") : NULL;
 		if (zstr(name)) {
@@ -262,7 +282,8 @@ SWITCH_DECLARE(switch_status_t) switch_api_execute(const char *cmd, const char *
 		sim_originate(a, stream);
 	} else if (!strcmp(cmd, "uuid_hold") || !strcmp(cmd, "uuid_audio") || !strcmp(cmd, "uuid_transfer") ||
 			   !strcmp(cmd, "uuid_kill") || !strcmp(cmd, "uuid_broadcast") || !strcmp(cmd, "uuid_setvar") ||
-			   !strcmp(cmd, "uuid_recv_dtmf") || !strcmp(cmd, "uuid_bridge") || !strcmp(cmd, "uuid_dump")) {
+			   !strcmp(cmd, "uuid_recv_dtmf") || !strcmp(cmd, "uuid_bridge") || !strcmp(cmd, "uuid_dump") ||
+			   !strcmp(cmd, "uuid_getvar")) {
 		sim_uuid_command(cmd, a, stream);
 	} else {
 		st = SWITCH_STATUS_FALSE;

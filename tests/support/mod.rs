@@ -5,6 +5,7 @@ pub mod fixture;
 pub mod fleet;
 pub mod product;
 pub mod read_api;
+pub mod redis_server;
 pub mod shim;
 
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -228,6 +228,9 @@ pub struct Agent {
 
 pub struct ProductOptions {
     pub emulator: EmulatorOptions,
+    /// Another host's emulator (the same org, seen from a second host): `emulator` is then not
+    /// used.
+    pub shared_emulator: Option<Arc<Emulator>>,
     /// `session-timeout-s` of the org (the config allows 60 to 86400).
     pub session_timeout_s: u64,
     pub agents: Vec<Agent>,
@@ -245,6 +248,7 @@ impl Default for ProductOptions {
     fn default() -> Self {
         ProductOptions {
             emulator: EmulatorOptions::default_seed(),
+            shared_emulator: None,
             session_timeout_s: 7200,
             agents: Vec::new(),
             org_extra: String::new(),
@@ -260,7 +264,8 @@ impl Default for ProductOptions {
 pub struct Product {
     pub shim: Shim,
     pub sidecar: Sidecar,
-    pub emulator: Emulator,
+    /// Shared with another `Product` when it was started with `shared_emulator`.
+    pub emulator: Arc<Emulator>,
     pub dir: tempfile::TempDir,
 }
 
@@ -272,7 +277,12 @@ impl Product {
         for sub in ["tokens", "spool", "state"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
-        let emulator = Emulator::start_background(options.emulator).expect("start the emulator");
+        let emulator = match options.shared_emulator {
+            Some(emulator) => emulator,
+            None => {
+                Arc::new(Emulator::start_background(options.emulator).expect("start the emulator"))
+            }
+        };
         let agents: Vec<Value> = options
             .agents
             .iter()

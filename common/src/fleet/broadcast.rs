@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Keys, RedisLink, Skipped};
+use crate::invalidation::Extent;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invalidation {
@@ -19,6 +20,9 @@ pub struct Invalidation {
     /// The sObject type (`Contact`, `Account`, …), for the record and the log.
     pub object: String,
     pub ids: Vec<String>,
+    /// Absent from older hosts' messages: the records' answers only.
+    #[serde(default)]
+    pub extent: Extent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,12 +46,19 @@ pub enum Broadcast {
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
 
-/// Deletes, in Redis, every cached answer that holds one of the records and their index
-/// entries, in one round trip. Returns how many answers it removed.
+/// Deletes, in Redis, every cached answer listed in the index keys, and the indexes, in one
+/// round trip: the first `ARGV[1]` keys are record indexes (sets), the others the org's
+/// unsettled or object indexes (sorted sets). Returns how many answers it removed.
 const INVALIDATE_SCRIPT: &str = r"
 local removed = 0
-for _, index in ipairs(KEYS) do
-  local answers = redis.call('SMEMBERS', index)
+local sets = tonumber(ARGV[1])
+for i, index in ipairs(KEYS) do
+  local answers
+  if i <= sets then
+    answers = redis.call('SMEMBERS', index)
+  else
+    answers = redis.call('ZRANGE', index, 0, -1)
+  end
   for _, answer in ipairs(answers) do
     removed = removed + redis.call('DEL', answer)
   end
@@ -78,7 +89,8 @@ impl Broadcast {
     }
 }
 
-/// Removes the records' answers from Redis and tells every host to drop them from its
+/// Removes the records' answers from Redis (and, as its extent says, the org's unsettled
+/// answers or every answer about the object) and tells every host to drop the same from its
 /// in-process cache. The hook for Change Data Capture: call it with the change event's org,
 /// entity and record ids. Returns the number of answers removed from Redis.
 pub async fn invalidate(
@@ -87,15 +99,23 @@ pub async fn invalidate(
     invalidation: Invalidation,
     deadline: Instant,
 ) -> Result<u64, Skipped> {
-    let indexes: Vec<String> = invalidation
+    let mut indexes: Vec<String> = invalidation
         .ids
         .iter()
         .map(|id| keys.record_index(&invalidation.org, id))
         .collect();
+    let record_indexes = indexes.len();
+    if invalidation.extent.takes_unsettled() {
+        indexes.push(keys.unsettled_index(&invalidation.org));
+    }
+    if invalidation.extent == Extent::Object {
+        indexes.push(keys.object_index(&invalidation.org, &invalidation.object));
+    }
     let removed = link
         .run(deadline, |mut c| async move {
             redis::Script::new(INVALIDATE_SCRIPT)
                 .key(indexes)
+                .arg(record_indexes)
                 .invoke_async::<u64>(&mut c)
                 .await
         })

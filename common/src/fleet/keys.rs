@@ -43,6 +43,23 @@ impl Keys {
         )
     }
 
+    /// The org's not-found and multiple answers (a sorted set, scored by expiry in ms): what a
+    /// new record can change.
+    pub fn unsettled_index(&self, org: &str) -> String {
+        format!("{}:unsettled:{}", self.prefix, Self::part(org))
+    }
+
+    /// The org's found answers naming a record of `object` (a sorted set, scored by expiry in
+    /// ms): what a gap in the object's changes can have made wrong.
+    pub fn object_index(&self, org: &str, object: &str) -> String {
+        format!(
+            "{}:obj:{}:{}",
+            self.prefix,
+            Self::part(org),
+            Self::part(&object.to_ascii_lowercase())
+        )
+    }
+
     /// An org's API usage as the fleet last heard it from Salesforce (`usage.rs`).
     pub fn usage(&self, org: &str) -> String {
         format!("{}:usage:{}", self.prefix, Self::part(org))
@@ -77,6 +94,22 @@ impl Keys {
     /// The channel sidecars hear presence changes on (the modules do not subscribe to it).
     pub fn presence_channel(&self) -> String {
         format!("{}:presence", self.prefix)
+    }
+
+    /// The lease on refreshing one org's token: held by one sidecar at a time.
+    pub fn refresh_lease(&self, org: &str) -> String {
+        format!("{}:refresh:{}", self.prefix, Self::part(org))
+    }
+
+    /// The org's fencing counter: each lease taken gets the next number.
+    pub fn refresh_fence(&self, org: &str) -> String {
+        format!("{}:refresh-fence:{}", self.prefix, Self::part(org))
+    }
+
+    /// The org's latest token (a hash: access token, rotated refresh token, fence, …). Holds a
+    /// secret: see docs/fleet.md for the Redis ACL and TLS it needs.
+    pub fn refresh_token_store(&self, org: &str) -> String {
+        format!("{}:token:{}", self.prefix, Self::part(org))
     }
 
     /// Anything outside `[A-Za-z0-9_-]` becomes `%XX`, so no part can contain the separator.

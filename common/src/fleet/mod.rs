@@ -8,11 +8,15 @@
 mod broadcast;
 mod keys;
 mod link;
+mod token_store;
 mod usage;
 
 pub use broadcast::{invalidate, subscribe, subscribe_channel, Broadcast, Invalidation};
 pub use keys::{fingerprint, Keys, PopAddress};
 pub use link::{LinkChange, LinkStats, RedisLink, Skipped};
+pub use token_store::{
+    acquire_refresh_lease, read_token, release_refresh_lease, store_token, StoredToken,
+};
 pub use usage::{read_usage, report_usage, SharedUsage, OUT_OF_ORDER_WINDOW};
 
 /// The client crate, for the commands each side builds.

@@ -120,6 +120,18 @@ pub struct ApiCall {
     pub args: String,
     /// A failure of this one does not fail the agent's command (a leg already gone).
     pub may_fail: bool,
+    /// Sent only once this application runs (waited for, with a deadline).
+    pub once_running: Option<RunningApplication>,
+}
+
+/// An application a channel runs: FreeSWITCH's `current_application_data` on `channel` contains
+/// `marker` (a text only this run of it has, such as the uuid it gives its new leg). The
+/// variable stays set after an application returns, so the marker, not the name, tells this
+/// run from an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningApplication {
+    pub channel: String,
+    pub marker: String,
 }
 
 fn api(command: &'static str, args: String) -> ApiCall {
@@ -127,6 +139,7 @@ fn api(command: &'static str, args: String) -> ApiCall {
         command,
         args,
         may_fail: false,
+        once_running: None,
     }
 }
 
@@ -342,11 +355,17 @@ impl AgentCalls {
         (agent != party).then_some((agent, party))
     }
 
-    /// A planned transfer that could not be started: the call is as before it was asked for.
+    /// A planned transfer or three-way that could not be started: the call is as before it was
+    /// asked for.
     pub fn transfer_not_started(&self, call_uuid: &str) {
-        if let Some(call) = self.inner.lock().calls.get_mut(call_uuid) {
-            call.transferring_to = None;
-            call.consulting = false;
+        let mut table = self.inner.lock();
+        let Some(call) = table.calls.get_mut(call_uuid) else {
+            return;
+        };
+        call.transferring_to = None;
+        call.consulting = false;
+        if let Some(leg) = call.conference_leg.take() {
+            table.legs.remove(&leg);
         }
     }
 
@@ -466,11 +485,39 @@ impl AgentCalls {
                             "{agent_leg} att_xfer::{{origination_uuid={leg_uuid},sf_conference_of={call_uuid}}}loopback/{to}/{context} aleg"
                         ),
                     ),
-                    // att_xfer's conference key, read once the target has answered.
-                    api("uuid_recv_dtmf", format!("{agent_leg} 0")),
+                    // att_xfer's conference key, read once the target has answered. Queued
+                    // only once att_xfer runs: before that the agent's bridge reads the agent's
+                    // digits and passes them on to the other party.
+                    ApiCall {
+                        once_running: Some(RunningApplication {
+                            channel: agent_leg.clone(),
+                            marker: format!("origination_uuid={leg_uuid}"),
+                        }),
+                        ..api("uuid_recv_dtmf", format!("{agent_leg} 0"))
+                    },
                 ]
             }
             CallCommand::Hangup { .. } => {
+                // Leaving a three-way: the module joins the other two itself before the agent's
+                // leg goes. Left to att_xfer's hang-up hook (`xfer_uuids` on the agent's leg),
+                // the join raced the guest's leg, whose `three_way` returns when the agent's leg
+                // ends and which FreeSWITCH then hangs up as having run its last application
+                // (seen on FreeSWITCH 1.10.12 under load). Once bridged, the guest's leg is no
+                // longer executing. The other party originates the new bridge, so that the
+                // agent's leg, waiting for its own bridge's peer to leave CS_EXCHANGE_MEDIA,
+                // waits for nobody.
+                if let (Some(guest), Some(party)) = (&call.conference_leg, &call.party_leg) {
+                    if party != &agent_leg {
+                        return Ok(vec![
+                            api("uuid_setvar", format!("{agent_leg} xfer_uuids")),
+                            api("uuid_bridge", format!("{party} {guest}")),
+                            ApiCall {
+                                may_fail: true,
+                                ..api("uuid_kill", agent_leg)
+                            },
+                        ]);
+                    }
+                }
                 let mut calls = vec![api("uuid_kill", agent_leg.clone())];
                 // In a three-way FreeSWITCH bridges the other two when the agent's leg ends.
                 if call.transferring_to.is_none()
@@ -479,9 +526,8 @@ impl AgentCalls {
                 {
                     // A two-party call ends for both.
                     calls.push(ApiCall {
-                        command: "uuid_kill",
-                        args: call.call_uuid.clone(),
                         may_fail: true,
+                        ..api("uuid_kill", call.call_uuid.clone())
                     });
                 }
                 calls
@@ -898,11 +944,21 @@ mod tests {
                     "d att_xfer::{origination_uuid=t,sf_conference_of=d}loopback/3002/default aleg"
                         .into()
                 ),
-                api("uuid_recv_dtmf", "d 0".into()),
+                ApiCall {
+                    once_running: Some(RunningApplication {
+                        channel: "d".into(),
+                        marker: "origination_uuid=t".into(),
+                    }),
+                    ..api("uuid_recv_dtmf", "d 0".into())
+                },
             ]
         );
         assert!(calls.plan(&conference, &dialing).is_err());
-        // The agent leaves: only the agent's leg goes (FreeSWITCH bridges the other two).
+        // Not started (the bridge could not be handed over): it may be asked for again.
+        calls.transfer_not_started("d");
+        assert_eq!(calls.plan(&conference, &dialing).unwrap().len(), 3);
+        // The agent leaves: the other two are bridged (att_xfer's hook told to do nothing),
+        // then only the agent's leg goes.
         let plan = calls
             .plan(
                 &CallCommand::Hangup {
@@ -911,7 +967,17 @@ mod tests {
                 &dialing,
             )
             .unwrap();
-        assert_eq!(plan, vec![api("uuid_kill", "d".into())]);
+        assert_eq!(
+            plan,
+            vec![
+                api("uuid_setvar", "d xfer_uuids".into()),
+                api("uuid_bridge", "cust t".into()),
+                ApiCall {
+                    may_fail: true,
+                    ..api("uuid_kill", "d".into())
+                },
+            ]
+        );
         // Had the third party left first, the call would be two-party again.
         let calls = AgentCalls::default();
         answered_click_to_dial(&calls);

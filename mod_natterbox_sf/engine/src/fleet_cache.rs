@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use natterbox_common::config::FleetSettings;
 use natterbox_common::fleet::{self, redis, Keys, RedisLink, Skipped};
+use natterbox_common::invalidation::Extent;
 use natterbox_common::phone::CallerNumber;
 
 use crate::cache::{LookupCache, ScopeId};
@@ -224,6 +225,25 @@ impl FleetCache {
         let indexes: Vec<String> = record_ids(&outcome.vars)
             .map(|id| self.keys.record_index(org, id))
             .collect();
+        // The org-wide index this answer belongs to (a sorted set scored by expiry, trimmed of
+        // expired members on each write): unsettled answers for a new record, found ones for a
+        // gap in their object's changes.
+        let sorted_index = if is_unsettled(outcome.status) {
+            Some(self.keys.unsettled_index(org))
+        } else {
+            outcome
+                .vars
+                .get("sf_record_type")
+                .map(|object| self.keys.object_index(org, object))
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let index_ttl_ms = self
+            .settings
+            .l2_ttl
+            .max(self.settings.l2_negative_ttl)
+            .as_millis() as u64;
         let lease_key = self.keys.lease(&key);
         let value = encode(outcome);
         let written = self
@@ -239,6 +259,19 @@ impl FleetCache {
                 for index in &indexes {
                     pipe.cmd("SADD").arg(index).arg(&key).ignore();
                     pipe.cmd("PEXPIRE").arg(index).arg(ttl_ms).ignore();
+                }
+                if let Some(index) = &sorted_index {
+                    pipe.cmd("ZADD")
+                        .arg(index)
+                        .arg(now_ms + ttl_ms)
+                        .arg(&key)
+                        .ignore();
+                    pipe.cmd("ZREMRANGEBYSCORE")
+                        .arg(index)
+                        .arg("-inf")
+                        .arg(now_ms)
+                        .ignore();
+                    pipe.cmd("PEXPIRE").arg(index).arg(index_ttl_ms).ignore();
                 }
                 if let Some(token) = lease {
                     // Only the holder's own lease: one that expired and was taken by another
@@ -330,10 +363,27 @@ pub fn record_ids(vars: &PackedVars) -> impl Iterator<Item = &str> {
 }
 
 /// Removes the in-process answers of `scopes` that name one of `ids`.
-pub fn invalidate_local(cache: &LookupCache, scopes: &[ScopeId], ids: &[String]) -> usize {
+pub fn invalidate_local(
+    cache: &LookupCache,
+    scopes: &[ScopeId],
+    object: &str,
+    ids: &[String],
+    extent: Extent,
+) -> usize {
     cache.remove_where(scopes, |outcome| {
         record_ids(&outcome.vars).any(|id| ids.iter().any(|wanted| same_record(id, wanted)))
+            || (extent.takes_unsettled() && is_unsettled(outcome.status))
+            || (extent == Extent::Object
+                && outcome
+                    .vars
+                    .get("sf_record_type")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(object)))
     })
+}
+
+/// Not-found and multiple answers: what a new record (or a changed phone) can change.
+fn is_unsettled(status: LookupStatus) -> bool {
+    matches!(status, LookupStatus::NotFound | LookupStatus::Multiple)
 }
 
 /// Salesforce ids compare case-sensitively as 15 characters; an 18-character id adds a

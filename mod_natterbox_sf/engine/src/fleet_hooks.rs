@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use natterbox_common::fleet::{self, Broadcast, Invalidation, LinkChange, Skipped};
+use natterbox_common::invalidation::Extent;
 use natterbox_common::salesforce::LimitInfo;
 
 use crate::breaker::Failure;
@@ -96,7 +97,12 @@ pub(crate) fn listen(
         let Some(fleet) = weak.upgrade() else { return };
         let snapshot = snapshot.load();
         match broadcast {
-            Broadcast::Invalidate(Invalidation { org, object, ids }) => {
+            Broadcast::Invalidate(Invalidation {
+                org,
+                object,
+                ids,
+                extent,
+            }) => {
                 fleet
                     .counters
                     .invalidations_heard
@@ -105,7 +111,7 @@ pub(crate) fn listen(
                     return;
                 };
                 let scopes: Vec<_> = org.scopes().collect();
-                let removed = invalidate_local(&cache, &scopes, &ids)
+                let removed = invalidate_local(&cache, &scopes, &object, &ids, extent)
                     + invalidate_queries(&query_cache, org, &object, &ids);
                 fleet
                     .counters
@@ -150,13 +156,14 @@ impl Engine {
         org: &str,
         object: &str,
         ids: &[String],
+        extent: Extent,
     ) -> Result<usize, String> {
         let snapshot = self.snapshot();
         let Some(org_runtime) = snapshot.orgs.get(org) else {
             return Err(format!("no org \"{org}\" in the config"));
         };
         let scopes: Vec<_> = org_runtime.scopes().collect();
-        let mut removed = invalidate_local(self.cache(), &scopes, ids)
+        let mut removed = invalidate_local(self.cache(), &scopes, object, ids, extent)
             + invalidate_queries(&self.query_cache, org_runtime, object, ids);
         if let Some(fleet) = self.fleet() {
             let deadline = Instant::now() + fleet.settings.redis_timeout * 2;
@@ -164,6 +171,7 @@ impl Engine {
                 org: org.to_string(),
                 object: object.to_string(),
                 ids: ids.to_vec(),
+                extent,
             };
             removed += fleet::invalidate(&fleet.link, &fleet.keys, invalidation, deadline)
                 .await
@@ -187,13 +195,14 @@ impl Engine {
         org: &str,
         object: &str,
         ids: &[String],
+        extent: Extent,
         wait: Duration,
     ) -> Result<usize, String> {
         let Some(runtime) = self.runtime_handle() else {
             return Err("module is stopping".into());
         };
         runtime.block_on(async {
-            tokio::time::timeout(wait, self.invalidate(org, object, ids))
+            tokio::time::timeout(wait, self.invalidate(org, object, ids, extent))
                 .await
                 .unwrap_or_else(|_| Err("no answer in time".into()))
         })

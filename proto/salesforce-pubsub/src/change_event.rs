@@ -75,16 +75,59 @@ impl FieldKind {
     }
 }
 
+/// One field of a change event's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventField {
+    Scalar {
+        name: String,
+        kind: FieldKind,
+    },
+    /// A compound field (a Contact's `Name`: `Salutation`, `FirstName`, `LastName`): a nested
+    /// record, its parts not fields of the event themselves.
+    Compound {
+        name: String,
+        parts: Vec<(String, FieldKind)>,
+    },
+}
+
+impl EventField {
+    pub fn scalar(name: &str, kind: FieldKind) -> EventField {
+        EventField::Scalar {
+            name: name.to_string(),
+            kind,
+        }
+    }
+
+    pub fn compound(name: &str, parts: &[(&str, FieldKind)]) -> EventField {
+        EventField::Compound {
+            name: name.to_string(),
+            parts: parts.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
+        }
+    }
+}
+
+fn optional(name: &str, kind: FieldKind) -> serde_json::Value {
+    serde_json::json!({"name": name, "type": ["null", kind.avro_name()], "default": null})
+}
+
 /// The schema JSON of `<object>ChangeEvent`: the header, then each field as `["null", type]`
-/// with default null.
-pub fn schema_json(object: &str, fields: &[(String, FieldKind)]) -> String {
+/// with default null (a compound field's type a record of such fields).
+pub fn schema_json(object: &str, fields: &[EventField]) -> String {
     let mut all = vec![header_field()];
-    for (name, kind) in fields {
-        all.push(serde_json::json!({
-            "name": name,
-            "type": ["null", kind.avro_name()],
-            "default": null,
-        }));
+    for field in fields {
+        all.push(match field {
+            EventField::Scalar { name, kind } => optional(name, *kind),
+            EventField::Compound { name, parts } => serde_json::json!({
+                "name": name,
+                "type": ["null", {
+                    "type": "record",
+                    "name": name,
+                    "namespace": format!("{NAMESPACE}.{object}"),
+                    "fields": parts.iter().map(|(n, k)| optional(n, *k)).collect::<Vec<_>>(),
+                }],
+                "default": null,
+            }),
+        });
     }
     serde_json::json!({
         "type": "record",
@@ -101,7 +144,10 @@ pub struct ChangeEventHeader {
     pub entity_name: String,
     pub change_type: String,
     pub record_ids: Vec<String>,
+    /// Bitmap strings (`field_bitmap`), as Salesforce sends them: not field names.
     pub changed_fields: Vec<String>,
+    /// Bitmap strings of the fields set to null.
+    pub nulled_fields: Vec<String>,
     pub commit_timestamp_ms: i64,
     pub commit_user: String,
     pub transaction_key: String,
@@ -118,7 +164,7 @@ pub enum FieldValue {
 }
 
 /// Encodes one change as Avro binary with `schema` (from `schema_json`). Fields of the schema
-/// missing from `values` are null.
+/// missing from `values` are null; a compound field's parts are named `Parent.Part`.
 pub fn encode(
     schema: &Schema,
     header: &ChangeEventHeader,
@@ -163,27 +209,64 @@ pub fn encode(
                 "commitUser".into(),
                 Value::String(header.commit_user.clone()),
             ),
-            ("nulledFields".into(), Value::Array(Vec::new())),
+            ("nulledFields".into(), strings(&header.nulled_fields)),
             ("diffFields".into(), Value::Array(Vec::new())),
             ("changedFields".into(), strings(&header.changed_fields)),
         ]),
     )];
-    for field in record.fields.iter().skip(1) {
-        let value = values
+    let value_of = |name: &str| {
+        values
             .iter()
-            .find(|(name, _)| *name == field.name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or(FieldValue::Null);
-        let value = match value {
-            FieldValue::Null => Value::Union(0, Box::new(Value::Null)),
-            FieldValue::String(s) => Value::Union(1, Box::new(Value::String(s))),
-            FieldValue::Boolean(b) => Value::Union(1, Box::new(Value::Boolean(b))),
-            FieldValue::Int(i) => Value::Union(1, Box::new(Value::Int(i))),
-            FieldValue::Double(d) => Value::Union(1, Box::new(Value::Double(d))),
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| optional_value(v.clone()))
+    };
+    for field in record.fields.iter().skip(1) {
+        let value = match compound_parts(&field.schema) {
+            None => value_of(&field.name),
+            Some(parts) => {
+                let parts: Vec<(String, Option<Value>)> = parts
+                    .iter()
+                    .map(|part| {
+                        let value = value_of(&format!("{}.{}", field.name, part.name));
+                        (part.name.clone(), value)
+                    })
+                    .collect();
+                parts.iter().any(|(_, v)| v.is_some()).then(|| {
+                    let null = || optional_value(FieldValue::Null);
+                    let record = parts
+                        .into_iter()
+                        .map(|(name, v)| (name, v.unwrap_or_else(null)))
+                        .collect();
+                    Value::Union(1, Box::new(Value::Record(record)))
+                })
+            }
         };
+        let value = value.unwrap_or_else(|| optional_value(FieldValue::Null));
         fields.push((field.name.clone(), value));
     }
     apache_avro::to_avro_datum(schema, Value::Record(fields)).map_err(|e| e.to_string())
+}
+
+/// A field's value as its `["null", type]` union holds it.
+fn optional_value(value: FieldValue) -> Value {
+    match value {
+        FieldValue::Null => Value::Union(0, Box::new(Value::Null)),
+        FieldValue::String(s) => Value::Union(1, Box::new(Value::String(s))),
+        FieldValue::Boolean(b) => Value::Union(1, Box::new(Value::Boolean(b))),
+        FieldValue::Int(i) => Value::Union(1, Box::new(Value::Int(i))),
+        FieldValue::Double(d) => Value::Union(1, Box::new(Value::Double(d))),
+    }
+}
+
+/// The parts of a compound field (`["null", record]`), or None for a scalar field.
+fn compound_parts(schema: &Schema) -> Option<&[apache_avro::schema::RecordField]> {
+    let Schema::Union(union) = schema else {
+        return None;
+    };
+    union.variants().iter().find_map(|v| match v {
+        Schema::Record(record) => Some(record.fields.as_slice()),
+        _ => None,
+    })
 }
 
 /// Reads the `ChangeEventHeader` of an Avro-encoded change event written with `schema`.
@@ -230,6 +313,7 @@ pub fn decode_header(schema: &Schema, payload: &[u8]) -> Result<ChangeEventHeade
         change_type,
         record_ids: list("recordIds")?,
         changed_fields: list("changedFields")?,
+        nulled_fields: list("nulledFields")?,
         commit_timestamp_ms,
         commit_user: text("commitUser")?,
         transaction_key: text("transactionKey")?,
@@ -269,15 +353,23 @@ mod tests {
     #[test]
     fn header_round_trips_through_avro() {
         let fields = vec![
-            ("OwnerId".to_string(), FieldKind::String),
-            ("DoNotCall".to_string(), FieldKind::Boolean),
+            EventField::compound(
+                "Name",
+                &[
+                    ("FirstName", FieldKind::String),
+                    ("LastName", FieldKind::String),
+                ],
+            ),
+            EventField::scalar("OwnerId", FieldKind::String),
+            EventField::scalar("DoNotCall", FieldKind::Boolean),
         ];
         let schema = parse_schema(&schema_json("Contact", &fields)).unwrap();
         let header = ChangeEventHeader {
             entity_name: "Contact".into(),
             change_type: "UPDATE".into(),
             record_ids: vec!["003000000000001AAA".into()],
-            changed_fields: vec!["OwnerId".into()],
+            changed_fields: vec!["0x04".into(), "1-0x01".into()],
+            nulled_fields: Vec::new(),
             commit_timestamp_ms: 1_700_000_000_000,
             commit_user: "005000000000001AAA".into(),
             transaction_key: "tx-1".into(),
@@ -285,10 +377,13 @@ mod tests {
         let bytes = encode(
             &schema,
             &header,
-            &[(
-                "OwnerId".into(),
-                FieldValue::String("005000000000002AAA".into()),
-            )],
+            &[
+                (
+                    "OwnerId".into(),
+                    FieldValue::String("005000000000002AAA".into()),
+                ),
+                ("Name.FirstName".into(), FieldValue::String("Ada".into())),
+            ],
         )
         .unwrap();
         assert_eq!(decode_header(&schema, &bytes).unwrap(), header);

@@ -15,6 +15,7 @@ pub const INSTANCE_URL_KEY: &str = "instanceurl";
 pub const TENANT_ID_KEY: &str = "tenantid";
 
 pub mod change_event;
+pub mod field_bitmap;
 
 /// The custom error code Salesforce puts in a failed call's trailers (`error-code`).
 pub const ERROR_CODE_KEY: &str = "error-code";

@@ -7,24 +7,29 @@
 
 mod replay_store;
 mod status;
+mod streams;
+mod watched_fields;
 
 pub use replay_store::ReplayStore;
 pub use status::{ChangeEventStatus, Subscription};
+pub use streams::Streams;
+pub use watched_fields::WatchedFields;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use natterbox_common::config::{ChangeDataCaptureConfig, Config};
+use natterbox_common::config::ChangeDataCaptureConfig;
+use natterbox_common::invalidation::Extent;
 use natterbox_common::wire::Message;
 use salesforce_pubsub::change_event::{self, ChangeEventHeader};
+use salesforce_pubsub::field_bitmap;
 use salesforce_pubsub::tonic::metadata::{MetadataMap, MetadataValue};
 use salesforce_pubsub::tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use salesforce_pubsub::tonic::{Code, Request, Status};
 use salesforce_pubsub::{FetchRequest, PubSubClient, ReplayPreset, SchemaRequest, TopicRequest};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::App;
 
@@ -36,45 +41,12 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 /// Salesforce's custom error code for a replay id it cannot resume from.
 const REPLAY_REFUSED: &str = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid";
 
-/// Starts a subscription task per org and object; they end when `shutdown` turns true.
-/// Subscriptions follow the configuration at start (a reload that changes them takes effect
-/// at the next restart).
-pub fn start(
-    app: &Arc<App>,
-    config: &Config,
-    replay: Arc<ReplayStore>,
-    shutdown: watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    let extra_ca = config
-        .settings
-        .ca_file
-        .as_ref()
-        .and_then(|path| std::fs::read(path).ok());
-    let mut tasks = Vec::new();
-    for org in &config.orgs {
-        let Some(cdc) = &org.change_data_capture else {
-            continue;
-        };
-        for object in &cdc.objects {
-            let topic = change_event::topic_of(object);
-            let subscription = app.change_events.add(&org.name, object, &topic);
-            let stream = TopicStream {
-                app: app.clone(),
-                config: cdc.clone(),
-                extra_ca: extra_ca.clone(),
-                replay: replay.clone(),
-                subscription,
-            };
-            tasks.push(tokio::spawn(stream.run(shutdown.clone())));
-        }
-    }
-    tasks
-}
-
-/// One org+topic subscription, kept open for the sidecar's life.
+/// One org+topic subscription, kept open until it is stopped (`streams.rs`).
 struct TopicStream {
     app: Arc<App>,
     config: ChangeDataCaptureConfig,
+    /// The object's fields a cached answer can hold: an update of none of them drops nothing.
+    watched: WatchedFields,
     extra_ca: Option<Vec<u8>>,
     replay: Arc<ReplayStore>,
     subscription: Arc<Subscription>,
@@ -289,7 +261,10 @@ impl TopicStream {
                 let schema = &schemas[&producer.schema_id];
                 match change_event::decode_header(schema, &producer.payload) {
                     Ok(header) => {
-                        if !self.invalidate(&header) {
+                        let changed = self.changed_fields(schema, &header);
+                        if !self.matters(&header, changed.as_deref()) {
+                            self.subscription.unwatched.fetch_add(1, Ordering::Relaxed);
+                        } else if !self.invalidate(&header, changed.as_deref()) {
                             // Not kept: the stream opens again from the last handled replay id.
                             self.subscription
                                 .undelivered
@@ -367,15 +342,45 @@ impl TopicStream {
         change_event::parse_schema(&info.schema_json)
     }
 
-    /// Hands the change to the module; false when no module is connected to take it.
-    fn invalidate(&self, header: &ChangeEventHeader) -> bool {
-        if header.record_ids.is_empty() {
-            return true;
+    /// The names an update's `changedFields` stand for: bitmaps of positions in the event's
+    /// schema (`field_bitmap`). None for other changes, and for bitmaps that do not read against
+    /// the schema (then every field counts as changed).
+    fn changed_fields(
+        &self,
+        schema: &change_event::Schema,
+        header: &ChangeEventHeader,
+    ) -> Option<Vec<String>> {
+        if header.change_type != "UPDATE" {
+            return None;
         }
+        field_bitmap::field_names(schema, &header.changed_fields)
+            .inspect_err(|e| tracing::warn!(org = %self.org(), topic = %self.topic(), error = %e, "changedFields unreadable; treating every field as changed"))
+            .ok()
+    }
+
+    /// Whether the change can make a cached answer wrong: any change but an update, and an
+    /// update of a watched field (or of fields it cannot name).
+    fn matters(&self, header: &ChangeEventHeader, changed: Option<&[String]>) -> bool {
+        match changed {
+            Some(changed) if header.change_type == "UPDATE" => self.watched.touched_by(changed),
+            _ => true,
+        }
+    }
+
+    /// Hands the change to the module; false when no module is connected to take it.
+    fn invalidate(&self, header: &ChangeEventHeader, changed: Option<&[String]>) -> bool {
+        // An update whose fields are unknown may have changed a phone too.
+        let phone_changed = changed.is_none_or(|c| self.watched.phone_among(c));
+        let extent = Extent::of_change(
+            &header.change_type,
+            !header.record_ids.is_empty(),
+            phone_changed,
+        );
         let message = Message::Invalidate {
             org: self.org().to_string(),
             object: header.entity_name.clone(),
             ids: header.record_ids.clone(),
+            extent,
         };
         if self.app.desk.link.broadcast_counted(&message) == 0 {
             return false;
@@ -383,7 +388,7 @@ impl TopicStream {
         self.subscription
             .invalidations_sent
             .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(org = %self.org(), object = %header.entity_name, change = %header.change_type, records = header.record_ids.len(), "change event: cached answers invalidated");
+        tracing::debug!(org = %self.org(), object = %header.entity_name, change = %header.change_type, records = header.record_ids.len(), ?extent, "change event: cached answers invalidated");
         true
     }
 }

@@ -14,6 +14,8 @@ pub struct Subscription {
     pub streaming: AtomicBool,
     pub events: AtomicU64,
     pub invalidations_sent: AtomicU64,
+    /// Updates of fields no cached answer holds (`watched_fields`): nothing to drop.
+    pub unwatched: AtomicU64,
     /// Events no module was connected to hear (their replay id is not kept: they come again).
     pub undelivered: AtomicU64,
     pub reconnects: AtomicU64,
@@ -41,6 +43,7 @@ struct SubscriptionStatus {
     topic: String,
     state: &'static str,
     events: u64,
+    unwatched: u64,
     reconnects: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
@@ -66,6 +69,14 @@ impl ChangeEventStatus {
         subscription
     }
 
+    /// A stopped subscription leaves `/status` and `/metrics`.
+    pub fn remove(&self, subscription: &Arc<Subscription>) {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, subscription));
+    }
+
     fn all(&self) -> Vec<Arc<Subscription>> {
         self.subscriptions
             .lock()
@@ -88,6 +99,7 @@ impl ChangeEventStatus {
                     "reconnecting"
                 },
                 events: s.events.load(Ordering::Relaxed),
+                unwatched: s.unwatched.load(Ordering::Relaxed),
                 reconnects: s.reconnects.load(Ordering::Relaxed),
                 last_error: s.last_error(),
             })
@@ -102,7 +114,7 @@ impl ChangeEventStatus {
             return;
         }
         type Figure = fn(&Subscription) -> u64;
-        let figures: [(&str, &str, &str, Figure); 6] = [
+        let figures: [(&str, &str, &str, Figure); 7] = [
             (
                 "natterbox_sidecar_cdc_stream_up",
                 "gauge",
@@ -120,6 +132,12 @@ impl ChangeEventStatus {
                 "counter",
                 "Invalidations handed to the module",
                 |s| s.invalidations_sent.load(Ordering::Relaxed),
+            ),
+            (
+                "natterbox_sidecar_cdc_unwatched_total",
+                "counter",
+                "Updates of fields no cached answer holds (nothing invalidated)",
+                |s| s.unwatched.load(Ordering::Relaxed),
             ),
             (
                 "natterbox_sidecar_cdc_undelivered_total",

@@ -9,6 +9,7 @@
 mod outgoing;
 mod pop_streams;
 mod presence;
+pub mod token_lease;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +85,11 @@ impl Fleet {
         });
         tokio::spawn(outgoing::run(Arc::downgrade(&fleet), rx));
         Ok(fleet)
+    }
+
+    /// The refresh coordination for refresh-token orgs (`token_lease.rs`), on this link.
+    pub fn token_lease(&self, lease: std::time::Duration) -> token_lease::TokenLease {
+        token_lease::TokenLease::new(self.link.clone(), self.keys.clone(), lease, new_origin())
     }
 
     /// The tasks that need the app (the hub, the presence store, the module link).

@@ -2,6 +2,9 @@
 //! child process, and small clients for its socket and HTTP listener.
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/redis_server.rs"]
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

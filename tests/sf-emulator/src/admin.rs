@@ -113,6 +113,41 @@ impl Admin {
             .map_err(|e| format!("{e:?}"))
     }
 
+    /// Creates a record as a user working in Salesforce would: validated like an API create,
+    /// and a `CREATE` change event. Returns the new id.
+    pub fn create_record(
+        &self,
+        object: &str,
+        fields: serde_json::Map<String, Value>,
+        user: &str,
+    ) -> Result<String, String> {
+        let def = self
+            .org
+            .schema
+            .object_shared(object)
+            .cloned()
+            .ok_or_else(|| format!("no object {object}"))?;
+        self.org
+            .data()
+            .store
+            .create(&def, &fields, user)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Sends a gap event for `object`, as Salesforce does when it cannot describe a change:
+    /// `GAP_CREATE`, `GAP_UPDATE`, `GAP_DELETE`, `GAP_UNDELETE` name records but carry no
+    /// fields; `GAP_OVERFLOW` (more than 100 000 changes in one transaction) names none.
+    /// Nothing in the org's data changes.
+    pub fn emit_gap_event(
+        &self,
+        object: &str,
+        change_type: &str,
+        ids: &[&str],
+    ) -> Result<(), String> {
+        let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        emit_gap_event(&self.org, object, change_type, ids)
+    }
+
     /// Breaks every open Pub/Sub subscription (UNAVAILABLE), as a lost connection would.
     pub fn cut_pubsub_streams(&self) -> u64 {
         self.org.data().store.changes().cut_streams()
@@ -411,9 +446,58 @@ pub fn handle(org: &Org, req: &Request) -> Response {
                 Err(r) => r,
             }
         }
+        (Method::POST, "/pubsub/gap") => {
+            #[derive(Deserialize, Default)]
+            struct Gap {
+                object: String,
+                change_type: String,
+                #[serde(default)]
+                ids: Vec<String>,
+            }
+            match parse::<Gap>(req) {
+                Ok(g) => match emit_gap_event(org, &g.object, &g.change_type, g.ids) {
+                    Ok(()) => ok(json!({"latest_change": org.data().store.changes().latest()})),
+                    Err(e) => bad(e),
+                },
+                Err(r) => r,
+            }
+        }
         _ => Response::json(
             404,
             &json!({"error": format!("no admin endpoint {m} {path}")}),
         ),
     }
+}
+
+/// A gap event for `object` (see `Admin::emit_gap_event`).
+fn emit_gap_event(
+    org: &Org,
+    object: &str,
+    change_type: &str,
+    ids: Vec<String>,
+) -> Result<(), String> {
+    let change_type = [
+        "GAP_CREATE",
+        "GAP_UPDATE",
+        "GAP_DELETE",
+        "GAP_UNDELETE",
+        "GAP_OVERFLOW",
+    ]
+    .into_iter()
+    .find(|t| *t == change_type)
+    .ok_or_else(|| format!("{change_type} is not a gap event"))?;
+    if (change_type == "GAP_OVERFLOW") != ids.is_empty() {
+        return Err("GAP_OVERFLOW names no records; the other gap events name some".into());
+    }
+    let def = org
+        .schema
+        .object_shared(object)
+        .filter(|d| !d.is_event)
+        .cloned()
+        .ok_or_else(|| format!("no object {object}"))?;
+    org.data()
+        .store
+        .changes()
+        .append(&def.name, change_type, ids, serde_json::Map::new(), "");
+    Ok(())
 }

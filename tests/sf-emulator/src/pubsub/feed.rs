@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 pub struct Change {
     pub replay_id: u64,
     pub object: String,
-    /// `CREATE`, `UPDATE`, `DELETE`.
+    /// `CREATE`, `UPDATE`, `DELETE`; a gap event's `GAP_*` (`Admin::emit_gap_event`).
     pub change_type: &'static str,
-    pub record_id: String,
+    /// One record for a write; none for `GAP_OVERFLOW`.
+    pub record_ids: Vec<String>,
     /// The fields the change set, with their new values.
     pub fields: Map<String, Value>,
     pub commit_user: String,
@@ -38,6 +39,25 @@ impl ChangeFeed {
         fields: Map<String, Value>,
         commit_user: &str,
     ) {
+        self.append(
+            object,
+            change_type,
+            vec![record_id.to_string()],
+            fields,
+            commit_user,
+        );
+    }
+
+    /// A change of any kind: a write's, or a gap event (no fields; `GAP_OVERFLOW` without
+    /// record ids).
+    pub fn append(
+        &self,
+        object: &str,
+        change_type: &'static str,
+        record_ids: Vec<String>,
+        fields: Map<String, Value>,
+        commit_user: &str,
+    ) {
         {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             let replay_id = log.len() as u64 + 1;
@@ -45,7 +65,7 @@ impl ChangeFeed {
                 replay_id,
                 object: object.to_string(),
                 change_type,
-                record_id: record_id.to_string(),
+                record_ids,
                 fields,
                 commit_user: commit_user.to_string(),
                 commit_ms: crate::util::now_ms(),

@@ -2,6 +2,7 @@
 //! events of the org's writes, with `GetTopic`, `GetSchema` and `Subscribe` (flow control and
 //! replay). See README.md "Pub/Sub API".
 
+mod event_body;
 mod feed;
 mod service;
 

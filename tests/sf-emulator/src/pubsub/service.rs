@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use salesforce_pubsub::change_event::{self, ChangeEventHeader, FieldKind, FieldValue};
+use salesforce_pubsub::change_event;
 use salesforce_pubsub::tonic::{self, metadata::MetadataMap, Code, Request, Response, Status};
 use salesforce_pubsub::{
     ConsumerEvent, FetchRequest, FetchResponse, ManagedFetchRequest, ManagedFetchResponse,
@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 
+use crate::pubsub::event_body;
 use crate::pubsub::Change;
-use crate::schema::{FieldType, ObjectDef};
+use crate::schema::ObjectDef;
 use crate::state::Org;
 
 /// The topic carrying every selected object's change events.
@@ -82,52 +83,8 @@ impl Topic {
     }
 }
 
-fn kind_of(ftype: FieldType) -> FieldKind {
-    match ftype {
-        FieldType::Boolean => FieldKind::Boolean,
-        FieldType::Int => FieldKind::Int,
-        FieldType::Double => FieldKind::Double,
-        _ => FieldKind::String,
-    }
-}
-
-/// `<Object>ChangeEvent`'s schema JSON and its id (a fingerprint of the JSON, as Salesforce's
-/// schema ids are).
-fn object_schema(def: &ObjectDef) -> (String, String) {
-    let fields: Vec<(String, FieldKind)> = def
-        .fields
-        .iter()
-        .filter(|f| f.name != "Id")
-        .map(|f| (f.name.clone(), kind_of(f.ftype)))
-        .collect();
-    let json = change_event::schema_json(&def.name, &fields);
-    // FNV-1a: stable across runs, which a schema id must be.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in json.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (json, format!("{hash:016x}"))
-}
-
 fn replay_bytes(id: u64) -> Vec<u8> {
     id.to_be_bytes().to_vec()
-}
-
-fn value_of(value: &serde_json::Value, kind: FieldKind) -> FieldValue {
-    match (value, kind) {
-        (serde_json::Value::Null, _) => FieldValue::Null,
-        (serde_json::Value::Bool(b), FieldKind::Boolean) => FieldValue::Boolean(*b),
-        (serde_json::Value::Number(n), FieldKind::Int) => n
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok())
-            .map_or(FieldValue::Null, FieldValue::Int),
-        (serde_json::Value::Number(n), FieldKind::Double) => {
-            n.as_f64().map_or(FieldValue::Null, FieldValue::Double)
-        }
-        (serde_json::Value::String(s), FieldKind::String) => FieldValue::String(s.clone()),
-        (other, FieldKind::String) => FieldValue::String(other.to_string()),
-        _ => FieldValue::Null,
-    }
 }
 
 impl PubSubService {
@@ -176,26 +133,13 @@ impl PubSubService {
     /// One change as a ConsumerEvent, encoded with its object's schema.
     fn consumer_event(&self, change: &Change) -> Option<ConsumerEvent> {
         let def = self.org.schema.object(&change.object)?;
-        let (json, schema_id) = object_schema(def);
-        let schema = change_event::parse_schema(&json).ok()?;
-        let values: Vec<(String, FieldValue)> = change
-            .fields
-            .iter()
-            .filter_map(|(name, value)| {
-                let field = def.field(name).filter(|f| f.name != "Id")?;
-                Some((field.name.clone(), value_of(value, kind_of(field.ftype))))
-            })
-            .collect();
-        let header = ChangeEventHeader {
-            entity_name: change.object.clone(),
-            change_type: change.change_type.to_string(),
-            record_ids: vec![change.record_id.clone()],
-            changed_fields: values.iter().map(|(name, _)| name.clone()).collect(),
-            commit_timestamp_ms: change.commit_ms as i64,
-            commit_user: change.commit_user.clone(),
-            transaction_key: format!("emu-tx-{}", change.replay_id),
+        let (schema_id, payload) = match event_body::encode(def, change) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                eprintln!("sf-emulator: change {} not encoded: {e}", change.replay_id);
+                return None;
+            }
         };
-        let payload = change_event::encode(&schema, &header, &values).ok()?;
         Some(ConsumerEvent {
             event: Some(ProducerEvent {
                 id: format!("emu-event-{}", change.replay_id),
@@ -223,7 +167,7 @@ impl PubSub for PubSubService {
         self.authenticate(request.metadata())?;
         let name = request.into_inner().topic_name;
         let schema_id = match self.topic(&name)? {
-            Topic::Object(def) => object_schema(&def).1,
+            Topic::Object(def) => event_body::object_schema(&def).1,
             // The multi-object channel's events each carry their own object's schema id.
             Topic::All => String::new(),
         };
@@ -244,7 +188,7 @@ impl PubSub for PubSubService {
         self.authenticate(request.metadata())?;
         let wanted = request.into_inner().schema_id;
         for def in self.org.schema.objects.iter().filter(|d| !d.is_event) {
-            let (json, id) = object_schema(def);
+            let (json, id) = event_body::object_schema(def);
             if id == wanted {
                 return Ok(Response::new(SchemaInfo {
                     schema_json: json,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use salesforce_pubsub::change_event::{self, ChangeEventHeader};
+use salesforce_pubsub::field_bitmap;
 use salesforce_pubsub::tonic::metadata::MetadataValue;
 use salesforce_pubsub::tonic::transport::Channel;
 use salesforce_pubsub::tonic::{Code, Request, Status, Streaming};
@@ -118,7 +119,13 @@ async fn next(responses: &mut Streaming<FetchResponse>) -> FetchResponse {
         .expect("the stream goes on")
 }
 
-async fn header(emu: &Emulator, s: &Session, schema_id: &str, payload: &[u8]) -> ChangeEventHeader {
+/// The event's header, and the names its `changedFields` bitmaps stand for in its schema.
+async fn header(
+    emu: &Emulator,
+    s: &Session,
+    schema_id: &str,
+    payload: &[u8],
+) -> (ChangeEventHeader, Vec<String>) {
     let info = client(emu)
         .await
         .get_schema(authed(
@@ -131,7 +138,9 @@ async fn header(emu: &Emulator, s: &Session, schema_id: &str, payload: &[u8]) ->
         .unwrap()
         .into_inner();
     let schema = change_event::parse_schema(&info.schema_json).unwrap();
-    change_event::decode_header(&schema, payload).unwrap()
+    let header = change_event::decode_header(&schema, payload).unwrap();
+    let changed = field_bitmap::field_names(&schema, &header.changed_fields).unwrap();
+    (header, changed)
 }
 
 #[tokio::test]
@@ -240,11 +249,15 @@ async fn subscribe_delivers_only_what_was_requested_and_replays_from_an_id() {
     }
     assert_eq!(events.len(), 2, "two requested, two sent");
     let first = events[0].event.clone().unwrap();
-    let h = header(&emu, &s, &first.schema_id, &first.payload).await;
+    let (h, changed) = header(&emu, &s, &first.schema_id, &first.payload).await;
     assert_eq!(h.entity_name, "Contact");
     assert_eq!(h.change_type, "UPDATE");
     assert_eq!(h.record_ids, std::slice::from_ref(&contact));
-    assert!(h.changed_fields.iter().any(|f| f == "OwnerId"), "{h:?}");
+    // Bitmaps, as Salesforce sends them, not names: one string of top-level field positions.
+    assert_eq!(h.changed_fields.len(), 1, "{h:?}");
+    assert!(h.changed_fields[0].starts_with("0x"), "{h:?}");
+    assert!(changed.iter().any(|f| f == "OwnerId"), "{changed:?}");
+    assert!(!changed.iter().any(|f| f == "Phone"), "{changed:?}");
     // No credit left: nothing more comes until it is asked for.
     let quiet = tokio::time::timeout(Duration::from_millis(300), responses.message()).await;
     assert!(quiet.is_err(), "an event came without being requested");
@@ -303,4 +316,70 @@ async fn a_replay_id_it_cannot_resume_from_is_refused() {
         .expect("an answer in time")
         .unwrap_err();
     assert_eq!(ended.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn gap_events_name_records_but_no_fields_and_an_overflow_names_none() {
+    let emu = start().await;
+    let s = session(&emu).await;
+    let contact = contact_id(&emu);
+    let (_more, mut responses) = subscribe(&emu, &s, fetch(ReplayPreset::Latest, vec![], 10))
+        .await
+        .unwrap();
+    let admin = emu.admin();
+    admin
+        .emit_gap_event("Contact", "GAP_UPDATE", &[contact.as_str()])
+        .unwrap();
+    admin
+        .emit_gap_event("Contact", "GAP_OVERFLOW", &[])
+        .unwrap();
+    // Not gap events, or the wrong record ids for their kind: refused.
+    assert!(admin
+        .emit_gap_event("Contact", "UPDATE", &[&contact])
+        .is_err());
+    assert!(admin
+        .emit_gap_event("Contact", "GAP_OVERFLOW", &[&contact])
+        .is_err());
+    assert!(admin.emit_gap_event("Contact", "GAP_DELETE", &[]).is_err());
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        events.extend(next(&mut responses).await.events);
+    }
+    let mut headers = Vec::new();
+    for event in &events {
+        let event = event.event.clone().unwrap();
+        headers.push(header(&emu, &s, &event.schema_id, &event.payload).await.0);
+    }
+    assert_eq!(headers[0].change_type, "GAP_UPDATE");
+    assert_eq!(headers[0].record_ids, [contact]);
+    assert!(headers[0].changed_fields.is_empty(), "{:?}", headers[0]);
+    assert_eq!(headers[1].change_type, "GAP_OVERFLOW");
+    assert_eq!(headers[1].entity_name, "Contact");
+    assert!(headers[1].record_ids.is_empty(), "{:?}", headers[1]);
+}
+
+#[tokio::test]
+async fn the_admin_http_api_emits_gap_events_and_refuses_malformed_ones() {
+    let emu = start().await;
+    let url = format!("{}/__emulator/pubsub/gap", emu.login_url());
+    let c = crate::common::client();
+    let before = emu.admin().latest_change();
+    let sent = c
+        .post(&url)
+        .json(&serde_json::json!({"object": "Contact", "change_type": "GAP_OVERFLOW"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let body: serde_json::Value = sent.json().await.unwrap();
+    assert_eq!(body["latest_change"], before + 1);
+    for bad in [
+        serde_json::json!({"object": "Contact", "change_type": "UPDATE", "ids": ["003x"]}),
+        serde_json::json!({"object": "Contact", "change_type": "GAP_UPDATE"}),
+        serde_json::json!({"object": "NoSuch", "change_type": "GAP_OVERFLOW"}),
+    ] {
+        let refused = c.post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), 400, "{bad}");
+    }
+    assert_eq!(emu.admin().latest_change(), before + 1);
 }
