@@ -62,6 +62,13 @@ pub enum CallCommand {
     Hangup {
         call_uuid: String,
     },
+    /// Omni-Channel: the call parked at a routing point (`sf_omni_route`) goes to the extension
+    /// of the agent Salesforce offered it to (the sidecar checked the offer).
+    BridgeRouted {
+        call_uuid: String,
+        agent_user_id: String,
+        agent_extension: String,
+    },
 }
 
 impl CallCommand {
@@ -75,7 +82,8 @@ impl CallCommand {
             | CallCommand::Transfer { call_uuid, .. }
             | CallCommand::CancelTransfer { call_uuid }
             | CallCommand::Conference { call_uuid, .. }
-            | CallCommand::Hangup { call_uuid } => call_uuid,
+            | CallCommand::Hangup { call_uuid }
+            | CallCommand::BridgeRouted { call_uuid, .. } => call_uuid,
         }
     }
 
@@ -90,6 +98,7 @@ impl CallCommand {
             CallCommand::CancelTransfer { .. } => "cancel_transfer",
             CallCommand::Conference { .. } => "conference",
             CallCommand::Hangup { .. } => "hangup",
+            CallCommand::BridgeRouted { .. } => "bridge_routed",
         }
     }
 
@@ -119,6 +128,14 @@ impl CallCommand {
             CallCommand::Conference { to, leg_uuid, .. } => {
                 check_dial_target(to).map_err(|e| format!("to: {e}"))?;
                 check_call_uuid(leg_uuid)?;
+            }
+            CallCommand::BridgeRouted {
+                agent_user_id,
+                agent_extension,
+                ..
+            } => {
+                check_user_id(agent_user_id)?;
+                check_extension(agent_extension).map_err(|e| format!("agent extension: {e}"))?;
             }
             _ => {}
         }

@@ -13,7 +13,7 @@ use crate::xml::{self, Element};
 mod change_data_capture;
 mod voice;
 pub use change_data_capture::{ChangeDataCaptureConfig, DEFAULT_PUBSUB_URL};
-pub use voice::{CallRecord, VoiceConfig};
+pub use voice::{CallRecord, OmniConfig, VoiceConfig};
 
 /// The name FreeSWITCH knows the configuration by (`<configuration name="…">`).
 pub const CONFIG_NAME: &str = "natterbox_sf.conf";

@@ -69,6 +69,32 @@ pub enum Message {
         #[serde(default)]
         extent: crate::invalidation::Extent,
     },
+    /// Module → sidecar: a call reached an Omni-Channel routing point (`sf_omni_route`): its
+    /// VoiceCall is created now, then handed to Salesforce's routing. Best effort like
+    /// `CallProgress` (the call log at hangup still creates the VoiceCall).
+    OmniRoute(OmniRoute),
+    /// Module → sidecar: a routed call left its routing point with no agent (`reason`:
+    /// `timeout` when the dialplan went on to its fallback, `abandoned` when the caller hung up):
+    /// Salesforce's pending routing must be cleared.
+    OmniUnrouted {
+        org: String,
+        call_uuid: String,
+        reason: String,
+    },
+}
+
+/// A call handed to Omni-Channel: what its VoiceCall and the omniFlow request need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OmniRoute {
+    pub org: String,
+    pub call_uuid: String,
+    pub from: String,
+    /// The dialed number (omniFlow's `dialedNumber`).
+    pub to: String,
+    pub start_ms: u64,
+    /// The caller's record from the lookup (`sf_record_id`), for the flow's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -100,7 +100,31 @@ fn execute(state: &ModuleState, command: &CallCommand) -> Result<(), String> {
         .and_then(|name| snapshot.config.org(name))
         .map(|org| org.click_to_dial.clone())
         .unwrap_or_default();
-    let plan = calls.plan(command, &dialing)?;
+    let plan = match command {
+        CallCommand::BridgeRouted {
+            call_uuid,
+            agent_user_id,
+            agent_extension,
+        } => {
+            command.check()?;
+            let org = state.omni_parking.org_of(call_uuid).ok_or_else(|| {
+                format!("call {call_uuid} is not waiting at an Omni-Channel routing point")
+            })?;
+            let context = snapshot
+                .config
+                .org(&org)
+                .map(|o| o.click_to_dial.context.clone())
+                .unwrap_or_else(|| "default".into());
+            crate::omni_route::bridge_plan(
+                state,
+                call_uuid,
+                agent_user_id,
+                agent_extension,
+                &context,
+            )?
+        }
+        _ => calls.plan(command, &dialing)?,
+    };
     let runs_att_xfer = matches!(
         command,
         CallCommand::Transfer {

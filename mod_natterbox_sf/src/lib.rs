@@ -15,6 +15,7 @@ mod ffi;
 mod fleet_events;
 mod hangup;
 mod module;
+mod omni_route;
 mod presence;
 mod query_api;
 mod query_apps;

@@ -14,8 +14,8 @@ use crate::budget_event::BUDGET_EVENT;
 use crate::call_control::CommandThread;
 use crate::ffi::entry::{
     on_channel_answer, on_channel_event, on_hangup_complete, on_reloadxml, sf_api, sf_create_app,
-    sf_lookup_app, sf_presence_app, sf_query_app, sf_screen_pop_app, sf_search_app, sf_update_app,
-    sf_upsert_app,
+    sf_lookup_app, sf_omni_fallback_app, sf_omni_route_app, sf_presence_app, sf_query_app,
+    sf_screen_pop_app, sf_search_app, sf_update_app, sf_upsert_app,
 };
 use crate::ffi::event::{self, Binding};
 use crate::ffi::interface::{AppFlags, ModuleInterface, MODULE_NAME};
@@ -29,6 +29,8 @@ pub struct ModuleState {
     pub engine: Engine,
     /// Failed-lookup warnings, rate-limited per org and cause.
     pub warnings: WarningLimiter,
+    /// Calls waiting at an Omni-Channel routing point (`omni_route.rs`).
+    pub omni_parking: natterbox_engine::omni_parking::OmniParking,
 }
 
 static STATE: ArcSwapOption<ModuleState> = ArcSwapOption::const_empty();
@@ -123,6 +125,20 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
         c"write=<name> [org=<org>] [timeout_ms=<ms>]",
         sf_upsert_app,
         flags(),
+    ) && interface.add_app(
+        c"sf_omni_route",
+        c"Hand the call to Salesforce Omni-Channel routing",
+        c"Creates the call's VoiceCall and runs the org's Omni-Channel flow (through the sidecar); the call waits for the agent Salesforce picks until <omni-channel wait-seconds> (sets playback_timeout_sec for the hold music). Sets sf_omni_status. Never waits on Salesforce.",
+        c"[org=<org>]",
+        sf_omni_route_app,
+        flags(),
+    ) && interface.add_app(
+        c"sf_omni_fallback",
+        c"End a call's Omni-Channel routing: nobody accepted it",
+        c"Run after the hold music of an sf_omni_route routing point: the call is no longer offered to agents and Salesforce's routing is cleared.",
+        c"",
+        sf_omni_fallback_app,
+        flags(),
     ) && interface.add_api(
         c"sf",
         c"Salesforce lookups: status, metrics, lookup, cache, reload",
@@ -155,6 +171,7 @@ pub fn load(interface: &ModuleInterface) -> sys::switch_status_t {
     STATE.store(Some(Arc::new(ModuleState {
         engine,
         warnings: WarningLimiter::default(),
+        omni_parking: Default::default(),
     })));
     match inbox.and_then(CommandThread::start) {
         Some(thread) => {

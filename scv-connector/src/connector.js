@@ -79,6 +79,9 @@ export class NatterboxConnector extends VendorConnector {
     // Calls a command of the voice client ends (hangup, blind transfer): the library publishes
     // their HANGUP, so their final frame must not.
     this.closing = new Set();
+    // Calls Omni-Channel routed to this agent, being accepted: the switch sends them to the
+    // agent's phone only now, and Salesforce already has them (no CALL_STARTED for their ringing).
+    this.routed = new Set();
   }
 
   // ---- contract: setup ----
@@ -188,7 +191,7 @@ export class NatterboxConnector extends VendorConnector {
   async acceptCall(call) {
     const uuid = callIdOf(call);
     const entry = this.calls.get(uuid);
-    if (!entry) throw errorOf(Constants.ERROR_TYPE.INVALID_PARTICIPANT);
+    if (!entry) return this.acceptRoutedCall(uuid);
     // The library publishes CALL_CONNECTED from this answer, so the frame must not as well.
     entry.accepting = true;
     let frame;
@@ -200,6 +203,29 @@ export class NatterboxConnector extends VendorConnector {
     if (frame.state !== "answered") throw errorOf(Constants.ERROR_TYPE.GENERIC_ERROR, { message: `the call ${frame.state}` });
     entry.reported = "answered";
     return new CallResult({ call: this.phoneCall(frame) });
+  }
+
+  // A call Omni-Channel offered this agent: it waits on the switch (not at the agent's phone)
+  // until the sidecar has checked with Salesforce that the work is this agent's; then it rings
+  // the agent's phone, and accepting means the phone is picked up.
+  async acceptRoutedCall(uuid) {
+    if (typeof uuid !== "string" || !uuid) throw errorOf(Constants.ERROR_TYPE.INVALID_PARTICIPANT);
+    this.routed.add(uuid);
+    try {
+      const answered = this.waitFor(uuid, ["answered"], ACCEPT_WAIT_MS);
+      answered.catch(() => {});
+      await this.command("accept_routed", { call_uuid: uuid }, Constants.ERROR_TYPE.GENERIC_ERROR);
+      const frame = await answered;
+      if (frame.state !== "answered") throw errorOf(Constants.ERROR_TYPE.GENERIC_ERROR, { message: `the call ${frame.state}` });
+      const entry = this.calls.get(uuid);
+      if (entry) {
+        entry.accepting = false;
+        entry.reported = "answered";
+      }
+      return new CallResult({ call: this.phoneCall(frame) });
+    } finally {
+      this.routed.delete(uuid);
+    }
   }
 
   async declineCall(call) {
@@ -367,6 +393,8 @@ export class NatterboxConnector extends VendorConnector {
     let entry = this.calls.get(frame.call_uuid);
     if (!entry) {
       entry = { frame, reported: null, reportedMuted: false };
+      // A routed call being accepted: its ringing is no new call, its answer is acceptCall's.
+      if (this.routed.has(frame.call_uuid)) Object.assign(entry, { reported: "ringing", accepting: true });
       this.calls.set(frame.call_uuid, entry);
     }
     entry.frame = frame;

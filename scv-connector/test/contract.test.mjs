@@ -234,3 +234,34 @@ test("a state the switch reports ahead of the command's result is published once
     sidecar.answer = () => ({ ok: true });
   }
 });
+
+test("a call Omni-Channel routed to the agent is accepted through the sidecar, which bridges it to the agent's phone", async () => {
+  const ROUTED = "6f1c2e9a-0000-4000-8000-000000000009";
+  const startedBefore = eventsOf("CALL_STARTED").length;
+  const connectedBefore = eventsOf("CALL_CONNECTED").length;
+  const infosBefore = eventsOf("INFO").length;
+  // Refused: Salesforce did not offer this agent the call.
+  sidecar.answer = (command) => command.type === "accept_routed"
+    ? { ok: false, error: { code: 403, reason: "not_your_call", message: "not one of your calls" } }
+    : { ok: true };
+  client.send({ type: "ACCEPT_CALL", call: { callId: ROUTED, callType: "Inbound" } });
+  const refused = await nextEvent("INFO", infosBefore + 1);
+  assert.equal(refused.payload.message, "CAN_NOT_ACCEPT_THE_CALL");
+  assert.deepEqual(commandsOf("accept_routed").map((c) => c.call_uuid), [ROUTED]);
+
+  // Accepted: the sidecar bridges the parked call to the agent's phone, which rings and is answered.
+  sidecar.answer = (command) => command.type === "accept_routed"
+    ? { ok: true, framesFirst: [{ type: "call", org: "acme", muted: false, at_ms: Date.now(), call_uuid: ROUTED, state: "ringing", direction: "inbound", other_party: "+14155550100" }] }
+    : { ok: true };
+  client.send({ type: "ACCEPT_CALL", call: { callId: ROUTED, callType: "Inbound" } });
+  await waitFor("the second accept_routed", () => commandsOf("accept_routed")[1]);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(eventsOf("CALL_CONNECTED").length, connectedBefore, "not connected before the phone is answered");
+  callFrame({ call_uuid: ROUTED, state: "answered", direction: "inbound", other_party: "+14155550100" });
+  const connected = await nextEvent("CALL_CONNECTED", connectedBefore + 1);
+  assert.equal(connected.payload.callId, ROUTED);
+  assert.equal(eventsOf("CALL_STARTED").length, startedBefore, "Salesforce already had the call: no CALL_STARTED");
+  // Ends as any call does.
+  callFrame({ call_uuid: ROUTED, state: "ended", direction: "inbound", other_party: "+14155550100", cause: "NORMAL_CLEARING" });
+  sidecar.answer = () => ({ ok: true });
+});

@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
+pub mod omni;
 pub mod outbox;
 pub mod pops;
 pub mod record_writes;

@@ -159,6 +159,7 @@ impl Outbox {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS_SCHEMA} COMMIT;"))
             .map_err(db_err)?;
         crate::voicecall_queue::create_table(&conn)?;
+        crate::omni::create_table(&conn)?;
         Ok(Arc::new(Outbox {
             conn: Mutex::new(conn),
         }))

@@ -230,6 +230,20 @@ fn dispatch(app: &Arc<App>, line: &[u8], reply: &mpsc::Sender<Vec<u8>>) {
             let app = app.clone();
             tokio::spawn(async move { crate::voicecall::on_progress(&app, progress).await });
         }
+        Message::OmniRoute(route) => {
+            let app = app.clone();
+            tokio::spawn(async move { crate::omni::on_route(&app, route).await });
+        }
+        Message::OmniUnrouted {
+            org,
+            call_uuid,
+            reason,
+        } => {
+            let app = app.clone();
+            tokio::spawn(
+                async move { crate::omni::on_unrouted(&app, org, call_uuid, reason).await },
+            );
+        }
         Message::ModuleMetrics { text } => app.metrics.set_module_snapshot(&text),
         Message::SwitchResult { id, ok, error } => app.desk.link.resolve(id, ok, error),
         Message::CallState(state) => {

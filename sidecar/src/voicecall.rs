@@ -69,7 +69,7 @@ pub fn iso_time(ms: u64) -> String {
 }
 
 /// The create request for a call: the caller is the end user's participant.
-fn create_step(
+pub(crate) fn create_step(
     org: &str,
     call_uuid: &str,
     from: &str,
@@ -339,7 +339,11 @@ async fn send(app: &App, org: &OrgConfig, voice: &VoiceConfig, due: &DueStep) ->
         app.http.post(base)
     } else {
         let target = known_id.as_deref().unwrap_or(&key);
-        app.http.patch(format!("{base}/{}", path_segment(target)))
+        app.http.patch(format!(
+            "{base}/{}{}",
+            path_segment(target),
+            crate::omni::path_suffix(&step.kind)
+        ))
     };
     let request = request
         .bearer_auth(token)
@@ -552,6 +556,7 @@ mod tests {
             call_center: "NatterboxCC".into(),
             provider: "Natterbox".into(),
             private_key: SecretRef::Env("UNUSED".into()),
+            omni: None,
         }
     }
 

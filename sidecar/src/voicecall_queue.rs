@@ -92,7 +92,7 @@ pub(crate) fn create_table(conn: &Connection) -> Result<(), String> {
     .map_err(db_err)
 }
 
-fn insert_steps(
+pub(crate) fn insert_steps(
     tx: &rusqlite::Transaction<'_>,
     steps: &[VoiceCallStep],
     now_ms: u64,
@@ -114,6 +114,7 @@ fn insert_steps(
         .map_err(db_err)?;
         if s.kind == "end" {
             end_transfers_of(tx, &s.call_uuid, now_ms)?;
+            crate::omni::clear_unbridged(tx, &s.call_uuid, now_ms)?;
         }
     }
     Ok(())

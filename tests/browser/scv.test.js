@@ -29,7 +29,9 @@ before(async () => {
     orgExtra: (emu) => `
       <click-to-dial context="agents" caller-id-number="+14155550000" caller-id-name="Acme Support"/>
       <service-cloud-voice scrt-url="${emu.login_url}" org-id="${emu.org_id}" call-center="NatterboxCC"
-        provider="Natterbox" private-key-file="${key}"/>`,
+        provider="Natterbox" private-key-file="${key}">
+        <omni-channel flow="Inbound_Voice" fallback-queue="Support" wait-seconds="30"/>
+      </service-cloud-voice>`,
   });
   lightning = await startFakeSalesforce(LIGHTNING);
   impostor = await startFakeSalesforce(IMPOSTOR);
@@ -329,6 +331,72 @@ test("kill -9 of the sidecar mid-call: the connector signs in again, the call go
     assert.equal(types.filter((t) => t === "LOGOUT_RESULT").length, 0);
     assert.equal(types.filter((t) => t === "CALL_STARTED").length, 1);
     assert.equal(types.filter((t) => t === "CALL_CONNECTED").length, 1);
+  } finally {
+    await client.close();
+  }
+});
+
+/// The emulator's admin API (`/__emulator/...`).
+async function emulatorAdmin(pathname, body) {
+  const url = `${product.emulator.login_url}/__emulator${pathname}`;
+  const res = body === undefined
+    ? await fetch(url)
+    : await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  return res.json();
+}
+
+test("a call Omni-Channel offers the agent: the voice client's accept bridges the waiting call to the agent's desk phone", async () => {
+  const [grace] = product.agents;
+  const client = await openVoiceClient(grace);
+  const id = "om-1";
+  try {
+    await emulatorAdmin("/omni/agents", { user_id: grace.user_id, online: true });
+    // The dialplan's routing point: looked up, handed to Omni-Channel, waiting (hold music).
+    await product.shim.run(`call ${id} caller_id_number=${CALLER} destination_number=2000`);
+    await product.shim.run(`app ${id} sf_lookup`);
+    await product.shim.run(`app ${id} sf_omni_route`);
+    const routing = await until("the call offered to the agent", async () => {
+      const board = await emulatorAdmin("/omni");
+      return board.routings.find((r) => r.vendor_call_key === id && r.offered_to);
+    }, 20000);
+    assert.equal(routing.offered_to, grace.user_id);
+    assert.deepEqual(routing.flow_input_parameters, { recordId: CALLER_RECORD });
+
+    // The agent accepts the work in the Omni widget; Salesforce's voice client calls acceptCall.
+    assert.equal((await emulatorAdmin("/omni/accept", { voice_call: id })).accepted_by, grace.user_id);
+    const before = product.shim.switchCommands().length;
+    await client.send({ type: "ACCEPT_CALL", call: { callId: id, callType: "Inbound" } });
+    const bridge = await commandsAfter(before, 4);
+    assert.deepEqual(bridge.map((c) => [c.command, c.arg]), [
+      ["uuid_setvar", `${id} sf_agent_user_id ${grace.user_id}`],
+      ["uuid_setvar", `${id} sf_agent_extension ${grace.extension}`],
+      ["uuid_setvar", `${id} playback_timeout_sec`],
+      ["uuid_transfer", `${id} ${grace.extension} XML agents`],
+    ]);
+    // The agent's extension rings and is picked up: the accept answers, once.
+    const call = { id };
+    await deskPhoneRings(call, grace.extension);
+    await deskPhoneAnswers(call);
+    const connected = await client.nth("CALL_CONNECTED");
+    assert.equal(connected.callId, id);
+    assert.equal(connected.state, "connected");
+    await product.shim.run(`hangup ${id}-b NORMAL_CLEARING`);
+    await product.shim.run(`hangup ${id} NORMAL_CLEARING`);
+    await client.nth("HANGUP");
+    const [vc] = await until("the VoiceCall completed", async () => {
+      const list = await voiceCallsOf(id);
+      return list.length && list[0].fields.CallDisposition === "completed" ? list : null;
+    }, 20000);
+    assert.deepEqual(dispositions(vc), ["new", "in-progress", "completed"]);
+    // Salesforce already had the call as the agent's work: no CALL_STARTED for it, no error; the
+    // routing was accepted, never cleared.
+    await client.send({ type: "SET_AGENT_STATUS", agentStatus: "AfterCallWork", statusInfo: { statusApiName: "AfterCallWork" } });
+    await client.nth("SET_AGENT_STATUS_RESULT", 2);
+    const types = (await client.events()).map((e) => e.type);
+    assert.equal(types.filter((t) => t === "CALL_STARTED").length, 0, types.join(","));
+    assert.equal(types.filter((t) => t === "ERROR").length, 0, types.join(","));
+    const board = await emulatorAdmin("/omni");
+    assert.equal(board.routings.find((r) => r.vendor_call_key === id).state, "accepted");
   } finally {
     await client.close();
   }

@@ -223,7 +223,9 @@ static void sim_uuid_command(const char *cmd, const char *arg, switch_stream_han
 		if (zstr(name)) {
 			stream->write_function(stream, "-USAGE: <uuid> <var> [value]\n");
 		} else {
-			/* what the variable does (a cancel key) is the core's; the tests read the command */
+			/* set, or unset without a value, as the core does; what the variable then does (a
+			 * cancel key) is the core's, and the tests read the command */
+			switch_channel_set_variable_var_check(s->channel, name, (p && *p) ? p : NULL, SWITCH_FALSE);
 			stream->write_function(stream, "+OK\n");
 		}
 	} else if (!strcmp(cmd, "uuid_dump")) {

@@ -344,9 +344,12 @@ impl Product {
             timeout = options.session_timeout_s,
             profile = super::fixture::PROFILE,
             // `{pubsub_url}`: the emulator's Pub/Sub API, known once it runs.
+            // `{login_url}`, `{org_id}`: the emulator's, e.g. for `<service-cloud-voice>`.
             extra = options
                 .org_extra
-                .replace("{pubsub_url}", &emulator.pubsub_url()),
+                .replace("{pubsub_url}", &emulator.pubsub_url())
+                .replace("{login_url}", &emulator.login_url())
+                .replace("{org_id}", &emulator.org_id()),
             settings_extra = options.settings_extra,
             children = options.org_children,
             tail = options.config_tail,

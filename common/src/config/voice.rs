@@ -56,6 +56,64 @@ pub struct VoiceConfig {
     pub provider: String,
     /// The telephony provider's RSA private key (PEM); its certificate is on the CallCenter.
     pub private_key: SecretRef,
+    /// `<omni-channel>`: calls at an `sf_omni_route` routing point go to Omni-Channel.
+    pub omni: Option<OmniConfig>,
+}
+
+/// `<omni-channel flow="…" fallback-queue="…" wait-seconds="…"/>` inside
+/// `<service-cloud-voice>`: the omniFlow request's `flowDevName` and `fallbackQueue`, and how
+/// long a parked call waits for an agent before the dialplan goes on to its fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OmniConfig {
+    pub flow: Option<String>,
+    pub fallback_queue: Option<String>,
+    pub wait_seconds: u32,
+}
+
+pub const OMNI_WAIT_DEFAULT_S: u32 = 30;
+pub const OMNI_WAIT_MAX_S: u32 = 600;
+
+fn parse_omni(element: &Element, ctx: &str) -> Result<OmniConfig, ConfigError> {
+    let ctx = format!("{ctx} <omni-channel>");
+    let name = |attr: &str| -> Result<Option<String>, ConfigError> {
+        match element.attr(attr) {
+            None => Ok(None),
+            Some(v)
+                if is_developer_name(v)
+                    || (v.starts_with("00G")
+                        && v.len() >= 15
+                        && v.bytes().all(|b| b.is_ascii_alphanumeric())) =>
+            {
+                Ok(Some(v.to_string()))
+            }
+            Some(v) => err(format!(
+                "{ctx}: {attr}=\"{v}\": expected a developer name (letters, digits, _) or a queue id (00G…)"
+            )),
+        }
+    };
+    let flow = name("flow")?;
+    let fallback_queue = name("fallback-queue")?;
+    if flow.is_none() && fallback_queue.is_none() {
+        return err(format!(
+            "{ctx}: needs flow=\"…\" (the Omni-Channel flow's API name) or fallback-queue=\"…\""
+        ));
+    }
+    let wait_seconds = match element.attr("wait-seconds") {
+        None => OMNI_WAIT_DEFAULT_S,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=OMNI_WAIT_MAX_S).contains(&n) => n,
+            _ => {
+                return err(format!(
+                    "{ctx}: wait-seconds=\"{v}\": expected 1 to {OMNI_WAIT_MAX_S}"
+                ))
+            }
+        },
+    };
+    Ok(OmniConfig {
+        flow,
+        fallback_queue,
+        wait_seconds,
+    })
 }
 
 fn is_org_id(id: &str) -> bool {
@@ -103,12 +161,17 @@ pub fn parse_voice(
             "{ctx}: needs private-key-file=\"…\" or private-key-env=\"…\""
         ))
     })?;
+    let omni = element
+        .child("omni-channel")
+        .map(|o| parse_omni(o, &ctx))
+        .transpose()?;
     Ok(VoiceConfig {
         scrt_url,
         org_id,
         call_center,
         provider,
         private_key,
+        omni,
     })
 }
 
@@ -133,4 +196,54 @@ pub fn parse_record(
         ));
     }
     Ok((record, voice))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voice(omni: &str) -> Result<VoiceConfig, ConfigError> {
+        let xml = format!(
+            r#"<service-cloud-voice scrt-url="https://acme.my.salesforce-scrt.com" org-id="00DEm0000000001"
+                 call-center="NatterboxCC" provider="Natterbox" private-key-env="SCV_KEY">{omni}</service-cloud-voice>"#
+        );
+        parse_voice(&crate::xml::parse(&xml).unwrap(), "org acme", false)
+    }
+
+    #[test]
+    fn omni_channel_is_optional_and_checked() {
+        assert_eq!(voice("").unwrap().omni, None);
+        let omni = voice(r#"<omni-channel flow="Inbound_Voice" fallback-queue="Support"/>"#)
+            .unwrap()
+            .omni
+            .unwrap();
+        assert_eq!(omni.flow.as_deref(), Some("Inbound_Voice"));
+        assert_eq!(omni.fallback_queue.as_deref(), Some("Support"));
+        assert_eq!(omni.wait_seconds, OMNI_WAIT_DEFAULT_S);
+        let queue_only =
+            voice(r#"<omni-channel fallback-queue="00G5e000000AbCd" wait-seconds="45"/>"#)
+                .unwrap()
+                .omni
+                .unwrap();
+        assert_eq!(queue_only.flow, None);
+        assert_eq!(queue_only.wait_seconds, 45);
+        for (bad, says) in [
+            (r#"<omni-channel/>"#, "flow="),
+            (r#"<omni-channel flow="a b"/>"#, "flow=\"a b\""),
+            (
+                r#"<omni-channel flow="F" wait-seconds="0"/>"#,
+                "wait-seconds",
+            ),
+            (
+                r#"<omni-channel flow="F" wait-seconds="601"/>"#,
+                "wait-seconds",
+            ),
+        ] {
+            let e = voice(bad).unwrap_err().0;
+            assert!(
+                e.contains(says) && e.contains("<omni-channel>"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -416,6 +416,11 @@ impl AgentCalls {
         let context = &dialing.context;
         Ok(match command {
             CallCommand::Dial { .. } => unreachable!("handled above"),
+            CallCommand::BridgeRouted { .. } => {
+                return Err(
+                    "a routed call is bridged by its routing point, not as an agent's call".into(),
+                )
+            }
             CallCommand::Hold { .. } => vec![api("uuid_hold", agent_leg)],
             CallCommand::Resume { .. } => vec![api("uuid_hold", format!("off {agent_leg}"))],
             CallCommand::Mute { .. } => {

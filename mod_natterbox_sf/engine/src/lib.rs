@@ -12,6 +12,7 @@ mod fleet_hooks;
 mod fleet_usage;
 pub mod flight;
 pub mod metrics;
+pub mod omni_parking;
 mod org_upkeep;
 pub mod outbox;
 pub mod outcome;

@@ -198,6 +198,13 @@ impl Outbox {
         self.offer_or_drop(Message::CallProgress(progress));
     }
 
+    /// A call handed to Omni-Channel, or leaving its routing point without an agent (best
+    /// effort: the sidecar also clears the routing of an unbridged call when its call log
+    /// arrives).
+    pub fn omni(&self, message: Message) {
+        self.offer_or_drop(message);
+    }
+
     /// The module's metrics for the sidecar's `/metrics`; a newer one follows, so a full queue
     /// drops it.
     pub fn module_metrics(&self, text: String) {

@@ -9,7 +9,9 @@ use crate::ffi::interface::ModuleInterface;
 use crate::ffi::session::Session;
 use crate::ffi::stream::Stream;
 use crate::ffi::sys;
-use crate::{api, apps, call_control, hangup, module, presence, query_apps, record_writes};
+use crate::{
+    api, apps, call_control, hangup, module, omni_route, presence, query_apps, record_writes,
+};
 use natterbox_engine::agent_calls::ChannelEventKind;
 
 /// What FreeSWITCH's loader reads (`SWITCH_MODULE_DEFINITION`).
@@ -124,6 +126,36 @@ pub unsafe extern "C" fn sf_presence_app(
     })
 }
 
+pub unsafe extern "C" fn sf_omni_route_app(
+    session: *mut sys::switch_core_session_t,
+    data: *const c_char,
+) {
+    guarded("sf_omni_route", (), || {
+        // SAFETY: as in sf_lookup_app.
+        let Some(session) = (unsafe { Session::from_raw(session) }) else {
+            return;
+        };
+        // SAFETY: as in sf_lookup_app.
+        let data = unsafe { text_arg(data) };
+        omni_route::sf_omni_route(&session, &data);
+    })
+}
+
+pub unsafe extern "C" fn sf_omni_fallback_app(
+    session: *mut sys::switch_core_session_t,
+    data: *const c_char,
+) {
+    guarded("sf_omni_fallback", (), || {
+        // SAFETY: as in sf_lookup_app.
+        let Some(session) = (unsafe { Session::from_raw(session) }) else {
+            return;
+        };
+        // SAFETY: as in sf_lookup_app.
+        let data = unsafe { text_arg(data) };
+        omni_route::sf_omni_fallback(&session, &data);
+    })
+}
+
 /// The three write applications differ only in their op.
 macro_rules! write_app {
     ($name:ident, $label:literal, $handler:path) => {
@@ -175,6 +207,7 @@ pub unsafe extern "C" fn on_hangup_complete(event: *mut sys::switch_event_t) {
     guarded("hangup", (), || {
         // SAFETY: FreeSWITCH passes the event being delivered, valid during the call.
         if let Some(mut event) = unsafe { EventRef::from_raw(event) } {
+            omni_route::on_hangup(&mut event);
             hangup::on_hangup_complete(&mut event);
         }
     })

@@ -64,7 +64,7 @@ impl CommandError {
             message: message.into(),
         }
     }
-    fn internal(message: impl Into<String>) -> CommandError {
+    pub(crate) fn internal(message: impl Into<String>) -> CommandError {
         CommandError {
             code: 500,
             reason: "internal",
@@ -123,6 +123,10 @@ pub enum Command {
         disposition: String,
         notes: String,
     },
+    /// Omni-Channel offered this agent the call and they accepted it (`omni.rs`).
+    AcceptRouted {
+        call_uuid: String,
+    },
 }
 
 impl Command {
@@ -134,6 +138,7 @@ impl Command {
             Command::Conference { .. } => "conference",
             Command::SetPresence(_) => "set_presence",
             Command::WrapUp { .. } => "wrap_up",
+            Command::AcceptRouted { .. } => "accept_routed",
         }
     }
 
@@ -142,7 +147,8 @@ impl Command {
             Command::OnCall { call_uuid, .. }
             | Command::Transfer { call_uuid, .. }
             | Command::Conference { call_uuid, .. }
-            | Command::WrapUp { call_uuid, .. } => Some(call_uuid),
+            | Command::WrapUp { call_uuid, .. }
+            | Command::AcceptRouted { call_uuid } => Some(call_uuid),
             _ => None,
         }
     }
@@ -309,6 +315,9 @@ fn parse_command(fields: &serde_json::Map<String, Value>) -> Result<Command, Com
                 notes,
             }
         }
+        "accept_routed" => Command::AcceptRouted {
+            call_uuid: call_uuid_field(fields)?,
+        },
         other => {
             return Err(CommandError::bad_request(format!(
                 "unknown command type {:?}",
@@ -460,6 +469,9 @@ pub async fn execute(
             }
             desk.link.broadcast(&Message::Presence(presence));
             Ok(json!({}))
+        }
+        Command::AcceptRouted { call_uuid } => {
+            crate::omni::accept_routed(app, agent, call_uuid).await
         }
         Command::WrapUp {
             call_uuid,

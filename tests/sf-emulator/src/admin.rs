@@ -38,6 +38,23 @@ pub struct ConfigUpdate {
     pub voicecall_duplicate_create: Option<String>,
 }
 
+/// `POST /__emulator/omni/agents`: an agent (User id) goes online or offline in Omni-Channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmniAgent {
+    pub user_id: String,
+    #[serde(default)]
+    pub online: bool,
+}
+
+/// `POST /__emulator/omni/accept`: the agent offered the call's work accepts it in the Omni
+/// widget. `voice_call`: the VoiceCall id or vendorCallKey.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmniAccept {
+    pub voice_call: String,
+}
+
 /// Rust handle over the admin operations of one running emulator.
 #[derive(Clone)]
 pub struct Admin {
@@ -211,6 +228,23 @@ impl Admin {
         self.org.runtime().phone_match = m;
     }
 
+    /// Omni-Channel routing: `{"online": [user ids], "routings": [{voice_call_id,
+    /// vendor_call_key, dialed_number, flow, fallback_queue, flow_input_parameters, offered_to,
+    /// agent_work_id, state}]}`.
+    pub fn omni(&self) -> Value {
+        crate::omni::list(&self.org)
+    }
+
+    /// An agent goes online (or offline) in Omni-Channel; waiting work is offered at once.
+    pub fn set_omni_online(&self, user_id: &str, online: bool) {
+        crate::omni::set_online(&self.org, user_id, online);
+    }
+
+    /// The agent offered the call's work accepts it in the Omni widget; returns who.
+    pub fn accept_omni_work(&self, voice_call: &str) -> Result<String, String> {
+        crate::omni::accept(&self.org, voice_call)
+    }
+
     /// What a second `POST /telephony/v1/voiceCalls` with a used vendorCallKey gets.
     pub fn set_voicecall_duplicate_create(&self, mode: crate::telephony::DuplicateCreate) {
         self.org.telephony.set_duplicate_create(mode);
@@ -347,6 +381,22 @@ pub fn handle(org: &Org, req: &Request) -> Response {
         (Method::GET, "/events") => ok(Value::Array(org.data().events.clone())),
         (Method::GET, "/created") => ok(Value::Array(org.data().created.clone())),
         (Method::GET, "/voicecalls") => ok(org.telephony.list()),
+        (Method::GET, "/omni") => ok(crate::omni::list(org)),
+        (Method::POST, "/omni/agents") => match parse::<OmniAgent>(req) {
+            Ok(a) if !a.user_id.is_empty() => {
+                crate::omni::set_online(org, &a.user_id, a.online);
+                ok(crate::omni::list(org))
+            }
+            Ok(_) => bad("user_id is required"),
+            Err(r) => r,
+        },
+        (Method::POST, "/omni/accept") => match parse::<OmniAccept>(req) {
+            Ok(a) => match crate::omni::accept(org, &a.voice_call) {
+                Ok(agent) => ok(json!({"accepted_by": agent})),
+                Err(e) => Response::json(409, &json!({"error": e})),
+            },
+            Err(r) => r,
+        },
         (Method::GET, s) if s.starts_with("/records/") => ok(Value::Array(records(org, &s[9..]))),
         (Method::GET, "/faults") => ok(json!(org.faults.list())),
         (Method::POST, "/faults") => match parse::<FaultRule>(req) {

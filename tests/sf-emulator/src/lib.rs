@@ -9,6 +9,7 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod oauth;
+pub mod omni;
 pub mod phone_match;
 pub mod pubsub;
 pub mod rest;

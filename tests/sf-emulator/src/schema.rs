@@ -743,9 +743,26 @@ impl Schema {
             ],
             false,
         );
+        // Omni-Channel's offer of a work item to an agent (omni.rs); Salesforce's own, read-only.
+        let agent_work = obj(
+            "AgentWork",
+            "Agent Work",
+            "Agent Work",
+            "0Bz",
+            vec![
+                f("WorkItemId", "Work Item ID", T::Reference)
+                    .refs(&["VoiceCall"], "WorkItem")
+                    .read_only(),
+                f("UserId", "User ID", T::Reference)
+                    .refs(&["User"], "User")
+                    .read_only(),
+                f("Status", "Status", T::String).read_only(),
+            ],
+            false,
+        );
         Schema {
             objects: [
-                account, contact, lead, user, group, case, task, rule, pop, voice_call,
+                account, contact, lead, user, group, case, task, rule, pop, voice_call, agent_work,
             ]
             .into_iter()
             .map(Arc::new)
@@ -848,6 +865,7 @@ impl Schema {
             "00T" => "Task",
             "a0R" => "Routing_Rule__c",
             "0LQ" => "VoiceCall",
+            "0Bz" => "AgentWork",
             _ => return None,
         })
     }

@@ -99,6 +99,8 @@ pub struct Telephony {
     call_centers: Vec<CallCenter>,
     calls: Mutex<Vec<VoiceCall>>,
     duplicate_conflict: AtomicBool,
+    /// Omni-Channel routing of the calls (`omni.rs`).
+    pub omni: crate::omni::Omni,
 }
 
 impl Telephony {
@@ -121,10 +123,11 @@ impl Telephony {
             call_centers,
             calls: Mutex::new(Vec::new()),
             duplicate_conflict: AtomicBool::new(false),
+            omni: crate::omni::Omni::default(),
         })
     }
 
-    fn calls(&self) -> MutexGuard<'_, Vec<VoiceCall>> {
+    pub(crate) fn calls(&self) -> MutexGuard<'_, Vec<VoiceCall>> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -165,7 +168,7 @@ fn unauthorized(message: &str) -> Response {
 }
 
 /// Checks the bearer JWT; returns the call center it names.
-fn authenticate<'a>(org: &'a Org, req: &Request) -> Result<&'a CallCenter, Response> {
+pub(crate) fn authenticate<'a>(org: &'a Org, req: &Request) -> Result<&'a CallCenter, Response> {
     let token = req
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -242,7 +245,7 @@ fn authenticate<'a>(org: &'a Org, req: &Request) -> Result<&'a CallCenter, Respo
     Ok(cc)
 }
 
-fn body_object(req: &Request) -> Result<Map<String, Value>, Response> {
+pub(crate) fn body_object(req: &Request) -> Result<Map<String, Value>, Response> {
     let json_type = req
         .header("content-type")
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
@@ -325,6 +328,9 @@ pub fn handle(org: &Org, req: &Request) -> Response {
     let Some(rest) = path.strip_prefix("/telephony/v1/voiceCalls") else {
         return error(404, "NOT_FOUND", "The requested resource does not exist");
     };
+    if let Some((id, action)) = crate::omni::route_of(rest) {
+        return crate::omni::handle(org, req, id, action);
+    }
     org.stats.endpoint("telephony_voicecalls");
     let cc = match authenticate(org, req) {
         Ok(cc) => cc,
@@ -360,7 +366,7 @@ const CREATE_FIELDS: [&str; 11] = [
 
 /// The VoiceCall a path or `parentVoiceCallId` names: its id (15 or 18 characters) or its
 /// vendorCallKey. A key that more than one record carries names none of them.
-fn find(calls: &[VoiceCall], id_or_key: &str) -> Result<usize, Response> {
+pub(crate) fn find(calls: &[VoiceCall], id_or_key: &str) -> Result<usize, Response> {
     let id18 = crate::ids::to18(id_or_key);
     if let Some(i) = calls.iter().position(|c| Some(&c.id) == id18.as_ref()) {
         return Ok(i);

@@ -4,6 +4,7 @@ mod binary;
 mod common;
 mod faults;
 mod oauth;
+mod omni;
 mod polymorphic;
 mod pubsub;
 mod query;

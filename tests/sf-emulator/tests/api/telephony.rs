@@ -5,7 +5,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 use sf_emulator::{DuplicateCreate, Emulator};
 
-fn telephony_jwt(emu: &Emulator) -> String {
+pub(crate) fn telephony_jwt(emu: &Emulator) -> String {
     sign_jwt(
         &json!({"iss": emu.org_id(), "sub": "NatterboxCC", "aud": "https://scrt.salesforce.com",
                 "iat": now_s(), "exp": now_s() + 120, "jti": format!("t-{}", now_s())}),
@@ -13,7 +13,12 @@ fn telephony_jwt(emu: &Emulator) -> String {
     )
 }
 
-async fn call(emu: &Emulator, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn call(
+    emu: &Emulator,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     let r = client()
         .request(
             method,
@@ -29,14 +34,14 @@ async fn call(emu: &Emulator, method: reqwest::Method, path: &str, body: Value) 
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-fn create_body(key: &str) -> Value {
+pub(crate) fn create_body(key: &str) -> Value {
     json!({"callCenterApiName": "NatterboxCC", "vendorCallKey": key, "to": "+18005550199",
            "from": "+14155550100", "initiationMethod": "Inbound",
            "startTime": "2026-01-01T00:00:00.000Z",
            "participants": [{"participantKey": "+14155550100", "type": "END_USER"}]})
 }
 
-async fn create(emu: &Emulator, body: Value) -> (u16, Value) {
+pub(crate) async fn create(emu: &Emulator, body: Value) -> (u16, Value) {
     call(emu, reqwest::Method::POST, "", body).await
 }
 
