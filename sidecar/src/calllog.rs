@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::backoff::{self, now_ms};
-use crate::outbox::PendingRow;
+use crate::outbox::{db, PendingRow};
 use crate::App;
 
 /// Records per create batch (`/composite/sobjects` takes up to 200).
@@ -205,16 +205,6 @@ pub async fn update_gauges(app: &App) {
         app.metrics.outbox_delivered.set(c.delivered);
         app.metrics.outbox_failed.set(c.failed);
     }
-}
-
-async fn db<R: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&crate::outbox::Outbox) -> Result<R, String> + Send + 'static,
-) -> Result<R, String> {
-    let outbox = app.outbox.clone();
-    tokio::task::spawn_blocking(move || f(&outbox))
-        .await
-        .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")))
 }
 
 async fn deliver_round(

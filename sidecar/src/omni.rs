@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::agent::commands::CommandError;
 use crate::backoff::now_ms;
+use crate::outbox::db;
 use crate::pops::AgentIdentity;
 use crate::voicecall_queue::VoiceCallStep;
 use crate::App;
@@ -207,16 +208,6 @@ impl crate::outbox::Outbox {
             .map(|_| ())
             .map_err(|e| format!("outbox database: {e}"))
     }
-}
-
-async fn db<R: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&crate::outbox::Outbox) -> Result<R, String> + Send + 'static,
-) -> Result<R, String> {
-    let outbox = app.outbox.clone();
-    tokio::task::spawn_blocking(move || f(&outbox))
-        .await
-        .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")))
 }
 
 /// The org's voice settings when it routes with Omni-Channel.

@@ -380,6 +380,18 @@ impl Outbox {
     }
 }
 
+/// Runs `f` on the outbox on a blocking thread: its SQLite syncs must never stall the runtime
+/// that serves the module and the agents. One helper for call logs, VoiceCalls and routing.
+pub async fn db<R: Send + 'static>(
+    app: &crate::App,
+    f: impl FnOnce(&Outbox) -> Result<R, String> + Send + 'static,
+) -> Result<R, String> {
+    let outbox = app.outbox.clone();
+    tokio::task::spawn_blocking(move || f(&outbox))
+        .await
+        .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

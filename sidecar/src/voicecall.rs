@@ -37,6 +37,7 @@ use tokio::sync::watch;
 
 use crate::backoff::{self, now_ms};
 use crate::calllog::utc_date;
+use crate::outbox::db;
 use crate::voicecall_queue::{DueStep, VoiceCallStep};
 use crate::App;
 
@@ -382,16 +383,6 @@ async fn send(app: &App, org: &OrgConfig, voice: &VoiceConfig, due: &DueStep) ->
         }
         _ => Outcome::Refused(format!("HTTP {status}: {detail}")),
     }
-}
-
-async fn db<R: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&crate::outbox::Outbox) -> Result<R, String> + Send + 'static,
-) -> Result<R, String> {
-    let outbox = app.outbox.clone();
-    tokio::task::spawn_blocking(move || f(&outbox))
-        .await
-        .unwrap_or_else(|e| Err(format!("outbox task failed: {e}")))
 }
 
 /// Enqueues a live event's steps (when the org records VoiceCalls) and wakes the worker.
